@@ -1,0 +1,372 @@
+/* aggregator.c — the flush side of tallyd: ring → cells → one LMDB txn → acks. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nanomsg/nn.h>
+#include <nanomsg/pubsub.h>
+#include <uv.h>
+
+#include "aggregator.h"
+#include "cells.h"
+#include "codec.h"
+#include "log.h"
+#include "pipeline.h"
+#include "stats.h"
+#include "timeutil.h"
+
+/* Blocks applied per wake-up before yielding to the flush timer. */
+#define DRAIN_BUDGET 4096
+
+typedef struct prod {
+    tally__dedup_t pending;   /* includes every applied block */
+    tally__dedup_t committed; /* what the store holds */
+    uint8_t dirty;            /* pending differs from committed */
+    uint8_t need_ack;         /* ack at the next flush even if unchanged */
+} prod_t;
+
+struct tally_aggregator {
+    tally_aggregator_opts_t o;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t flush_timer;
+    uv_thread_t thread;
+    int pub;
+    tally__cells_t *cells;
+    prod_t *prods;
+    uint32_t nprods, cap_prods;
+    uint32_t *touched; /* producers to write / ack at the next flush */
+    uint32_t ntouched, cap_touched;
+    uint64_t events_pending;
+    int stalled;       /* last commit failed: stop taking blocks */
+    int shutting_down;
+    int final_status;
+    tally__ratelimit_t rl_fail;
+    msgpack_sbuffer ackbuf;
+    tally__store_producer_t *pput;
+    uint32_t cap_pput;
+};
+
+static int
+ensure_prod(tally_aggregator_t *a, uint32_t id)
+{
+    if (id < a->nprods)
+        return 0;
+    if (id >= a->cap_prods) {
+        uint32_t ncap = a->cap_prods ? a->cap_prods : 64;
+        while (ncap <= id)
+            ncap *= 2;
+        prod_t *np = realloc(a->prods, (size_t)ncap * sizeof *np);
+        if (!np)
+            return -ENOMEM;
+        a->prods = np;
+        a->cap_prods = ncap;
+    }
+    memset(&a->prods[a->nprods], 0, (size_t)(id + 1 - a->nprods) * sizeof *a->prods);
+    a->nprods = id + 1;
+    return 0;
+}
+
+static int
+touch(tally_aggregator_t *a, uint32_t id)
+{
+    prod_t *p = &a->prods[id];
+    if (p->dirty || p->need_ack)
+        return 0; /* already listed */
+    if (a->ntouched == a->cap_touched) {
+        uint32_t ncap = a->cap_touched ? a->cap_touched * 2 : 64;
+        uint32_t *nt = realloc(a->touched, (size_t)ncap * sizeof *nt);
+        if (!nt)
+            return -ENOMEM;
+        a->touched = nt;
+        a->cap_touched = ncap;
+    }
+    a->touched[a->ntouched++] = id;
+    return 0;
+}
+
+static void
+apply_block(tally_aggregator_t *a, tally_block_t *b)
+{
+    if (ensure_prod(a, b->producer) != 0 || touch(a, b->producer) != 0) {
+        tally__log_error("out of memory in the aggregator; exiting without acking");
+        abort();
+    }
+    prod_t *p = &a->prods[b->producer];
+    if (memcmp(&p->pending, &b->state, sizeof b->state) != 0) {
+        p->pending = b->state;
+        p->dirty = 1;
+    }
+    p->need_ack = 1;
+    for (uint32_t i = 0; i < b->n; i++) {
+        const tally_delta_t *d = &b->d[i];
+        int64_t iv = d->is_float ? 0 : d->v.i;
+        double fv = d->is_float ? d->v.f : 0;
+        if (tally__cells_add(a->cells, d->series, d->hour_s, (int)d->is_float, iv, fv, d->ts_ms)) {
+            tally__log_error("out of memory in the aggregator; exiting without acking");
+            abort();
+        }
+    }
+    a->events_pending += b->n;
+}
+
+static void
+publish_acks(tally_aggregator_t *a)
+{
+    for (uint32_t i = 0; i < a->ntouched; i++) {
+        uint32_t id = a->touched[i];
+        prod_t *p = &a->prods[id];
+        uint32_t len;
+        const char *name = tally__strtab_get(a->o.producers, id, &len);
+        a->ackbuf.size = 0;
+        if (tally__encode_ack(&a->ackbuf, name, len, p->committed.floor, p->committed.max_seq)) {
+            TALLY_STAT_ADD(ack_send_errors, 1);
+        } else if (a->pub >= 0 &&
+                   nn_send(a->pub, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0) {
+            /* a PUB socket drops for slow subscribers; the producer
+             * resends after its timeout and gets acked again */
+            TALLY_STAT_ADD(ack_send_errors, 1);
+        } else {
+            TALLY_STAT_ADD(acks_sent, 1);
+        }
+        p->need_ack = 0;
+        p->dirty = 0;
+    }
+    a->ntouched = 0;
+}
+
+/* One flush: prepare sorted updates, commit them with the producer marks,
+ * then ack. On failure everything stays for the next try. */
+static int
+flush(tally_aggregator_t *a)
+{
+    const tally__store_put_t *hourly, *monthly;
+    size_t nh, nm;
+    uint32_t np = 0;
+    if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0)
+        return 0;
+    uint64_t t0 = uv_hrtime();
+    if (tally__cells_prepare(a->cells, &hourly, &nh, &monthly, &nm) != 0)
+        return -ENOMEM;
+    if (a->ntouched > a->cap_pput) {
+        tally__store_producer_t *pp = realloc(a->pput, (size_t)a->ntouched * sizeof *pp);
+        if (!pp)
+            return -ENOMEM;
+        a->pput = pp;
+        a->cap_pput = a->ntouched;
+    }
+    for (uint32_t i = 0; i < a->ntouched; i++) {
+        prod_t *p = &a->prods[a->touched[i]];
+        if (!p->dirty)
+            continue;
+        uint32_t len;
+        const char *name = tally__strtab_get(a->o.producers, a->touched[i], &len);
+        a->pput[np].id = name;
+        a->pput[np].id_len = len;
+        a->pput[np].state = p->pending;
+        np++;
+    }
+    int rc = 0;
+    if (nh || nm || np) {
+        for (int attempt = 0; attempt < 8; attempt++) {
+            rc = tally__store_commit(a->o.store, hourly, nh, monthly, nm, a->pput, np);
+            if (rc != TALLY_EMAPFULL)
+                break;
+            uint64_t size, used;
+            tally__store_map_info(a->o.store, &size, &used);
+            if (a->o.map_max_bytes <= size)
+                break;
+            uint64_t nsize = size * 2 > a->o.map_max_bytes ? a->o.map_max_bytes : size * 2;
+            if (tally__store_grow(a->o.store, nsize) != 0)
+                break;
+            TALLY_STAT_ADD(map_grows, 1);
+            tally__log_info("storage map grown map_size_bytes=%llu", (unsigned long long)nsize);
+        }
+    }
+    uint64_t size, used;
+    tally__store_map_info(a->o.store, &size, &used);
+    TALLY_STAT_SET(map_size, size);
+    TALLY_STAT_SET(map_used, used);
+    if (rc != 0) {
+        uint32_t supp;
+        TALLY_STAT_ADD(flush_errors, 1);
+        if (rc == TALLY_EMAPFULL || rc == -ENOSPC)
+            TALLY_STAT_SET(store_full, 1);
+        if (tally__ratelimit_ok(&a->rl_fail, 1, 10000, &supp))
+            tally__log_error("flush failed; ingest paused until it succeeds err=\"%s\" "
+                             "cells=%zu map_size_bytes=%llu suppressed=%u",
+                             tally_strerror(rc), nh, (unsigned long long)size, supp);
+        a->stalled = 1;
+        return rc;
+    }
+    if (a->stalled) {
+        tally__log_info("flush succeeded again; ingest resumes");
+        a->stalled = 0;
+        TALLY_STAT_SET(store_full, 0);
+    }
+    for (uint32_t i = 0; i < a->ntouched; i++) {
+        prod_t *p = &a->prods[a->touched[i]];
+        p->committed = p->pending;
+    }
+    tally__cells_reset(a->cells);
+    uint64_t us = (uv_hrtime() - t0) / 1000;
+    tally_stats_flush_observe(us);
+    TALLY_STAT_ADD(flushes, 1);
+    TALLY_STAT_ADD(events_committed, a->events_pending);
+    TALLY_STAT_SET(cells_pending, 0);
+    a->events_pending = 0;
+    publish_acks(a);
+    return 0;
+}
+
+static void
+stop_loop(tally_aggregator_t *a)
+{
+    uv_timer_stop(&a->flush_timer);
+    uv_close((uv_handle_t *)&a->flush_timer, NULL);
+    uv_close((uv_handle_t *)&a->wake, NULL);
+}
+
+static void
+drain(tally_aggregator_t *a)
+{
+    void *item;
+    int freed = 0, n = 0;
+    while (!a->stalled && !a->shutting_down && n < DRAIN_BUDGET &&
+           tally__ring_pop(a->o.work, &item)) {
+        tally_block_t *b = item;
+        n++;
+        if (b->kind == TALLY_BLOCK_SHUTDOWN) {
+            a->shutting_down = 1;
+            free(b->d);
+            free(b);
+            break;
+        }
+        apply_block(a, b);
+        b->n = 0;
+        /* the free ring holds every block there is: it cannot be full */
+        TALLY_ASSERT(tally__ring_push(a->o.free_ring, b));
+        freed = 1;
+    }
+    TALLY_STAT_SET(cells_pending, tally__cells_cells(a->cells));
+    if (freed && a->o.on_space)
+        a->o.on_space(a->o.ctx);
+    if (a->shutting_down) {
+        int rc = flush(a);
+        /* a failed final flush loses nothing: those batches were never
+         * acked, so their producers send them again to the next daemon */
+        a->final_status = rc;
+        if (rc)
+            tally__log_error("final flush failed; unacked batches will be resent err=\"%s\"",
+                             tally_strerror(rc));
+        stop_loop(a);
+        if (a->o.on_done)
+            a->o.on_done(a->o.ctx, rc);
+        return;
+    }
+    if (n == DRAIN_BUDGET)
+        uv_async_send(&a->wake); /* more waiting: come back after the timer had its turn */
+}
+
+static void
+on_wake(uv_async_t *h)
+{
+    drain(h->data);
+}
+
+static void
+on_flush_timer(uv_timer_t *h)
+{
+    tally_aggregator_t *a = h->data;
+    drain(a);
+    if (a->shutting_down)
+        return;
+    int was_stalled = a->stalled;
+    flush(a);
+    if (was_stalled && !a->stalled)
+        drain(a);
+}
+
+static void
+thread_main(void *arg)
+{
+    tally_aggregator_t *a = arg;
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+}
+
+int
+tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t *initial,
+                       uint32_t n, tally_aggregator_t **out)
+{
+    int rc;
+    tally_aggregator_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a->o = *opts;
+    a->pub = -1;
+    msgpack_sbuffer_init(&a->ackbuf);
+    if ((rc = tally__cells_create(opts->series, &a->cells)) != 0)
+        goto fail;
+    if (n && (rc = ensure_prod(a, n - 1)) != 0)
+        goto fail;
+    for (uint32_t i = 0; i < n; i++)
+        a->prods[i].pending = a->prods[i].committed = initial[i];
+    if ((a->pub = nn_socket(AF_SP, NN_PUB)) < 0) {
+        rc = -nn_errno();
+        goto fail;
+    }
+    for (size_t i = 0; i < opts->nacks; i++) {
+        if (nn_bind(a->pub, opts->acks[i]) < 0) {
+            rc = -nn_errno();
+            tally__log_error("cannot bind ack endpoint endpoint=%s err=\"%s\"", opts->acks[i],
+                             nn_strerror(-rc));
+            goto fail;
+        }
+    }
+    if ((rc = uv_loop_init(&a->loop)) != 0)
+        goto fail;
+    uv_async_init(&a->loop, &a->wake, on_wake);
+    a->wake.data = a;
+    uv_timer_init(&a->loop, &a->flush_timer);
+    a->flush_timer.data = a;
+    uv_timer_start(&a->flush_timer, on_flush_timer, opts->interval_ms, opts->interval_ms);
+    if ((rc = uv_thread_create(&a->thread, thread_main, a)) != 0) {
+        uv_close((uv_handle_t *)&a->wake, NULL);
+        uv_close((uv_handle_t *)&a->flush_timer, NULL);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&a->loop);
+        goto fail;
+    }
+    *out = a;
+    return 0;
+fail:
+    if (a->pub >= 0)
+        nn_close(a->pub);
+    tally__cells_destroy(a->cells);
+    free(a->prods);
+    msgpack_sbuffer_destroy(&a->ackbuf);
+    free(a);
+    return rc;
+}
+
+void
+tally_aggregator_notify(tally_aggregator_t *a)
+{
+    uv_async_send(&a->wake);
+}
+
+int
+tally_aggregator_join(tally_aggregator_t *a)
+{
+    uv_thread_join(&a->thread);
+    int status = a->final_status;
+    uv_loop_close(&a->loop);
+    nn_close(a->pub);
+    tally__cells_destroy(a->cells);
+    free(a->prods);
+    free(a->touched);
+    free(a->pput);
+    msgpack_sbuffer_destroy(&a->ackbuf);
+    free(a);
+    return status;
+}

@@ -1,0 +1,60 @@
+/* aggregator.h — tallyd's aggregator thread: applies delta blocks, commits flushes to LMDB, publishes acks.
+ *
+ * The aggregator runs its own libuv loop on its own thread. It is the only
+ * consumer of the work ring, the only producer of the free ring, the only
+ * writer of the store and the only user of the ack PUB socket. Its state
+ * (cells, producers' pending and committed marks) is private to that thread.
+ *
+ * Exactly-once: a producer's state travels with the block of the batch it
+ * accepted, so the state written in a flush covers exactly the deltas in
+ * that flush. Acks are published only after the commit returned.
+ */
+#ifndef TALLY_AGGREGATOR_H
+#define TALLY_AGGREGATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dedup.h"
+#include "ring.h"
+#include "store.h"
+#include "strtab.h"
+
+typedef struct tally_aggregator tally_aggregator_t;
+
+typedef struct tally_aggregator_opts {
+    tally__store_t *store;
+    const tally__strtab_t *series;    /**< read-only here */
+    const tally__strtab_t *producers; /**< read-only here */
+    tally__ring_t *work;              /**< blocks to apply (consumer side) */
+    tally__ring_t *free_ring;         /**< blocks given back (producer side) */
+    uint32_t interval_ms;             /**< flush period */
+    uint64_t map_max_bytes;           /**< grow the map up to this; 0 = never */
+    char **acks;                      /**< PUB endpoints */
+    size_t nacks;
+    /** Called on the aggregator thread after blocks went back to the free
+     *  ring; must be thread-safe (tallyd: uv_async_send to the ingest loop). */
+    void (*on_space)(void *ctx);
+    /** Called on the aggregator thread once the final flush is done. */
+    void (*on_done)(void *ctx, int status);
+    void *ctx;
+} tally_aggregator_opts_t;
+
+/**
+ * @brief Bind the ack sockets and start the thread.
+ * @param initial committed producer states by producer id (index), n of them.
+ * @return 0, -errno from nanomsg or the thread, -ENOMEM.
+ */
+int tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t *initial,
+                           uint32_t n, tally_aggregator_t **out);
+
+/** @brief Tell the aggregator blocks are waiting. Any thread; coalesces. */
+void tally_aggregator_notify(tally_aggregator_t *a);
+
+/**
+ * @brief Wait for the thread to end (after it consumed a SHUTDOWN block)
+ *        and free everything. @return the final flush status (0 = committed).
+ */
+int tally_aggregator_join(tally_aggregator_t *a);
+
+#endif

@@ -1,0 +1,455 @@
+/* ingest.c — the receive path of tallyd: socket → decode → dedup → intern → block → ring. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+
+#include "codec.h"
+#include "ingest.h"
+#include "log.h"
+#include "pipeline.h"
+#include "rollup.h"
+#include "stats.h"
+#include "timeutil.h"
+
+/* Messages handled per readable callback before yielding to the loop. */
+#define RECV_BUDGET 256
+
+enum { SERIES_KNOWN = 1, SERIES_UNKNOWN = 2 };
+
+struct tally_ingest {
+    tally_ingest_opts_t o;
+    int sock;
+    uv_os_sock_t fd;
+    uv_poll_t poll;
+    uv_async_t wake;
+    uv_timer_t retry;
+    int polling;
+    int paused; /* atomic: shared with the aggregator's tally_ingest_wake() */
+    int stopping;
+    int closing;
+    tally__decoder_t dec;
+    tally__dedup_t *states;
+    uint32_t nstates, cap_states;
+    uint8_t *known; /* per series id: SERIES_KNOWN / SERIES_UNKNOWN */
+    uint32_t cap_known;
+    tally_block_t *spare; /* a free block not yet used */
+    tally_block_t *shutdown;
+    uint32_t blocks, blocks_max;
+    int64_t late_window_s;
+    int64_t future_skew_ms;
+    tally__ratelimit_t rl_reject;
+};
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void
+reject(tally_ingest_t *in, int reason, uint64_t n, const tally__str_t *producer)
+{
+    uint32_t supp;
+    TALLY_STAT_ADD(rejected[reason], n);
+    if (tally__ratelimit_ok(&in->rl_reject, 5, 10000, &supp))
+        tally__log_warn("rejected reason=%s detail=\"%s\" count=%llu producer=%.*s suppressed=%u",
+                        tally__reject_name(reason), tally__reject_text(reason),
+                        (unsigned long long)n, producer ? (int)producer->len : 1,
+                        producer ? producer->p : "-", supp);
+}
+
+static tally_block_t *
+get_block(tally_ingest_t *in)
+{
+    void *item;
+    if (in->spare) {
+        tally_block_t *b = in->spare;
+        in->spare = NULL;
+        return b;
+    }
+    if (tally__ring_pop(in->o.free_ring, &item))
+        return item;
+    if (in->blocks < in->blocks_max) {
+        tally_block_t *b = calloc(1, sizeof *b);
+        if (b)
+            in->blocks++;
+        return b;
+    }
+    return NULL;
+}
+
+static void
+start_polling(tally_ingest_t *in)
+{
+    if (!in->polling && !in->stopping && !in->closing) {
+        uv_poll_start(&in->poll, UV_READABLE, on_readable);
+        in->polling = 1;
+    }
+}
+
+static void
+stop_polling(tally_ingest_t *in)
+{
+    if (in->polling) {
+        uv_poll_stop(&in->poll);
+        in->polling = 0;
+    }
+}
+
+static void
+pause_ingest(tally_ingest_t *in)
+{
+    stop_polling(in);
+    if (!__atomic_load_n(&in->paused, __ATOMIC_SEQ_CST)) {
+        TALLY_STAT_ADD(pauses, 1);
+        TALLY_STAT_SET(ingest_paused, 1);
+    }
+    __atomic_store_n(&in->paused, 1, __ATOMIC_SEQ_CST);
+    /* the aggregator may have returned blocks before it could see paused */
+    if (tally__ring_size(in->o.free_ring) > 0)
+        uv_async_send(&in->wake);
+}
+
+static int
+ensure_state(tally_ingest_t *in, uint32_t id)
+{
+    if (id < in->nstates)
+        return 0;
+    if (id >= in->cap_states) {
+        uint32_t ncap = in->cap_states ? in->cap_states * 2 : 64;
+        while (ncap <= id)
+            ncap *= 2;
+        tally__dedup_t *ns = realloc(in->states, (size_t)ncap * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        in->states = ns;
+        in->cap_states = ncap;
+    }
+    memset(&in->states[in->nstates], 0, (size_t)(id + 1 - in->nstates) * sizeof *in->states);
+    in->nstates = id + 1;
+    return 0;
+}
+
+static int
+series_known(tally_ingest_t *in, uint32_t id, const char *metric, uint32_t metric_len)
+{
+    if (id >= in->cap_known) {
+        uint32_t ncap = in->cap_known ? in->cap_known : 1024;
+        while (ncap <= id)
+            ncap *= 2;
+        uint8_t *nk = realloc(in->known, ncap);
+        if (!nk)
+            return -ENOMEM;
+        memset(nk + in->cap_known, 0, ncap - in->cap_known);
+        in->known = nk;
+        in->cap_known = ncap;
+    }
+    if (!in->known[id]) {
+        char m[TALLY_MAX_METRIC_LEN + 1];
+        memcpy(m, metric, metric_len);
+        m[metric_len] = '\0';
+        in->known[id] = in->o.catalog && tally__catalog_find(in->o.catalog, m) ? SERIES_KNOWN
+                                                                               : SERIES_UNKNOWN;
+        TALLY_STAT_SET(series, tally__strtab_count(in->o.series));
+    }
+    return in->known[id] == SERIES_KNOWN;
+}
+
+/* Series key from wire strings: same bytes as tally__series_key(). */
+static size_t
+wire_series_key(char *buf, const tally__wire_event_t *ev, const tally__wire_label_t *labels)
+{
+    size_t n = 0;
+    memcpy(buf, ev->ns.p, ev->ns.len);
+    n += ev->ns.len;
+    buf[n++] = '\0';
+    memcpy(buf + n, ev->metric.p, ev->metric.len);
+    n += ev->metric.len;
+    buf[n++] = '\0';
+    uint32_t order[TALLY_MAX_LABELS];
+    for (uint32_t i = 0; i < ev->nlabels; i++) {
+        uint32_t j = i;
+        const tally__str_t *ki = &labels[i].key;
+        while (j > 0) {
+            const tally__str_t *kj = &labels[order[j - 1]].key;
+            int c = memcmp(kj->p, ki->p, kj->len < ki->len ? kj->len : ki->len);
+            if (c < 0 || (c == 0 && kj->len <= ki->len))
+                break;
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    for (uint32_t i = 0; i < ev->nlabels; i++) {
+        const tally__wire_label_t *l = &labels[order[i]];
+        if (i)
+            buf[n++] = 0x1e;
+        memcpy(buf + n, l->key.p, l->key.len);
+        n += l->key.len;
+        buf[n++] = 0x1f;
+        memcpy(buf + n, l->value.p, l->value.len);
+        n += l->value.len;
+    }
+    return n;
+}
+
+/* Handle one message. Returns 1 when the block was used (pushed). */
+static int
+handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
+{
+    tally__wire_batch_t batch;
+    int reason;
+    uint32_t pid;
+    TALLY_STAT_ADD(messages, 1);
+    if (tally__decode_batch(&in->dec, msg, len, &batch, &reason) != 0) {
+        reject(in, reason, 1, NULL);
+        return 0;
+    }
+    int rc = tally__strtab_intern(in->o.producers, batch.producer.p, batch.producer.len, &pid);
+    if (rc < 0 || ensure_state(in, pid) != 0) {
+        tally__log_error("out of memory interning a producer; batch left unacked");
+        return 0;
+    }
+    if (rc == 1)
+        TALLY_STAT_SET(producers, tally__strtab_count(in->o.producers));
+    tally__dedup_t st = in->states[pid];
+    int verdict = tally__dedup_accept(&st, batch.seq, batch.base);
+    if (verdict == TALLY_DEDUP_AHEAD) {
+        reject(in, TALLY_PROTO_REJECT_window, 1, &batch.producer);
+        return 0;
+    }
+    in->states[pid] = st;
+    b->producer = pid;
+    b->state = st;
+    b->n = 0;
+    if (verdict == TALLY_DEDUP_DUP) {
+        TALLY_STAT_ADD(duplicates, 1);
+        b->kind = TALLY_BLOCK_ACK;
+    } else {
+        b->kind = TALLY_BLOCK_BATCH;
+        if (batch.nevents > b->cap) {
+            tally_delta_t *nd = realloc(b->d, (size_t)batch.nevents * sizeof *nd);
+            if (!nd) {
+                tally__log_error("out of memory for a batch; exiting without acking it");
+                abort(); /* the dedup state already counts it: never ack a partial batch */
+            }
+            b->d = nd;
+            b->cap = batch.nevents;
+        }
+        int64_t now_ms = tally__time_now_ms();
+        int64_t oldest = tally__time_hour_start(now_ms / 1000) - in->late_window_s;
+        uint64_t too_old = 0, future = 0, unknown = 0;
+        char key[TALLY_SERIES_KEY_MAX];
+        for (uint32_t i = 0; i < batch.nevents; i++) {
+            const tally__wire_event_t *ev = &batch.events[i];
+            if (ev->ts_ms > now_ms + in->future_skew_ms) {
+                future++;
+                continue;
+            }
+            int64_t hour = tally__time_hour_start(ev->ts_ms / 1000);
+            if (hour < oldest) {
+                too_old++;
+                continue;
+            }
+            size_t klen = wire_series_key(key, ev, batch.labels + ev->label_off);
+            uint32_t sid;
+            int irc = tally__strtab_intern(in->o.series, key, (uint32_t)klen, &sid);
+            int known = irc < 0 ? irc : series_known(in, sid, ev->metric.p, ev->metric.len);
+            if (known < 0) {
+                tally__log_error("out of memory interning a series; exiting without acking");
+                abort();
+            }
+            unknown += !known;
+            tally_delta_t *d = &b->d[b->n++];
+            d->series = sid;
+            d->is_float = (uint32_t)ev->is_float;
+            d->hour_s = hour;
+            d->ts_ms = ev->ts_ms;
+            if (ev->is_float)
+                d->v.f = ev->fval;
+            else
+                d->v.i = ev->ival;
+        }
+        if (too_old)
+            reject(in, TALLY_PROTO_REJECT_too_old, too_old, &batch.producer);
+        if (future)
+            reject(in, TALLY_PROTO_REJECT_future, future, &batch.producer);
+        if (unknown)
+            TALLY_STAT_ADD(unknown_metric, unknown);
+        TALLY_STAT_ADD(batches, 1);
+        TALLY_STAT_ADD(events, b->n);
+    }
+    /* blocks never outnumber the ring's slots: the push cannot fail */
+    TALLY_ASSERT(tally__ring_push(in->o.work, b));
+    return 1;
+}
+
+static void
+on_readable(uv_poll_t *h, int status, int events)
+{
+    tally_ingest_t *in = h->data;
+    (void)events;
+    if (status < 0) {
+        tally__log_error("ingest poll failed err=\"%s\"", uv_strerror(status));
+        return;
+    }
+    int pushed = 0;
+    for (int i = 0; i < RECV_BUDGET; i++) {
+        tally_block_t *b = get_block(in);
+        if (!b) {
+            pause_ingest(in);
+            break;
+        }
+        void *msg;
+        int n = nn_recv(in->sock, &msg, NN_MSG, NN_DONTWAIT);
+        if (n < 0) {
+            in->spare = b;
+            int err = nn_errno();
+            if (err != EAGAIN && err != EINTR)
+                tally__log_error("ingest receive failed err=\"%s\"", nn_strerror(err));
+            break;
+        }
+        if (handle(in, msg, (size_t)n, b))
+            pushed = 1;
+        else
+            in->spare = b;
+        nn_freemsg(msg);
+    }
+    if (pushed)
+        tally_aggregator_notify(in->o.aggregator);
+}
+
+static void
+on_wake(uv_async_t *h)
+{
+    tally_ingest_t *in = h->data;
+    if (__atomic_load_n(&in->paused, __ATOMIC_SEQ_CST) &&
+        tally__ring_size(in->o.free_ring) > 0) {
+        __atomic_store_n(&in->paused, 0, __ATOMIC_SEQ_CST);
+        TALLY_STAT_SET(ingest_paused, 0);
+        start_polling(in);
+    }
+}
+
+void
+tally_ingest_wake(tally_ingest_t *in)
+{
+    if (__atomic_load_n(&in->paused, __ATOMIC_SEQ_CST))
+        uv_async_send(&in->wake);
+}
+
+int
+tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initial, uint32_t n,
+                   tally_ingest_t **out)
+{
+    int rc;
+    const tally__config_t *cfg = opts->cfg;
+    tally_ingest_t *in = calloc(1, sizeof *in);
+    if (!in)
+        return -ENOMEM;
+    in->o = *opts;
+    in->sock = -1;
+    in->late_window_s = (int64_t)cfg->ingest.late_window_hours * 3600;
+    in->future_skew_ms = (int64_t)cfg->ingest.future_skew_s * 1000;
+    in->blocks_max = tally__ring_capacity(opts->work) - 1;
+    if ((rc = tally__decoder_init(&in->dec, cfg->ingest.max_batch_events)) != 0)
+        goto fail;
+    if (n && (rc = ensure_state(in, n - 1)) != 0)
+        goto fail;
+    if (n)
+        memcpy(in->states, initial, (size_t)n * sizeof *initial);
+    if ((in->sock = nn_socket(AF_SP, NN_PULL)) < 0) {
+        rc = -nn_errno();
+        goto fail;
+    }
+    int maxsz = (int)cfg->ingest.max_message_bytes, rcvbuf = 4 << 20;
+    nn_setsockopt(in->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
+    nn_setsockopt(in->sock, NN_SOL_SOCKET, NN_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    for (size_t i = 0; i < cfg->ingest.nlisten; i++) {
+        if (nn_bind(in->sock, cfg->ingest.listen[i]) < 0) {
+            rc = -nn_errno();
+            tally__log_error("cannot bind ingest endpoint endpoint=%s err=\"%s\"",
+                             cfg->ingest.listen[i], nn_strerror(-rc));
+            goto fail;
+        }
+    }
+    size_t sz = sizeof in->fd;
+    if (nn_getsockopt(in->sock, NN_SOL_SOCKET, NN_RCVFD, &in->fd, &sz) < 0) {
+        rc = -nn_errno();
+        goto fail;
+    }
+    if ((rc = uv_poll_init(opts->loop, &in->poll, in->fd)) != 0)
+        goto fail;
+    in->poll.data = in;
+    uv_async_init(opts->loop, &in->wake, on_wake);
+    in->wake.data = in;
+    uv_timer_init(opts->loop, &in->retry);
+    in->retry.data = in;
+    start_polling(in);
+    *out = in;
+    return 0;
+fail:
+    if (in->sock >= 0)
+        nn_close(in->sock);
+    tally__decoder_fini(&in->dec);
+    free(in->states);
+    free(in);
+    return rc;
+}
+
+static void
+on_retry_shutdown(uv_timer_t *h)
+{
+    tally_ingest_t *in = h->data;
+    if (in->shutdown && tally__ring_push(in->o.work, in->shutdown)) {
+        in->shutdown = NULL;
+        uv_timer_stop(&in->retry);
+    }
+    tally_aggregator_notify(in->o.aggregator);
+}
+
+void
+tally_ingest_stop(tally_ingest_t *in)
+{
+    if (in->stopping)
+        return;
+    stop_polling(in);
+    in->stopping = 1;
+    in->shutdown = calloc(1, sizeof *in->shutdown);
+    TALLY_ASSERT(in->shutdown != NULL);
+    in->shutdown->kind = TALLY_BLOCK_SHUTDOWN;
+    uv_timer_start(&in->retry, on_retry_shutdown, 0, 5);
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+    tally_ingest_t *in = h->data;
+    if (--in->closing > 0)
+        return;
+    void *item;
+    while (tally__ring_pop(in->o.free_ring, &item)) {
+        tally_block_t *b = item;
+        free(b->d);
+        free(b);
+    }
+    if (in->spare) {
+        free(in->spare->d);
+        free(in->spare);
+    }
+    free(in->shutdown);
+    nn_close(in->sock);
+    tally__decoder_fini(&in->dec);
+    free(in->states);
+    free(in->known);
+    free(in);
+}
+
+void
+tally_ingest_close(tally_ingest_t *in)
+{
+    stop_polling(in);
+    in->closing = 3;
+    uv_close((uv_handle_t *)&in->poll, on_closed);
+    uv_close((uv_handle_t *)&in->wake, on_closed);
+    uv_close((uv_handle_t *)&in->retry, on_closed);
+}

@@ -1,0 +1,308 @@
+/* tallyd.c — the tally daemon: configuration, wiring of store, ingest and aggregator, signals, readiness. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <systemd/sd-daemon.h>
+#include <uv.h>
+
+#include "aggregator.h"
+#include "catalog.h"
+#include "config.h"
+#include "ingest.h"
+#include "pipeline.h"
+#include "log.h"
+#include "ring.h"
+#include "stats.h"
+#include "store.h"
+#include "strtab.h"
+
+typedef struct daemon {
+    uv_loop_t *loop;
+    tally__config_t *cfg;
+    tally__catalog_t *catalog;
+    tally__store_t *store;
+    tally__strtab_t *series, *producers;
+    tally__ring_t *work, *free_ring;
+    tally_aggregator_t *aggregator;
+    tally_ingest_t *ingest; /* atomic: read by the aggregator thread */
+    uv_signal_t sigterm, sigint, sighup;
+    uv_async_t done;
+    int final_status;
+    int stopping;
+    tally__dedup_t *initial;
+    uint32_t ninitial, cap_initial;
+} daemon_t;
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp, "usage: tallyd [--config FILE] [--check-config] [--version]\n"
+                "  -c, --config FILE   configuration file (INI); without it, built-in defaults\n"
+                "                      and TALLY_SECTION_KEY environment overrides apply\n"
+                "  -t, --check-config  load and validate the configuration and catalogs, then exit\n"
+                "  -V, --version       print the version and exit\n"
+                "  -h, --help          this text\n");
+}
+
+/* ipc:// endpoints need their directory. */
+static void
+make_ipc_dirs(char **eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(eps[i], "ipc://", 6) != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s", eps[i] + 6);
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            continue;
+        *slash = '\0';
+        for (char *p = path + 1; *p; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                mkdir(path, 0755);
+                *p = '/';
+            }
+        }
+        mkdir(path, 0755);
+    }
+}
+
+static int
+collect_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state)
+{
+    daemon_t *d = ctx;
+    uint32_t pid;
+    int rc = tally__strtab_intern(d->producers, id, (uint32_t)id_len, &pid);
+    if (rc < 0)
+        return rc;
+    if (pid >= d->cap_initial) {
+        uint32_t ncap = d->cap_initial ? d->cap_initial * 2 : 64;
+        while (ncap <= pid)
+            ncap *= 2;
+        tally__dedup_t *ni = realloc(d->initial, (size_t)ncap * sizeof *ni);
+        if (!ni)
+            return -ENOMEM;
+        d->initial = ni;
+        d->cap_initial = ncap;
+    }
+    d->initial[pid] = *state;
+    if (pid + 1 > d->ninitial)
+        d->ninitial = pid + 1;
+    return 0;
+}
+
+static void
+on_space(void *ctx)
+{
+    daemon_t *d = ctx;
+    tally_ingest_t *in = __atomic_load_n(&d->ingest, __ATOMIC_ACQUIRE);
+    if (in)
+        tally_ingest_wake(in);
+}
+
+static void
+on_aggregator_done(void *ctx, int status)
+{
+    daemon_t *d = ctx;
+    d->final_status = status;
+    uv_async_send(&d->done);
+}
+
+static void
+on_done(uv_async_t *h)
+{
+    daemon_t *d = h->data;
+    tally_aggregator_join(d->aggregator);
+    d->aggregator = NULL;
+    tally_ingest_close(d->ingest);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+    uv_close((uv_handle_t *)&d->done, NULL);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    daemon_t *d = h->data;
+    if (signum == SIGHUP) {
+        tally__log_info("SIGHUP received; nothing to reload in this build of the core");
+        return;
+    }
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    tally__log_info("stopping signal=%s; draining and committing", strsignal(signum));
+    sd_notify(0, "STOPPING=1");
+    tally_ingest_stop(d->ingest);
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"check-config", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    int check = 0, opt, rc, status = 1;
+    char err[1024];
+    daemon_t d;
+    memset(&d, 0, sizeof d);
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            check = 1;
+            break;
+        case 'V':
+            printf("tallyd %s\n", TALLY_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if ((rc = tally__config_load(config_path, &d.cfg, err, sizeof err)) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return 1;
+    }
+    tally__log_set_level(d.cfg->log.level);
+    if ((rc = tally__catalog_load(d.cfg->billing.metrics_file, &d.catalog, err, sizeof err)) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        goto out;
+    }
+    if (check) {
+        printf("tallyd: configuration ok (%s; %zu metrics in %s)\n",
+               d.cfg->path ? d.cfg->path : "built-in defaults", tally__catalog_count(d.catalog),
+               d.cfg->billing.metrics_file);
+        status = 0;
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    make_ipc_dirs(d.cfg->ingest.listen, d.cfg->ingest.nlisten);
+    make_ipc_dirs(d.cfg->ingest.acks, d.cfg->ingest.nacks);
+    if ((rc = tally__store_open(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20, 0,
+                                &d.store)) != 0) {
+        tally__log_error("cannot open the store dir=%s err=\"%s\"", d.cfg->storage.dir,
+                         tally_strerror(rc));
+        goto out;
+    }
+    if ((rc = tally__strtab_create(&d.series)) != 0 ||
+        (rc = tally__strtab_create(&d.producers)) != 0)
+        goto out;
+    if ((rc = tally__store_producers(d.store, collect_producer, &d)) != 0) {
+        tally__log_error("cannot read producer marks err=\"%s\"", tally_strerror(rc));
+        goto out;
+    }
+    TALLY_STAT_SET(producers, d.ninitial);
+    if ((rc = tally__ring_create(d.cfg->ingest.ring_size, &d.work)) != 0 ||
+        (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.free_ring)) != 0) {
+        tally__log_error("cannot create rings ring_size=%u err=\"%s\"", d.cfg->ingest.ring_size,
+                         tally_strerror(rc));
+        goto out;
+    }
+    d.loop = uv_default_loop();
+    uv_async_init(d.loop, &d.done, on_done);
+    d.done.data = &d;
+    uint64_t map_max = d.cfg->storage.map_max_mb << 20;
+    tally_aggregator_opts_t ao = {
+        .store = d.store,
+        .series = d.series,
+        .producers = d.producers,
+        .work = d.work,
+        .free_ring = d.free_ring,
+        .interval_ms = d.cfg->flush.interval_ms,
+        .map_max_bytes = map_max,
+        .acks = d.cfg->ingest.acks,
+        .nacks = d.cfg->ingest.nacks,
+        .on_space = on_space,
+        .on_done = on_aggregator_done,
+        .ctx = &d,
+    };
+    if ((rc = tally_aggregator_start(&ao, d.initial, d.ninitial, &d.aggregator)) != 0) {
+        tally__log_error("cannot start the aggregator err=\"%s\"", tally_strerror(rc));
+        uv_close((uv_handle_t *)&d.done, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    tally_ingest_opts_t io = {
+        .loop = d.loop,
+        .cfg = d.cfg,
+        .catalog = d.catalog,
+        .series = d.series,
+        .producers = d.producers,
+        .work = d.work,
+        .free_ring = d.free_ring,
+        .aggregator = d.aggregator,
+    };
+    tally_ingest_t *in;
+    if ((rc = tally_ingest_start(&io, d.initial, d.ninitial, &in)) != 0) {
+        tally__log_error("cannot start ingest err=\"%s\"", tally_strerror(rc));
+        /* tell the aggregator to stop through a shutdown block of our own */
+        static tally_block_t stop = {.kind = TALLY_BLOCK_SHUTDOWN};
+        tally_block_t *b = calloc(1, sizeof *b);
+        *b = stop;
+        while (!tally__ring_push(d.work, b))
+            ;
+        tally_aggregator_notify(d.aggregator);
+        tally_aggregator_join(d.aggregator);
+        uv_close((uv_handle_t *)&d.done, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    __atomic_store_n(&d.ingest, in, __ATOMIC_RELEASE);
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    uv_signal_init(d.loop, &d.sighup);
+    d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sighup, on_signal, SIGHUP);
+    {
+        uint64_t size, used;
+        tally__store_map_info(d.store, &size, &used);
+        TALLY_STAT_SET(map_size, size);
+        TALLY_STAT_SET(map_used, used);
+        char eps[1024] = "";
+        for (size_t i = 0; i < d.cfg->ingest.nlisten; i++)
+            snprintf(eps + strlen(eps), sizeof eps - strlen(eps), "%s%s", i ? "," : "",
+                     d.cfg->ingest.listen[i]);
+        tally__log_info("ready version=%s ingest=%s store=%s producers=%u flush_ms=%u",
+                        TALLY_VERSION, eps, d.cfg->storage.dir, d.ninitial,
+                        d.cfg->flush.interval_ms);
+    }
+    sd_notify(0, "READY=1");
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    status = d.final_status == 0 ? 0 : 1;
+    tally__log_info("stopped status=%d events_committed=%llu", status,
+                    (unsigned long long)TALLY_STAT_GET(events_committed));
+out:
+    if (d.loop)
+        uv_loop_close(d.loop);
+    tally__ring_destroy(d.work);
+    tally__ring_destroy(d.free_ring);
+    tally__strtab_destroy(d.series);
+    tally__strtab_destroy(d.producers);
+    free(d.initial);
+    tally__store_close(d.store);
+    tally__catalog_destroy(d.catalog);
+    tally__config_destroy(d.cfg);
+    return status;
+}

@@ -1,0 +1,283 @@
+/* cells.c — open-addressing cell table, persistent series order, and flush preparation. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cells.h"
+#include "timeutil.h"
+
+typedef struct cell {
+    uint32_t series;
+    uint32_t hour; /* hours since the epoch */
+    tally__rollup_t r;
+} cell_t;
+
+typedef struct sortent {
+    uint64_t key; /* rank << 32 | hour */
+    uint32_t cell;
+} sortent_t;
+
+struct tally__cells {
+    const tally__strtab_t *series_tab;
+    cell_t *cells;
+    uint32_t ncells, cap_cells;
+    uint32_t *index; /* cell + 1, 0 = empty */
+    uint32_t index_mask;
+    /* series order: sorted[] lists series ids in key order; rank[id] is an
+     * id's position. Ids below nranked are placed. */
+    uint32_t *sorted, *rank;
+    uint32_t nranked, cap_ranked;
+    uint32_t max_series_seen; /* highest id added + 1 */
+    /* flush scratch, reused */
+    sortent_t *order;
+    tally__store_put_t *hourly, *monthly;
+    tally__rollup_t *month_r;
+    uint32_t cap_scratch;
+};
+
+static uint32_t
+cell_hash(uint32_t series, uint32_t hour)
+{
+    uint64_t x = ((uint64_t)series << 32 | hour) * 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(x >> 32);
+}
+
+int
+tally__cells_create(const tally__strtab_t *series, tally__cells_t **out)
+{
+    tally__cells_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    a->series_tab = series;
+    a->index_mask = 1023;
+    a->index = calloc(a->index_mask + 1, sizeof *a->index);
+    if (!a->index) {
+        free(a);
+        return -ENOMEM;
+    }
+    *out = a;
+    return 0;
+}
+
+void
+tally__cells_destroy(tally__cells_t *a)
+{
+    if (!a)
+        return;
+    free(a->cells);
+    free(a->index);
+    free(a->sorted);
+    free(a->rank);
+    free(a->order);
+    free(a->hourly);
+    free(a->monthly);
+    free(a->month_r);
+    free(a);
+}
+
+static int
+index_grow(tally__cells_t *a)
+{
+    uint32_t nmask = a->index_mask * 2 + 1;
+    uint32_t *ni = calloc((size_t)nmask + 1, sizeof *ni);
+    if (!ni)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        uint32_t pos = cell_hash(a->cells[i].series, a->cells[i].hour) & nmask;
+        while (ni[pos])
+            pos = (pos + 1) & nmask;
+        ni[pos] = i + 1;
+    }
+    free(a->index);
+    a->index = ni;
+    a->index_mask = nmask;
+    return 0;
+}
+
+int
+tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_float, int64_t ival,
+               double fval, int64_t ts_ms)
+{
+    uint32_t hour = (uint32_t)(hour_s / 3600);
+    uint32_t pos = cell_hash(series, hour) & a->index_mask;
+    for (;;) {
+        uint32_t v = a->index[pos];
+        if (!v)
+            break;
+        cell_t *c = &a->cells[v - 1];
+        if (c->series == series && c->hour == hour) {
+            tally__rollup_add(&c->r, is_float, ival, fval, ts_ms);
+            return 0;
+        }
+        pos = (pos + 1) & a->index_mask;
+    }
+    if (a->ncells == a->cap_cells) {
+        uint32_t ncap = a->cap_cells ? a->cap_cells * 2 : 1024;
+        cell_t *nc = realloc(a->cells, (size_t)ncap * sizeof *nc);
+        if (!nc)
+            return -ENOMEM;
+        a->cells = nc;
+        a->cap_cells = ncap;
+    }
+    cell_t *c = &a->cells[a->ncells];
+    c->series = series;
+    c->hour = hour;
+    tally__rollup_init(&c->r);
+    tally__rollup_add(&c->r, is_float, ival, fval, ts_ms);
+    a->index[pos] = ++a->ncells;
+    if (series + 1 > a->max_series_seen)
+        a->max_series_seen = series + 1;
+    if ((uint64_t)a->ncells * 2 > a->index_mask)
+        return index_grow(a) == 0 ? 0 : 0; /* a full index only slows probes */
+    return 0;
+}
+
+size_t
+tally__cells_cells(const tally__cells_t *a)
+{
+    return a->ncells;
+}
+
+void
+tally__cells_reset(tally__cells_t *a)
+{
+    if (a->ncells)
+        memset(a->index, 0, ((size_t)a->index_mask + 1) * sizeof *a->index);
+    a->ncells = 0;
+}
+
+static int
+cmp_series(const void *pa, const void *pb, void *ctx)
+{
+    const tally__strtab_t *sort_tab = ctx;
+    uint32_t la, lb;
+    const char *sa = tally__strtab_get(sort_tab, *(const uint32_t *)pa, &la);
+    const char *sb = tally__strtab_get(sort_tab, *(const uint32_t *)pb, &lb);
+    int c = memcmp(sa, sb, la < lb ? la : lb);
+    if (c)
+        return c;
+    return la < lb ? -1 : la > lb;
+}
+
+static int
+cmp_sortent(const void *pa, const void *pb)
+{
+    uint64_t a = ((const sortent_t *)pa)->key, b = ((const sortent_t *)pb)->key;
+    return a < b ? -1 : a > b;
+}
+
+/* Place series ids [nranked, max_series_seen) into the order: sort the new
+ * ones by key, merge with the old order, renumber. Steady state: no work. */
+static int
+rank_new_series(tally__cells_t *a)
+{
+    uint32_t old = a->nranked, total = a->max_series_seen;
+    if (total <= old)
+        return 0;
+    if (total > a->cap_ranked) {
+        uint32_t ncap = a->cap_ranked ? a->cap_ranked : 1024;
+        while (ncap < total)
+            ncap *= 2;
+        uint32_t *ns = realloc(a->sorted, (size_t)ncap * 2 * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        a->sorted = ns;
+        uint32_t *nr = realloc(a->rank, (size_t)ncap * sizeof *nr);
+        if (!nr)
+            return -ENOMEM;
+        a->rank = nr;
+        a->cap_ranked = ncap;
+    }
+    /* sorted has room for 2 * cap: the new ids go after the old order,
+     * the merge writes into the second half, then moves back */
+    uint32_t nnew = total - old;
+    uint32_t *fresh = a->sorted + old;
+    for (uint32_t i = 0; i < nnew; i++)
+        fresh[i] = old + i;
+    qsort_r(fresh, nnew, sizeof *fresh, cmp_series, (void *)a->series_tab);
+    uint32_t *merged = a->sorted + a->cap_ranked;
+    uint32_t i = 0, j = 0, k = 0;
+    while (i < old && j < nnew)
+        merged[k++] = cmp_series(&a->sorted[i], &fresh[j], (void *)a->series_tab) <= 0 ? a->sorted[i++] : fresh[j++];
+    while (i < old)
+        merged[k++] = a->sorted[i++];
+    while (j < nnew)
+        merged[k++] = fresh[j++];
+    memcpy(a->sorted, merged, (size_t)total * sizeof *merged);
+    for (uint32_t r = 0; r < total; r++)
+        a->rank[a->sorted[r]] = r;
+    a->nranked = total;
+    return 0;
+}
+
+int
+tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
+                   const tally__store_put_t **monthly, size_t *nm)
+{
+    *nh = *nm = 0;
+    if (a->ncells == 0)
+        return 0;
+    if (rank_new_series(a) != 0)
+        return -ENOMEM;
+    if (a->ncells > a->cap_scratch) {
+        uint32_t ncap = a->ncells;
+        sortent_t *o = realloc(a->order, (size_t)ncap * sizeof *o);
+        if (!o)
+            return -ENOMEM;
+        a->order = o;
+        tally__store_put_t *h = realloc(a->hourly, (size_t)ncap * sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        a->hourly = h;
+        tally__store_put_t *m = realloc(a->monthly, (size_t)ncap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        a->monthly = m;
+        tally__rollup_t *mr = realloc(a->month_r, (size_t)ncap * sizeof *mr);
+        if (!mr)
+            return -ENOMEM;
+        a->month_r = mr;
+        a->cap_scratch = ncap;
+    }
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        a->order[i].key = (uint64_t)a->rank[a->cells[i].series] << 32 | a->cells[i].hour;
+        a->order[i].cell = i;
+    }
+    qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
+    size_t m = 0;
+    uint32_t prev_series = UINT32_MAX;
+    int64_t prev_month = 0;
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        const cell_t *c = &a->cells[a->order[i].cell];
+        uint32_t len;
+        const char *s = tally__strtab_get(a->series_tab, c->series, &len);
+        int64_t hour_s = (int64_t)c->hour * 3600;
+        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r};
+        int64_t month = tally__time_month_start(hour_s);
+        if (m > 0 && c->series == prev_series && month == prev_month) {
+            tally__rollup_merge(&a->month_r[m - 1], &c->r);
+        } else {
+            a->month_r[m] = c->r;
+            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m]};
+            m++;
+            prev_series = c->series;
+            prev_month = month;
+        }
+    }
+    *hourly = a->hourly;
+    *nh = a->ncells;
+    *monthly = a->monthly;
+    *nm = m;
+    return 0;
+}
+
+size_t
+tally__cells_bytes(const tally__cells_t *a)
+{
+    return sizeof *a + (size_t)a->cap_cells * sizeof(cell_t) +
+           ((size_t)a->index_mask + 1) * sizeof(uint32_t) +
+           (size_t)a->cap_ranked * 3 * sizeof(uint32_t) +
+           (size_t)a->cap_scratch *
+               (sizeof(sortent_t) + 2 * sizeof(tally__store_put_t) + sizeof(tally__rollup_t));
+}

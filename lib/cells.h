@@ -1,0 +1,51 @@
+/* cells.h — the aggregator's table of (series, hour) rollup cells between two flushes.
+ *
+ * Owned by one thread (the aggregator). Events add into cells keyed by
+ * integer series id and hour; tally__cells_prepare() turns the cells into
+ * hourly and monthly store updates sorted in LMDB key order, using a
+ * series order kept across flushes so that steady-state flushes sort only
+ * integers. After a successful commit, tally__cells_reset() empties the
+ * table; after a failed one the cells stay and are committed later.
+ */
+#ifndef TALLY_CELLS_H
+#define TALLY_CELLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rollup.h"
+#include "store.h"
+#include "strtab.h"
+
+typedef struct tally__cells tally__cells_t;
+
+/** @brief Create an empty table reading series keys from `series`. */
+int tally__cells_create(const tally__strtab_t *series, tally__cells_t **out);
+void tally__cells_destroy(tally__cells_t *a);
+
+/**
+ * @brief Add one event to the cell of (series id, hour start).
+ * @return 0 or -ENOMEM (nothing added).
+ */
+int tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_float, int64_t ival,
+                   double fval, int64_t ts_ms);
+
+/** @brief Cells waiting for a flush. */
+size_t tally__cells_cells(const tally__cells_t *a);
+
+/**
+ * @brief Build the flush: hourly and monthly updates in key order.
+ * @param[out] hourly,monthly arrays owned by the table, valid until the next
+ *             prepare, reset or destroy.
+ * @return 0 or -ENOMEM.
+ */
+int tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
+                       const tally__store_put_t **monthly, size_t *nm);
+
+/** @brief Forget every cell (after their commit). Keeps capacity. */
+void tally__cells_reset(tally__cells_t *a);
+
+/** @brief Heap bytes held, for /metrics and benchmarks. */
+size_t tally__cells_bytes(const tally__cells_t *a);
+
+#endif

@@ -1,0 +1,176 @@
+/* rollup.c — merging rollup records and encoding series and rollup keys. */
+#include <string.h>
+
+#include "rollup.h"
+
+void
+tally__rollup_init(tally__rollup_t *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void
+tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, int64_t ts_ms)
+{
+    double v;
+    if (is_float) {
+        r->sum_f += fval;
+        r->flags |= TALLY_ROLLUP_FLOAT;
+        v = fval;
+    } else {
+        if (__builtin_add_overflow(r->sum_i, ival, &r->sum_i)) {
+            /* past int64: keep counting, approximately, and say so */
+            r->sum_f += (double)ival;
+            r->flags |= TALLY_ROLLUP_FLOAT;
+        }
+        v = (double)ival;
+    }
+    if (r->count == 0 || v > r->max)
+        r->max = v;
+    if (r->count == 0 || ts_ms >= r->last_ts_ms) {
+        r->last = v;
+        r->last_ts_ms = ts_ms;
+    }
+    r->count++;
+}
+
+void
+tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src)
+{
+    if (src->count == 0)
+        return;
+    if (dst->count == 0) {
+        *dst = *src;
+        return;
+    }
+    if (__builtin_add_overflow(dst->sum_i, src->sum_i, &dst->sum_i)) {
+        dst->sum_i -= src->sum_i; /* wrapped: undo, carry in the float part */
+        dst->sum_f += (double)src->sum_i;
+        dst->flags |= TALLY_ROLLUP_FLOAT;
+    }
+    dst->sum_f += src->sum_f;
+    dst->flags |= src->flags;
+    dst->count += src->count;
+    if (src->max > dst->max)
+        dst->max = src->max;
+    if (src->last_ts_ms >= dst->last_ts_ms) {
+        dst->last = src->last;
+        dst->last_ts_ms = src->last_ts_ms;
+    }
+}
+
+double
+tally__rollup_sum(const tally__rollup_t *r)
+{
+    return (double)r->sum_i + r->sum_f;
+}
+
+int
+tally__rollup_sum_is_int(const tally__rollup_t *r)
+{
+    return !(r->flags & TALLY_ROLLUP_FLOAT);
+}
+
+size_t
+tally__series_key(char *buf, const char *ns, size_t ns_len, const char *metric, size_t metric_len,
+                  const tally_label_t *labels, size_t nlabels)
+{
+    size_t n = 0;
+    memcpy(buf + n, ns, ns_len);
+    n += ns_len;
+    buf[n++] = '\0';
+    memcpy(buf + n, metric, metric_len);
+    n += metric_len;
+    buf[n++] = '\0';
+    /* insertion order by key: at most TALLY_MAX_LABELS entries */
+    size_t order[TALLY_MAX_LABELS];
+    for (size_t i = 0; i < nlabels && i < TALLY_MAX_LABELS; i++) {
+        size_t j = i;
+        while (j > 0 && strcmp(labels[order[j - 1]].key, labels[i].key) > 0) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    for (size_t i = 0; i < nlabels && i < TALLY_MAX_LABELS; i++) {
+        const tally_label_t *l = &labels[order[i]];
+        size_t kl = strlen(l->key), vl = strlen(l->value);
+        if (i)
+            buf[n++] = 0x1e;
+        memcpy(buf + n, l->key, kl);
+        n += kl;
+        buf[n++] = 0x1f;
+        memcpy(buf + n, l->value, vl);
+        n += vl;
+    }
+    return n;
+}
+
+int
+tally__series_parse(const char *key, size_t len, tally__series_t *out)
+{
+    const char *z1 = memchr(key, 0, len);
+    if (!z1)
+        return TALLY_ECORRUPT;
+    const char *rest = z1 + 1;
+    const char *z2 = memchr(rest, 0, len - (size_t)(rest - key));
+    if (!z2)
+        return TALLY_ECORRUPT;
+    out->ns = key;
+    out->ns_len = (uint32_t)(z1 - key);
+    out->metric = rest;
+    out->metric_len = (uint32_t)(z2 - rest);
+    out->labels = z2 + 1;
+    out->labels_len = (uint32_t)(len - (size_t)(z2 + 1 - key));
+    return 0;
+}
+
+int
+tally__series_next_label(const char *labels, uint32_t len, uint32_t *pos, const char **k,
+                         uint32_t *klen, const char **v, uint32_t *vlen)
+{
+    if (*pos >= len)
+        return 0;
+    const char *p = labels + *pos, *end = labels + len;
+    const char *us = memchr(p, 0x1f, (size_t)(end - p));
+    if (!us)
+        return 0;
+    const char *rs = memchr(us + 1, 0x1e, (size_t)(end - us - 1));
+    if (!rs)
+        rs = end;
+    *k = p;
+    *klen = (uint32_t)(us - p);
+    *v = us + 1;
+    *vlen = (uint32_t)(rs - us - 1);
+    *pos = (uint32_t)(rs - labels) + (rs < end ? 1 : 0);
+    if (rs == end)
+        *pos = len;
+    return 1;
+}
+
+size_t
+tally__rollup_key(char *buf, const char *series, size_t series_len, int64_t period_s)
+{
+    memcpy(buf, series, series_len);
+    buf[series_len] = '\0';
+    uint64_t u = (uint64_t)period_s ^ (1ull << 63);
+    for (int i = 0; i < 8; i++)
+        buf[series_len + 1 + (size_t)i] = (char)(u >> (56 - 8 * i));
+    return series_len + 9;
+}
+
+int
+tally__rollup_key_parse(const void *key, size_t len, const char **series, size_t *series_len,
+                        int64_t *period_s)
+{
+    const unsigned char *k = key;
+    if (len < 9 + 4 || k[len - 9] != 0)
+        return TALLY_ECORRUPT;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = (u << 8) | k[len - 8 + (size_t)i];
+    *period_s = (int64_t)(u ^ (1ull << 63));
+    *series = key;
+    *series_len = len - 9;
+    return 0;
+}

@@ -1,0 +1,99 @@
+/* rollup.h — the rollup record (sum, count, max, last of a series over an hour or a month) and its LMDB key.
+ *
+ * A series is (namespace, metric label, labels). Its key string is
+ *   ns 0x00 metric 0x00 k1 0x1f v1 0x1e k2 0x1f v2 ...
+ * with labels sorted by key; names and label text never contain bytes
+ * below 0x20, so the separators are unambiguous. A rollup key is the
+ * series key, 0x00, and the period start (unix seconds) as 8 big-endian
+ * bytes with the sign bit flipped, so LMDB's byte order is (series, time)
+ * order and one series' hours are adjacent.
+ *
+ * Every record keeps all four aggregates whatever the catalog says; the
+ * catalog only chooses which one is the reported quantity. That keeps the
+ * ingest path free of catalog lookups and lets a catalog change re-read
+ * history. Integer values are summed exactly in int64; float values in a
+ * separate double, so integer metering never loses a unit to rounding.
+ */
+#ifndef TALLY_ROLLUP_H
+#define TALLY_ROLLUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/tally.h"
+
+enum {
+    TALLY_ROLLUP_FLOAT = 1,    /**< a float value (or an int64 overflow) went into sum_f */
+};
+
+typedef struct tally__rollup {
+    int64_t sum_i;      /**< exact sum of integer values */
+    double sum_f;       /**< sum of float values */
+    uint64_t count;     /**< number of events */
+    double max;         /**< largest value */
+    double last;        /**< value of the latest event (by event time) */
+    int64_t last_ts_ms; /**< event time of `last` */
+    uint32_t flags;     /**< TALLY_ROLLUP_* */
+    uint32_t reserved;
+} tally__rollup_t;
+
+/** Longest series key: ns + metric + labels + separators. */
+#define TALLY_SERIES_KEY_MAX                                                   \
+    (TALLY_MAX_NS_LEN + TALLY_MAX_METRIC_LEN + 2 + TALLY_MAX_LABELS_BYTES)
+#define TALLY_ROLLUP_KEY_MAX (TALLY_SERIES_KEY_MAX + 9)
+
+/** @brief Start an empty record. */
+void tally__rollup_init(tally__rollup_t *r);
+
+/** @brief Add one event's value at event time ts_ms. */
+void tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, int64_t ts_ms);
+
+/** @brief Fold src into dst (src is the newer delta: it wins ties of `last`). */
+void tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src);
+
+/** @brief The sum as a double (exact when it fits in 2^53). */
+double tally__rollup_sum(const tally__rollup_t *r);
+
+/** @brief Whether the sum is an exact integer (no float contributed). */
+int tally__rollup_sum_is_int(const tally__rollup_t *r);
+
+/** A decoded series key, pointing into the key bytes. */
+typedef struct tally__series {
+    const char *ns;
+    uint32_t ns_len;
+    const char *metric;
+    uint32_t metric_len;
+    const char *labels; /**< the encoded label part, possibly empty */
+    uint32_t labels_len;
+} tally__series_t;
+
+/**
+ * @brief Build a series key into buf (TALLY_SERIES_KEY_MAX bytes).
+ * @param labels pairs; sorted here into canonical order.
+ * @return the key length. Inputs must be validated already.
+ */
+size_t tally__series_key(char *buf, const char *ns, size_t ns_len, const char *metric,
+                         size_t metric_len, const tally_label_t *labels, size_t nlabels);
+
+/** @brief Split a series key. @return 0 or TALLY_ECORRUPT. */
+int tally__series_parse(const char *key, size_t len, tally__series_t *out);
+
+/**
+ * @brief Iterate the labels of an encoded label part.
+ * @param pos in/out cursor, start at 0.
+ * @return 1 and the next key/value, or 0 at the end.
+ */
+int tally__series_next_label(const char *labels, uint32_t len, uint32_t *pos, const char **k,
+                             uint32_t *klen, const char **v, uint32_t *vlen);
+
+/** @brief Build a rollup key: series key, 0x00, period. @return its length. */
+size_t tally__rollup_key(char *buf, const char *series, size_t series_len, int64_t period_s);
+
+/**
+ * @brief Split a rollup key into its series part and period.
+ * @return 0 or TALLY_ECORRUPT.
+ */
+int tally__rollup_key_parse(const void *key, size_t len, const char **series, size_t *series_len,
+                            int64_t *period_s);
+
+#endif

@@ -1,0 +1,363 @@
+/* store.c — LMDB behind tally__store: environment, named databases, flush commits, snapshot scans. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lmdb.h>
+
+#include "log.h"
+#include "store.h"
+
+#define STORE_FORMAT 1
+
+struct tally__store {
+    MDB_env *env;
+    MDB_dbi hourly, monthly, producers, meta;
+    int readonly;
+    /* shared: any transaction; exclusive: mdb_env_set_mapsize */
+    pthread_rwlock_t lock;
+};
+
+/* The one place LMDB's codes become ours. */
+static int
+map_err(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_MAP_FULL:
+        return TALLY_EMAPFULL;
+    case MDB_NOTFOUND:
+        return TALLY_ENOTFOUND;
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_CORRUPTED:
+        return TALLY_ECORRUPT;
+    default:
+        if (rc > 0 && rc < 4096)
+            return -rc; /* errno from the OS: ENOSPC, EACCES, ... */
+        return TALLY_ESTORE;
+    }
+}
+
+static int
+mkdir_p(const char *dir)
+{
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int
+tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally__store_t **out)
+{
+    int rc;
+    MDB_txn *txn = NULL;
+    tally__store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->readonly = readonly;
+    pthread_rwlock_init(&s->lock, NULL);
+    if (!readonly && (rc = mkdir_p(dir)) != 0) {
+        tally__log_error("cannot create storage directory dir=%s err=\"%s\"", dir,
+                         tally_strerror(rc));
+        goto fail;
+    }
+    if ((rc = map_err(mdb_env_create(&s->env))) != 0)
+        goto fail;
+    mdb_env_set_maxdbs(s->env, 32);
+    mdb_env_set_maxreaders(s->env, 256);
+    if (map_size_bytes && (rc = map_err(mdb_env_set_mapsize(s->env, map_size_bytes))) != 0)
+        goto fail;
+    /* NOTLS: read transactions are not tied to threads (HTTP workers,
+     * tools). Durability is LMDB's default: every commit is synced, because
+     * an ack promises the events are on disk. */
+    unsigned flags = MDB_NOTLS | (readonly ? MDB_RDONLY : 0);
+    if ((rc = mdb_env_open(s->env, dir, flags, 0640)) != 0) {
+        tally__log_error("cannot open store dir=%s err=\"%s\"", dir, mdb_strerror(rc));
+        rc = map_err(rc);
+        goto fail;
+    }
+    if ((rc = map_err(mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) != 0)
+        goto fail;
+    unsigned dflags = readonly ? 0 : MDB_CREATE;
+    if ((rc = map_err(mdb_dbi_open(txn, "hourly", dflags, &s->hourly))) != 0 ||
+        (rc = map_err(mdb_dbi_open(txn, "monthly", dflags, &s->monthly))) != 0 ||
+        (rc = map_err(mdb_dbi_open(txn, "producers", dflags, &s->producers))) != 0 ||
+        (rc = map_err(mdb_dbi_open(txn, "meta", dflags, &s->meta))) != 0) {
+        if (rc == TALLY_ENOTFOUND)
+            rc = TALLY_ECORRUPT; /* read-only open of a store never written */
+        goto fail;
+    }
+    MDB_val k = {7, "format"}, v;
+    int grc = mdb_get(txn, s->meta, &k, &v);
+    if (grc == MDB_SUCCESS) {
+        uint32_t fmt;
+        if (v.mv_size != sizeof fmt) {
+            rc = TALLY_ECORRUPT;
+            goto fail;
+        }
+        memcpy(&fmt, v.mv_data, sizeof fmt);
+        if (fmt != STORE_FORMAT) {
+            tally__log_error("store format mismatch dir=%s found=%u expected=%u", dir, fmt,
+                             STORE_FORMAT);
+            rc = TALLY_ECORRUPT;
+            goto fail;
+        }
+    } else if (grc == MDB_NOTFOUND && !readonly) {
+        uint32_t fmt = STORE_FORMAT;
+        v.mv_size = sizeof fmt;
+        v.mv_data = &fmt;
+        if ((rc = map_err(mdb_put(txn, s->meta, &k, &v, 0))) != 0)
+            goto fail;
+    } else if (grc != MDB_NOTFOUND) {
+        rc = map_err(grc);
+        goto fail;
+    }
+    if ((rc = map_err(mdb_txn_commit(txn))) != 0) {
+        txn = NULL;
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->lock);
+    free(s);
+    return rc;
+}
+
+void
+tally__store_close(tally__store_t *s)
+{
+    if (!s)
+        return;
+    mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->lock);
+    free(s);
+}
+
+static int
+merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return rc;
+    char key[TALLY_ROLLUP_KEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        if (puts[i].series_len > TALLY_SERIES_KEY_MAX) {
+            rc = EINVAL;
+            break;
+        }
+        MDB_val k = {tally__rollup_key(key, puts[i].series, puts[i].series_len, puts[i].period_s),
+                     key},
+                v;
+        tally__rollup_t r;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        if (rc == MDB_SUCCESS && v.mv_size == sizeof r) {
+            memcpy(&r, v.mv_data, sizeof r);
+            tally__rollup_merge(&r, puts[i].delta);
+            v.mv_size = sizeof r;
+            v.mv_data = &r;
+            rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+        } else if (rc == MDB_NOTFOUND) {
+            v.mv_size = sizeof r;
+            v.mv_data = (void *)puts[i].delta;
+            rc = mdb_cursor_put(cur, &k, &v, 0);
+        } else if (rc == MDB_SUCCESS) {
+            rc = MDB_CORRUPTED;
+        }
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int
+tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t nh,
+                    const tally__store_put_t *monthly, size_t nm,
+                    const tally__store_producer_t *producers, size_t np)
+{
+    MDB_txn *txn;
+    int rc;
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        goto out;
+    if ((rc = merge_puts(txn, s->hourly, hourly, nh)) != 0 ||
+        (rc = merge_puts(txn, s->monthly, monthly, nm)) != 0)
+        goto abort;
+    for (size_t i = 0; i < np; i++) {
+        MDB_val k = {producers[i].id_len, (void *)producers[i].id};
+        MDB_val v = {sizeof producers[i].state, (void *)&producers[i].state};
+        if ((rc = mdb_put(txn, s->producers, &k, &v, 0)) != 0)
+            goto abort;
+    }
+    rc = mdb_txn_commit(txn);
+    goto out;
+abort:
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&s->lock);
+    return map_err(rc);
+}
+
+int
+tally__store_grow(tally__store_t *s, uint64_t new_size)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    int rc = mdb_env_set_mapsize(s->env, new_size);
+    pthread_rwlock_unlock(&s->lock);
+    return map_err(rc);
+}
+
+void
+tally__store_map_info(tally__store_t *s, uint64_t *map_size, uint64_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    if (map_size)
+        *map_size = info.me_mapsize;
+    if (used)
+        *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+int
+tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
+                  int64_t to_s, tally__store_scan_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc, ret = 0;
+    char seek[TALLY_ROLLUP_KEY_MAX + 1];
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    if ((rc = mdb_cursor_open(txn, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &cur))) {
+        mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    MDB_val k, v;
+    if (ns) {
+        memcpy(seek, ns, ns_len);
+        seek[ns_len] = '\0';
+        k.mv_size = ns_len + 1;
+        k.mv_data = seek;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    while (rc == MDB_SUCCESS) {
+        const char *series;
+        size_t slen;
+        int64_t period;
+        if (ns && (k.mv_size <= ns_len || memcmp(k.mv_data, ns, ns_len) != 0 ||
+                   ((const char *)k.mv_data)[ns_len] != '\0'))
+            break; /* past the namespace */
+        if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0 ||
+            v.mv_size != sizeof(tally__rollup_t)) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        if (period < from_s) {
+            /* jump to this series at from_s */
+            size_t n = tally__rollup_key(seek, series, slen, from_s);
+            k.mv_size = n;
+            k.mv_data = seek;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            continue;
+        }
+        if (period >= to_s) {
+            /* series + 0x01 sorts after all of this series' keys and
+             * before the next series (see rollup.h) */
+            memcpy(seek, series, slen);
+            seek[slen] = 0x01;
+            k.mv_size = slen + 1;
+            k.mv_data = seek;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            continue;
+        }
+        tally__rollup_t r;
+        memcpy(&r, v.mv_data, sizeof r);
+        if ((ret = cb(ctx, series, slen, period, &r)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
+}
+
+int
+tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc, ret = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    if ((rc = mdb_cursor_open(txn, s->producers, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+        tally__dedup_t d;
+        if (v.mv_size != sizeof d) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        memcpy(&d, v.mv_data, sizeof d);
+        if ((ret = cb(ctx, k.mv_data, k.mv_size, &d)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
+}
+
+int
+tally__store_backup(tally__store_t *s, const char *dir)
+{
+    int rc = mkdir_p(dir);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&s->lock);
+    rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
+    pthread_rwlock_unlock(&s->lock);
+    return map_err(rc);
+}

@@ -1,0 +1,92 @@
+/* store.h — the LMDB store: hourly and monthly rollups, producer high-water marks, one write txn per flush.
+ *
+ * Only this module sees LMDB; its codes become TALLY_E* here. The store is
+ * one LMDB environment (a directory) with named databases: "hourly",
+ * "monthly" (keys from rollup.h, values tally__rollup_t), "producers"
+ * (producer id -> tally__dedup_t) and "meta" (format version).
+ *
+ * Threads: one thread commits (the aggregator); any thread may read. A
+ * read holds a shared lock for its transaction's life so that growing the
+ * map (which LMDB allows only with no transaction open in the process) can
+ * wait for readers to finish. Read transactions are MVCC snapshots: a
+ * reader sees whole flushes or none.
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dedup.h"
+#include "rollup.h"
+
+typedef struct tally__store tally__store_t;
+
+enum { TALLY_STORE_HOURLY = 0, TALLY_STORE_MONTHLY = 1 };
+
+/**
+ * @brief Open (creating when writable and missing) the store in dir.
+ * @param map_size_bytes LMDB map size; grown later with tally__store_grow().
+ * @param readonly 1 for tools that only read (tallyctl dump).
+ * @return 0, TALLY_ECORRUPT (another format), TALLY_ESTORE, or -errno.
+ */
+int tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly,
+                      tally__store_t **out);
+void tally__store_close(tally__store_t *s);
+
+/** One rollup update for (series, period): merged into what the store holds. */
+typedef struct tally__store_put {
+    const char *series; /**< series key (rollup.h), borrowed for the call */
+    uint32_t series_len;
+    int64_t period_s; /**< hour or month start */
+    const tally__rollup_t *delta;
+} tally__store_put_t;
+
+/** One producer's new dedup state. */
+typedef struct tally__store_producer {
+    const char *id;
+    size_t id_len;
+    tally__dedup_t state;
+} tally__store_producer_t;
+
+/**
+ * @brief Merge hourly and monthly deltas and write producer states in one
+ *        durable write transaction: all of it is committed, or none.
+ * @note Sorted keys make this an order of magnitude faster (LIMITS.md).
+ * @return 0, TALLY_EMAPFULL (nothing written; grow or wait), TALLY_ESTORE.
+ */
+int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t nh,
+                        const tally__store_put_t *monthly, size_t nm,
+                        const tally__store_producer_t *producers, size_t np);
+
+/** @brief Grow the map to new_size bytes; waits for readers. @return 0 or TALLY_ESTORE. */
+int tally__store_grow(tally__store_t *s, uint64_t new_size);
+
+/** @brief Current map size and bytes in use (last page * page size). */
+void tally__store_map_info(tally__store_t *s, uint64_t *map_size, uint64_t *used);
+
+/** Called per rollup record; return non-zero to stop the scan with that value. */
+typedef int (*tally__store_scan_cb)(void *ctx, const char *series, size_t series_len,
+                                    int64_t period_s, const tally__rollup_t *r);
+
+/**
+ * @brief Visit the rollups of one namespace (or all, ns NULL) whose period
+ *        starts in [from_s, to_s), in (series, period) order, within one
+ *        read snapshot.
+ * @return 0, the callback's non-zero value, or TALLY_ESTORE.
+ * @note series and r are valid during the callback only.
+ */
+int tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
+                      int64_t to_s, tally__store_scan_cb cb, void *ctx);
+
+/** Called per producer. */
+typedef int (*tally__store_producer_cb)(void *ctx, const char *id, size_t id_len,
+                                        const tally__dedup_t *state);
+
+/** @brief Visit every producer's committed state. */
+int tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx);
+
+/** @brief Copy the environment to dir (compacting), consistent while writers run. */
+int tally__store_backup(tally__store_t *s, const char *dir);
+
+#endif
