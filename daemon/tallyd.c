@@ -291,8 +291,13 @@ main(int argc, char **argv)
     sd_notify(0, "READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
     status = d.final_status == 0 ? 0 : 1;
-    tally__log_info("stopped status=%d events_committed=%llu", status,
-                    (unsigned long long)TALLY_STAT_GET(events_committed));
+    tally__log_info("stopped status=%d events_committed=%llu flushes=%llu flush_max_us=%llu "
+                    "series=%llu duplicates=%llu",
+                    status, (unsigned long long)TALLY_STAT_GET(events_committed),
+                    (unsigned long long)TALLY_STAT_GET(flushes),
+                    (unsigned long long)TALLY_STAT_GET(flush_max_us),
+                    (unsigned long long)TALLY_STAT_GET(series),
+                    (unsigned long long)TALLY_STAT_GET(duplicates));
 out:
     if (d.loop)
         uv_loop_close(d.loop);

@@ -26,11 +26,16 @@
 /* How often the background thread wakes when nothing arrives. */
 #define TICK_MS 5
 
+/* Ack latency histogram: 16 sub-buckets per power of two of microseconds. */
+#define LAT_SUB 16
+#define LAT_BUCKETS (40 * LAT_SUB)
+
 typedef struct pending {
     uint64_t seq;
     char *data;
     size_t len;
-    int64_t sent_ms; /* 0: never sent successfully */
+    int64_t sent_ms;   /* 0: never sent successfully */
+    uint64_t sealed_us; /* monotonic, for the latency histogram */
 } pending_t;
 
 struct tally_client {
@@ -52,7 +57,37 @@ struct tally_client {
     uint64_t next_seq;
     tally_client_stats_t st;
     msgpack_sbuffer scratch;
+    uint64_t lat[LAT_BUCKETS];
+    uint64_t nlat;
 };
+
+static uint64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static unsigned
+lat_bucket(uint64_t us)
+{
+    if (us < LAT_SUB)
+        return (unsigned)us;
+    unsigned log2 = 63u - (unsigned)__builtin_clzll(us); /* >= 4 */
+    unsigned sub = (unsigned)((us >> (log2 - 4)) & (LAT_SUB - 1));
+    unsigned b = (log2 - 3) * LAT_SUB + sub;
+    return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+static uint64_t
+lat_upper(unsigned b)
+{
+    if (b < LAT_SUB)
+        return b;
+    unsigned log2 = b / LAT_SUB + 3, sub = b % LAT_SUB;
+    return ((uint64_t)(LAT_SUB + sub + 1) << (log2 - 4)) - 1;
+}
 
 static int64_t
 mono_ms(void)
@@ -133,6 +168,7 @@ seal(tally_client_t *c)
     p->data = data;
     p->len = c->scratch.size;
     p->sent_ms = 0;
+    p->sealed_us = mono_us();
     c->qcount++;
     c->qbytes += p->len;
     c->next_seq++;
@@ -147,8 +183,11 @@ static void
 release_upto(tally_client_t *c, uint64_t hwm)
 {
     int released = 0;
+    uint64_t now = c->qcount ? mono_us() : 0;
     while (c->qcount && q_at(c, 0)->seq <= hwm) {
         pending_t *p = q_at(c, 0);
+        c->lat[lat_bucket(now - p->sealed_us)]++;
+        c->nlat++;
         c->qbytes -= p->len;
         free(p->data);
         p->data = NULL;
@@ -367,6 +406,27 @@ tally_client_stats(tally_client_t *c, tally_client_stats_t *out)
     out->unacked = c->qcount;
     out->next_seq = c->next_seq;
     pthread_mutex_unlock(&c->mu);
+}
+
+uint64_t
+tally_client_ack_latency_us(tally_client_t *c, double q)
+{
+    uint64_t res = 0;
+    pthread_mutex_lock(&c->mu);
+    if (c->nlat) {
+        uint64_t want = (uint64_t)(q * (double)c->nlat), seen = 0;
+        if (want >= c->nlat)
+            want = c->nlat - 1;
+        for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+            seen += c->lat[b];
+            if (seen > want) {
+                res = lat_upper(b);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return res;
 }
 
 void

@@ -158,6 +158,14 @@ TALLY_EXPORT int tally_flush(tally_client_t *c, int timeout_ms);
 TALLY_EXPORT void tally_client_stats(tally_client_t *c, tally_client_stats_t *out);
 
 /**
+ * @brief Ack latency quantile: time from sealing a batch to the ack that
+ *        released it, over every batch acked so far.
+ * @param q quantile in [0, 1], e.g. 0.99.
+ * @return microseconds (bucket upper bound, within ~6%), 0 when none acked.
+ */
+TALLY_EXPORT uint64_t tally_client_ack_latency_us(tally_client_t *c, double q);
+
+/**
  * @brief Stop the client and free it. Unacked batches are dropped: call
  *        tally_flush() first to know they were counted.
  */

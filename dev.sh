@@ -1,0 +1,77 @@
+#!/bin/sh
+# dev.sh — one entry point for a fresh Debian 12 machine: install what is
+# missing, build, then run tallyd or the tests.
+#   ./dev.sh run        build and run tallyd on config/tallyd.conf (foreground)
+#   ./dev.sh test       build and run every test (unit + end-to-end) with CTest
+#   ./dev.sh test-asan  the whole suite under AddressSanitizer + UBSan
+#   ./dev.sh test-tsan  the concurrency tests under ThreadSanitizer
+#   ./dev.sh bench      build (release) and run the benchmarks
+set -eu
+cd "$(dirname "$0")"
+
+PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
+      lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
+      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev"
+
+deps() {
+    missing=""
+    for p in $PKGS; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "dev.sh: installing:$missing"
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "dev.sh: need root to install packages (or install them yourself)" >&2
+            exit 1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || true
+        # shellcheck disable=SC2086
+        apt-get install -y -qq $missing >/dev/null
+    fi
+}
+
+build() { # build DIR [cmake args...]
+    dir=$1
+    shift
+    cmake -S . -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j"$(nproc)"
+}
+
+jobs=$(nproc)
+case "${1:-}" in
+run)
+    deps
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    exec ./build/bin/tallyd --config config/tallyd.conf
+    ;;
+test)
+    deps
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    ctest --test-dir build --output-on-failure -j"$jobs"
+    ;;
+test-asan)
+    deps
+    build build-asan -DCMAKE_BUILD_TYPE=Debug "-DTALLY_SANITIZE=address;undefined"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir build-asan --output-on-failure -j"$jobs"
+    ;;
+test-tsan)
+    deps
+    build build-tsan -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=thread
+    TSAN_OPTIONS="suppressions=$(pwd)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+        ctest --test-dir build-tsan --output-on-failure -L concurrency
+    ;;
+bench)
+    deps
+    build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    ./build/bin/tally-bench-ingest --producers 2 --events 2000000 --batch 100 --interval-ms 50
+    ./build/bin/tally-bench-ingest --producers 4 --events 150000 --batch 1 --interval-ms 10
+    ./build/bin/tally-bench-flush --series 100000
+    ;;
+*)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
