@@ -34,6 +34,7 @@ struct tally__cells {
     tally__store_put_t *hourly, *monthly;
     tally__rollup_t *month_r;
     uint32_t cap_scratch;
+    uint32_t *count; /* counting sort by rank: cap_ranked + 1 entries */
 };
 
 static uint32_t
@@ -73,6 +74,7 @@ tally__cells_destroy(tally__cells_t *a)
     free(a->hourly);
     free(a->monthly);
     free(a->month_r);
+    free(a->count);
     free(a);
 }
 
@@ -187,6 +189,10 @@ rank_new_series(tally__cells_t *a)
         if (!nr)
             return -ENOMEM;
         a->rank = nr;
+        uint32_t *nc = realloc(a->count, ((size_t)ncap + 1) * sizeof *nc);
+        if (!nc)
+            return -ENOMEM;
+        a->count = nc;
         a->cap_ranked = ncap;
     }
     /* sorted has room for 2 * cap: the new ids go after the old order,
@@ -240,21 +246,51 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         a->month_r = mr;
         a->cap_scratch = ncap;
     }
-    for (uint32_t i = 0; i < a->ncells; i++) {
-        a->order[i].key = (uint64_t)a->rank[a->cells[i].series] << 32 | a->cells[i].hour;
-        a->order[i].cell = i;
+    if (a->nranked <= 8u * a->ncells) {
+        /* counting sort by rank (linear, no comparisons), then the few
+         * hours of one series by insertion */
+        uint32_t *cnt = a->count;
+        memset(cnt, 0, ((size_t)a->nranked + 1) * sizeof *cnt);
+        for (uint32_t i = 0; i < a->ncells; i++)
+            cnt[a->rank[a->cells[i].series] + 1]++;
+        for (uint32_t r = 0; r < a->nranked; r++)
+            cnt[r + 1] += cnt[r];
+        for (uint32_t i = 0; i < a->ncells; i++) {
+            uint32_t r = a->rank[a->cells[i].series];
+            sortent_t *e = &a->order[cnt[r]++];
+            e->key = (uint64_t)r << 32 | a->cells[i].hour;
+            e->cell = i;
+        }
+        for (uint32_t i = 1; i < a->ncells; i++) {
+            sortent_t e = a->order[i];
+            uint32_t j = i;
+            while (j > 0 && a->order[j - 1].key > e.key) {
+                a->order[j] = a->order[j - 1];
+                j--;
+            }
+            a->order[j] = e;
+        }
+    } else {
+        for (uint32_t i = 0; i < a->ncells; i++) {
+            a->order[i].key = (uint64_t)a->rank[a->cells[i].series] << 32 | a->cells[i].hour;
+            a->order[i].cell = i;
+        }
+        qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
     }
-    qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
     size_t m = 0;
     uint32_t prev_series = UINT32_MAX;
-    int64_t prev_month = 0;
+    int64_t prev_month = 0, memo_hour = INT64_MIN, memo_month = 0;
     for (uint32_t i = 0; i < a->ncells; i++) {
         const cell_t *c = &a->cells[a->order[i].cell];
         uint32_t len;
         const char *s = tally__strtab_get(a->series_tab, c->series, &len);
         int64_t hour_s = (int64_t)c->hour * 3600;
         a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r};
-        int64_t month = tally__time_month_start(hour_s);
+        if (hour_s != memo_hour) { /* most cells share the current hour */
+            memo_hour = hour_s;
+            memo_month = tally__time_month_start(hour_s);
+        }
+        int64_t month = memo_month;
         if (m > 0 && c->series == prev_series && month == prev_month) {
             tally__rollup_merge(&a->month_r[m - 1], &c->r);
         } else {
