@@ -38,6 +38,7 @@ struct tally_aggregator {
     uint32_t *touched; /* producers to write / ack at the next flush */
     uint32_t ntouched, cap_touched;
     uint64_t events_pending;
+    uint64_t blocks_pending;
     int stalled;       /* last commit failed: stop taking blocks */
     int shutting_down;
     int final_status;
@@ -108,6 +109,7 @@ apply_block(tally_aggregator_t *a, tally_block_t *b)
         }
     }
     a->events_pending += b->n;
+    a->blocks_pending++;
 }
 
 static void
@@ -174,9 +176,10 @@ flush(tally_aggregator_t *a)
                 break;
             uint64_t size, used;
             tally__store_map_info(a->o.store, &size, &used);
-            if (a->o.map_max_bytes <= size)
+            uint64_t max = __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED);
+            if (max <= size)
                 break;
-            uint64_t nsize = size * 2 > a->o.map_max_bytes ? a->o.map_max_bytes : size * 2;
+            uint64_t nsize = size * 2 > max ? max : size * 2;
             if (tally__store_grow(a->o.store, nsize) != 0)
                 break;
             TALLY_STAT_ADD(map_grows, 1);
@@ -215,6 +218,8 @@ flush(tally_aggregator_t *a)
     TALLY_STAT_ADD(events_committed, a->events_pending);
     TALLY_STAT_SET(cells_pending, 0);
     a->events_pending = 0;
+    TALLY_STAT_ADD(blocks_committed, a->blocks_pending);
+    a->blocks_pending = 0;
     publish_acks(a);
     return 0;
 }
@@ -347,6 +352,12 @@ fail:
     msgpack_sbuffer_destroy(&a->ackbuf);
     free(a);
     return rc;
+}
+
+void
+tally_aggregator_set_map_max(tally_aggregator_t *a, uint64_t bytes)
+{
+    __atomic_store_n(&a->o.map_max_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 void

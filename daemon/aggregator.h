@@ -48,6 +48,9 @@ typedef struct tally_aggregator_opts {
 int tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t *initial,
                            uint32_t n, tally_aggregator_t **out);
 
+/** @brief Change how far the map may grow (config reload). Any thread. */
+void tally_aggregator_set_map_max(tally_aggregator_t *a, uint64_t bytes);
+
 /** @brief Tell the aggregator blocks are waiting. Any thread; coalesces. */
 void tally_aggregator_notify(tally_aggregator_t *a);
 

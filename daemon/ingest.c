@@ -221,6 +221,7 @@ handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
     b->producer = pid;
     b->state = st;
     b->n = 0;
+    TALLY_STAT_ADD(blocks_accepted, 1);
     if (verdict == TALLY_DEDUP_DUP) {
         TALLY_STAT_ADD(duplicates, 1);
         b->kind = TALLY_BLOCK_ACK;

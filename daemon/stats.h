@@ -9,6 +9,8 @@
 typedef struct tally_stats {
     uint64_t messages;          /**< ingest messages received */
     uint64_t batches;           /**< batches accepted (new) */
+    uint64_t blocks_accepted;   /**< batches and re-acks handed to the aggregator */
+    uint64_t blocks_committed;  /**< accepted batches and re-acks whose flush committed */
     uint64_t duplicates;        /**< batches already counted, acked again */
     uint64_t events;            /**< events accepted */
     uint64_t events_committed;  /**< events in committed flushes */

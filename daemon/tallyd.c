@@ -11,6 +11,10 @@
 #include <uv.h>
 
 #include "aggregator.h"
+#include "auth.h"
+#include "http.h"
+#include "routes.h"
+#include "timeutil.h"
 #include "catalog.h"
 #include "config.h"
 #include "ingest.h"
@@ -30,12 +34,16 @@ typedef struct daemon {
     tally__ring_t *work, *free_ring;
     tally_aggregator_t *aggregator;
     tally_ingest_t *ingest; /* atomic: read by the aggregator thread */
+    tally__tokens_t *tokens;
+    tally_http_server_t *http;
+    tally_ctx_t ctx;
     uv_signal_t sigterm, sigint, sighup;
     uv_async_t done;
     int final_status;
     int stopping;
     tally__dedup_t *initial;
     uint32_t ninitial, cap_initial;
+    const char *config_path;
 } daemon_t;
 
 static void
@@ -127,12 +135,53 @@ on_done(uv_async_t *h)
     uv_close((uv_handle_t *)&d->done, NULL);
 }
 
+/* SIGHUP: re-read the configuration and apply what can change while
+ * running: the log level and the store's map size limits (raising them is
+ * how an operator lets a full store take data again). Everything else
+ * needs a restart; the running configuration stays as it was. */
+static void
+reload(daemon_t *d)
+{
+    char err[1024];
+    tally__config_t *ncfg;
+    int rc = tally__config_load(d->config_path, &ncfg, err, sizeof err);
+    if (rc) {
+        tally__log_error("reload failed; keeping the running configuration err=\"%s\"", err);
+        return;
+    }
+    tally__log_set_level(ncfg->log.level);
+    uint64_t size, used, want = ncfg->storage.map_size_mb << 20;
+    tally__store_map_info(d->store, &size, &used);
+    if (want > size) {
+        rc = tally__store_grow(d->store, want);
+        tally__log_info("reload: map size map_size_bytes=%llu err=\"%s\"", (unsigned long long)want,
+                        tally_strerror(rc));
+        if (rc == 0)
+            TALLY_STAT_SET(map_size, want);
+    }
+    if (d->aggregator)
+        tally_aggregator_set_map_max(d->aggregator, ncfg->storage.map_max_mb << 20);
+    /* tokens: a bad file keeps the old tokens; connections stay open */
+    tally__tokens_t *nt;
+    if (tally__tokens_load(d->cfg->auth.tokens_file, &nt, err, sizeof err) == 0) {
+        tally__tokens_destroy(d->tokens);
+        d->tokens = nt;
+        d->ctx.tokens = nt;
+        tally__log_info("reload: tokens file=%s tokens=%zu", d->cfg->auth.tokens_file,
+                        tally__tokens_count(nt));
+    } else {
+        tally__log_error("reload: keeping the previous tokens err=\"%s\"", err);
+    }
+    tally__log_info("reloaded config=%s", d->config_path ? d->config_path : "(defaults)");
+    tally__config_destroy(ncfg);
+}
+
 static void
 on_signal(uv_signal_t *h, int signum)
 {
     daemon_t *d = h->data;
     if (signum == SIGHUP) {
-        tally__log_info("SIGHUP received; nothing to reload in this build of the core");
+        reload(d);
         return;
     }
     if (d->stopping)
@@ -140,6 +189,11 @@ on_signal(uv_signal_t *h, int signum)
     d->stopping = 1;
     tally__log_info("stopping signal=%s; draining and committing", strsignal(signum));
     sd_notify(0, "STOPPING=1");
+    if (d->http) {
+        tally_http_close(d->http);
+        d->http = NULL;
+        d->ctx.http = NULL;
+    }
     tally_ingest_stop(d->ingest);
 }
 
@@ -179,6 +233,7 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    d.config_path = config_path;
     if ((rc = tally__config_load(config_path, &d.cfg, err, sizeof err)) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         return 1;
@@ -188,10 +243,15 @@ main(int argc, char **argv)
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
+    if ((rc = tally__tokens_load(d.cfg->auth.tokens_file, &d.tokens, err, sizeof err)) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        goto out;
+    }
     if (check) {
-        printf("tallyd: configuration ok (%s; %zu metrics in %s)\n",
+        printf("tallyd: configuration ok (%s; %zu metrics in %s; %zu tokens in %s)\n",
                d.cfg->path ? d.cfg->path : "built-in defaults", tally__catalog_count(d.catalog),
-               d.cfg->billing.metrics_file);
+               d.cfg->billing.metrics_file, tally__tokens_count(d.tokens),
+               d.cfg->auth.tokens_file);
         status = 0;
         goto out;
     }
@@ -275,6 +335,25 @@ main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
+    d.ctx = (tally_ctx_t){.cfg = d.cfg, .catalog = d.catalog, .store = d.store,
+                          .tokens = d.tokens, .started_ms = tally__time_now_ms()};
+    tally_http_limits_t lim = {
+        .max_header_bytes = d.cfg->http.max_header_bytes,
+        .max_headers = d.cfg->http.max_headers,
+        .max_body_bytes = d.cfg->http.max_body_bytes,
+        .max_connections = d.cfg->http.max_connections,
+        .idle_timeout_ms = d.cfg->http.idle_timeout_ms,
+        .request_timeout_ms = d.cfg->http.request_timeout_ms,
+    };
+    if ((rc = tally_http_start(d.loop, d.cfg->http.host, d.cfg->http.port, &lim,
+                               tally_routes_dispatch, &d.ctx, d.cfg->log.requests, &d.http)) != 0) {
+        d.stopping = 1;
+        tally_ingest_stop(in); /* the aggregator flushes and the loop ends */
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        status = 1;
+        goto out;
+    }
+    d.ctx.http = d.http;
     {
         uint64_t size, used;
         tally__store_map_info(d.store, &size, &used);
@@ -284,9 +363,11 @@ main(int argc, char **argv)
         for (size_t i = 0; i < d.cfg->ingest.nlisten; i++)
             snprintf(eps + strlen(eps), sizeof eps - strlen(eps), "%s%s", i ? "," : "",
                      d.cfg->ingest.listen[i]);
-        tally__log_info("ready version=%s ingest=%s store=%s producers=%u flush_ms=%u",
-                        TALLY_VERSION, eps, d.cfg->storage.dir, d.ninitial,
-                        d.cfg->flush.interval_ms);
+        tally__log_info("ready version=%s ingest=%s http=%s:%u store=%s producers=%u "
+                        "flush_ms=%u tokens=%zu",
+                        TALLY_VERSION, eps, d.cfg->http.host, tally_http_port(d.http),
+                        d.cfg->storage.dir, d.ninitial, d.cfg->flush.interval_ms,
+                        tally__tokens_count(d.tokens));
     }
     sd_notify(0, "READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
@@ -308,6 +389,7 @@ out:
     free(d.initial);
     tally__store_close(d.store);
     tally__catalog_destroy(d.catalog);
+    tally__tokens_destroy(d.tokens);
     tally__config_destroy(d.cfg);
     return status;
 }

@@ -125,6 +125,12 @@ typedef struct tally__config {
         /** http.request_timeout_ms: a request must arrive whole within this
             long, 1..3600000. Default 10000. */
         uint32_t request_timeout_ms;
+        /** http.rate_per_token: requests per second each token may make
+            (token bucket), 0 = unlimited. Default 1000. */
+        uint32_t rate_per_token;
+        /** http.rate_burst: requests a token may make at once before the
+            rate applies, 1..10000000. Default 2000. */
+        uint32_t rate_burst;
     } http;
 
     struct {

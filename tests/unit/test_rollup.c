@@ -1,6 +1,7 @@
 /* test_rollup.c — Criterion tests of rollup records (add, merge, overflow) and of series and rollup key encoding in lib/rollup. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>

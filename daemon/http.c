@@ -1,0 +1,780 @@
+/* http.c — the HTTP/1.1 server: connections, http-parser callbacks, limits, timeouts, responses. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+
+#include "http.h"
+#include "log.h"
+
+/* Stop reading a connection whose unsent responses exceed this: a client
+ * that pipelines without reading must not make us buffer without bound. */
+#define WRITE_QUEUE_MAX (1u << 20)
+
+typedef struct conn conn_t;
+
+struct tally_http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    tally_http_limits_t lim;
+    tally_http_dispatch_fn dispatch;
+    void *ctx;
+    int log_requests;
+    uint16_t port;
+    uint32_t nconns;
+    int closing;
+    int listener_closed;
+    conn_t *conns; /* doubly linked, for shutdown */
+    http_parser_settings settings;
+};
+
+/* A growable buffer with a hard cap. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf_t;
+
+enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE };
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    http_parser parser;
+    tally_http_server_t *s;
+    conn_t *prev, *next;
+    int closing;
+    int in_request;   /* bytes of a request have arrived */
+    int reading;
+    int close_after;  /* close once the queued responses are written */
+    int handles_open;
+    /* current request */
+    sbuf_t url, body, auth, ctype, field;
+    enum hdr cur;
+    int last_was_value;
+    uint32_t nheaders;
+    size_t header_bytes;
+    int error_status; /* set by a callback that refused the request */
+    const char *error_code;
+    const char *error_msg;
+    char remote[64];
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    conn_t *c;
+    char *data;
+} wreq_t;
+
+static const char *
+status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+static int
+sbuf_add(sbuf_t *b, const char *p, size_t n, size_t cap)
+{
+    if (b->len + n + 1 > cap)
+        return -1;
+    if (b->len + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 128;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
+        if (ncap > cap + 1)
+            ncap = cap + 1;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return -1;
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static void
+sbuf_reset(sbuf_t *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+static void
+sbuf_free(sbuf_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- response helpers ----------------------------------------------------- */
+
+void
+tally_http_take_body(tally_http_res_t *res, int status, const char *content_type, char *body,
+                     size_t len)
+{
+    free(res->body);
+    res->status = status;
+    res->content_type = content_type;
+    res->body = body;
+    res->body_len = len;
+}
+
+void
+tally_http_set_body(tally_http_res_t *res, int status, const char *content_type,
+                    const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        tally_http_take_body(res, 500, "text/plain", NULL, 0);
+        return;
+    }
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    tally_http_take_body(res, status, content_type, copy, len);
+}
+
+static void
+json_escape_into(sbuf_t *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            sbuf_add(b, esc, 2, 1 << 16);
+        } else if (ch < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            sbuf_add(b, esc, 6, 1 << 16);
+        } else {
+            sbuf_add(b, (const char *)&ch, 1, 1 << 16);
+        }
+    }
+}
+
+void
+tally_http_error(tally_http_res_t *res, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sbuf_t b = {0};
+    sbuf_add(&b, "{\"code\":\"", 9, 1 << 16);
+    json_escape_into(&b, code);
+    sbuf_add(&b, "\",\"message\":\"", 13, 1 << 16);
+    json_escape_into(&b, msg);
+    sbuf_add(&b, "\"}", 2, 1 << 16);
+    tally_http_take_body(res, status, "application/json", b.p, b.len);
+}
+
+static int
+hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decode in place; '+' as space when plus is set. -1 on bad %XX or NUL. */
+static int
+pct_decode(char *s, int plus)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (*r == '%') {
+            int h = hexval((unsigned char)r[1]), l = h < 0 ? -1 : hexval((unsigned char)r[2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0))
+                return -1;
+            *w++ = (char)(h * 16 + l);
+            r += 2;
+        } else if (plus && *r == '+') {
+            *w++ = ' ';
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return 0;
+}
+
+int
+tally_http_query_get(const char *query, const char *name, char *buf, size_t cap)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        const char *amp = strchr(p, '&');
+        size_t seg = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', seg);
+        size_t klen = eq ? (size_t)(eq - p) : seg;
+        if (klen == nlen && memcmp(p, name, nlen) == 0) {
+            size_t vlen = eq ? seg - klen - 1 : 0;
+            if (vlen + 1 > cap)
+                return 0;
+            memcpy(buf, eq ? eq + 1 : "", vlen);
+            buf[vlen] = '\0';
+            if (pct_decode(buf, 1) != 0)
+                return 0;
+            return 1;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void conn_close(conn_t *c);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    tally_http_server_t *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    if (s->listener_closed && s->nconns == 0)
+        free(s); /* the last connection of a closed server */
+    sbuf_free(&c->url);
+    sbuf_free(&c->body);
+    sbuf_free(&c->auth);
+    sbuf_free(&c->ctype);
+    sbuf_free(&c->field);
+    free(c);
+}
+
+static void
+conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void
+on_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    /* idle keep-alive connections just go; a request that did not arrive
+     * whole in time (slowloris) is cut off the same way: answering would
+     * only keep its socket around longer */
+    if (c->in_request)
+        tally__log_debug("http request timeout remote=%s", c->remote);
+    conn_close(c);
+}
+
+static void
+arm_timer(conn_t *c)
+{
+    if (c->closing)
+        return;
+    uint32_t ms = c->in_request ? c->s->lim.request_timeout_ms : c->s->lim.idle_timeout_ms;
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    conn_t *c = w->c;
+    free(w->data);
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (c->close_after && queued == 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->reading && !c->close_after && queued < WRITE_QUEUE_MAX / 2) {
+        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        c->reading = 1;
+    }
+}
+
+static void
+send_response(conn_t *c, const tally_http_res_t *res, int head, int keep_alive)
+{
+    char hdr[512];
+    int status = res->status ? res->status : 500;
+    const char *ctype = res->content_type ? res->content_type : "application/json";
+    int n = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\nServer: tallyd\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nConnection: %s\r\n",
+                     status, status_text(status), ctype, res->body_len,
+                     keep_alive ? "keep-alive" : "close");
+    if (res->retry_after)
+        n += snprintf(hdr + n, sizeof hdr - (size_t)n, "Retry-After: %u\r\n", res->retry_after);
+    n += snprintf(hdr + n, sizeof hdr - (size_t)n, "\r\n");
+    size_t blen = head ? 0 : res->body_len;
+    wreq_t *w = malloc(sizeof *w);
+    char *data = malloc((size_t)n + blen);
+    if (!w || !data) {
+        free(w);
+        free(data);
+        conn_close(c);
+        return;
+    }
+    memcpy(data, hdr, (size_t)n);
+    if (blen)
+        memcpy(data + n, res->body, blen);
+    w->c = c;
+    w->data = data;
+    uv_buf_t b = uv_buf_init(data, (unsigned)((size_t)n + blen));
+    if (!keep_alive)
+        c->close_after = 1;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(data);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    if (c->close_after || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX) {
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+    }
+}
+
+/* Refuse the request in progress: answer and close the connection, since
+ * the rest of the stream can no longer be trusted to be framed. */
+static void
+refuse(conn_t *c, int status, const char *code, const char *msg)
+{
+    tally_http_res_t res = {0};
+    tally_http_error(&res, status, code, "%s", msg);
+    send_response(c, &res, 0, 0);
+    free(res.body);
+}
+
+static void
+reset_request(conn_t *c)
+{
+    sbuf_reset(&c->url);
+    sbuf_reset(&c->body);
+    sbuf_reset(&c->auth);
+    sbuf_reset(&c->ctype);
+    sbuf_reset(&c->field);
+    c->cur = HDR_NONE;
+    c->last_was_value = 0;
+    c->nheaders = 0;
+    c->header_bytes = 0;
+    c->error_status = 0;
+}
+
+static int
+fail_cb(conn_t *c, int status, const char *code, const char *msg)
+{
+    c->error_status = status;
+    c->error_code = code;
+    c->error_msg = msg;
+    return -1; /* stops the parser */
+}
+
+static int
+cb_message_begin(http_parser *p)
+{
+    conn_t *c = p->data;
+    reset_request(c);
+    if (!c->in_request) {
+        c->in_request = 1;
+        arm_timer(c);
+    }
+    return 0;
+}
+
+static int
+count_header_bytes(conn_t *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > c->s->lim.max_header_bytes)
+        return fail_cb(c, 431, "ETOOLARGE", "request line and headers exceed http.max_header_bytes");
+    return 0;
+}
+
+static int
+cb_url(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (count_header_bytes(c, n))
+        return -1;
+    if (sbuf_add(&c->url, at, n, c->s->lim.max_header_bytes))
+        return fail_cb(c, 414, "ETOOLARGE", "request target too long");
+    return 0;
+}
+
+static int
+cb_header_field(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (count_header_bytes(c, n))
+        return -1;
+    if (c->last_was_value || c->nheaders == 0) {
+        if (++c->nheaders > c->s->lim.max_headers)
+            return fail_cb(c, 431, "ETOOLARGE", "more headers than http.max_headers");
+        sbuf_reset(&c->field);
+        c->last_was_value = 0;
+    }
+    if (sbuf_add(&c->field, at, n, 64) != 0)
+        sbuf_add(&c->field, "", 0, 64); /* a long name is none we care about */
+    return 0;
+}
+
+static int
+cb_header_value(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (count_header_bytes(c, n))
+        return -1;
+    if (!c->last_was_value) {
+        c->last_was_value = 1;
+        c->cur = HDR_NONE;
+        if (strcasecmp(c->field.p ? c->field.p : "", "authorization") == 0) {
+            c->cur = HDR_AUTH;
+            sbuf_reset(&c->auth);
+        } else if (strcasecmp(c->field.p ? c->field.p : "", "content-type") == 0) {
+            c->cur = HDR_CTYPE;
+            sbuf_reset(&c->ctype);
+        }
+    }
+    if (c->cur == HDR_AUTH)
+        sbuf_add(&c->auth, at, n, 1024);
+    else if (c->cur == HDR_CTYPE)
+        sbuf_add(&c->ctype, at, n, 256);
+    return 0;
+}
+
+static int
+cb_headers_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->lim.max_body_bytes)
+        return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
+    return 0;
+}
+
+static int
+cb_body(http_parser *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (sbuf_add(&c->body, at, n, c->s->lim.max_body_bytes))
+        return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
+    return 0;
+}
+
+static int
+map_method(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET:
+        return TALLY_HTTP_GET;
+    case HTTP_HEAD:
+        return TALLY_HTTP_HEAD;
+    case HTTP_POST:
+        return TALLY_HTTP_POST;
+    case HTTP_PUT:
+        return TALLY_HTTP_PUT;
+    case HTTP_DELETE:
+        return TALLY_HTTP_DELETE;
+    default:
+        return TALLY_HTTP_OTHER;
+    }
+}
+
+static int
+cb_message_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    tally_http_server_t *s = c->s;
+    tally_http_req_t req = {0};
+    tally_http_res_t res = {0};
+    struct http_parser_url u;
+    char empty[1] = "";
+    uint64_t t0 = uv_hrtime();
+    int keep_alive = http_should_keep_alive(p) && !s->closing;
+    c->in_request = 0;
+    arm_timer(c);
+
+    req.method = map_method(p->method);
+    if (req.method == TALLY_HTTP_HEAD) {
+        req.method = TALLY_HTTP_GET;
+        req.head = 1;
+    }
+    char *path = NULL, *query = NULL;
+    http_parser_url_init(&u);
+    if (!c->url.p || http_parser_parse_url(c->url.p, c->url.len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+        tally_http_error(&res, 400, "EBADINPUT", "malformed request target");
+        goto respond;
+    }
+    path = strndup(c->url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    query = (u.field_set & (1 << UF_QUERY))
+                ? strndup(c->url.p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len)
+                : strdup("");
+    if (!path || !query) {
+        tally_http_error(&res, 500, "EINTERNAL", "out of memory");
+        goto respond;
+    }
+    if (pct_decode(path, 0) != 0) {
+        tally_http_error(&res, 400, "EBADINPUT", "malformed percent-encoding in the path");
+        goto respond;
+    }
+    req.path = path;
+    req.query = query;
+    req.authorization = c->auth.len ? c->auth.p : NULL;
+    req.content_type = c->ctype.len ? c->ctype.p : NULL;
+    req.body = c->body.p ? c->body.p : empty;
+    req.body_len = c->body.len;
+    req.remote = c->remote;
+    s->dispatch(s->ctx, &req, &res);
+respond:
+    send_response(c, &res, req.head, keep_alive);
+    if (s->log_requests)
+        tally__log_info("request method=%s path=%s status=%d us=%llu remote=%s",
+                        http_method_str(p->method), path ? path : "-", res.status,
+                        (unsigned long long)((uv_hrtime() - t0) / 1000), c->remote);
+    free(res.body);
+    free(path);
+    free(query);
+    reset_request(c);
+    if (!keep_alive)
+        return -1; /* ignore whatever follows */
+    return 0;
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char slab[65536]; /* the loop is single-threaded; data is parsed before the next read */
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->close_after)
+        return;
+    if (!c->in_request) {
+        c->in_request = 1;
+        arm_timer(c);
+    }
+    size_t done = http_parser_execute(&c->parser, &c->s->settings, buf->base, (size_t)nread);
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->close_after)
+        return; /* the response to a Connection: close request is on its way */
+    if (c->error_status) {
+        refuse(c, c->error_status, c->error_code, c->error_msg);
+        return;
+    }
+    if (err != HPE_OK || done != (size_t)nread) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(err));
+        refuse(c, 400, "EBADINPUT", msg);
+        return;
+    }
+}
+
+static void
+on_overload_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void
+on_overload_written(uv_write_t *req, int status)
+{
+    (void)status;
+    uv_close((uv_handle_t *)req->handle, on_overload_closed);
+    free(req);
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    tally_http_server_t *s = server->data;
+    if (status < 0 || s->closing)
+        return;
+    if (s->nconns >= s->lim.max_connections) {
+        /* over the limit: answer 503 and close; existing ones carry on */
+        static const char busy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Content-Length: 78\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+            "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}";
+        uv_tcp_t *t = malloc(sizeof *t);
+        uv_write_t *w = malloc(sizeof *w);
+        if (!t || !w) {
+            free(t);
+            free(w);
+            return;
+        }
+        uv_tcp_init(s->loop, t);
+        if (uv_accept(server, (uv_stream_t *)t) != 0) {
+            free(w);
+            uv_close((uv_handle_t *)t, on_overload_closed);
+            return;
+        }
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        if (uv_write(w, (uv_stream_t *)t, &b, 1, on_overload_written) != 0) {
+            free(w);
+            uv_close((uv_handle_t *)t, on_overload_closed);
+        }
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->s = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles_open = 2;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
+    }
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->reading = 1;
+    arm_timer(c);
+}
+
+int
+tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
+                 const tally_http_limits_t *limits, tally_http_dispatch_fn dispatch, void *ctx,
+                 int log_requests, tally_http_server_t **out)
+{
+    struct sockaddr_storage addr;
+    int rc;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr) != 0)
+        return UV_EINVAL;
+    tally_http_server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return UV_ENOMEM;
+    s->loop = loop;
+    s->lim = *limits;
+    s->dispatch = dispatch;
+    s->ctx = ctx;
+    s->log_requests = log_requests;
+    http_parser_settings_init(&s->settings);
+    s->settings.on_message_begin = cb_message_begin;
+    s->settings.on_url = cb_url;
+    s->settings.on_header_field = cb_header_field;
+    s->settings.on_header_value = cb_header_value;
+    s->settings.on_headers_complete = cb_headers_complete;
+    s->settings.on_body = cb_body;
+    s->settings.on_message_complete = cb_message_complete;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) != 0) {
+        tally__log_error("cannot listen for HTTP host=%s port=%u err=\"%s\"", host, port,
+                         uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, (uv_close_cb)free);
+        return rc;
+    }
+    int len = sizeof addr;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
+    s->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                                               : ((struct sockaddr_in *)&addr)->sin_port);
+    *out = s;
+    return 0;
+}
+
+uint16_t
+tally_http_port(const tally_http_server_t *s)
+{
+    return s->port;
+}
+
+uint32_t
+tally_http_connections(const tally_http_server_t *s)
+{
+    return s->nconns;
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+    tally_http_server_t *s = h->data;
+    s->listener_closed = 1;
+    if (s->nconns == 0)
+        free(s);
+}
+
+void
+tally_http_close(tally_http_server_t *s)
+{
+    s->closing = 1;
+    for (conn_t *c = s->conns; c; c = c->next)
+        conn_close(c);
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}

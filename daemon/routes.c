@@ -1,0 +1,347 @@
+/* routes.c — the route table, path matching, authentication and access checks, and HTTP metrics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "routes.h"
+#include "timeutil.h"
+
+typedef struct route {
+    int method;
+    const char *pattern;
+    tally_route_fn fn;
+    int access;            /**< TALLY_ACCESS_*; NONE = no token needed */
+    const char *ns_param;  /**< parameter holding the namespace, or NULL */
+    const char *ns_fixed;  /**< namespace when the path fixes it ("system") */
+    const char *name;      /**< label in metrics */
+    const char *later;     /**< non-NULL: not built yet; the issue that builds it */
+} route_t;
+
+static void not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res);
+
+#define NS "namespace"
+#define MNS "metadata.namespace"
+#define QUOTAS "the quotas issue"
+#define PLANS "the plans, transitions and add-ons issue"
+#define BILLING "the priced usage, payment methods and invoices issue"
+
+static const route_t routes[] = {
+    /* usage (built) */
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/usage_details", tally_route_usage_details,
+     TALLY_ACCESS_READ, NS, NULL, "usage_details", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/hourly_usage_details",
+     tally_route_hourly_usage_details, TALLY_ACCESS_READ, NS, NULL, "hourly_usage_details", NULL},
+    {TALLY_HTTP_POST, "/api/data/namespaces/system/billing/usage_summary",
+     tally_route_usage_summary, TALLY_ACCESS_READ, NULL, "system", "usage_summary", NULL},
+    /* priced usage, payment methods, invoices */
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/current_usage", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "current_usage", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/monthly_usage", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "monthly_usage", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_methods", not_built,
+     TALLY_ACCESS_WRITE, NS, NULL, "payment_method_create", BILLING},
+    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/billing/payment_methods/{name}",
+     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_delete", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/primary",
+     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_primary", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/secondary",
+     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_secondary", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/swap-primary",
+     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_swap", BILLING},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoices/custom_list", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "invoices_list", BILLING},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "invoice_pdf", BILLING},
+    /* plans, transitions, subscriptions, add-ons */
+    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/custom_list", not_built,
+     TALLY_ACCESS_READ, NULL, "system", "usage_plans_list", PLANS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/current", not_built,
+     TALLY_ACCESS_READ, NULL, "system", "usage_plans_current", PLANS},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/plan_transition", not_built,
+     TALLY_ACCESS_WRITE, NS, NULL, "plan_transition_create", PLANS},
+    {TALLY_HTTP_GET, "/no_auth/namespaces/system/billing/plan_transition", not_built,
+     TALLY_ACCESS_NONE, NULL, NULL, "plan_transition_get", PLANS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/subscriptions/custom_list", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "subscriptions_list", PLANS},
+    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/subscribe", not_built,
+     TALLY_ACCESS_WRITE, NULL, "system", "addon_subscribe", PLANS},
+    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/unsubscribe", not_built,
+     TALLY_ACCESS_WRITE, NULL, "system", "addon_unsubscribe", PLANS},
+    /* quotas */
+    {TALLY_HTTP_POST, "/api/web/namespaces/{metadata.namespace}/quotas", not_built,
+     TALLY_ACCESS_WRITE, MNS, NULL, "quota_create", QUOTAS},
+    {TALLY_HTTP_PUT, "/api/web/namespaces/{metadata.namespace}/quotas/{metadata.name}", not_built,
+     TALLY_ACCESS_WRITE, MNS, NULL, "quota_replace", QUOTAS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas", not_built, TALLY_ACCESS_READ, NS,
+     NULL, "quota_list", QUOTAS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas/{name}", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "quota_get", QUOTAS},
+    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/quotas/{name}", not_built,
+     TALLY_ACCESS_WRITE, NS, NULL, "quota_delete", QUOTAS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/limits", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "quota_limits", QUOTAS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/usage", not_built,
+     TALLY_ACCESS_READ, NS, NULL, "quota_usage", QUOTAS},
+    /* operations */
+    {TALLY_HTTP_GET, "/metrics", tally_route_metrics, TALLY_ACCESS_NONE, NULL, NULL, "metrics",
+     NULL},
+    {TALLY_HTTP_GET, "/healthz", tally_route_healthz, TALLY_ACCESS_NONE, NULL, NULL, "healthz",
+     NULL},
+    {TALLY_HTTP_GET, "/openapi.json", tally_route_openapi, TALLY_ACCESS_NONE, NULL, NULL,
+     "openapi", NULL},
+};
+
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* ---- metrics -------------------------------------------------------------- */
+
+static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                                   413, 414, 429, 431, 500, 501, 503, 0};
+#define NSTATUS (sizeof status_codes / sizeof status_codes[0])
+static const double dur_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                    0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+#define NDUR (sizeof dur_bounds / sizeof dur_bounds[0])
+
+/* index NROUTES counts requests that matched no route */
+static uint64_t req_count[NROUTES + 1][NSTATUS];
+static uint64_t req_dur[NROUTES + 1][NDUR + 1];
+static double req_dur_sum[NROUTES + 1];
+
+static void
+observe(size_t route, int status, double seconds)
+{
+    size_t si = NSTATUS - 1;
+    for (size_t i = 0; i + 1 < NSTATUS; i++)
+        if (status_codes[i] == status) {
+            si = i;
+            break;
+        }
+    req_count[route][si]++;
+    size_t b = NDUR;
+    for (size_t i = 0; i < NDUR; i++)
+        if (seconds <= dur_bounds[i]) {
+            b = i;
+            break;
+        }
+    req_dur[route][b]++;
+    req_dur_sum[route] += seconds;
+}
+
+void
+tally_routes_metrics(FILE *fp)
+{
+    fputs("# HELP tally_http_requests_total HTTP requests answered, by route and status code.\n"
+          "# TYPE tally_http_requests_total counter\n",
+          fp);
+    for (size_t r = 0; r <= NROUTES; r++)
+        for (size_t s = 0; s < NSTATUS; s++)
+            if (req_count[r][s])
+                fprintf(fp, "tally_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                        r < NROUTES ? routes[r].name : "none", status_codes[s],
+                        (unsigned long long)req_count[r][s]);
+    fputs("# HELP tally_http_request_duration_seconds Time to handle a request, by route.\n"
+          "# TYPE tally_http_request_duration_seconds histogram\n",
+          fp);
+    for (size_t r = 0; r <= NROUTES; r++) {
+        uint64_t cum = 0, total = 0;
+        for (size_t b = 0; b <= NDUR; b++)
+            total += req_dur[r][b];
+        if (!total)
+            continue;
+        const char *name = r < NROUTES ? routes[r].name : "none";
+        for (size_t b = 0; b < NDUR; b++) {
+            cum += req_dur[r][b];
+            fprintf(fp, "tally_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                    name, dur_bounds[b], (unsigned long long)cum);
+        }
+        fprintf(fp,
+                "tally_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+                "tally_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+                "tally_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                name, (unsigned long long)total, name, req_dur_sum[r], name,
+                (unsigned long long)total);
+    }
+}
+
+/* ---- matching ------------------------------------------------------------- */
+
+/* Match path against pattern; fill params. Segments: literal or {name}. */
+static int
+match(const char *pattern, const char *path, tally_http_req_t *req, char *scratch, size_t cap)
+{
+    const char *p = pattern, *s = path;
+    size_t used = 0;
+    req->nparams = 0;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return 0;
+        p++;
+        s++;
+        const char *pe = strchr(p, '/'), *se = strchr(s, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), sl = se ? (size_t)(se - s) : strlen(s);
+        if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+            if (sl == 0 || req->nparams >= TALLY_HTTP_MAX_PARAMS || used + sl + pl + 2 > cap)
+                return 0;
+            char *val = scratch + used;
+            memcpy(val, s, sl);
+            val[sl] = '\0';
+            used += sl + 1;
+            char *nm = scratch + used;
+            memcpy(nm, p + 1, pl - 2);
+            nm[pl - 2] = '\0';
+            used += pl - 1;
+            req->params[req->nparams] = val;
+            req->param_names[req->nparams] = nm;
+            req->nparams++;
+        } else if (pl != sl || memcmp(p, s, pl) != 0) {
+            return 0;
+        }
+        p += pl;
+        s += sl;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+const char *
+tally_route_param(const tally_http_req_t *req, const char *name)
+{
+    for (int i = 0; i < req->nparams; i++)
+        if (strcmp(req->param_names[i], name) == 0)
+            return req->params[i];
+    return NULL;
+}
+
+const tally__token_t *
+tally_route_token(const tally_http_req_t *req)
+{
+    return req->user;
+}
+
+json_t *
+tally_route_body_json(const tally_http_req_t *req, tally_http_res_t *res)
+{
+    if (req->body_len == 0)
+        return json_object();
+    json_error_t e;
+    json_t *v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (!v) {
+        tally_http_error(res, 400, "EBADINPUT", "request body is not valid JSON: %s at line %d column %d",
+                         e.text, e.line, e.column);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        tally_http_error(res, 400, "EBADINPUT", "request body must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+void
+tally_route_json(tally_http_res_t *res, int status, json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (!s) {
+        tally_http_error(res, 500, "EINTERNAL", "could not render the response");
+        return;
+    }
+    tally_http_take_body(res, status, "application/json", s, strlen(s));
+}
+
+static void
+not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
+{
+    (void)ctx;
+    (void)req;
+    (void)res; /* the dispatcher answers for routes marked `later` */
+}
+
+static const char *
+method_name(int m)
+{
+    switch (m) {
+    case TALLY_HTTP_GET:
+        return "GET";
+    case TALLY_HTTP_POST:
+        return "POST";
+    case TALLY_HTTP_PUT:
+        return "PUT";
+    case TALLY_HTTP_DELETE:
+        return "DELETE";
+    default:
+        return "this method";
+    }
+}
+
+void
+tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
+{
+    tally_ctx_t *ctx = vctx;
+    char scratch[1024];
+    uint64_t t0 = uv_hrtime();
+    size_t found = NROUTES;
+    int path_matched = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!match(routes[i].pattern, req->path, req, scratch, sizeof scratch))
+            continue;
+        path_matched = 1;
+        if (routes[i].method == req->method) {
+            found = i;
+            break;
+        }
+    }
+    if (found == NROUTES) {
+        if (path_matched)
+            tally_http_error(res, 405, "EBADINPUT", "%s is not allowed on %s",
+                             method_name(req->method), req->path);
+        else
+            tally_http_error(res, 404, "ENOTFOUND", "no such endpoint: %s", req->path);
+        goto done;
+    }
+    const route_t *r = &routes[found];
+    res->route = r->name;
+    if (r->access != TALLY_ACCESS_NONE) {
+        const tally__token_t *tok =
+            ctx->tokens ? tally__tokens_authenticate(ctx->tokens, req->authorization) : NULL;
+        if (!tok) {
+            tally_http_error(res, 401, "EUNAUTHENTICATED",
+                             req->authorization ? "invalid API token"
+                                                : "missing 'Authorization: APIToken <token>' header");
+            goto done;
+        }
+        req->user = (void *)tok;
+        const char *ns = r->ns_param ? tally_route_param(req, r->ns_param) : r->ns_fixed;
+        if (!ns || !tally__token_allows(tok, ns, r->access)) {
+            tally_http_error(res, 403, "EPERMS", "token '%s' may not %s in namespace '%s'",
+                             tally__token_name(tok),
+                             r->access == TALLY_ACCESS_READ    ? "read"
+                             : r->access == TALLY_ACCESS_WRITE ? "write"
+                                                               : "administer",
+                             ns ? ns : "?");
+            goto done;
+        }
+        uint32_t retry;
+        if (!tally__token_rate_take(ctx->tokens, tok, tally__time_mono_ms(),
+                                    ctx->cfg->http.rate_per_token, ctx->cfg->http.rate_burst,
+                                    &retry)) {
+            res->retry_after = retry;
+            tally_http_error(res, 429, "ETOOMANY",
+                             "request rate of token '%s' exceeds http.rate_per_token",
+                             tally__token_name(tok));
+            goto done;
+        }
+    }
+    if (r->later) {
+        tally_http_error(res, 501, "ENOTIMPLEMENTED",
+                         "%s %s is part of the API but not built yet (%s)",
+                         method_name(r->method), r->pattern, r->later);
+        goto done;
+    }
+    r->fn(ctx, req, res);
+    if (!res->status)
+        tally_http_error(res, 500, "EINTERNAL", "handler produced no response");
+done:
+    observe(found, res->status, (double)(uv_hrtime() - t0) / 1e9);
+}

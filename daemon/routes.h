@@ -1,0 +1,67 @@
+/* routes.h — the HTTP route table of tallyd: (method, path pattern, handler, access rule), and the dispatcher.
+ *
+ * Every path of the reference Billing and Usage API has an entry; so do
+ * tally's own /metrics, /healthz and /openapi.json. The dispatcher matches
+ * the route, authenticates the token (unless the route is open), checks the
+ * token's namespace scope and role against the route's access rule,
+ * applies the per-token rate limit, then calls the handler. Handlers parse,
+ * call lib/, and render; business rules live in lib/.
+ *
+ * All of it runs on the main loop thread.
+ */
+#ifndef TALLY_ROUTES_H
+#define TALLY_ROUTES_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "auth.h"
+#include "catalog.h"
+#include "config.h"
+#include "http.h"
+#include "store.h"
+
+/** What handlers may use; owned by tallyd, alive while the server runs. */
+typedef struct tally_ctx {
+    const tally__config_t *cfg;
+    const tally__catalog_t *catalog;
+    tally__store_t *store;
+    tally__tokens_t *tokens; /**< swapped on SIGHUP (loop thread) */
+    tally_http_server_t *http;
+    int64_t started_ms;
+} tally_ctx_t;
+
+typedef void (*tally_route_fn)(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res);
+
+/** The dispatcher, given to tally_http_start() with a tally_ctx_t. */
+void tally_routes_dispatch(void *ctx, tally_http_req_t *req, tally_http_res_t *res);
+
+/** @brief The value of route parameter `name`, or NULL. */
+const char *tally_route_param(const tally_http_req_t *req, const char *name);
+
+/** @brief The authenticated token of the request (NULL on open routes). */
+const tally__token_t *tally_route_token(const tally_http_req_t *req);
+
+/**
+ * @brief Parse the request body as a JSON object.
+ * @return the object (caller owns) or NULL after writing a 400 that names
+ *         the problem (an empty body gives an empty object).
+ */
+json_t *tally_route_body_json(const tally_http_req_t *req, tally_http_res_t *res);
+
+/** @brief Render a JSON value (reference stolen) as the 200 response. */
+void tally_route_json(tally_http_res_t *res, int status, json_t *v);
+
+/** @brief Write the Prometheus counters of the HTTP layer (for /metrics). */
+void tally_routes_metrics(FILE *fp);
+
+/* Handlers implemented in routes_*.c */
+void tally_route_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_hourly_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_usage_summary(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_metrics(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_healthz(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_openapi(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+
+#endif

@@ -1,0 +1,123 @@
+/* routes_ops.c — operations endpoints: /metrics (Prometheus text 0.0.4), /healthz, /openapi.json. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "routes.h"
+#include "stats.h"
+#include "timeutil.h"
+
+extern const char tally_openapi_json[];
+extern const size_t tally_openapi_json_len;
+
+#define G(name) TALLY_STAT_GET(name)
+
+static void
+counter(FILE *fp, const char *name, const char *help, uint64_t v)
+{
+    fprintf(fp, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+            (unsigned long long)v);
+}
+
+static void
+gauge(FILE *fp, const char *name, const char *help, double v)
+{
+    fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+void
+tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
+{
+    (void)req;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    if (!fp) {
+        tally_http_error(res, 500, "EINTERNAL", "out of memory");
+        return;
+    }
+    counter(fp, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
+    counter(fp, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
+    counter(fp, "tally_ingest_duplicate_batches_total",
+            "Batches already counted, acknowledged again and not counted again.", G(duplicates));
+    counter(fp, "tally_ingest_events_total", "Events accepted for counting.", G(events));
+    counter(fp, "tally_ingest_events_committed_total", "Events committed to the store.",
+            G(events_committed));
+    counter(fp, "tally_ingest_unknown_metric_events_total",
+            "Events of metric labels missing from the catalog (counted as sums).",
+            G(unknown_metric));
+    fputs("# HELP tally_ingest_rejected_total Batches or events rejected, by reason.\n"
+          "# TYPE tally_ingest_rejected_total counter\n",
+          fp);
+    for (int r = 0; r < TALLY_PROTO_REJECT_COUNT; r++)
+        fprintf(fp, "tally_ingest_rejected_total{reason=\"%s\"} %llu\n", tally__reject_name(r),
+                (unsigned long long)G(rejected[r]));
+    gauge(fp, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
+          (double)G(ingest_paused));
+    counter(fp, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
+    gauge(fp, "tally_series_active", "Distinct series seen since start.", (double)G(series));
+    gauge(fp, "tally_producers", "Producers known (committed marks).", (double)G(producers));
+    uint64_t acc = G(blocks_accepted), com = G(blocks_committed);
+    gauge(fp, "tally_producer_lag",
+          "Batches accepted but not yet committed and acknowledged, over all producers.",
+          (double)(acc > com ? acc - com : 0));
+    gauge(fp, "tally_cells_pending", "(series, hour) cells waiting for the next flush.",
+          (double)G(cells_pending));
+    counter(fp, "tally_flushes_total", "Committed flushes.", G(flushes));
+    counter(fp, "tally_flush_errors_total", "Flush commits that failed (retried).",
+            G(flush_errors));
+    static const char *const les[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+                                      "0.1",   "0.25",   "0.5",   "1",    "2.5"};
+    fputs("# HELP tally_flush_duration_seconds Time to prepare and commit one flush.\n"
+          "# TYPE tally_flush_duration_seconds histogram\n",
+          fp);
+    uint64_t cum = 0;
+    for (int i = 0; i < 11; i++) {
+        cum += G(flush_buckets[i]);
+        fprintf(fp, "tally_flush_duration_seconds_bucket{le=\"%s\"} %llu\n", les[i],
+                (unsigned long long)cum);
+    }
+    cum += G(flush_buckets[11]);
+    fprintf(fp,
+            "tally_flush_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+            "tally_flush_duration_seconds_sum %.6f\ntally_flush_duration_seconds_count %llu\n",
+            (unsigned long long)cum, (double)G(flush_sum_us) / 1e6, (unsigned long long)cum);
+    counter(fp, "tally_acks_sent_total", "Acks published.", G(acks_sent));
+    counter(fp, "tally_ack_send_errors_total", "Acks the PUB socket refused (resent later).",
+            G(ack_send_errors));
+    gauge(fp, "tally_store_full", "1 while commits fail for lack of space.",
+          (double)G(store_full));
+    gauge(fp, "tally_store_map_size_bytes", "LMDB map size.", (double)G(map_size));
+    gauge(fp, "tally_store_map_used_bytes", "LMDB bytes in use.", (double)G(map_used));
+    counter(fp, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
+    gauge(fp, "tally_http_connections", "Open HTTP connections.",
+          ctx->http ? (double)tally_http_connections(ctx->http) : 0);
+    gauge(fp, "tally_uptime_seconds", "Seconds since tallyd started.",
+          (double)(tally__time_now_ms() - ctx->started_ms) / 1000.0);
+    tally_routes_metrics(fp);
+    fclose(fp);
+    tally_http_take_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+}
+
+void
+tally_route_healthz(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
+{
+    (void)ctx;
+    (void)req;
+    if (G(store_full)) {
+        static const char body[] = "{\"status\":\"degraded\",\"reason\":\"store full: ingest paused\"}";
+        tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
+        return;
+    }
+    static const char body[] = "{\"status\":\"ok\"}";
+    tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
+}
+
+void
+tally_route_openapi(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
+{
+    (void)ctx;
+    (void)req;
+    tally_http_set_body(res, 200, "application/json", tally_openapi_json, tally_openapi_json_len);
+}

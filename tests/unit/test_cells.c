@@ -1,0 +1,493 @@
+/* test_cells.c — Criterion tests of the aggregator's cell table and its flush preparation (key order, hourly and monthly grouping) in lib/cells. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "cells.h"
+#include "rollup.h"
+#include "strtab.h"
+#include "timeutil.h"
+
+/* Checked with `date -u -d <iso> +%s`. */
+#define T_2023_12_01 1701388800LL      /* 2023-12-01T00:00:00Z */
+#define T_2023_12_31_22 1704060000LL   /* 2023-12-31T22:00:00Z */
+#define T_2023_12_31_23 1704063600LL   /* 2023-12-31T23:00:00Z */
+#define T_2024_01_01_00 1704067200LL   /* 2024-01-01T00:00:00Z */
+#define T_2024_01_01_01 1704070800LL   /* 2024-01-01T01:00:00Z */
+#define T_2024_02_01 1706745600LL      /* 2024-02-01T00:00:00Z */
+#define T_2024_02_29_23 1709247600LL   /* 2024-02-29T23:00:00Z */
+#define T_2024_03_01_00 1709251200LL   /* 2024-03-01T00:00:00Z */
+
+static uint64_t
+rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* memcmp with the shorter string first on a tie: LMDB's default key order */
+static int
+bytecmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return al < bl ? -1 : al > bl;
+}
+
+/* Every adjacent pair of puts has strictly increasing rollup keys. */
+static void
+assert_puts_in_key_order(const tally__store_put_t *p, size_t n, const char *what)
+{
+    char prev[TALLY_ROLLUP_KEY_MAX], cur[TALLY_ROLLUP_KEY_MAX];
+    size_t prev_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = tally__rollup_key(cur, p[i].series, p[i].series_len, p[i].period_s);
+        if (i > 0)
+            cr_assert_lt(bytecmp(prev, prev_len, cur, len), 0,
+                         "%s: put %zu (period %lld) is not after put %zu (period %lld)", what, i,
+                         (long long)p[i].period_s, i - 1, (long long)p[i - 1].period_s);
+        memcpy(prev, cur, len);
+        prev_len = len;
+    }
+}
+
+static uint32_t
+intern_series(tally__strtab_t *t, const char *ns, const char *metric, const tally_label_t *l,
+              size_t nl)
+{
+    char key[TALLY_SERIES_KEY_MAX];
+    size_t n = tally__series_key(key, ns, strlen(ns), metric, strlen(metric), l, nl);
+    uint32_t id;
+    cr_assert_geq(tally__strtab_intern(t, key, (uint32_t)n, &id), 0);
+    return id;
+}
+
+static uint32_t
+intern_str(tally__strtab_t *t, const char *s)
+{
+    uint32_t id;
+    cr_assert_geq(tally__strtab_intern(t, s, (uint32_t)strlen(s), &id), 0);
+    return id;
+}
+
+/* Find the strtab id of a put's series (the put points into the table). */
+static uint32_t
+series_of(const tally__strtab_t *t, const tally__store_put_t *p)
+{
+    uint32_t n = tally__strtab_count(t);
+    for (uint32_t id = 0; id < n; id++) {
+        uint32_t len;
+        const char *s = tally__strtab_get(t, id, &len);
+        if (len == p->series_len && memcmp(s, p->series, len) == 0)
+            return id;
+    }
+    cr_assert_fail("a put names a series the table does not hold");
+    return UINT32_MAX;
+}
+
+Test(cells, empty_table_prepares_nothing)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    const tally__store_put_t *h = NULL, *m = NULL;
+    size_t nh = 99, nm = 99;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, 0);
+    cr_assert_eq(nm, 0);
+    cr_assert_eq(tally__cells_cells(c), 0);
+    cr_assert_gt(tally__cells_bytes(c), 0);
+    tally__cells_destroy(c);
+    tally__cells_destroy(NULL);
+    tally__strtab_destroy(t);
+}
+
+/* Reference: per (series, hour) sums, counts and maxima, computed independently. */
+typedef struct ref {
+    uint32_t series;
+    int64_t hour_s;
+    int64_t sum;
+    uint64_t count;
+    int64_t max;
+    int64_t last, last_ts;
+} ref_t;
+
+static ref_t *
+ref_find(ref_t *refs, size_t n, uint32_t series, int64_t hour_s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (refs[i].series == series && refs[i].hour_s == hour_s)
+            return &refs[i];
+    return NULL;
+}
+
+Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+
+    /* interned out of key order on purpose */
+    const tally_label_t eu[] = {{"zone", "eu"}};
+    const tally_label_t us[] = {{"zone", "us"}, {"app", "web"}};
+    uint32_t sid[5];
+    sid[0] = intern_series(t, "zeta", "cpu", NULL, 0);
+    sid[1] = intern_series(t, "acme", "cpu", eu, 1);
+    sid[2] = intern_series(t, "acme", "cpu", NULL, 0);
+    sid[3] = intern_series(t, "acme", "cpu", us, 2);
+    sid[4] = intern_series(t, "acme", "bytes", NULL, 0);
+    static const int64_t hours[] = {T_2023_12_31_22, T_2023_12_31_23, T_2024_01_01_00,
+                                    T_2024_01_01_01, T_2024_02_29_23, T_2024_03_01_00,
+                                    T_2023_12_01,    T_2024_02_01};
+    enum { NSER = 5, NHOUR = sizeof hours / sizeof hours[0] };
+
+    ref_t refs[NSER * NHOUR];
+    size_t nref = 0;
+    uint64_t seed = 7;
+    /* 4000 events in a scrambled order over (series, hour) */
+    for (int i = 0; i < 4000; i++) {
+        uint32_t s = sid[rnd(&seed) % NSER];
+        int64_t h = hours[rnd(&seed) % NHOUR];
+        if (s == sid[4] && h == T_2024_02_29_23)
+            continue; /* leave a hole: one (series, hour) with no events */
+        int64_t v = (int64_t)(rnd(&seed) % 2001) - 1000;
+        int64_t ts = h * 1000 + (int64_t)(rnd(&seed) % 3600000);
+        cr_assert_eq(tally__cells_add(c, s, h, 0, v, 0.0, ts), 0);
+        ref_t *r = ref_find(refs, nref, s, h);
+        if (!r) {
+            r = &refs[nref++];
+            *r = (ref_t){s, h, 0, 0, v, v, ts};
+        }
+        r->sum += v;
+        r->count++;
+        if (v > r->max)
+            r->max = v;
+        if (ts >= r->last_ts) {
+            r->last = v;
+            r->last_ts = ts;
+        }
+    }
+    cr_assert_eq(nref, NSER * NHOUR - 1);
+    cr_assert_eq(tally__cells_cells(c), nref);
+
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, nref, "one hourly put per (series, hour)");
+    assert_puts_in_key_order(h, nh, "hourly");
+    for (size_t i = 0; i < nh; i++) {
+        uint32_t s = series_of(t, &h[i]);
+        ref_t *r = ref_find(refs, nref, s, h[i].period_s);
+        cr_assert_not_null(r, "hourly put %zu: unknown (series, hour)", i);
+        cr_assert_eq(h[i].delta->sum_i, r->sum, "hourly put %zu sum", i);
+        cr_assert_eq(h[i].delta->count, r->count, "hourly put %zu count", i);
+        cr_assert_eq(h[i].delta->max, (double)r->max);
+        cr_assert_eq(h[i].delta->last, (double)r->last);
+        cr_assert_eq(h[i].delta->last_ts_ms, r->last_ts);
+        cr_assert_eq(h[i].delta->flags, 0);
+    }
+
+    /* monthly: one put per (series, month), each the sum of its hours */
+    size_t want_nm = 0;
+    assert_puts_in_key_order(m, nm, "monthly");
+    for (size_t j = 0; j < nm; j++) {
+        cr_assert_eq(m[j].period_s, tally__time_month_start(m[j].period_s),
+                     "monthly put %zu: %lld is not a month start", j, (long long)m[j].period_s);
+        uint32_t s = series_of(t, &m[j]);
+        int64_t sum = 0;
+        uint64_t count = 0;
+        int64_t max = INT64_MIN;
+        for (size_t i = 0; i < nref; i++)
+            if (refs[i].series == s &&
+                tally__time_month_start(refs[i].hour_s) == m[j].period_s) {
+                sum += refs[i].sum;
+                count += refs[i].count;
+                if (refs[i].max > max)
+                    max = refs[i].max;
+            }
+        cr_assert_gt(count, 0, "monthly put %zu has no hours", j);
+        cr_assert_eq(m[j].delta->sum_i, sum, "monthly put %zu sum", j);
+        cr_assert_eq(m[j].delta->count, count, "monthly put %zu count", j);
+        cr_assert_eq(m[j].delta->max, (double)max);
+    }
+    /* distinct (series, month) pairs in the reference */
+    for (size_t i = 0; i < nref; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i; k++)
+            if (refs[k].series == refs[i].series &&
+                tally__time_month_start(refs[k].hour_s) == tally__time_month_start(refs[i].hour_s))
+                seen = 1;
+        want_nm += !seen;
+    }
+    cr_assert_eq(nm, want_nm);
+    cr_assert_eq(nm, NSER * 4, "Dec, Jan, Feb and Mar for every series");
+
+    /* the hole stayed a hole: no hourly put for it */
+    for (size_t i = 0; i < nh; i++)
+        cr_assert(!(series_of(t, &h[i]) == sid[4] && h[i].period_s == T_2024_02_29_23));
+
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+Test(cells, monthly_put_of_a_leap_day_and_march_first_are_separate)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    uint32_t s = intern_series(t, "acme", "req", NULL, 0);
+    cr_assert_eq(tally__cells_add(c, s, T_2024_02_29_23, 0, 5, 0, T_2024_02_29_23 * 1000), 0);
+    cr_assert_eq(tally__cells_add(c, s, T_2024_02_29_23, 0, 6, 0, T_2024_02_29_23 * 1000 + 1), 0);
+    cr_assert_eq(tally__cells_add(c, s, T_2024_03_01_00, 0, 100, 0, T_2024_03_01_00 * 1000), 0);
+    cr_assert_eq(tally__cells_add(c, s, T_2024_02_01, 1, 0, 0.5, T_2024_02_01 * 1000), 0);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, 3);
+    cr_assert_eq(h[0].period_s, T_2024_02_01);
+    cr_assert_eq(h[1].period_s, T_2024_02_29_23);
+    cr_assert_eq(h[1].delta->sum_i, 11);
+    cr_assert_eq(h[1].delta->count, 2);
+    cr_assert_eq(h[2].period_s, T_2024_03_01_00);
+    cr_assert_eq(nm, 2);
+    cr_assert_eq(m[0].period_s, T_2024_02_01);
+    cr_assert_eq(m[0].delta->sum_i, 11);
+    cr_assert_eq(m[0].delta->sum_f, 0.5);
+    cr_assert(m[0].delta->flags & TALLY_ROLLUP_FLOAT, "the float hour's flag reaches the month");
+    cr_assert_eq(m[0].delta->count, 3);
+    cr_assert_eq(m[0].delta->last, 6.0);
+    cr_assert_eq(m[1].period_s, T_2024_03_01_00);
+    cr_assert_eq(m[1].delta->sum_i, 100);
+    cr_assert_eq(m[1].delta->count, 1);
+    cr_assert_eq(m[1].delta->flags, 0);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+/* The series of hourly puts, in output order, as strings. */
+static void
+assert_series_order(const tally__store_put_t *h, size_t nh, const char *const *want, size_t nw)
+{
+    cr_assert_eq(nh, nw, "%zu puts, want %zu", nh, nw);
+    for (size_t i = 0; i < nh; i++)
+        cr_assert(h[i].series_len == strlen(want[i]) &&
+                      memcmp(h[i].series, want[i], h[i].series_len) == 0,
+                  "put %zu is \"%.*s\", want \"%s\"", i, (int)h[i].series_len, h[i].series,
+                  want[i]);
+}
+
+Test(cells, series_interned_out_of_order_come_out_sorted_also_after_reset)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    uint32_t zz = intern_str(t, "zz"), aa = intern_str(t, "aa"), mm = intern_str(t, "mm");
+    const int64_t hr = T_2024_01_01_00;
+    cr_assert_eq(tally__cells_add(c, zz, hr, 0, 1, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, mm, hr, 0, 2, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, aa, hr, 0, 3, 0, 1), 0);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    static const char *const first[] = {"aa", "mm", "zz"};
+    assert_series_order(h, nh, first, 3);
+    assert_puts_in_key_order(h, nh, "first flush");
+    cr_assert_eq(h[0].delta->sum_i, 3);
+    cr_assert_eq(h[2].delta->sum_i, 1);
+
+    tally__cells_reset(c);
+    cr_assert_eq(tally__cells_cells(c), 0);
+
+    /* new series, some sorting between the old ones, including prefixes */
+    uint32_t b = intern_str(t, "b"), a = intern_str(t, "a"), zzz = intern_str(t, "zzz"),
+             aab = intern_str(t, "aab"), m0 = intern_str(t, "m");
+    cr_assert_eq(tally__cells_add(c, zzz, hr, 0, 10, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, mm, hr, 0, 20, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, a, hr, 0, 30, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, aab, hr, 0, 40, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, b, hr, 0, 50, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, m0, hr, 0, 60, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, aa, hr + 3600, 0, 70, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, aa, hr, 0, 80, 0, 1), 0);
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    static const char *const second[] = {"a", "aa", "aa", "aab", "b", "m", "mm", "zzz"};
+    assert_series_order(h, nh, second, 8);
+    assert_puts_in_key_order(h, nh, "second flush");
+    cr_assert_eq(h[1].delta->sum_i, 80, "aa's first hour holds only the new event");
+    cr_assert_eq(h[1].delta->count, 1);
+    cr_assert_eq(h[2].delta->sum_i, 70);
+    cr_assert_eq(nm, 7, "aa's two hours share one month");
+    cr_assert_eq(m[1].delta->sum_i, 150);
+    assert_puts_in_key_order(m, nm, "second flush, monthly");
+
+    /* a prepare without a reset (a failed commit) gives the same puts again */
+    size_t nh2, nm2;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh2, &m, &nm2), 0);
+    cr_assert_eq(nh2, nh);
+    cr_assert_eq(nm2, nm);
+    assert_series_order(h, nh, second, 8);
+    cr_assert_eq(m[1].delta->sum_i, 150, "the month is rebuilt, not merged twice");
+
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+Test(cells, incremental_ranking_over_many_flushes_stays_sorted)
+{
+    /* several flushes, each interning new random series (past 1024 and 2048
+     * ids, so the rank arrays grow) and touching a random subset of all */
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    uint64_t seed = 99;
+    uint32_t nseries = 0;
+    static const int64_t hrs[] = {T_2023_12_31_23, T_2024_01_01_00, T_2024_02_29_23,
+                                  T_2024_03_01_00};
+    for (int round = 0; round < 8; round++) {
+        uint32_t fresh = round == 0 ? 3 : 100 + (uint32_t)(rnd(&seed) % 700);
+        for (uint32_t i = 0; i < fresh; i++) {
+            char s[24];
+            int len = 1 + (int)(rnd(&seed) % 8);
+            for (int k = 0; k < len; k++)
+                s[k] = (char)('a' + rnd(&seed) % 5); /* small alphabet: many prefixes */
+            s[len] = '\0';
+            uint32_t id;
+            int rc = tally__strtab_intern(t, s, (uint32_t)len, &id);
+            cr_assert_geq(rc, 0);
+            if (rc == 1)
+                nseries++;
+        }
+        cr_assert_eq(tally__strtab_count(t), nseries);
+        int64_t want_total = 0;
+        size_t adds = 2000 + (size_t)(rnd(&seed) % 2000);
+        for (size_t i = 0; i < adds; i++) {
+            uint32_t s = (uint32_t)(rnd(&seed) % nseries);
+            int64_t v = (int64_t)(rnd(&seed) % 100);
+            want_total += v;
+            cr_assert_eq(tally__cells_add(c, s, hrs[rnd(&seed) % 4], 0, v, 0, (int64_t)i), 0);
+        }
+        const tally__store_put_t *h, *m;
+        size_t nh, nm;
+        cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+        cr_assert_eq(nh, tally__cells_cells(c));
+        char what[32];
+        snprintf(what, sizeof what, "round %d hourly", round);
+        assert_puts_in_key_order(h, nh, what);
+        snprintf(what, sizeof what, "round %d monthly", round);
+        assert_puts_in_key_order(m, nm, what);
+        int64_t got_h = 0, got_m = 0;
+        for (size_t i = 0; i < nh; i++)
+            got_h += h[i].delta->sum_i;
+        for (size_t i = 0; i < nm; i++)
+            got_m += m[i].delta->sum_i;
+        cr_assert_eq(got_h, want_total, "round %d: hourly sums", round);
+        cr_assert_eq(got_m, want_total, "round %d: monthly sums", round);
+        tally__cells_reset(c);
+    }
+    cr_assert_gt(nseries, 2048);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+Test(cells, reset_empties_the_table)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    uint32_t s = intern_series(t, "acme", "req", NULL, 0);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(tally__cells_add(c, s, T_2024_01_01_00 + 3600 * i, 0, 5, 0, 1), 0);
+    cr_assert_eq(tally__cells_cells(c), 50);
+    tally__cells_reset(c);
+    cr_assert_eq(tally__cells_cells(c), 0);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, 0);
+    cr_assert_eq(nm, 0);
+    /* the same (series, hour) starts from zero again */
+    cr_assert_eq(tally__cells_add(c, s, T_2024_01_01_00, 0, 7, 0, 1), 0);
+    cr_assert_eq(tally__cells_cells(c), 1);
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, 1);
+    cr_assert_eq(h[0].delta->sum_i, 7);
+    cr_assert_eq(h[0].delta->count, 1);
+    cr_assert_eq(nm, 1);
+    cr_assert_eq(m[0].delta->sum_i, 7);
+    tally__cells_reset(c);
+    tally__cells_reset(c); /* twice is harmless */
+    cr_assert_eq(tally__cells_cells(c), 0);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
+{
+    enum { NSER = 500, NHRS = 200 }; /* 100,000 cells */
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    size_t bytes0 = tally__cells_bytes(c);
+    /* ids in reverse key order */
+    for (int i = NSER - 1; i >= 0; i--) {
+        char s[32];
+        snprintf(s, sizeof s, "ns\037series-%05d", i);
+        intern_str(t, s);
+    }
+    /* the hours straddle 2024-01-01 and every (series, hour) gets two events:
+     * value (series * 1000 + hour) and 1 */
+    int64_t h0 = T_2024_01_01_00 - 100 * 3600;
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t s = 0; s < NSER; s++)
+            for (int hr = 0; hr < NHRS; hr++) {
+                int64_t v = pass ? 1 : (int64_t)s * 1000 + hr;
+                cr_assert_eq(tally__cells_add(c, s, h0 + 3600 * hr, 0, v, 0, pass), 0);
+            }
+    cr_assert_eq(tally__cells_cells(c), (size_t)NSER * NHRS);
+    cr_assert_gt(tally__cells_bytes(c), bytes0);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, (size_t)NSER * NHRS);
+    assert_puts_in_key_order(h, nh, "hourly");
+    assert_puts_in_key_order(m, nm, "monthly");
+    cr_assert_eq(nm, (size_t)NSER * 2, "December and January for every series");
+    for (size_t i = 0; i < nh; i++) {
+        /* series-major in key order: name k was interned as id NSER-1-k */
+        uint32_t k = (uint32_t)(i / NHRS), hr = (uint32_t)(i % NHRS);
+        char want[32];
+        snprintf(want, sizeof want, "ns\037series-%05u", k);
+        cr_assert(h[i].series_len == strlen(want) && memcmp(h[i].series, want, strlen(want)) == 0,
+                  "put %zu has the wrong series", i);
+        cr_assert_eq(h[i].period_s, h0 + 3600 * (int64_t)hr);
+        uint32_t sid = NSER - 1 - k;
+        cr_assert_eq(h[i].delta->sum_i, (int64_t)sid * 1000 + hr + 1, "put %zu sum", i);
+        cr_assert_eq(h[i].delta->count, 2);
+        cr_assert_eq(h[i].delta->last, 1.0, "the later event time wins");
+    }
+    for (size_t j = 0; j < nm; j++) {
+        uint32_t k = (uint32_t)(j / 2), sid = NSER - 1 - k;
+        /* December holds hours 0..99, January hours 100..199 */
+        int64_t lo = (j % 2) ? 100 : 0, want = 0;
+        for (int64_t hr = lo; hr < lo + 100; hr++)
+            want += (int64_t)sid * 1000 + hr + 1;
+        cr_assert_eq(m[j].delta->sum_i, want, "monthly put %zu", j);
+        cr_assert_eq(m[j].delta->count, 200);
+        cr_assert_eq(m[j].period_s, (j % 2) ? T_2024_01_01_00 : T_2023_12_01);
+    }
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}

@@ -1,0 +1,727 @@
+/* test_store.c — Criterion tests of the LMDB store in lib/store: commits, merges, scans with bounds, producers, map-full atomicity, growth and backup. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "rollup.h"
+#include "store.h"
+#include "tally/tally.h"
+
+#define MiB (1024ull * 1024ull)
+#define HOUR 3600LL
+#define T0 1709247600LL /* 2024-02-29T23:00:00Z */
+
+static uint64_t
+rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- temp directories -------------------------------------------------------- */
+
+static void
+make_tmpdir(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/tmp/tally-test-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(buf), "mkdtemp: %s", strerror(errno));
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static void
+rm_tree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- building puts -------------------------------------------------------------- */
+
+/* A series key built the real way into its own storage. */
+typedef struct skey {
+    char b[TALLY_SERIES_KEY_MAX];
+    uint32_t n;
+} skey_t;
+
+static void
+mk_series(skey_t *k, const char *ns, const char *metric, const tally_label_t *l, size_t nl)
+{
+    k->n = (uint32_t)tally__series_key(k->b, ns, strlen(ns), metric, strlen(metric), l, nl);
+}
+
+static tally__rollup_t
+rollup_of(int64_t v, uint64_t count, int64_t ts_ms)
+{
+    tally__rollup_t r;
+    tally__rollup_init(&r);
+    for (uint64_t i = 0; i < count; i++)
+        tally__rollup_add(&r, 0, v, 0.0, ts_ms);
+    return r;
+}
+
+/* ---- collecting a scan ---------------------------------------------------------- */
+
+typedef struct rec {
+    char series[TALLY_SERIES_KEY_MAX];
+    size_t series_len;
+    int64_t period;
+    tally__rollup_t r;
+} rec_t;
+
+typedef struct recs {
+    rec_t *v;
+    size_t n, cap;
+    int stop_after; /* 0: never stop */
+    int stop_value;
+} recs_t;
+
+static int
+collect(void *ctx, const char *series, size_t series_len, int64_t period_s, const tally__rollup_t *r)
+{
+    recs_t *rs = ctx;
+    if (rs->n == rs->cap) {
+        rs->cap = rs->cap ? rs->cap * 2 : 64;
+        rs->v = realloc(rs->v, rs->cap * sizeof *rs->v);
+        cr_assert_not_null(rs->v);
+    }
+    cr_assert_leq(series_len, sizeof rs->v[0].series);
+    rec_t *x = &rs->v[rs->n++];
+    memcpy(x->series, series, series_len);
+    x->series_len = series_len;
+    x->period = period_s;
+    x->r = *r;
+    if (rs->stop_after && (int)rs->n == rs->stop_after)
+        return rs->stop_value;
+    return 0;
+}
+
+static void
+recs_free(recs_t *rs)
+{
+    free(rs->v);
+    memset(rs, 0, sizeof *rs);
+}
+
+static int
+rec_is(const rec_t *x, const skey_t *k, int64_t period)
+{
+    return x->series_len == k->n && memcmp(x->series, k->b, k->n) == 0 && x->period == period;
+}
+
+static int
+scan(tally__store_t *s, int which, const char *ns, int64_t from, int64_t to, recs_t *out)
+{
+    memset(out, 0, sizeof *out);
+    return tally__store_scan(s, which, ns, ns ? strlen(ns) : 0, from, to, collect, out);
+}
+
+/* ---- producers ---------------------------------------------------------------- */
+
+typedef struct prods {
+    char id[8][TALLY_MAX_PRODUCER_LEN];
+    size_t id_len[8];
+    tally__dedup_t st[8];
+    int n;
+} prods_t;
+
+static int
+collect_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state)
+{
+    prods_t *p = ctx;
+    cr_assert_lt(p->n, 8);
+    cr_assert_leq(id_len, sizeof p->id[0]);
+    memcpy(p->id[p->n], id, id_len);
+    p->id_len[p->n] = id_len;
+    p->st[p->n] = *state;
+    p->n++;
+    return 0;
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+/* Fixture data: three series in two namespaces, five hours each, two months. */
+typedef struct fixture {
+    skey_t a, b, c; /* acme/cpu, acme/cpu{zone=eu}, beta/mem */
+    tally__rollup_t hr[3][5];
+    tally__rollup_t mo[3][2];
+    tally__store_put_t hourly[15], monthly[6];
+    tally__store_producer_t prod[2];
+} fixture_t;
+
+static void
+fixture_init(fixture_t *f)
+{
+    memset(f, 0, sizeof *f);
+    const tally_label_t eu[] = {{"zone", "eu"}};
+    mk_series(&f->a, "acme", "cpu", NULL, 0);
+    mk_series(&f->b, "acme", "cpu", eu, 1);
+    mk_series(&f->c, "beta", "mem", NULL, 0);
+    const skey_t *sk[3] = {&f->a, &f->b, &f->c};
+    /* hours T0 .. T0+4h: Feb 29 23:00 and four hours of March 1 */
+    for (int s = 0; s < 3; s++) {
+        tally__rollup_init(&f->mo[s][0]);
+        tally__rollup_init(&f->mo[s][1]);
+        for (int h = 0; h < 5; h++) {
+            f->hr[s][h] = rollup_of((s + 1) * 100 + h, (uint64_t)h + 1, (T0 + h * HOUR) * 1000);
+            f->hourly[s * 5 + h] =
+                (tally__store_put_t){sk[s]->b, sk[s]->n, T0 + h * HOUR, &f->hr[s][h]};
+            tally__rollup_merge(&f->mo[s][h == 0 ? 0 : 1], &f->hr[s][h]);
+        }
+        f->monthly[s * 2] = (tally__store_put_t){sk[s]->b, sk[s]->n, 1706745600LL, &f->mo[s][0]};
+        f->monthly[s * 2 + 1] =
+            (tally__store_put_t){sk[s]->b, sk[s]->n, 1709251200LL, &f->mo[s][1]};
+    }
+    f->prod[0].id = "producer-a";
+    f->prod[0].id_len = 10;
+    f->prod[0].state.floor = 41;
+    f->prod[0].state.max_seq = 44;
+    f->prod[0].state.bits[0] = 0x5;
+    f->prod[1].id = "producer-b";
+    f->prod[1].id_len = 10;
+    f->prod[1].state.floor = 1000000;
+    f->prod[1].state.max_seq = 1000000;
+    f->prod[1].state.bits[TALLY__DEDUP_WORDS - 1] = 1ull << 63;
+}
+
+static void
+assert_same_rollup(const tally__rollup_t *a, const tally__rollup_t *b)
+{
+    cr_assert(memcmp(a, b, sizeof *a) == 0, "rollups differ: sum_i %lld/%lld count %llu/%llu",
+              (long long)a->sum_i, (long long)b->sum_i, (unsigned long long)a->count,
+              (unsigned long long)b->count);
+}
+
+Test(store, commit_reopen_and_scan_back)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    fixture_t f;
+    fixture_init(&f);
+    tally__store_t *s = NULL;
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
+    cr_assert_eq(tally__store_commit(s, f.hourly, 15, f.monthly, 6, f.prod, 2), 0);
+    tally__store_close(s);
+    s = NULL;
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
+
+    /* one namespace, all time: acme/cpu hours, then acme/cpu{zone=eu} hours */
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "acme", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 10);
+    for (int i = 0; i < 10; i++) {
+        int ser = i / 5, h = i % 5;
+        cr_assert(rec_is(&rs.v[i], ser ? &f.b : &f.a, T0 + h * HOUR), "record %d", i);
+        assert_same_rollup(&rs.v[i].r, &f.hr[ser][h]);
+    }
+    recs_free(&rs);
+
+    /* every namespace */
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 15);
+    cr_assert(rec_is(&rs.v[14], &f.c, T0 + 4 * HOUR));
+    assert_same_rollup(&rs.v[14].r, &f.hr[2][4]);
+    recs_free(&rs);
+
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "beta", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 5);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "gamma", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 0, "an unknown namespace has nothing");
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "zzz", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 0, "a namespace after every key has nothing");
+    recs_free(&rs);
+
+    /* [from, to): from is included, to excluded, across every series */
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, T0 + HOUR, T0 + 3 * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, 6);
+    const skey_t *sk[3] = {&f.a, &f.b, &f.c};
+    for (int i = 0; i < 6; i++)
+        cr_assert(rec_is(&rs.v[i], sk[i / 2], T0 + (1 + i % 2) * HOUR), "bounded record %d", i);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "acme", T0 + 4 * HOUR, T0 + 5 * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, 2);
+    cr_assert(rec_is(&rs.v[0], &f.a, T0 + 4 * HOUR));
+    cr_assert(rec_is(&rs.v[1], &f.b, T0 + 4 * HOUR));
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, T0 + 2 * HOUR, T0 + 2 * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, 0, "an empty range");
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, T0 + 5 * HOUR, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 0, "a range after every hour");
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, 0, T0, &rs), 0);
+    cr_assert_eq(rs.n, 0, "a range before every hour");
+    recs_free(&rs);
+
+    /* monthly */
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 6);
+    for (int i = 0; i < 6; i++) {
+        cr_assert(rec_is(&rs.v[i], sk[i / 2], i % 2 ? 1709251200LL : 1706745600LL));
+        assert_same_rollup(&rs.v[i].r, &f.mo[i / 2][i % 2]);
+    }
+    cr_assert_eq(rs.v[1].r.count, 2 + 3 + 4 + 5);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, "beta", 1709251200LL, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    cr_assert(rec_is(&rs.v[0], &f.c, 1709251200LL));
+    recs_free(&rs);
+
+    /* producers, in id order */
+    prods_t p = {0};
+    cr_assert_eq(tally__store_producers(s, collect_producer, &p), 0);
+    cr_assert_eq(p.n, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(p.id_len[i], f.prod[i].id_len);
+        cr_assert(memcmp(p.id[i], f.prod[i].id, p.id_len[i]) == 0);
+        cr_assert(memcmp(&p.st[i], &f.prod[i].state, sizeof p.st[i]) == 0, "producer %d state", i);
+    }
+
+    uint64_t map = 0, used = 0;
+    tally__store_map_info(s, &map, &used);
+    cr_assert_eq(map, 64 * MiB);
+    cr_assert_gt(used, 0);
+    cr_assert_lt(used, map);
+    tally__store_close(s);
+    tally__store_close(NULL);
+    rm_tree(dir);
+}
+
+Test(store, producer_state_is_replaced_not_merged)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    tally__store_producer_t p = {"p1", 2, {0}};
+    p.state.floor = 10;
+    p.state.max_seq = 12;
+    p.state.bits[0] = 2;
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, &p, 1), 0);
+    p.state.floor = 20;
+    p.state.max_seq = 20;
+    p.state.bits[0] = 0;
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, &p, 1), 0);
+    prods_t got = {0};
+    cr_assert_eq(tally__store_producers(s, collect_producer, &got), 0);
+    cr_assert_eq(got.n, 1);
+    cr_assert(memcmp(&got.st[0], &p.state, sizeof p.state) == 0);
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, commits_to_the_same_key_merge)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    skey_t k;
+    mk_series(&k, "acme", "req", NULL, 0);
+    tally__rollup_t d1, d2, d3;
+    tally__rollup_init(&d1);
+    tally__rollup_add(&d1, 0, 5, 0, 2000);
+    tally__rollup_add(&d1, 0, -7, 0, 1000);
+    tally__rollup_init(&d2);
+    tally__rollup_add(&d2, 0, 40, 0, 3000);
+    tally__rollup_init(&d3);
+    tally__rollup_add(&d3, 1, 0, 0.25, 500);
+    tally__store_put_t p = {k.b, k.n, T0, &d1};
+    cr_assert_eq(tally__store_commit(s, &p, 1, &p, 1, NULL, 0), 0);
+    p.delta = &d2;
+    cr_assert_eq(tally__store_commit(s, &p, 1, &p, 1, NULL, 0), 0);
+    p.delta = &d3;
+    cr_assert_eq(tally__store_commit(s, &p, 1, NULL, 0, NULL, 0), 0);
+
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "acme", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    const tally__rollup_t *r = &rs.v[0].r;
+    cr_assert_eq(r->sum_i, 38);
+    cr_assert_eq(r->sum_f, 0.25);
+    cr_assert(r->flags & TALLY_ROLLUP_FLOAT);
+    cr_assert_eq(r->count, 4);
+    cr_assert_eq(r->max, 40.0);
+    cr_assert_eq(r->last, 40.0, "last is by event time, not by commit");
+    cr_assert_eq(r->last_ts_ms, 3000);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, "acme", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    cr_assert_eq(rs.v[0].r.sum_i, 38);
+    cr_assert_eq(rs.v[0].r.count, 3);
+    cr_assert_eq(rs.v[0].r.flags, 0);
+    recs_free(&rs);
+
+    /* a commit may hold the same key twice (unsorted input): both merge */
+    tally__store_put_t twice[2] = {{k.b, k.n, T0, &d2}, {k.b, k.n, T0, &d2}};
+    cr_assert_eq(tally__store_commit(s, twice, 2, NULL, 0, NULL, 0), 0);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    cr_assert_eq(rs.v[0].r.sum_i, 118);
+    cr_assert_eq(rs.v[0].r.count, 6);
+    recs_free(&rs);
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, a_namespace_prefix_does_not_leak)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    const tally_label_t l[] = {{"k", "v"}};
+    skey_t k[5];
+    mk_series(&k[0], "a", "m", NULL, 0);
+    mk_series(&k[1], "a", "m", l, 1);
+    mk_series(&k[2], "a-b", "m", NULL, 0);
+    mk_series(&k[3], "ab", "m", NULL, 0);
+    mk_series(&k[4], "b", "a", NULL, 0);
+    tally__rollup_t r = rollup_of(1, 1, 0);
+    tally__store_put_t p[10];
+    for (int i = 0; i < 5; i++) {
+        p[2 * i] = (tally__store_put_t){k[i].b, k[i].n, T0, &r};
+        p[2 * i + 1] = (tally__store_put_t){k[i].b, k[i].n, T0 + HOUR, &r};
+    }
+    cr_assert_eq(tally__store_commit(s, p, 10, p, 10, NULL, 0), 0);
+
+    static const struct {
+        const char *ns;
+        int first, count;
+    } want[] = {{"a", 0, 2}, {"a-b", 2, 1}, {"ab", 3, 1}, {"b", 4, 1}, {"", 0, 0}, {"a-", 0, 0},
+                {"-", 0, 0}};
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        for (int which = 0; which < 2; which++) {
+            recs_t rs;
+            cr_assert_eq(scan(s, which, want[w].ns, INT64_MIN, INT64_MAX, &rs), 0);
+            cr_assert_eq(rs.n, (size_t)want[w].count * 2, "ns \"%s\": %zu records", want[w].ns,
+                         rs.n);
+            for (size_t i = 0; i < rs.n; i++)
+                cr_assert(rec_is(&rs.v[i], &k[want[w].first + (int)i / 2], T0 + (int)(i % 2) * HOUR),
+                          "ns \"%s\" record %zu", want[w].ns, i);
+            recs_free(&rs);
+        }
+    }
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, bounded_scans_match_a_brute_force_filter)
+{
+    /* random series and hours (before and after 1970), random [from, to):
+     * the scan must return exactly the records a filter would keep */
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
+    enum { NSER = 24, NHR = 40 };
+    static skey_t k[NSER];
+    static const char *const nss[] = {"a", "a-b", "ab", "b"};
+    uint64_t seed = 2024;
+    for (int i = 0; i < NSER; i++) {
+        char val[8];
+        snprintf(val, sizeof val, "%d", i);
+        const tally_label_t l[] = {{"i", val}};
+        mk_series(&k[i], nss[i % 4], i % 3 ? "m" : "mm", l, (size_t)(i % 5 != 0));
+    }
+    /* each series gets a random subset of hours -20h .. +20h around 1970 */
+    static int present[NSER][NHR];
+    static tally__store_put_t puts[NSER * NHR];
+    tally__rollup_t r = rollup_of(3, 1, 0);
+    size_t np = 0;
+    for (int i = 0; i < NSER; i++)
+        for (int h = 0; h < NHR; h++)
+            if ((present[i][h] = rnd(&seed) % 3 != 0))
+                puts[np++] = (tally__store_put_t){k[i].b, k[i].n, (h - 20) * HOUR, &r};
+    cr_assert_eq(tally__store_commit(s, puts, np, NULL, 0, NULL, 0), 0);
+
+    for (int trial = 0; trial < 300; trial++) {
+        int64_t from = ((int64_t)(rnd(&seed) % 46) - 23) * HOUR;
+        int64_t to = ((int64_t)(rnd(&seed) % 46) - 23) * HOUR;
+        if (trial % 7 == 0)
+            from += 1; /* not on an hour boundary */
+        const char *ns = trial % 5 == 0 ? NULL : nss[rnd(&seed) % 4];
+        recs_t rs;
+        cr_assert_eq(scan(s, TALLY_STORE_HOURLY, ns, from, to, &rs), 0);
+        size_t want = 0;
+        for (int i = 0; i < NSER; i++) {
+            if (ns && strcmp(nss[i % 4], ns) != 0)
+                continue;
+            for (int h = 0; h < NHR; h++) {
+                int64_t p = (h - 20) * HOUR;
+                if (present[i][h] && p >= from && p < to) {
+                    int found = 0;
+                    for (size_t x = 0; x < rs.n; x++)
+                        found |= rec_is(&rs.v[x], &k[i], p);
+                    cr_assert(found, "trial %d: series %d hour %lld missing", trial, i,
+                              (long long)p);
+                    want++;
+                }
+            }
+        }
+        cr_assert_eq(rs.n, want, "trial %d ns %s [%lld, %lld): %zu records, want %zu", trial,
+                     ns ? ns : "(all)", (long long)from, (long long)to, rs.n, want);
+        /* and they come in (series, period) key order */
+        for (size_t x = 1; x < rs.n; x++) {
+            char ka[TALLY_ROLLUP_KEY_MAX], kb[TALLY_ROLLUP_KEY_MAX];
+            size_t la = tally__rollup_key(ka, rs.v[x - 1].series, rs.v[x - 1].series_len,
+                                          rs.v[x - 1].period);
+            size_t lb = tally__rollup_key(kb, rs.v[x].series, rs.v[x].series_len, rs.v[x].period);
+            int c = memcmp(ka, kb, la < lb ? la : lb);
+            cr_assert(c < 0 || (c == 0 && la < lb), "trial %d: records out of order", trial);
+        }
+        recs_free(&rs);
+    }
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, scan_callback_stops_the_scan_with_its_value)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    fixture_t f;
+    fixture_init(&f);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    cr_assert_eq(tally__store_commit(s, f.hourly, 15, f.monthly, 6, NULL, 0), 0);
+    recs_t rs = {0};
+    rs.stop_after = 3;
+    rs.stop_value = 42;
+    cr_assert_eq(tally__store_scan(s, TALLY_STORE_HOURLY, NULL, 0, 0, INT64_MAX, collect, &rs), 42);
+    cr_assert_eq(rs.n, 3, "no record after the stop");
+    recs_free(&rs);
+    rs.stop_after = 1;
+    rs.stop_value = -7;
+    cr_assert_eq(tally__store_scan(s, TALLY_STORE_MONTHLY, "beta", 4, 0, 0, collect, &rs), 0,
+                 "an empty range never calls back");
+    cr_assert_eq(rs.n, 0);
+    cr_assert_eq(tally__store_scan(s, TALLY_STORE_MONTHLY, "beta", 4, 0, INT64_MAX, collect, &rs),
+                 -7);
+    cr_assert_eq(rs.n, 1);
+    recs_free(&rs);
+    /* the store still works after a stopped scan (its snapshot was released) */
+    cr_assert_eq(tally__store_commit(s, f.hourly, 1, NULL, 0, NULL, 0), 0);
+    cr_assert_eq(tally__store_grow(s, 32 * MiB), 0, "no read transaction left open");
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+/* Puts with long series keys (about 400 bytes each) into their own storage. */
+typedef struct bulk {
+    skey_t *k;
+    tally__store_put_t *p;
+    tally__rollup_t r;
+    size_t n;
+} bulk_t;
+
+static void
+bulk_init(bulk_t *b, size_t n)
+{
+    b->n = n;
+    b->k = calloc(n, sizeof *b->k);
+    b->p = calloc(n, sizeof *b->p);
+    cr_assert(b->k && b->p);
+    b->r = rollup_of(1, 1, 0);
+    char val[TALLY_MAX_LABEL_VALUE_LEN + 1];
+    memset(val, 'v', TALLY_MAX_LABEL_VALUE_LEN);
+    val[TALLY_MAX_LABEL_VALUE_LEN] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%08zu", i);
+        const tally_label_t l[] = {{"a", val}, {"b", val}, {"c", val}, {"d", val}, {"id", id}};
+        mk_series(&b->k[i], "bulk", "metric-with-a-long-name", l, 5);
+        b->p[i] = (tally__store_put_t){b->k[i].b, b->k[i].n, T0, &b->r};
+    }
+}
+
+static void
+bulk_fini(bulk_t *b)
+{
+    free(b->k);
+    free(b->p);
+}
+
+Test(store, map_full_commits_nothing_then_grow_lets_it_through)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 1 * MiB, 0, &s), 0);
+    /* a small commit that fits */
+    skey_t small;
+    mk_series(&small, "small", "m", NULL, 0);
+    tally__rollup_t one = rollup_of(1, 1, 0);
+    tally__store_put_t sp = {small.b, small.n, T0, &one};
+    cr_assert_eq(tally__store_commit(s, &sp, 1, &sp, 1, NULL, 0), 0);
+
+    /* 5,000 keys of ~310 bytes, twice: several MiB of pages, far past the map */
+    bulk_t b;
+    bulk_init(&b, 5000);
+    cr_assert_gt(b.k[0].n, 300);
+    tally__store_producer_t p = {"bulk-producer", 13, {0}};
+    p.state.floor = 77;
+    cr_assert_eq(tally__store_commit(s, b.p, b.n, b.p, b.n, &p, 1), TALLY_EMAPFULL);
+
+    /* all-or-nothing: no bulk record, no producer, the earlier commit intact */
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    cr_assert(rec_is(&rs.v[0], &small, T0));
+    cr_assert_eq(rs.v[0].r.count, 1);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, "bulk", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 0);
+    recs_free(&rs);
+    prods_t got = {0};
+    cr_assert_eq(tally__store_producers(s, collect_producer, &got), 0);
+    cr_assert_eq(got.n, 0);
+
+    /* grow, then the same commit goes through whole */
+    cr_assert_eq(tally__store_grow(s, 64 * MiB), 0);
+    uint64_t map;
+    tally__store_map_info(s, &map, NULL);
+    cr_assert_eq(map, 64 * MiB);
+    cr_assert_eq(tally__store_commit(s, b.p, b.n, b.p, b.n, &p, 1), 0);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "bulk", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, b.n);
+    for (size_t i = 0; i < rs.n; i++) {
+        cr_assert(rec_is(&rs.v[i], &b.k[i], T0), "bulk record %zu", i);
+        cr_assert_eq(rs.v[i].r.count, 1, "bulk record %zu merged once", i);
+    }
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, b.n + 1);
+    recs_free(&rs);
+    cr_assert_eq(tally__store_producers(s, collect_producer, &got), 0);
+    cr_assert_eq(got.n, 1);
+    cr_assert_eq(got.st[0].floor, 77);
+
+    bulk_fini(&b);
+    tally__store_close(s);
+    /* reopening with a smaller map than the data keeps the data (LMDB uses
+     * the larger of the two) */
+    cr_assert_eq(tally__store_open(dir, 1 * MiB, 0, &s), 0);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "small", INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    recs_free(&rs);
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, readonly_open_of_a_fresh_dir_fails_cleanly)
+{
+    char dir[64], missing[96];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s = NULL;
+    int rc = tally__store_open(dir, 0, 1, &s);
+    cr_assert_lt(rc, 0, "read-only open of an empty directory: rc %d", rc);
+    cr_assert_null(s, "out is untouched on failure");
+    snprintf(missing, sizeof missing, "%s/does/not/exist", dir);
+    rc = tally__store_open(missing, 0, 1, &s);
+    cr_assert_lt(rc, 0);
+    cr_assert_null(s);
+    cr_assert_neq(access(missing, F_OK), 0, "a read-only open creates no directory");
+    rm_tree(dir);
+}
+
+Test(store, readonly_open_of_a_written_store_reads)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    fixture_t f;
+    fixture_init(&f);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    cr_assert_eq(tally__store_commit(s, f.hourly, 15, f.monthly, 6, f.prod, 2), 0);
+    tally__store_close(s);
+    cr_assert_eq(tally__store_open(dir, 0, 1, &s), 0);
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 15);
+    recs_free(&rs);
+    tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, open_creates_missing_parent_directories)
+{
+    char dir[64], nested[128];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(nested, sizeof nested, "%s/x/y/z", dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(nested, 8 * MiB, 0, &s), 0);
+    tally__store_close(s);
+    cr_assert_eq(access(nested, F_OK), 0);
+    rm_tree(dir);
+}
+
+static void
+assert_same_scan(const recs_t *a, const recs_t *b)
+{
+    cr_assert_eq(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        cr_assert_eq(a->v[i].series_len, b->v[i].series_len);
+        cr_assert(memcmp(a->v[i].series, b->v[i].series, a->v[i].series_len) == 0);
+        cr_assert_eq(a->v[i].period, b->v[i].period);
+        assert_same_rollup(&a->v[i].r, &b->v[i].r);
+    }
+}
+
+Test(store, backup_copy_scans_the_same)
+{
+    char dir[64], bdir[64];
+    make_tmpdir(dir, sizeof dir);
+    make_tmpdir(bdir, sizeof bdir);
+    fixture_t f;
+    fixture_init(&f);
+    tally__store_t *s, *c;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    cr_assert_eq(tally__store_commit(s, f.hourly, 15, f.monthly, 6, f.prod, 2), 0);
+    cr_assert_eq(tally__store_commit(s, f.hourly, 5, NULL, 0, NULL, 0), 0); /* merged records */
+    cr_assert_eq(tally__store_backup(s, bdir), 0);
+    cr_assert_eq(tally__store_open(bdir, 16 * MiB, 0, &c), 0);
+    for (int which = 0; which < 2; which++) {
+        recs_t ra, rb;
+        cr_assert_eq(scan(s, which, NULL, INT64_MIN, INT64_MAX, &ra), 0);
+        cr_assert_eq(scan(c, which, NULL, INT64_MIN, INT64_MAX, &rb), 0);
+        cr_assert_gt(ra.n, 0);
+        assert_same_scan(&ra, &rb);
+        recs_free(&ra);
+        recs_free(&rb);
+    }
+    prods_t pa = {0}, pb = {0};
+    cr_assert_eq(tally__store_producers(s, collect_producer, &pa), 0);
+    cr_assert_eq(tally__store_producers(c, collect_producer, &pb), 0);
+    cr_assert_eq(pa.n, 2);
+    cr_assert_eq(pb.n, 2);
+    cr_assert(memcmp(pa.st, pb.st, sizeof pa.st) == 0);
+    /* the copy is independent: writing the original leaves it alone */
+    cr_assert_eq(tally__store_commit(s, f.hourly, 15, NULL, 0, NULL, 0), 0);
+    recs_t rb;
+    cr_assert_eq(scan(c, TALLY_STORE_HOURLY, "acme", T0, T0 + HOUR, &rb), 0);
+    cr_assert_eq(rb.n, 2);
+    cr_assert_eq(rb.v[0].r.count, 2 * f.hr[0][0].count);
+    recs_free(&rb);
+    tally__store_close(c);
+    tally__store_close(s);
+    rm_tree(bdir);
+    rm_tree(dir);
+}
