@@ -567,6 +567,8 @@ cb_message_complete(http_parser *p)
     }
     req.path = path;
     req.query = query;
+    while (c->auth.len && (c->auth.p[c->auth.len - 1] == ' ' || c->auth.p[c->auth.len - 1] == '\t'))
+        c->auth.p[--c->auth.len] = '\0'; /* optional trailing whitespace (RFC 9110) */
     req.authorization = c->auth.len ? c->auth.p : NULL;
     req.content_type = c->ctype.len ? c->ctype.p : NULL;
     req.body = c->body.p ? c->body.p : empty;

@@ -300,6 +300,9 @@ model_run(uint64_t seed, uint64_t first, uint32_t n, uint32_t window, unsigned a
     uint32_t next = 0;    /* index of the next batch to create */
     uint32_t oldest = 0;  /* index of the oldest unacked batch, or next */
     uint64_t steps = 0;
+    /* The reference floor: the base slides it, then it runs over every
+     * counted seq that touches it. The reference max_seq follows. */
+    uint64_t ref_floor = 0, ref_max = 0;
 
     while (oldest < n) {
         cr_assert_lt(++steps, 100000000ull, "seed %llu: the model does not terminate",
@@ -342,6 +345,20 @@ model_run(uint64_t seed, uint64_t first, uint32_t n, uint32_t window, unsigned a
             if (got == NEW)
                 news[i]++;
             counted[i] = 1;
+            if (m.base - 1 > ref_floor)
+                ref_floor = m.base - 1;
+            while (ref_floor - (first - 1) < n && counted[ref_floor - (first - 1)])
+                ref_floor++; /* ref_floor >= first - 1: the first base was >= first */
+            if (got == NEW && m.seq > ref_max)
+                ref_max = m.seq;
+            if (ref_floor > ref_max)
+                ref_max = ref_floor;
+            cr_assert_eq(d.floor, ref_floor, "seed %llu: floor %llu, want %llu",
+                         (unsigned long long)seed, (unsigned long long)d.floor,
+                         (unsigned long long)ref_floor);
+            cr_assert_eq(d.max_seq, ref_max, "seed %llu: max_seq %llu, want %llu",
+                         (unsigned long long)seed, (unsigned long long)d.max_seq,
+                         (unsigned long long)ref_max);
             cr_assert(tally__dedup_seen(&d, m.seq));
             cr_assert_geq(d.floor, m.base - 1, "the floor covers what the producer released");
             /* spot checks against the reference */
