@@ -1,6 +1,10 @@
-/* tallyctl.c — the tally command-line tool: emit events, dump rollups from the store, back it up. */
+/* tallyctl.c — the tally command-line tool: emit events, dump and back up the store, query the HTTP API. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,8 @@ usage_main(FILE *fp)
             "  emit     send events through libtally and wait for their ack\n"
             "  dump     print rollups straight from the store (read-only)\n"
             "  backup   consistent, compacted copy of the store while tallyd runs\n"
+            "  usage    usage of a namespace over a window, from the HTTP API\n"
+            "  stats    the daemon's key counters, from /metrics\n"
             "  version  print the version\n"
             "Run 'tallyctl COMMAND --help' for a command's options.\n");
 }
@@ -508,6 +514,319 @@ cmd_backup(int argc, char **argv)
     return 0;
 }
 
+
+/* ---- a small blocking HTTP/1.1 client for the online commands ----------- */
+
+typedef struct http_resp {
+    int status;
+    char *body;
+    size_t len;
+} http_resp_t;
+
+/* url: http://HOST:PORT[/prefix]. Returns 0 or -1 with a message printed. */
+static int
+http_call(const char *url, const char *method, const char *path, const char *token,
+          const char *body, http_resp_t *out)
+{
+    char host[256], port[16] = "80";
+    memset(out, 0, sizeof *out);
+    if (strncmp(url, "http://", 7) != 0) {
+        fprintf(stderr, "tallyctl: --url must start with http:// (got %s)\n", url);
+        return -1;
+    }
+    const char *h = url + 7, *end = h + strcspn(h, "/");
+    const char *colon = memchr(h, ':', (size_t)(end - h));
+    size_t hl = (size_t)((colon ? colon : end) - h);
+    if (hl == 0 || hl >= sizeof host) {
+        fprintf(stderr, "tallyctl: bad host in --url %s\n", url);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (colon) {
+        size_t pl = (size_t)(end - colon - 1);
+        if (pl == 0 || pl >= sizeof port) {
+            fprintf(stderr, "tallyctl: bad port in --url %s\n", url);
+            return -1;
+        }
+        memcpy(port, colon + 1, pl);
+        port[pl] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc) {
+        fprintf(stderr, "tallyctl: %s: %s\n", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        fprintf(stderr, "tallyctl: cannot connect to %s: %s\n", url, strerror(errno));
+        return -1;
+    }
+    char *req = NULL;
+    size_t blen = body ? strlen(body) : 0;
+    int n = asprintf(&req,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%s"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, path, host, token ? "Authorization: APIToken " : "",
+                     token ? token : "", token ? "\r\n" : "", blen, body ? body : "");
+    if (n < 0 || write(fd, req, (size_t)n) != n) {
+        fprintf(stderr, "tallyctl: cannot send the request: %s\n", strerror(errno));
+        free(req);
+        close(fd);
+        return -1;
+    }
+    free(req);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && (r = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (len + 1 == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb)
+                break;
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (!buf)
+        return -1;
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (strncmp(buf, "HTTP/1.", 7) != 0 || !sep) {
+        fprintf(stderr, "tallyctl: not an HTTP response from %s\n", url);
+        free(buf);
+        return -1;
+    }
+    out->status = atoi(buf + 9);
+    out->len = len - (size_t)(sep + 4 - buf);
+    out->body = malloc(out->len + 1);
+    memcpy(out->body, sep + 4, out->len);
+    out->body[out->len] = '\0';
+    free(buf);
+    return 0;
+}
+
+static int
+report_http_error(const char *what, const http_resp_t *r)
+{
+    json_t *j = json_loads(r->body, 0, NULL);
+    const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    fprintf(stderr, "tallyctl %s: HTTP %d: %s\n", what, r->status, msg ? msg : r->body);
+    json_decref(j);
+    return 1;
+}
+
+/* ---- usage ---------------------------------------------------------------- */
+
+static int
+cmd_usage(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"url", required_argument, NULL, 'u'},  {"token", required_argument, NULL, 'T'},
+        {"ns", required_argument, NULL, 'n'},   {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},   {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    const char *url = NULL, *token = NULL, *ns = NULL, *from = NULL, *to = NULL;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'T': token = optarg; break;
+        case 'n': ns = optarg; break;
+        case 'f': from = optarg; break;
+        case 't': to = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            printf("usage: tallyctl usage --url URL --token T --ns NS [--from T] [--to T] [--json]\n"
+                   "  Usage per metric and object over [from, to) (default: month to date),\n"
+                   "  from POST /api/web/namespaces/NS/usage_details. NS 'system' = every namespace.\n"
+                   "  --from/--to: RFC 3339 or unix seconds.\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (!url || !token || !ns || optind != argc) {
+        fprintf(stderr, "usage: tallyctl usage --url URL --token T --ns NS [--from T] [--to T] [--json]\n");
+        return 2;
+    }
+    json_t *req = json_object();
+    char when[TALLY_TIME_RFC3339_LEN];
+    int64_t ms;
+    const char *ends[2] = {from, to}, *keys[2] = {"from", "to"};
+    for (int i = 0; i < 2; i++) {
+        if (!ends[i])
+            continue;
+        if (tally__time_parse_any(ends[i], &ms) != 0) {
+            fprintf(stderr, "tallyctl usage: --%s: not RFC 3339 or unix seconds: %s\n", keys[i], ends[i]);
+            json_decref(req);
+            return 2;
+        }
+        tally__time_format_rfc3339(ms / 1000, when, sizeof when);
+        json_object_set_new(req, keys[i], json_string(when));
+    }
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    char path[256];
+    snprintf(path, sizeof path, "/api/web/namespaces/%s/usage_details", ns);
+    http_resp_t r;
+    int rc = http_call(url, "POST", path, token, body, &r);
+    free(body);
+    if (rc)
+        return 1;
+    if (r.status != 200) {
+        report_http_error("usage", &r);
+        free(r.body);
+        return 1;
+    }
+    if (json) {
+        fputs(r.body, stdout);
+        fputc('\n', stdout);
+        free(r.body);
+        return 0;
+    }
+    json_t *j = json_loads(r.body, 0, NULL);
+    free(r.body);
+    json_t *items = j ? json_object_get(j, "usage_items") : NULL;
+    if (!json_is_array(items)) {
+        fprintf(stderr, "tallyctl usage: unexpected response\n");
+        json_decref(j);
+        return 1;
+    }
+    printf("%-20s %-24s %-24s %20s  %-12s %-22s %-20s %-20s\n", "NAMESPACE", "METRIC", "OBJECT",
+           "QUANTITY", "UNIT", "USAGE TYPE", "FROM", "TO");
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        json_t *q = json_object_get(it, "quantity");
+        char qs[64];
+        if (json_is_integer(q))
+            snprintf(qs, sizeof qs, "%lld", (long long)json_integer_value(q));
+        else
+            snprintf(qs, sizeof qs, "%.6g", json_number_value(q));
+#define S(k) (json_string_value(json_object_get(it, k)) ? json_string_value(json_object_get(it, k)) : "")
+        printf("%-20s %-24s %-24s %20s  %-12s %-22s %-20s %-20s\n", S("namespace"),
+               S("metric_label"), S("object_name")[0] ? S("object_name") : "-", qs, S("unit_name"),
+               S("usage_type"), S("start_timestamp"), S("end_timestamp"));
+#undef S
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* ---- stats ---------------------------------------------------------------- */
+
+static double
+metric_value(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    }
+    return -1;
+}
+
+static double
+metric_sum(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    double sum = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, prefix, n) == 0 && p[n] == '{') {
+            const char *sp = strchr(p, '}');
+            if (sp)
+                sum += strtod(sp + 1, NULL);
+        }
+    }
+    return sum;
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+    static const struct option lo[] = {{"url", required_argument, NULL, 'u'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *url = NULL;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            printf("usage: tallyctl stats --url URL [--json]\n"
+                   "  The daemon's key counters, read from GET /metrics.\n");
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (!url || optind != argc) {
+        fprintf(stderr, "usage: tallyctl stats --url URL [--json]\n");
+        return 2;
+    }
+    http_resp_t r;
+    if (http_call(url, "GET", "/metrics", NULL, NULL, &r))
+        return 1;
+    if (r.status != 200) {
+        report_http_error("stats", &r);
+        free(r.body);
+        return 1;
+    }
+    static const struct {
+        const char *key, *metric, *label;
+        int sum;
+    } rows[] = {
+        {"events", "tally_ingest_events_total", "events accepted", 0},
+        {"events_committed", "tally_ingest_events_committed_total", "events committed", 0},
+        {"batches", "tally_ingest_batches_total", "batches accepted", 0},
+        {"duplicate_batches", "tally_ingest_duplicate_batches_total", "duplicate batches", 0},
+        {"rejected", "tally_ingest_rejected_total", "rejected (all reasons)", 1},
+        {"series", "tally_series_active", "series", 0},
+        {"producers", "tally_producers", "producers", 0},
+        {"producer_lag", "tally_producer_lag", "batches awaiting commit", 0},
+        {"flushes", "tally_flushes_total", "flushes", 0},
+        {"flush_errors", "tally_flush_errors_total", "flush errors", 0},
+        {"ingest_paused", "tally_ingest_paused", "ingest paused", 0},
+        {"store_full", "tally_store_full", "store full", 0},
+        {"map_used_bytes", "tally_store_map_used_bytes", "store bytes used", 0},
+        {"map_size_bytes", "tally_store_map_size_bytes", "store map size", 0},
+        {"http_connections", "tally_http_connections", "HTTP connections", 0},
+        {"http_requests", "tally_http_requests_total", "HTTP requests", 1},
+        {"uptime_seconds", "tally_uptime_seconds", "uptime seconds", 0},
+    };
+    if (json)
+        fputc('{', stdout);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double v = rows[i].sum ? metric_sum(r.body, rows[i].metric)
+                               : metric_value(r.body, rows[i].metric);
+        if (json)
+            printf("%s\"%s\":%.17g", i ? "," : "", rows[i].key, v);
+        else
+            printf("%-26s %18.0f\n", rows[i].label, v);
+    }
+    if (json)
+        puts("}");
+    free(r.body);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -530,11 +849,10 @@ main(int argc, char **argv)
         usage_main(stdout);
         return 0;
     }
-    if (strcmp(cmd, "usage") == 0 || strcmp(cmd, "stats") == 0) {
-        fprintf(stderr, "tallyctl %s: needs the HTTP API, which this build does not serve yet\n",
-                cmd);
-        return 2;
-    }
+    if (strcmp(cmd, "usage") == 0)
+        return cmd_usage(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(argc - 1, argv + 1);
     fprintf(stderr, "tallyctl: unknown command '%s'\n", cmd);
     usage_main(stderr);
     return 2;

@@ -1,4 +1,5 @@
-/* test_cells.c — Criterion tests of the aggregator's cell table and its flush preparation (key order, hourly and monthly grouping) in lib/cells. */
+/* test_cells.c — Criterion tests of the aggregator's cell table and its flush preparation (key
+ * order, hourly and monthly grouping) in lib/cells. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +13,14 @@
 #include "timeutil.h"
 
 /* Checked with `date -u -d <iso> +%s`. */
-#define T_2023_12_01 1701388800LL      /* 2023-12-01T00:00:00Z */
-#define T_2023_12_31_22 1704060000LL   /* 2023-12-31T22:00:00Z */
-#define T_2023_12_31_23 1704063600LL   /* 2023-12-31T23:00:00Z */
-#define T_2024_01_01_00 1704067200LL   /* 2024-01-01T00:00:00Z */
-#define T_2024_01_01_01 1704070800LL   /* 2024-01-01T01:00:00Z */
-#define T_2024_02_01 1706745600LL      /* 2024-02-01T00:00:00Z */
-#define T_2024_02_29_23 1709247600LL   /* 2024-02-29T23:00:00Z */
-#define T_2024_03_01_00 1709251200LL   /* 2024-03-01T00:00:00Z */
+#define T_2023_12_01 1701388800LL    /* 2023-12-01T00:00:00Z */
+#define T_2023_12_31_22 1704060000LL /* 2023-12-31T22:00:00Z */
+#define T_2023_12_31_23 1704063600LL /* 2023-12-31T23:00:00Z */
+#define T_2024_01_01_00 1704067200LL /* 2024-01-01T00:00:00Z */
+#define T_2024_01_01_01 1704070800LL /* 2024-01-01T01:00:00Z */
+#define T_2024_02_01 1706745600LL    /* 2024-02-01T00:00:00Z */
+#define T_2024_02_29_23 1709247600LL /* 2024-02-29T23:00:00Z */
+#define T_2024_03_01_00 1709251200LL /* 2024-03-01T00:00:00Z */
 
 static uint64_t
 rnd(uint64_t *s)
@@ -206,8 +207,7 @@ Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
         uint64_t count = 0;
         int64_t max = INT64_MIN;
         for (size_t i = 0; i < nref; i++)
-            if (refs[i].series == s &&
-                tally__time_month_start(refs[i].hour_s) == m[j].period_s) {
+            if (refs[i].series == s && tally__time_month_start(refs[i].hour_s) == m[j].period_s) {
                 sum += refs[i].sum;
                 count += refs[i].count;
                 if (refs[i].max > max)

@@ -278,164 +278,242 @@ typedef struct msg {
     uint64_t seq, base;
 } msg_t;
 
+/* How a simulated run behaves. */
+typedef struct model_opts {
+    uint64_t seed;
+    uint64_t first;        /**< the producer's first seq */
+    uint32_t n;            /**< batches it creates */
+    uint32_t window;       /**< at most this many unacked */
+    unsigned ack_loss_pct; /**< acks lost on the way back */
+    int hwm_acks;          /**< 1: an ack releases every seq <= floor, as
+                                tallyd's "h" does; 0: it releases its seq */
+    unsigned give_up_pct;  /**< per mille of steps where the producer gives up
+                                an unacked batch (as a restart would) */
+} model_opts_t;
+
+/* The simulation: the producer, the network and the reference. */
+typedef struct model {
+    model_opts_t o;
+    uint64_t rng;
+    uint8_t *counted;  /**< reference: counted by the daemon */
+    uint8_t *released; /**< producer: acked or given up */
+    uint8_t *given_up;
+    uint32_t *news;    /**< NEW verdicts per batch */
+    msg_t *net;
+    size_t net_len, net_cap;
+    uint32_t next, oldest; /**< next batch to create; oldest not released */
+    uint64_t ref_floor, ref_max;
+    tally__dedup_t d;
+} model_t;
+
+/* The reference's idea of whether first + i is settled. */
+static int
+ref_seen(const model_t *m, uint32_t i)
+{
+    return m->counted[i] || m->o.first + i <= m->ref_floor;
+}
+
+static void
+release_up_to_oldest(model_t *m)
+{
+    while (m->oldest < m->next && m->released[m->oldest])
+        m->oldest++;
+}
+
+/* Deliver in-flight message k to the daemon and check its verdict. */
+static void
+deliver(model_t *m, size_t k)
+{
+    const model_opts_t *o = &m->o;
+    msg_t msg = m->net[k];
+    m->net[k] = m->net[--m->net_len];
+    uint32_t i = (uint32_t)(msg.seq - o->first);
+
+    /* reference: the base slides the floor, then the set decides */
+    if (msg.base - 1 > m->ref_floor)
+        m->ref_floor = msg.base - 1;
+    int want = ref_seen(m, i) ? DUP : NEW;
+    int got = tally__dedup_accept(&m->d, msg.seq, msg.base);
+    cr_assert_eq(got, want,
+                 "seed %llu first %llu window %u: seq %llu base %llu: %s, want %s (floor %llu)",
+                 (unsigned long long)o->seed, (unsigned long long)o->first, o->window,
+                 (unsigned long long)msg.seq, (unsigned long long)msg.base, verdict_name(got),
+                 verdict_name(want), (unsigned long long)m->d.floor);
+    if (got == NEW) {
+        m->news[i]++;
+        m->counted[i] = 1;
+        if (msg.seq > m->ref_max)
+            m->ref_max = msg.seq;
+    }
+    /* ref_floor >= first - 1 here: every base is >= first */
+    while (m->ref_floor - (o->first - 1) < o->n && m->counted[m->ref_floor - (o->first - 1)])
+        m->ref_floor++;
+    if (m->ref_floor > m->ref_max)
+        m->ref_max = m->ref_floor;
+    cr_assert_eq(m->d.floor, m->ref_floor, "seed %llu: floor %llu, want %llu",
+                 (unsigned long long)o->seed, (unsigned long long)m->d.floor,
+                 (unsigned long long)m->ref_floor);
+    cr_assert_eq(m->d.max_seq, m->ref_max, "seed %llu: max_seq %llu, want %llu",
+                 (unsigned long long)o->seed, (unsigned long long)m->d.max_seq,
+                 (unsigned long long)m->ref_max);
+    for (int c = 0; c < 3; c++) { /* spot checks of seen() */
+        uint32_t j = (uint32_t)rng_below(&m->rng, m->next);
+        cr_assert_eq(tally__dedup_seen(&m->d, o->first + j), ref_seen(m, j),
+                     "seed %llu: seen(%llu)", (unsigned long long)o->seed,
+                     (unsigned long long)(o->first + j));
+    }
+
+    /* the daemon acks NEW and DUP alike; the ack may be lost */
+    if ((unsigned)rng_below(&m->rng, 100) < o->ack_loss_pct)
+        return;
+    if (o->hwm_acks) {
+        for (uint32_t j = m->oldest; j < m->next && o->first + j <= m->ref_floor; j++)
+            m->released[j] = 1;
+    } else {
+        m->released[i] = 1;
+    }
+    release_up_to_oldest(m);
+}
+
 /*
  * One simulated producer against one dedup state. The producer numbers its
- * batches first, first+1, ..., keeps at most `window` unacked, and stamps
- * each send with base = its oldest unacked seq. The network reorders,
- * duplicates (resends) and loses messages; acks are lost too. The reference
- * is a plain bitmap of what has been counted; it must agree with every
- * verdict, and in the end every batch is counted exactly once.
+ * batches first, first+1, ..., keeps at most `window` unreleased, and stamps
+ * each send with base = its oldest unreleased seq. The network reorders,
+ * duplicates (resends) and loses messages; acks are lost too; the producer
+ * may give a batch up. The reference is a plain bitmap of what has been
+ * counted plus the floor the bases imply; it must agree with every verdict,
+ * floor and max_seq, and in the end every batch not given up is counted
+ * exactly once.
  */
 static void
-model_run(uint64_t seed, uint64_t first, uint32_t n, uint32_t window, unsigned ack_loss_pct)
+model_run(const model_opts_t *opts)
 {
-    uint64_t rng = seed;
-    uint8_t *counted = calloc(n, 1), *acked = calloc(n, 1);
-    uint32_t *news = calloc(n, sizeof *news);
-    size_t net_cap = 4 * (size_t)window + 64, net_len = 0;
-    msg_t *net = calloc(net_cap, sizeof *net);
-    cr_assert(counted && acked && news && net);
-    tally__dedup_t d;
-    fresh(&d);
-    uint32_t next = 0;    /* index of the next batch to create */
-    uint32_t oldest = 0;  /* index of the oldest unacked batch, or next */
-    uint64_t steps = 0;
-    /* The reference floor: the base slides it, then it runs over every
-     * counted seq that touches it. The reference max_seq follows. */
-    uint64_t ref_floor = 0, ref_max = 0;
+    model_t m = {.o = *opts, .rng = opts->seed};
+    const model_opts_t *o = &m.o;
+    m.counted = calloc(o->n, 1);
+    m.released = calloc(o->n, 1);
+    m.given_up = calloc(o->n, 1);
+    m.news = calloc(o->n, sizeof *m.news);
+    m.net_cap = 4 * (size_t)o->window + 64;
+    m.net = calloc(m.net_cap, sizeof *m.net);
+    cr_assert(m.counted && m.released && m.given_up && m.news && m.net);
+    fresh(&m.d);
 
-    while (oldest < n) {
+    uint64_t steps = 0;
+    while (m.oldest < o->n) {
         cr_assert_lt(++steps, 100000000ull, "seed %llu: the model does not terminate",
-                     (unsigned long long)seed);
-        unsigned action = (unsigned)rng_below(&rng, 100);
-        if (net_len == net_cap)
-            action = 50; /* the network is full: deliver */
-        if (action < 30) {
+                     (unsigned long long)o->seed);
+        unsigned action = (unsigned)rng_below(&m.rng, 1000);
+        if (m.net_len == m.net_cap)
+            action = 500; /* the network is full: deliver */
+        if (action < o->give_up_pct) {
+            /* give up an unreleased batch; copies in flight may still arrive */
+            if (m.oldest < m.next) {
+                uint32_t i = m.oldest + (uint32_t)rng_below(&m.rng, m.next - m.oldest);
+                if (!m.released[i]) {
+                    m.released[i] = m.given_up[i] = 1;
+                    release_up_to_oldest(&m);
+                }
+            }
+        } else if (action < 300) {
             /* a new batch, if the producer's window allows */
-            if (next < n && next - oldest < window) {
-                net[net_len++] = (msg_t){first + next, first + oldest};
-                next++;
+            if (m.next < o->n && m.next - m.oldest < o->window) {
+                m.net[m.net_len++] = (msg_t){o->first + m.next, o->first + m.oldest};
+                m.next++;
             }
-        } else if (action < 45) {
-            /* a resend of an unacked batch: the oldest (its ack timer
-             * expires first) half of the time, any other otherwise */
-            if (oldest < next) {
-                uint32_t i = oldest;
-                if (rng_below(&rng, 2))
-                    i += (uint32_t)rng_below(&rng, next - oldest);
-                if (!acked[i])
-                    net[net_len++] = (msg_t){first + i, first + oldest};
+        } else if (action < 450) {
+            /* a resend: the oldest (its ack timer expires first) half of the time */
+            if (m.oldest < m.next) {
+                uint32_t i = m.oldest;
+                if (rng_below(&m.rng, 2))
+                    i += (uint32_t)rng_below(&m.rng, m.next - m.oldest);
+                if (!m.released[i])
+                    m.net[m.net_len++] = (msg_t){o->first + i, o->first + m.oldest};
             }
-        } else if (action < 92) {
+        } else if (action < 920) {
             /* delivery of any message in flight: reordering */
-            if (net_len == 0)
-                continue;
-            size_t k = (size_t)rng_below(&rng, net_len);
-            msg_t m = net[k];
-            net[k] = net[--net_len];
-            uint32_t i = (uint32_t)(m.seq - first);
-            int want = counted[i] ? DUP : NEW;
-            int got = tally__dedup_accept(&d, m.seq, m.base);
-            cr_assert_eq(got, want,
-                         "seed %llu first %llu window %u: seq %llu base %llu: %s, want %s "
-                         "(floor %llu)",
-                         (unsigned long long)seed, (unsigned long long)first, window,
-                         (unsigned long long)m.seq, (unsigned long long)m.base,
-                         verdict_name(got), verdict_name(want), (unsigned long long)d.floor);
-            if (got == NEW)
-                news[i]++;
-            counted[i] = 1;
-            if (m.base - 1 > ref_floor)
-                ref_floor = m.base - 1;
-            while (ref_floor - (first - 1) < n && counted[ref_floor - (first - 1)])
-                ref_floor++; /* ref_floor >= first - 1: the first base was >= first */
-            if (got == NEW && m.seq > ref_max)
-                ref_max = m.seq;
-            if (ref_floor > ref_max)
-                ref_max = ref_floor;
-            cr_assert_eq(d.floor, ref_floor, "seed %llu: floor %llu, want %llu",
-                         (unsigned long long)seed, (unsigned long long)d.floor,
-                         (unsigned long long)ref_floor);
-            cr_assert_eq(d.max_seq, ref_max, "seed %llu: max_seq %llu, want %llu",
-                         (unsigned long long)seed, (unsigned long long)d.max_seq,
-                         (unsigned long long)ref_max);
-            cr_assert(tally__dedup_seen(&d, m.seq));
-            cr_assert_geq(d.floor, m.base - 1, "the floor covers what the producer released");
-            /* spot checks against the reference */
-            for (int c = 0; c < 3 && next > 0; c++) {
-                uint32_t j = (uint32_t)rng_below(&rng, next);
-                cr_assert_eq(tally__dedup_seen(&d, first + j), counted[j],
-                             "seed %llu: seen(%llu)", (unsigned long long)seed,
-                             (unsigned long long)(first + j));
-            }
-            /* the daemon acks NEW and DUP alike; the ack may be lost */
-            if ((unsigned)rng_below(&rng, 100) >= ack_loss_pct) {
-                acked[i] = 1;
-                while (oldest < next && acked[oldest])
-                    oldest++;
-            }
-        } else {
+            if (m.net_len > 0)
+                deliver(&m, (size_t)rng_below(&m.rng, m.net_len));
+        } else if (m.net_len > 0) {
             /* loss */
-            if (net_len > 0) {
-                size_t k = (size_t)rng_below(&rng, net_len);
-                net[k] = net[--net_len];
-            }
+            size_t k = (size_t)rng_below(&m.rng, m.net_len);
+            m.net[k] = m.net[--m.net_len];
         }
     }
+    /* Stale copies still in flight arrive too, in random order. */
+    while (m.net_len > 0)
+        deliver(&m, (size_t)rng_below(&m.rng, m.net_len));
 
-    for (uint32_t i = 0; i < n; i++)
-        cr_assert_eq(news[i], 1, "seed %llu: seq %llu counted %u times",
-                     (unsigned long long)seed, (unsigned long long)(first + i), news[i]);
-    for (uint32_t i = 0; i < n; i++)
-        cr_assert(tally__dedup_seen(&d, first + i));
-    /* Messages still in flight are all duplicates now. */
-    while (net_len > 0) {
-        msg_t m = net[--net_len];
-        cr_assert_eq(tally__dedup_accept(&d, m.seq, m.base), DUP);
+    for (uint32_t i = 0; i < o->n; i++) {
+        if (m.given_up[i])
+            cr_assert_leq(m.news[i], 1, "seed %llu: given-up seq %llu counted %u times",
+                          (unsigned long long)o->seed, (unsigned long long)(o->first + i),
+                          m.news[i]);
+        else
+            cr_assert_eq(m.news[i], 1, "seed %llu: seq %llu counted %u times",
+                         (unsigned long long)o->seed, (unsigned long long)(o->first + i),
+                         m.news[i]);
     }
-    cr_assert_eq(d.floor, first + n - 1, "seed %llu: floor %llu, want %llu",
-                 (unsigned long long)seed, (unsigned long long)d.floor,
-                 (unsigned long long)(first + n - 1));
-    cr_assert_eq(d.max_seq, first + n - 1);
-    if (first + n - 1 < UINT64_MAX)
-        cr_assert(!tally__dedup_seen(&d, first + n));
-    free(net);
-    free(news);
-    free(acked);
-    free(counted);
+    for (uint32_t i = 0; i < o->n; i++)
+        cr_assert_eq(tally__dedup_seen(&m.d, o->first + i), ref_seen(&m, i));
+    if (o->first + o->n - 1 < UINT64_MAX)
+        cr_assert(!tally__dedup_seen(&m.d, o->first + o->n));
+    if (o->give_up_pct == 0) {
+        cr_assert_eq(m.d.floor, o->first + o->n - 1, "seed %llu: floor %llu, want %llu",
+                     (unsigned long long)o->seed, (unsigned long long)m.d.floor,
+                     (unsigned long long)(o->first + o->n - 1));
+        cr_assert_eq(m.d.max_seq, o->first + o->n - 1);
+    }
+    free(m.net);
+    free(m.news);
+    free(m.given_up);
+    free(m.released);
+    free(m.counted);
 }
 
 Test(dedup, randomized_model_agrees_with_a_reference_set)
 {
     static const uint32_t windows[] = {1, 2, 3, 8, 63, 64, 65, 200, TALLY_DEDUP_WINDOW};
+    static const unsigned give_up[] = {0, 0, 2, 10, 40};
     uint64_t rng = 0x5eed5eed12345678ull;
     enum { RUNS = 3000 };
     for (uint32_t run = 0; run < RUNS; run++) {
-        uint64_t seed = rng_next(&rng) | 1;
-        uint32_t window = windows[rng_below(&rng, sizeof windows / sizeof windows[0])];
-        uint32_t n = 1 + (uint32_t)rng_below(&rng, 400);
-        unsigned ack_loss = (unsigned)rng_below(&rng, 60);
-        uint64_t first;
+        model_opts_t o = {
+            .seed = rng_next(&rng) | 1,
+            .n = 1 + (uint32_t)rng_below(&rng, 400),
+            .window = windows[rng_below(&rng, sizeof windows / sizeof windows[0])],
+            .ack_loss_pct = (unsigned)rng_below(&rng, 60),
+            .hwm_acks = (int)rng_below(&rng, 2),
+            .give_up_pct = give_up[rng_below(&rng, sizeof give_up / sizeof give_up[0])],
+        };
         switch (rng_below(&rng, 4)) {
         case 0:
-            first = 1;
+            o.first = 1;
             break;
         case 1:
-            first = 1 + rng_below(&rng, 1ull << 20);
+            o.first = 1 + rng_below(&rng, 1ull << 20);
             break;
         case 2:
-            first = (1ull << 63) + rng_below(&rng, 1ull << 40);
+            o.first = (1ull << 63) + rng_below(&rng, 1ull << 40);
             break;
-        default:
-            first = UINT64_MAX - n + 1 - rng_below(&rng, 3); /* ends at or near the top */
+        default: /* ends at or just below UINT64_MAX */
+            o.first = UINT64_MAX - o.n + 1 - rng_below(&rng, 3);
             break;
         }
-        model_run(seed, first, n, window, ack_loss);
+        model_run(&o);
     }
     /* A few long runs with the full window and many lost acks, so that the
      * window fills up and its bitmap shifts across every word boundary. */
     for (uint32_t run = 0; run < 8; run++) {
-        uint64_t seed = rng_next(&rng) | 1;
-        model_run(seed, 1 + rng_below(&rng, 1000), 6000, TALLY_DEDUP_WINDOW, 85);
+        model_opts_t o = {
+            .seed = rng_next(&rng) | 1,
+            .first = 1 + rng_below(&rng, 1000),
+            .n = 6000,
+            .window = TALLY_DEDUP_WINDOW,
+            .ack_loss_pct = 85,
+            .hwm_acks = (int)(run % 2),
+            .give_up_pct = run < 4 ? 0 : 3,
+        };
+        model_run(&o);
     }
 }

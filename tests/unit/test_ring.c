@@ -1,4 +1,5 @@
-/* test_ring.c — Criterion tests of the SPSC ring in lib/ring: capacity rules, FIFO order, and a two-thread hand-off checked under ThreadSanitizer. */
+/* test_ring.c — Criterion tests of the SPSC ring in lib/ring: capacity rules, FIFO order, and a
+ * two-thread hand-off checked under ThreadSanitizer. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>

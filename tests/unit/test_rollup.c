@@ -1,4 +1,5 @@
-/* test_rollup.c — Criterion tests of rollup records (add, merge, overflow) and of series and rollup key encoding in lib/rollup. */
+/* test_rollup.c — Criterion tests of rollup records (add, merge, overflow) and of series and rollup
+ * key encoding in lib/rollup. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -231,8 +232,8 @@ Test(rollup, int64_overflow_in_add_moves_to_float, .disabled = true)
     cr_assert_eq(r.count, 2);
     double want = 9223372036854775808.0; /* 2^63 */
     double got = tally__rollup_sum(&r);
-    cr_assert(fabs(got - want) <= want * 1e-15, "sum %.17g, want %.17g (sum_i %lld, sum_f %g)",
-              got, want, (long long)r.sum_i, r.sum_f);
+    cr_assert(fabs(got - want) <= want * 1e-15, "sum %.17g, want %.17g (sum_i %lld, sum_f %g)", got,
+              want, (long long)r.sum_i, r.sum_f);
 
     /* downwards too */
     tally__rollup_init(&r);
@@ -421,7 +422,8 @@ Test(rollup, series_key_parses_back)
     cr_assert_eq(s.metric_len, 9);
     cr_assert(memcmp(s.metric, "bytes.out", 9) == 0);
 
-    static const char *const want[3][2] = {{"k", ""}, {"object", "bucket/a b"}, {"region", "us-east"}};
+    static const char *const want[3][2] = {
+        {"k", ""}, {"object", "bucket/a b"}, {"region", "us-east"}};
     uint32_t pos = 0, kl, vl;
     const char *k, *v;
     for (int i = 0; i < 3; i++) {
@@ -498,9 +500,19 @@ Test(rollup, series_parse_rejects_keys_without_separators)
 
 Test(rollup, rollup_key_round_trips_periods)
 {
-    static const int64_t periods[] = {0,          1,          -1,        3600,      -3600,
-                                      1709251200, -2678400,   INT64_MAX, INT64_MIN, INT64_MIN + 1,
-                                      INT64_MAX - 1, 253402300799LL, -62167219200LL};
+    static const int64_t periods[] = {0,
+                                      1,
+                                      -1,
+                                      3600,
+                                      -3600,
+                                      1709251200,
+                                      -2678400,
+                                      INT64_MAX,
+                                      INT64_MIN,
+                                      INT64_MIN + 1,
+                                      INT64_MAX - 1,
+                                      253402300799LL,
+                                      -62167219200LL};
     static const char series[] = "acme\0cpu\0zone\x1f"
                                  "eu";
     size_t slen = sizeof series - 1;
@@ -566,9 +578,9 @@ Test(rollup, rollup_key_byte_order_is_series_then_period_order)
         const tally_label_t *l;
         size_t nl;
     } def[] = {
-        {"ns", "m", NULL, 0}, {"ns", "m", l1, 1}, {"ns", "m", l1long, 1}, {"ns", "m", l2, 2},
-        {"ns", "m", lb, 1},   {"ns", "m", lsp, 1}, {"ns", "mm", NULL, 0}, {"ns", "mm", l1, 1},
-        {"n", "m", NULL, 0},  {"ns-b", "m", NULL, 0}, {"nt", "a", l2, 2}, {"ns", "M", NULL, 0},
+        {"ns", "m", NULL, 0}, {"ns", "m", l1, 1},     {"ns", "m", l1long, 1}, {"ns", "m", l2, 2},
+        {"ns", "m", lb, 1},   {"ns", "m", lsp, 1},    {"ns", "mm", NULL, 0},  {"ns", "mm", l1, 1},
+        {"n", "m", NULL, 0},  {"ns-b", "m", NULL, 0}, {"nt", "a", l2, 2},     {"ns", "M", NULL, 0},
     };
     enum { NS = sizeof def / sizeof def[0] };
     char skey[NS][TALLY_SERIES_KEY_MAX];
@@ -576,9 +588,9 @@ Test(rollup, rollup_key_byte_order_is_series_then_period_order)
     for (size_t i = 0; i < NS; i++)
         slen[i] = tally__series_key(skey[i], def[i].ns, strlen(def[i].ns), def[i].metric,
                                     strlen(def[i].metric), def[i].l, def[i].nl);
-    static const int64_t periods[] = {INT64_MIN, -86400 * 365LL, -7200, -3600, -1, 0, 1,
-                                      3600,      7200,           1709251200, 4102444800LL,
-                                      INT64_MAX};
+    static const int64_t periods[] = {
+        INT64_MIN, -86400 * 365LL, -7200, -3600,      -1,           0,
+        1,         3600,           7200,  1709251200, 4102444800LL, INT64_MAX};
     enum { NP = sizeof periods / sizeof periods[0] };
     static char rkey[NS * NP][TALLY_ROLLUP_KEY_MAX];
     size_t rlen[NS * NP];

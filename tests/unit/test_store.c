@@ -1,4 +1,5 @@
-/* test_store.c — Criterion tests of the LMDB store in lib/store: commits, merges, scans with bounds, producers, map-full atomicity, growth and backup. */
+/* test_store.c — Criterion tests of the LMDB store in lib/store: commits, merges, scans with
+ * bounds, producers, map-full atomicity, growth and backup. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
@@ -92,7 +93,8 @@ typedef struct recs {
 } recs_t;
 
 static int
-collect(void *ctx, const char *series, size_t series_len, int64_t period_s, const tally__rollup_t *r)
+collect(void *ctx, const char *series, size_t series_len, int64_t period_s,
+        const tally__rollup_t *r)
 {
     recs_t *rs = ctx;
     if (rs->n == rs->cap) {
@@ -405,8 +407,8 @@ Test(store, a_namespace_prefix_does_not_leak)
     static const struct {
         const char *ns;
         int first, count;
-    } want[] = {{"a", 0, 2}, {"a-b", 2, 1}, {"ab", 3, 1}, {"b", 4, 1}, {"", 0, 0}, {"a-", 0, 0},
-                {"-", 0, 0}};
+    } want[] = {{"a", 0, 2}, {"a-b", 2, 1}, {"ab", 3, 1}, {"b", 4, 1},
+                {"", 0, 0},  {"a-", 0, 0},  {"-", 0, 0}};
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
         for (int which = 0; which < 2; which++) {
             recs_t rs;
@@ -414,8 +416,9 @@ Test(store, a_namespace_prefix_does_not_leak)
             cr_assert_eq(rs.n, (size_t)want[w].count * 2, "ns \"%s\": %zu records", want[w].ns,
                          rs.n);
             for (size_t i = 0; i < rs.n; i++)
-                cr_assert(rec_is(&rs.v[i], &k[want[w].first + (int)i / 2], T0 + (int)(i % 2) * HOUR),
-                          "ns \"%s\" record %zu", want[w].ns, i);
+                cr_assert(
+                    rec_is(&rs.v[i], &k[want[w].first + (int)i / 2], T0 + (int)(i % 2) * HOUR),
+                    "ns \"%s\" record %zu", want[w].ns, i);
             recs_free(&rs);
         }
     }

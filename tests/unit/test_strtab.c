@@ -1,4 +1,5 @@
-/* test_strtab.c — Criterion tests of the append-only interning table in lib/strtab: ids, bytes, growth, large strings and a writer/reader hand-off. */
+/* test_strtab.c — Criterion tests of the append-only interning table in lib/strtab: ids, bytes,
+ * growth, large strings and a writer/reader hand-off. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -179,8 +180,8 @@ Test(strtab, large_strings_after_small_ones)
     }
     /* sizes around the large-block threshold (a quarter of a 64 KiB arena)
      * and past a whole arena */
-    static const size_t sizes[] = {16 * 1024 - 64, 16 * 1024, 16 * 1024 + 1, 20000, 65536,
-                                   70000,          200000};
+    static const size_t sizes[] = {16 * 1024 - 64, 16 * 1024, 16 * 1024 + 1, 20000,
+                                   65536,          70000,     200000};
     enum { NB = sizeof sizes / sizeof sizes[0] };
     char *big[NB];
     uint32_t big_id[NB];
