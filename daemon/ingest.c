@@ -351,7 +351,7 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     in->sock = -1;
     in->late_window_s = (int64_t)cfg->ingest.late_window_hours * 3600;
     in->future_skew_ms = (int64_t)cfg->ingest.future_skew_s * 1000;
-    in->blocks_max = tally__ring_capacity(opts->work) - 1;
+    in->blocks_max = tally__ring_capacity(opts->work);
     if ((rc = tally__decoder_init(&in->dec, cfg->ingest.max_batch_events)) != 0)
         goto fail;
     if (n && (rc = ensure_state(in, n - 1)) != 0)

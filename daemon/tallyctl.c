@@ -52,6 +52,8 @@ usage_emit(FILE *fp)
             "  --producer ID    producer id (default tallyctl-HOST-PID)\n"
             "  --batch N        events per batch (default 100)\n"
             "  --rate N         at most N events per second (default: as fast as acked)\n"
+            "  --spread-hours H stamp event i at the event time minus (i %% H) hours, so the\n"
+            "                   events cover H hourly buckets (for tests and benchmarks)\n"
             "  --timeout S      give up after S seconds without every ack (default 60)\n"
             "  --json           print the result as JSON\n"
             "Exit status 0 only when every event was acknowledged by tallyd.\n",
@@ -88,13 +90,14 @@ cmd_emit(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},    {"count", required_argument, NULL, 'c'},
         {"producer", required_argument, NULL, 'p'}, {"batch", required_argument, NULL, 'b'},
         {"rate", required_argument, NULL, 'r'},     {"timeout", required_argument, NULL, 'T'},
+        {"spread-hours", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},           {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *endpoint = NULL, *acks = NULL, *value = NULL, *producer = NULL;
     tally_event_t ev = {0};
     tally_label_t labels[TALLY_MAX_LABELS];
     char *label_store[TALLY_MAX_LABELS] = {0};
-    long long count = 1, batch = 100, rate = 0, timeout_s = 60;
+    long long count = 1, batch = 100, rate = 0, timeout_s = 60, spread = 0;
     int json = 0, opt, status = 1;
     char pbuf[TALLY_MAX_PRODUCER_LEN + 1];
     optind = 1;
@@ -151,6 +154,9 @@ cmd_emit(int argc, char **argv)
         case 'T':
             timeout_s = atoll(optarg);
             break;
+        case 'S':
+            spread = atoll(optarg);
+            break;
         case 'j':
             json = 1;
             break;
@@ -201,7 +207,15 @@ cmd_emit(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double deadline = (double)t0.tv_sec + t0.tv_nsec / 1e9 + (double)timeout_s;
     long long sent = 0;
+    int64_t base_ts = ev.ts_ms;
+    if (spread > 0 && !base_ts) {
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        base_ts = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+    }
     while (sent < count) {
+        if (spread > 0)
+            ev.ts_ms = base_ts - (sent % spread) * 3600000;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double tnow = (double)now.tv_sec + now.tv_nsec / 1e9;

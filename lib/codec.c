@@ -319,9 +319,7 @@ rd_number(rd_t *r, int *is_float, int64_t *iv, double *fv)
             return TALLY_PROTO_REJECT_type;
         }
     }
-    if (*is_float && !isfinite(*fv))
-        return TALLY_PROTO_REJECT_bad_value;
-    return RD_OK;
+    return RD_OK; /* finiteness is the caller's check: only values may be floats */
 }
 
 static int
@@ -455,6 +453,8 @@ decode_event(tally__decoder_t *d, rd_t *r, uint32_t *nlabels_total, tally__wire_
         case 'x':
             bit = 4;
             rc = rd_number(r, &ev->is_float, &ev->ival, &ev->fval);
+            if (rc == RD_OK && ev->is_float && !isfinite(ev->fval))
+                rc = TALLY_PROTO_REJECT_bad_value;
             break;
         case 't': {
             bit = 8;

@@ -83,5 +83,5 @@ tally__ring_size(const tally__ring_t *r)
 uint32_t
 tally__ring_capacity(const tally__ring_t *r)
 {
-    return ck_ring_capacity(&r->ring);
+    return ck_ring_capacity(&r->ring) - 1; /* ck keeps one slot empty */
 }

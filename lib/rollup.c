@@ -18,10 +18,13 @@ tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, i
         r->flags |= TALLY_ROLLUP_FLOAT;
         v = fval;
     } else {
-        if (__builtin_add_overflow(r->sum_i, ival, &r->sum_i)) {
+        int64_t sum;
+        if (__builtin_add_overflow(r->sum_i, ival, &sum)) {
             /* past int64: keep counting, approximately, and say so */
             r->sum_f += (double)ival;
             r->flags |= TALLY_ROLLUP_FLOAT;
+        } else {
+            r->sum_i = sum;
         }
         v = (double)ival;
     }
@@ -43,10 +46,12 @@ tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src)
         *dst = *src;
         return;
     }
-    if (__builtin_add_overflow(dst->sum_i, src->sum_i, &dst->sum_i)) {
-        dst->sum_i -= src->sum_i; /* wrapped: undo, carry in the float part */
-        dst->sum_f += (double)src->sum_i;
+    int64_t sum;
+    if (__builtin_add_overflow(dst->sum_i, src->sum_i, &sum)) {
+        dst->sum_f += (double)src->sum_i; /* past int64: carry in the float part */
         dst->flags |= TALLY_ROLLUP_FLOAT;
+    } else {
+        dst->sum_i = sum;
     }
     dst->sum_f += src->sum_f;
     dst->flags |= src->flags;

@@ -30,6 +30,7 @@ struct tally__strtab {
     uint32_t *index;
     uint32_t index_mask;
     arena_t *arena;
+    arena_t *big; /* blocks of one large string each */
     size_t bytes;
 };
 
@@ -37,7 +38,7 @@ uint64_t
 tally__hash_bytes(const void *s, size_t len)
 {
     const unsigned char *p = s;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 1099511628211ull;
@@ -70,6 +71,10 @@ tally__strtab_destroy(tally__strtab_t *t)
     for (uint32_t i = 0; i < DIR_SLOTS; i++)
         free(t->dir[i]);
     for (arena_t *a = t->arena, *next; a; a = next) {
+        next = a->next;
+        free(a);
+    }
+    for (arena_t *a = t->big, *next; a; a = next) {
         next = a->next;
         free(a);
     }
@@ -118,13 +123,8 @@ arena_alloc(tally__strtab_t *t, uint32_t len)
         if (!a)
             return NULL;
         a->used = need;
-        if (t->arena) {
-            a->next = t->arena->next;
-            t->arena->next = a;
-        } else {
-            a->next = NULL;
-            t->arena = a;
-        }
+        a->next = t->big; /* never the current arena: it has no room */
+        t->big = a;
         __atomic_fetch_add(&t->bytes, sizeof *a + need, __ATOMIC_RELAXED);
         return (entry_t *)a->mem;
     }

@@ -400,6 +400,65 @@ Test(cells, incremental_ranking_over_many_flushes_stays_sorted)
     tally__strtab_destroy(t);
 }
 
+/* Add hours of each listed series in descending order and check the flush. */
+static void
+flush_descending_hours(tally__cells_t *c, const uint32_t *ids, size_t n, int nhours)
+{
+    for (size_t k = 0; k < n; k++)
+        for (int hr = nhours - 1; hr >= 0; hr--)
+            cr_assert_eq(tally__cells_add(c, ids[k], T_2023_12_31_22 + 3600 * hr, 0, hr + 1, 0, hr),
+                         0);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, n * (size_t)nhours);
+    assert_puts_in_key_order(h, nh, "descending hours");
+    assert_puts_in_key_order(m, nm, "descending hours, monthly");
+    int64_t total = 0, want = 0;
+    for (size_t i = 0; i < nh; i++) {
+        total += h[i].delta->sum_i;
+        cr_assert_eq(h[i].delta->sum_i, (h[i].period_s - T_2023_12_31_22) / 3600 + 1);
+    }
+    for (size_t i = 0; i < nm; i++)
+        want += m[i].delta->sum_i;
+    cr_assert_eq(total, want, "monthly sums equal hourly sums");
+    cr_assert_eq(nm, n * 2, "December and January for every series");
+    tally__cells_reset(c);
+}
+
+Test(cells, a_small_flush_after_many_series_stays_sorted)
+{
+    /* a flush touching few of many ranked series takes the comparison-sort
+     * path; one touching most of them the counting-sort path: both sorted */
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    enum { N = 3000 };
+    static uint32_t ids[N];
+    uint64_t seed = 5;
+    for (uint32_t i = 0; i < N; i++) {
+        char s[32];
+        snprintf(s, sizeof s, "ns\037s%08llx", (unsigned long long)(rnd(&seed) & 0xffffffffull));
+        ids[i] = intern_str(t, s);
+    }
+    cr_assert_eq(tally__strtab_count(t), N, "the generated names are distinct");
+    flush_descending_hours(c, ids, N, 4); /* every series: counting sort */
+    /* a handful of series (in id order, not key order), 30 hours each */
+    static const uint32_t few[] = {2999, 17, 1500, 3, 2048, 999, 0};
+    flush_descending_hours(c, few, sizeof few / sizeof few[0], 30);
+    /* one series only */
+    flush_descending_hours(c, &ids[1234], 1, 48);
+    /* new series after that: ranked by the merge path, then a small flush */
+    uint32_t late[3];
+    late[0] = intern_str(t, "ns\037s00000000-late");
+    late[1] = intern_str(t, "a-first");
+    late[2] = intern_str(t, "zz-last");
+    flush_descending_hours(c, late, 3, 5);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
 Test(cells, reset_empties_the_table)
 {
     tally__strtab_t *t;

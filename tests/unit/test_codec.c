@@ -563,6 +563,14 @@ Test(codec, ack_round_trip_and_wrong_topic_rejected)
         cr_expect_eq(tally__decode_ack(longer.sb.data, longer.sb.size, &out), TALLY_EPROTO,
                      "case %zu: longer topic", i);
         buf_fini(&longer);
+        /* the producer's id plus a suffix: web-10 must not take web-1's ack */
+        buf_init(&longer);
+        raw(&longer, a.sb.data, plen);
+        raw(&longer, "0", 1);
+        raw(&longer, a.sb.data + plen, a.sb.size - plen);
+        cr_expect_eq(tally__decode_ack(longer.sb.data, longer.sb.size, &out), TALLY_EPROTO,
+                     "case %zu: topic = producer + \"0\"", i);
+        buf_fini(&longer);
         buf_fini(&a);
     }
 }
@@ -1506,7 +1514,7 @@ Test(codec, rejects_non_finite_values)
  * takes integer encodings only; a finite float there is indeed "type", but
  * NaN or Inf comes back as "bad_value", because rd_uint() and the "t" case
  * let rd_number() test finiteness before they look at the type. */
-Test(codec, rejects_non_finite_floats_in_integer_fields_as_type, .disabled = true)
+Test(codec, rejects_non_finite_floats_in_integer_fields_as_type)
 {
     static const char nan64[] = "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00";
     static const char inf32[] = "\xca\x7f\x80\x00\x00";
@@ -1527,6 +1535,95 @@ Test(codec, rejects_non_finite_floats_in_integer_fields_as_type, .disabled = tru
     buf_init(&e);
     event_custom(&e, 't', V(nan64), 0);
     expect_event_reject(&e, R(type), "NaN timestamp");
+}
+
+/* PROTOCOL.md §3.1: every integer encoding whose value fits, minimal or
+ * not, and float32 as well as float64. */
+Test(codec, decodes_every_number_encoding)
+{
+    static const struct {
+        const char *v;
+        size_t n;
+        int is_float;
+        int64_t ival;
+        double fval;
+    } cases[] = {
+        {V("\x00"), 0, 0, 0},
+        {V("\x7f"), 0, 127, 0},
+        {V("\xe0"), 0, -32, 0},
+        {V("\xff"), 0, -1, 0},
+        {V("\xcc\xff"), 0, 255, 0},
+        {V("\xcc\x01"), 0, 1, 0},
+        {V("\xcd\xff\xff"), 0, 65535, 0},
+        {V("\xce\xff\xff\xff\xff"), 0, 4294967295LL, 0},
+        {V("\xcf\x00\x00\x00\x01\x00\x00\x00\x00"), 0, 4294967296LL, 0},
+        {V("\xd0\x80"), 0, -128, 0},
+        {V("\xd0\x05"), 0, 5, 0},
+        {V("\xd1\x80\x00"), 0, -32768, 0},
+        {V("\xd1\x7f\xff"), 0, 32767, 0},
+        {V("\xd2\x80\x00\x00\x00"), 0, INT32_MIN, 0},
+        {V("\xd3\x80\x00\x00\x00\x00\x00\x00\x00"), 0, INT64_MIN, 0},
+        {V("\xd3\x7f\xff\xff\xff\xff\xff\xff\xff"), 0, INT64_MAX, 0},
+        {V("\xca\x3f\xc0\x00\x00"), 1, 0, 1.5},
+        {V("\xca\xc1\x48\x00\x00"), 1, 0, -12.5},
+        {V("\xca\x00\x00\x00\x01"), 1, 0, 0x1p-149}, /* smallest float32 subnormal */
+        {V("\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a"), 1, 0, 0.1},
+    };
+    tally__decoder_t d;
+    cr_assert_eq(tally__decoder_init(&d, 1), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf_t e, b;
+        buf_init(&e);
+        event_custom(&e, 'x', cases[i].v, cases[i].n, 0);
+        wrap_event(&b, &e);
+        tally__wire_batch_t out;
+        int reason = -1;
+        cr_assert_eq(tally__decode_batch(&d, b.sb.data, b.sb.size, &out, &reason), 0,
+                     "case %zu: %s", i, tally__reject_name(reason));
+        cr_expect_eq(out.events[0].is_float, cases[i].is_float, "case %zu: is_float", i);
+        if (cases[i].is_float)
+            cr_expect(out.events[0].fval == cases[i].fval, "case %zu: %a, want %a", i,
+                      out.events[0].fval, cases[i].fval);
+        else
+            cr_expect_eq(out.events[0].ival, cases[i].ival, "case %zu: %lld, want %lld", i,
+                         (long long)out.events[0].ival, (long long)cases[i].ival);
+        buf_fini(&b);
+        /* and the same encodings as the timestamp, when positive integers */
+        if (!cases[i].is_float && cases[i].ival > 0) {
+            buf_init(&e);
+            event_custom(&e, 't', cases[i].v, cases[i].n, 0);
+            wrap_event(&b, &e);
+            cr_assert_eq(tally__decode_batch(&d, b.sb.data, b.sb.size, &out, &reason), 0);
+            cr_expect_eq(out.events[0].ts_ms, cases[i].ival, "case %zu as t", i);
+            buf_fini(&b);
+        }
+    }
+    /* non-minimal unsigned forms for the batch's integers */
+    buf_t b;
+    buf_init(&b);
+    msgpack_pack_map(&b.pk, 6);
+    str(&b.pk, "k");
+    raw(&b, V("\xd3\x00\x00\x00\x00\x00\x00\x00\x01"));
+    str(&b.pk, "v");
+    raw(&b, V("\xcd\x00\x01"));
+    str(&b.pk, "p");
+    raw(&b, V("\xdb\x00\x00\x00\x01" "p")); /* str32 */
+    str(&b.pk, "s");
+    raw(&b, V("\xd2\x00\x00\x01\x00"));
+    str(&b.pk, "b");
+    raw(&b, V("\xd0\x7f"));
+    str(&b.pk, "e");
+    raw(&b, V("\xdd\x00\x00\x00\x01"));
+    good_event(&b.pk);
+    tally__wire_batch_t out;
+    int reason = -1;
+    cr_expect_eq(tally__decode_batch(&d, b.sb.data, b.sb.size, &out, &reason), 0, "%s",
+                 tally__reject_name(reason));
+    cr_expect_eq(out.seq, 256);
+    cr_expect_eq(out.base, 127);
+    cr_expect(str_is(out.producer, "p"));
+    buf_fini(&b);
+    tally__decoder_fini(&d);
 }
 
 Test(codec, rejects_uint64_values_above_int64_max)
