@@ -609,6 +609,10 @@ tally__event_validate(const tally_event_t *ev, int *reason)
         *reason = TALLY_PROTO_REJECT_missing;
         return TALLY_EINVAL;
     }
+    if (strlen(ev->ns) > TALLY_MAX_NS_LEN || strlen(ev->metric) > TALLY_MAX_METRIC_LEN) {
+        *reason = TALLY_PROTO_REJECT_too_long; /* as the decoder says */
+        return TALLY_EINVAL;
+    }
     if (!tally__valid_ns(ev->ns, strlen(ev->ns)) ||
         !tally__valid_metric(ev->metric, strlen(ev->metric))) {
         *reason = TALLY_PROTO_REJECT_bad_name;

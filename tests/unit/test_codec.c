@@ -1,4 +1,4 @@
-/* test_codec.c — Criterion tests of the wire codec: round trips, every class of malformed input, event validation and decoder reuse. */
+/* test_codec.c — Criterion tests of the wire codec: round trips, malformed input, validation. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -245,8 +245,8 @@ expect_reject_bytes(const void *data, size_t len, uint32_t max_events, int want_
     int reason = -1;
     int rc = decode_copy(&d, data, len, &out, &reason);
     tally__decoder_fini(&d);
-    cr_expect_eq(rc, want_rc, "%s: rc %d (%s), want %d (%s)", what, rc, tally_strerror(rc),
-                 want_rc, tally_strerror(want_rc));
+    cr_expect_eq(rc, want_rc, "%s: rc %d (%s), want %d (%s)", what, rc, tally_strerror(rc), want_rc,
+                 tally_strerror(want_rc));
     cr_expect_eq(reason, want_reason, "%s: reason %s, want %s", what, tally__reject_name(reason),
                  tally__reject_name(want_reason));
     cr_expect_eq(out.nevents, 0, "%s: %u events reported by a rejected batch", what, out.nevents);
@@ -316,22 +316,21 @@ expect_event_eq(const tally__wire_batch_t *b, uint32_t i, const tally_event_t *e
               (int)w->metric.len, w->metric.p, ev->metric);
     cr_expect_eq(w->is_float, ev->is_float, "event %u: is_float", i);
     if (ev->is_float)
-        cr_expect(memcmp(&w->fval, &ev->fvalue, sizeof(double)) == 0,
-                  "event %u: fval %a, want %a", i, w->fval, ev->fvalue);
+        cr_expect(memcmp(&w->fval, &ev->fvalue, sizeof(double)) == 0, "event %u: fval %a, want %a",
+                  i, w->fval, ev->fvalue);
     else
-        cr_expect_eq(w->ival, ev->ivalue, "event %u: ival %lld, want %lld", i,
-                     (long long)w->ival, (long long)ev->ivalue);
+        cr_expect_eq(w->ival, ev->ivalue, "event %u: ival %lld, want %lld", i, (long long)w->ival,
+                     (long long)ev->ivalue);
     cr_expect_eq(w->ts_ms, ts, "event %u: ts %lld, want %lld", i, (long long)w->ts_ms,
                  (long long)ts);
     cr_assert_eq(w->nlabels, ev->nlabels, "event %u: %u labels, want %zu", i, w->nlabels,
                  ev->nlabels);
     for (uint32_t j = 0; j < w->nlabels; j++) {
         const tally__wire_label_t *l = &b->labels[w->label_off + j];
-        cr_expect(str_is(l->key, ev->labels[j].key), "event %u label %u: key %.*s, want %s", i,
-                  j, (int)l->key.len, l->key.p, ev->labels[j].key);
-        cr_expect(str_is(l->value, ev->labels[j].value),
-                  "event %u label %u: value %.*s, want %s", i, j, (int)l->value.len, l->value.p,
-                  ev->labels[j].value);
+        cr_expect(str_is(l->key, ev->labels[j].key), "event %u label %u: key %.*s, want %s", i, j,
+                  (int)l->key.len, l->key.p, ev->labels[j].key);
+        cr_expect(str_is(l->value, ev->labels[j].value), "event %u label %u: value %.*s, want %s",
+                  i, j, (int)l->value.len, l->value.p, ev->labels[j].value);
     }
 }
 
@@ -364,9 +363,10 @@ Test(codec, round_trip_preserves_every_field_and_label_order)
 
     /* Eight labels in an order that is not sorted, so a sort would show. */
     static const tally_label_t eight[8] = {
-        {"zone", "eu-west-1"}, {"a", "1"},        {"object", "bucket/key.txt"},
-        {"m", ""},             {"deployment", "x"}, {"B", "upper key"},
-        {"k.2", "~!@#$%^&*()"}, {"k-1", "\xc2\xa0nbsp"},
+        {"zone", "eu-west-1"},        {"a", "1"},
+        {"object", "bucket/key.txt"}, {"m", ""},
+        {"deployment", "x"},          {"B", "upper key"},
+        {"k.2", "~!@#$%^&*()"},       {"k-1", "\xc2\xa0nbsp"},
     };
     const tally_label_t maxed[1] = {{key32, value64}};
     /* 3 * (32 + 64 + 2) + (10 + 14 + 2) = 320 = TALLY_MAX_LABELS_BYTES exactly. */
@@ -461,9 +461,9 @@ Test(codec, round_trip_keeps_extreme_sequence_numbers)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         buf_t b;
         buf_init(&b);
-        cr_assert_eq(tally__encode_batch(&b.sb, "p", cases[i].seq, cases[i].base, 1, ev.sb.data,
-                                         ev.sb.size),
-                     0);
+        cr_assert_eq(
+            tally__encode_batch(&b.sb, "p", cases[i].seq, cases[i].base, 1, ev.sb.data, ev.sb.size),
+            0);
         tally__wire_batch_t out;
         int reason = -1;
         cr_expect_eq(tally__decode_batch(&d, b.sb.data, b.sb.size, &out, &reason), 0);
@@ -512,8 +512,12 @@ Test(codec, fields_after_kind_and_version_may_come_in_any_order)
     cr_expect_eq(out.seq, 4);
     cr_expect_eq(out.base, 3);
     const tally_label_t l = {"a", "b"};
-    const tally_event_t want = {.ns = "billing", .metric = "api.calls", .is_float = 1,
-                                .fvalue = 1.25, .labels = &l, .nlabels = 1};
+    const tally_event_t want = {.ns = "billing",
+                                .metric = "api.calls",
+                                .is_float = 1,
+                                .fvalue = 1.25,
+                                .labels = &l,
+                                .nlabels = 1};
     expect_event_eq(&out, 0, &want, TS);
     tally__decoder_fini(&d);
     buf_fini(&b);
@@ -534,9 +538,8 @@ Test(codec, ack_round_trip_and_wrong_topic_rejected)
         buf_t a;
         buf_init(&a);
         size_t plen = strlen(cases[i].producer);
-        cr_assert_eq(tally__encode_ack(&a.sb, cases[i].producer, plen, cases[i].hwm,
-                                       cases[i].max_seq),
-                     0);
+        cr_assert_eq(
+            tally__encode_ack(&a.sb, cases[i].producer, plen, cases[i].hwm, cases[i].max_seq), 0);
         cr_assert_gt(a.sb.size, plen + 1);
         cr_expect(memcmp(a.sb.data, cases[i].producer, plen) == 0 && a.sb.data[plen] == '\0',
                   "case %zu: topic prefix then NUL", i);
@@ -651,7 +654,7 @@ Test(codec, ack_malformed_rejected)
         const char *keys;
         int ok;
     } shapes[] = {
-        {"kvphc", 1}, {"chpvk", 1}, {"pkcvh", 1}, {"kvph", 0},  {"kvpc", 0},    {"vphc", 0},
+        {"kvphc", 1}, {"chpvk", 1},  {"pkcvh", 1},  {"kvph", 0},   {"kvpc", 0},   {"vphc", 0},
         {"kvhc", 0},  {"kvphcz", 0}, {"zkvphc", 0}, {"kvphcc", 0}, {"kvpphc", 0}, {"", 0},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -677,8 +680,12 @@ Test(codec, rejects_input_that_is_not_msgpack)
     expect_reject_bytes(V("\xdf"), 16, R(msgpack), "map32 header cut short");
     expect_reject_bytes(V("\xde\x00"), 16, R(msgpack), "map16 header cut short");
     expect_reject_bytes(V("\x86"), 16, R(msgpack), "fixmap of 6 with nothing behind it");
-    expect_reject_bytes(V("\x82\xa1" "k"), 16, R(msgpack), "key without value");
-    expect_reject_bytes(V("\x81\xa5" "k"), 16, R(msgpack), "key string cut short");
+    expect_reject_bytes(V("\x82\xa1"
+                          "k"),
+                        16, R(msgpack), "key without value");
+    expect_reject_bytes(V("\x81\xa5"
+                          "k"),
+                        16, R(msgpack), "key string cut short");
     /* well-formed msgpack that is not a map */
     expect_reject_bytes(V("\x01"), 16, R(type), "an integer");
     expect_reject_bytes(V("\xa5hello"), 16, R(type), "a string");
@@ -713,9 +720,16 @@ Test(codec, rejects_every_truncation_of_a_valid_batch)
     const tally_label_t labels[3] = {{"object", "bucket/k\xc3\xa9y"}, {"a", ""}, {"zone", "eu"}};
     const tally_event_t evs[3] = {
         {.ns = "billing", .metric = "api.calls", .ivalue = -70000},
-        {.ns = "billing", .metric = "bytes", .is_float = 1, .fvalue = 0.1, .labels = labels,
+        {.ns = "billing",
+         .metric = "bytes",
+         .is_float = 1,
+         .fvalue = 0.1,
+         .labels = labels,
          .nlabels = 3},
-        {.ns = "storage", .metric = "objects", .ivalue = 5000000000LL, .labels = labels + 1,
+        {.ns = "storage",
+         .metric = "objects",
+         .ivalue = 5000000000LL,
+         .labels = labels + 1,
          .nlabels = 1},
     };
     buf_t events, b;
@@ -772,33 +786,63 @@ Test(codec, rejects_wrong_types_in_batch_fields)
         size_t n;
         const char *what;
     } cases[] = {
-        {'k', V("\xa1" "1"), "string kind"},
+        {'k',
+         V("\xa1"
+           "1"),
+         "string kind"},
         {'k', V("\xff"), "negative kind"},
         {'k', V("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"), "float kind"},
-        {'v', V("\xa1" "1"), "string version"},
+        {'v',
+         V("\xa1"
+           "1"),
+         "string version"},
         {'v', V("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"), "float version 1.0"},
         {'v', V("\xc3"), "boolean version"},
         {'p', V("\x05"), "integer producer"},
         {'p', V("\xc0"), "nil producer"},
-        {'p', V("\xc4\x01" "p"), "bin producer"},
-        {'p', V("\x91\xa1" "p"), "array producer"},
-        {'s', V("\xa1" "1"), "string seq"},
+        {'p',
+         V("\xc4\x01"
+           "p"),
+         "bin producer"},
+        {'p',
+         V("\x91\xa1"
+           "p"),
+         "array producer"},
+        {'s',
+         V("\xa1"
+           "1"),
+         "string seq"},
         {'s', V("\xff"), "negative seq"},
         {'s', V("\xd3\xff\xff\xff\xff\xff\xff\xff\xff"), "negative int64 seq"},
         {'s', V("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"), "float seq 1.0"},
         {'s', V("\xca\x3f\x80\x00\x00"), "float32 seq 1.0"},
         {'s', V("\xc2"), "boolean seq"},
         {'s', V("\xc0"), "nil seq"},
-        {'b', V("\xa1" "1"), "string base"},
+        {'b',
+         V("\xa1"
+           "1"),
+         "string base"},
         {'b', V("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"), "float base"},
         {'e', V("\x80"), "map instead of the event array"},
-        {'e', V("\xa1" "e"), "string events"},
+        {'e',
+         V("\xa1"
+           "e"),
+         "string events"},
         {'e', V("\x01"), "integer events"},
         {'e', V("\xc0"), "nil events"},
         {'e', V("\x91\x01"), "an integer event"},
-        {'e', V("\x91\xa1" "e"), "a string event"},
+        {'e',
+         V("\x91\xa1"
+           "e"),
+         "a string event"},
         {'e', V("\x91\xc0"), "a nil event"},
-        {'e', V("\x91\x94\xa1" "n\xa1" "b\xa1" "m\xa1" "m"), "an array event"},
+        {'e',
+         V("\x91\x94\xa1"
+           "n\xa1"
+           "b\xa1"
+           "m\xa1"
+           "m"),
+         "an array event"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         buf_t b;
@@ -819,20 +863,32 @@ Test(codec, rejects_wrong_types_in_event_fields)
         {'n', V("\x05"), "integer namespace"},
         {'n', V("\xc0"), "nil namespace"},
         {'n', V("\x90"), "array namespace"},
-        {'n', V("\xc4\x01" "b"), "bin namespace"},
+        {'n',
+         V("\xc4\x01"
+           "b"),
+         "bin namespace"},
         {'m', V("\xc0"), "nil metric"},
         {'m', V("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"), "float metric"},
         {'m', V("\x80"), "map metric"},
-        {'x', V("\xa1" "7"), "string value"},
+        {'x',
+         V("\xa1"
+           "7"),
+         "string value"},
         {'x', V("\xc0"), "nil value"},
         {'x', V("\xc3"), "boolean value"},
         {'x', V("\x91\x07"), "array value"},
-        {'x', V("\x81\xa1" "x\x07"), "map value"},
+        {'x',
+         V("\x81\xa1"
+           "x\x07"),
+         "map value"},
         {'x', V("\xc4\x01\x07"), "bin value"},
         {'x', V("\xd4\x01\x07"), "ext value"},
         {'t', V("\xcb\x42\x78\xbc\xfe\x56\x80\x00\x00"), "float64 timestamp"},
         {'t', V("\xca\x53\xc5\xe7\xf2"), "float32 timestamp"},
-        {'t', V("\xa1" "1"), "string timestamp"},
+        {'t',
+         V("\xa1"
+           "1"),
+         "string timestamp"},
         {'t', V("\xc0"), "nil timestamp"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -845,12 +901,14 @@ Test(codec, rejects_wrong_types_in_event_fields)
     buf_init(&e);
     event_labels(&e, 0);
     e.sb.size--; /* replace the empty labels map ... */
-    raw(&e, V("\x91\xa1" "a")); /* ... by an array */
+    raw(&e, V("\x91\xa1"
+              "a")); /* ... by an array */
     expect_event_reject(&e, R(type), "labels as an array");
     buf_init(&e);
     event_labels(&e, 0);
     e.sb.size--;
-    raw(&e, V("\xa1" "a"));
+    raw(&e, V("\xa1"
+              "a"));
     expect_event_reject(&e, R(type), "labels as a string");
     buf_init(&e);
     event_labels(&e, 1);
@@ -886,8 +944,13 @@ Test(codec, rejects_missing_batch_fields)
         expect_reject(&b, R(missing), what);
     }
     expect_reject_bytes(V("\x80"), 16, R(missing), "empty map");
-    expect_reject_bytes(V("\x81\xa1" "k\x01"), 16, R(missing), "only a kind");
-    expect_reject_bytes(V("\x82\xa1" "k\x01\xa1" "v\x01"), 16, R(missing), "kind and version");
+    expect_reject_bytes(V("\x81\xa1"
+                          "k\x01"),
+                        16, R(missing), "only a kind");
+    expect_reject_bytes(V("\x82\xa1"
+                          "k\x01\xa1"
+                          "v\x01"),
+                        16, R(missing), "kind and version");
 }
 
 Test(codec, rejects_missing_event_fields)
@@ -906,7 +969,8 @@ Test(codec, rejects_missing_event_fields)
     raw(&e, V("\x80"));
     expect_event_reject(&e, R(missing), "empty event map");
     buf_init(&e);
-    raw(&e, V("\x81\xa1" "l\x80"));
+    raw(&e, V("\x81\xa1"
+              "l\x80"));
     expect_event_reject(&e, R(missing), "event with only labels");
 }
 
@@ -1096,7 +1160,9 @@ Test(codec, rejects_unsupported_versions_with_eversion)
     str(&b.pk, "a string where v1 wants a number");
     expect_reject(&b, R(version), "version 2 with fields v1 does not know");
     buf_init(&b);
-    raw(&b, V("\x82\xa1" "k\x01\xa1" "v\x02"));
+    raw(&b, V("\x82\xa1"
+              "k\x01\xa1"
+              "v\x02"));
     expect_reject(&b, R(version), "version 2 with nothing else");
 }
 
@@ -1249,8 +1315,8 @@ Test(codec, rejects_overlong_strings)
         size_t len;
         int reason;
     } ev_cases[] = {
-        {'n', 'a', 64, -1},          {'n', 'a', 65, R(too_long)}, {'n', 'a', 300, R(too_long)},
-        {'m', 'M', 64, -1},          {'m', 'M', 65, R(too_long)}, {'m', 'M', 1000, R(too_long)},
+        {'n', 'a', 64, -1}, {'n', 'a', 65, R(too_long)}, {'n', 'a', 300, R(too_long)},
+        {'m', 'M', 64, -1}, {'m', 'M', 65, R(too_long)}, {'m', 'M', 1000, R(too_long)},
     };
     for (size_t i = 0; i < sizeof ev_cases / sizeof ev_cases[0]; i++) {
         char what[64];
@@ -1342,8 +1408,8 @@ Test(codec, rejects_overlong_strings)
 Test(codec, rejects_bad_names)
 {
     buf_t e, v, b;
-    static const char *const bad_ns[] = {"Billing", "bill ing", "bill_ing", "bill.ing",
-                                         "bill/ing", "bill:ing", "",        "caf\xc3\xa9"};
+    static const char *const bad_ns[] = {"Billing",  "bill ing", "bill_ing", "bill.ing",
+                                         "bill/ing", "bill:ing", "",         "caf\xc3\xa9"};
     for (size_t i = 0; i < sizeof bad_ns / sizeof bad_ns[0]; i++) {
         char what[48];
         snprintf(what, sizeof what, "namespace \"%s\"", bad_ns[i]);
@@ -1355,14 +1421,21 @@ Test(codec, rejects_bad_names)
         expect_event_reject(&e, R(bad_name), what);
     }
     buf_init(&e);
-    event_custom(&e, 'n', V("\xa3" "a\x00" "b"), 0);
+    event_custom(&e, 'n',
+                 V("\xa3"
+                   "a\x00"
+                   "b"),
+                 0);
     expect_event_reject(&e, R(bad_name), "NUL inside the namespace");
     buf_init(&e);
-    event_custom(&e, 'n', V("\xa9" "0-a-z-9-0"), 0);
+    event_custom(&e, 'n',
+                 V("\xa9"
+                   "0-a-z-9-0"),
+                 0);
     expect_event_accept(&e, "namespace of digits, letters and dashes");
 
-    static const char *const bad_metric[] = {"api calls", "api/calls", "api,calls", "",
-                                             "api\tcalls", "caf\xc3\xa9", "a+b", "a\x7f"};
+    static const char *const bad_metric[] = {"api calls",  "api/calls",   "api,calls", "",
+                                             "api\tcalls", "caf\xc3\xa9", "a+b",       "a\x7f"};
     for (size_t i = 0; i < sizeof bad_metric / sizeof bad_metric[0]; i++) {
         char what[48];
         snprintf(what, sizeof what, "metric \"%s\"", bad_metric[i]);
@@ -1374,11 +1447,19 @@ Test(codec, rejects_bad_names)
         expect_event_reject(&e, R(bad_name), what);
     }
     buf_init(&e);
-    event_custom(&e, 'm', V("\xaf" "Az09_.:-Bytes.x"), 0);
+    event_custom(&e, 'm',
+                 V("\xaf"
+                   "Az09_.:-Bytes.x"),
+                 0);
     expect_event_accept(&e, "metric of its whole alphabet");
 
-    static const char *const bad_producer[] = {"prod 1", "", "prod\t1", "prod\x7f",
-                                               "pr\xc3\xb6" "d", "\x01"};
+    static const char *const bad_producer[] = {"prod 1",
+                                               "",
+                                               "prod\t1",
+                                               "prod\x7f",
+                                               "pr\xc3\xb6"
+                                               "d",
+                                               "\x01"};
     for (size_t i = 0; i < sizeof bad_producer / sizeof bad_producer[0]; i++) {
         char what[48];
         snprintf(what, sizeof what, "producer \"%s\"", bad_producer[i]);
@@ -1414,8 +1495,12 @@ Test(codec, rejects_control_characters_and_bad_utf8_in_label_values)
         {V("a\nb"), "newline"},
         {V("\t"), "tab"},
         {V("a\x1e"), "record separator"},
-        {V("\x1f" "a"), "unit separator"},
-        {V("a\x00" "b"), "NUL"},
+        {V("\x1f"
+           "a"),
+         "unit separator"},
+        {V("a\x00"
+           "b"),
+         "NUL"},
         {V("\x7f"), "DEL"},
         {V("\xc2\x80"), "C1 control U+0080"},
         {V("\xc2\x9f"), "C1 control U+009F"},
@@ -1426,7 +1511,9 @@ Test(codec, rejects_control_characters_and_bad_utf8_in_label_values)
         {V("\xc3"), "two-byte sequence cut at the end"},
         {V("\xe2\x82"), "three-byte sequence cut at the end"},
         {V("\xf0\x9d\x84"), "four-byte sequence cut at the end"},
-        {V("\xc3" "a"), "ASCII where a continuation belongs"},
+        {V("\xc3"
+           "a"),
+         "ASCII where a continuation belongs"},
         {V("\xe2\x28\xa1"), "bad second byte"},
         {V("\xe2\x82\x28"), "bad third byte"},
         {V("\xc0\x80"), "overlong NUL"},
@@ -1509,11 +1596,9 @@ Test(codec, rejects_non_finite_values)
     expect_event_accept(&e, "float64 DBL_MAX");
 }
 
-/* Disabled: reveals a misclassified reject (see the report). PROTOCOL.md
- * §3.1 says a float in "k", "v", "s" or "b" is rejected as "type", and "t"
- * takes integer encodings only; a finite float there is indeed "type", but
- * NaN or Inf comes back as "bad_value", because rd_uint() and the "t" case
- * let rd_number() test finiteness before they look at the type. */
+/* PROTOCOL.md §3.1: a float in "k", "v", "s" or "b" is a wrong type, and "t"
+ * takes integer encodings only; that holds for NaN and Inf too, which are a
+ * "bad_value" only where floats belong ("x"). */
 Test(codec, rejects_non_finite_floats_in_integer_fields_as_type)
 {
     static const char nan64[] = "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00";
@@ -1607,7 +1692,8 @@ Test(codec, decodes_every_number_encoding)
     str(&b.pk, "v");
     raw(&b, V("\xcd\x00\x01"));
     str(&b.pk, "p");
-    raw(&b, V("\xdb\x00\x00\x00\x01" "p")); /* str32 */
+    raw(&b, V("\xdb\x00\x00\x00\x01"
+              "p")); /* str32 */
     str(&b.pk, "s");
     raw(&b, V("\xd2\x00\x00\x01\x00"));
     str(&b.pk, "b");
@@ -1694,9 +1780,11 @@ Test(codec, rejects_bad_sequence_numbers)
         uint64_t seq, base;
         int ok;
     } cases[] = {
-        {0, 0, 0},          {0, 1, 0},           {1, 0, 0},          {5, 6, 0},
-        {1, UINT64_MAX, 0}, {UINT64_MAX - 1, UINT64_MAX, 0},         {5, 5, 1},
-        {5, 1, 1},          {UINT64_MAX, 1, 1},  {UINT64_MAX, UINT64_MAX, 1},
+        {0, 0, 0},          {0, 1, 0},
+        {1, 0, 0},          {5, 6, 0},
+        {1, UINT64_MAX, 0}, {UINT64_MAX - 1, UINT64_MAX, 0},
+        {5, 5, 1},          {5, 1, 1},
+        {UINT64_MAX, 1, 1}, {UINT64_MAX, UINT64_MAX, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         buf_t b;
@@ -1736,9 +1824,16 @@ Test(codec, rejects_huge_declared_lengths_without_allocating)
         size_t n;
         const char *what;
     } whole[] = {
-        {V("\xdf\xff\xff\xff\xff\xa1" "k\x01\xa1" "v"), "map32 of 2^32-1 entries in 10 bytes"},
-        {V("\xde\xff\xff\xa1" "k\x01"), "map16 of 65535 entries in 6 bytes"},
-        {V("\x8f\xa1" "k\x01"), "fixmap of 15 entries in 4 bytes"},
+        {V("\xdf\xff\xff\xff\xff\xa1"
+           "k\x01\xa1"
+           "v"),
+         "map32 of 2^32-1 entries in 10 bytes"},
+        {V("\xde\xff\xff\xa1"
+           "k\x01"),
+         "map16 of 65535 entries in 6 bytes"},
+        {V("\x8f\xa1"
+           "k\x01"),
+         "fixmap of 15 entries in 4 bytes"},
     };
     cr_assert_eq(whole[0].n, 10);
     double t0 = now_s();
@@ -1755,9 +1850,18 @@ Test(codec, rejects_huge_declared_lengths_without_allocating)
         {'e', V("\xdd\xff\xff\xff\xff\x80"), "array32 of 2^32-1 events"},
         {'e', V("\xdc\xff\xff\x80"), "array16 of 65535 events"},
         {'e', V("\x91\xdf\xff\xff\xff\xff"), "event map32 of 2^32-1 entries"},
-        {'p', V("\xdb\xff\xff\xff\xff" "ab"), "str32 producer of 2^32-1 bytes"},
-        {'p', V("\xda\xff\xff" "ab"), "str16 producer of 65535 bytes"},
-        {'p', V("\xd9\xff" "ab"), "str8 producer of 255 bytes"},
+        {'p',
+         V("\xdb\xff\xff\xff\xff"
+           "ab"),
+         "str32 producer of 2^32-1 bytes"},
+        {'p',
+         V("\xda\xff\xff"
+           "ab"),
+         "str16 producer of 65535 bytes"},
+        {'p',
+         V("\xd9\xff"
+           "ab"),
+         "str8 producer of 255 bytes"},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         buf_t b;
@@ -1789,8 +1893,14 @@ Test(codec, rejects_huge_declared_lengths_without_allocating)
         size_t n;
         const char *what;
     } labels[] = {
-        {V("\xdf\xff\xff\xff\xff\xa1" "a\xa1" "b"), "labels map32 of 2^32-1 entries"},
-        {V("\x81\xa1" "a\xdb\xff\xff\xff\xff" "b"), "label value str32 of 2^32-1 bytes"},
+        {V("\xdf\xff\xff\xff\xff\xa1"
+           "a\xa1"
+           "b"),
+         "labels map32 of 2^32-1 entries"},
+        {V("\x81\xa1"
+           "a\xdb\xff\xff\xff\xff"
+           "b"),
+         "label value str32 of 2^32-1 bytes"},
     };
     for (size_t i = 0; i < 2; i++) {
         buf_t b, e;
@@ -1842,7 +1952,10 @@ Test(codec, rejects_nested_arrays)
     event_custom(&e, 'x', V("\x91\x91\x91\x07"), 0);
     expect_event_reject(&e, R(type), "nested arrays as the value");
     buf_init(&e);
-    event_custom(&e, 'n', V("\x91\x91\xa1" "a"), 0);
+    event_custom(&e, 'n',
+                 V("\x91\x91\xa1"
+                   "a"),
+                 0);
     expect_event_reject(&e, R(type), "nested arrays as the namespace");
 
     /* a hundred thousand levels: no recursion, no stack overflow */
@@ -1868,7 +1981,11 @@ Test(codec, survives_every_single_byte_corruption)
                                     0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff};
     const tally_label_t labels[2] = {{"object", "bucket/k\xc3\xa9y"}, {"zone", "eu"}};
     const tally_event_t evs[2] = {
-        {.ns = "billing", .metric = "bytes", .is_float = 1, .fvalue = 0.1, .labels = labels,
+        {.ns = "billing",
+         .metric = "bytes",
+         .is_float = 1,
+         .fvalue = 0.1,
+         .labels = labels,
          .nlabels = 2},
         {.ns = "storage", .metric = "objects", .ivalue = -70000},
     };
@@ -1903,8 +2020,8 @@ Test(codec, survives_every_single_byte_corruption)
                     cr_expect(w->nlabels <= TALLY_MAX_LABELS);
                 }
             } else {
-                cr_expect(rc == TALLY_EPROTO || rc == TALLY_EVERSION,
-                          "byte %zu = 0x%02x: rc %d", pos, subst[s], rc);
+                cr_expect(rc == TALLY_EPROTO || rc == TALLY_EVERSION, "byte %zu = 0x%02x: rc %d",
+                          pos, subst[s], rc);
                 cr_expect(reason >= 0 && reason < TALLY_PROTO_REJECT_COUNT,
                           "byte %zu = 0x%02x: reason %d", pos, subst[s], reason);
                 cr_expect_eq(rc == TALLY_EVERSION, reason == R(version));
@@ -1978,10 +2095,14 @@ Test(codec, event_validate_rejects_malformed_events)
     static const tally_label_t nullkey[1] = {{NULL, "1"}};
     static const tally_label_t nullvalue[1] = {{"a", NULL}};
     /* 3 * 98 + (10 + 15 + 2) = 321 */
-    const tally_label_t over[4] = {{key32[0], value64}, {key32[1], value64}, {key32[2], value64},
+    const tally_label_t over[4] = {{key32[0], value64},
+                                   {key32[1], value64},
+                                   {key32[2], value64},
                                    {"kkkkkkkkkk", "vvvvvvvvvvvvvvv"}};
-    const tally_label_t exact[4] = {{key32[0], value64}, {key32[1], value64},
-                                    {key32[2], value64}, {"kkkkkkkkkk", "vvvvvvvvvvvvvv"}};
+    const tally_label_t exact[4] = {{key32[0], value64},
+                                    {key32[1], value64},
+                                    {key32[2], value64},
+                                    {"kkkkkkkkkk", "vvvvvvvvvvvvvv"}};
     static const struct {
         tally_event_t ev;
         int reason;
@@ -1998,21 +2119,27 @@ Test(codec, event_validate_rejects_malformed_events)
         {{.ns = "b", .metric = "m", .is_float = 1, .fvalue = INFINITY}, R(bad_value), "+inf"},
         {{.ns = "b", .metric = "m", .is_float = 1, .fvalue = -INFINITY}, R(bad_value), "-inf"},
         {{.ns = "b", .metric = "m", .ts_ms = -1}, R(bad_time), "negative timestamp"},
-        {{.ns = "b", .metric = "m", .labels = nine, .nlabels = 9}, R(too_many_labels),
-         "9 labels"},
-        {{.ns = "b", .metric = "m", .labels = NULL, .nlabels = 1}, R(too_many_labels),
+        {{.ns = "b", .metric = "m", .labels = nine, .nlabels = 9}, R(too_many_labels), "9 labels"},
+        {{.ns = "b", .metric = "m", .labels = NULL, .nlabels = 1},
+         R(too_many_labels),
          "NULL labels"},
-        {{.ns = "b", .metric = "m", .labels = dup, .nlabels = 3}, R(duplicate_field),
+        {{.ns = "b", .metric = "m", .labels = dup, .nlabels = 3},
+         R(duplicate_field),
          "duplicate label key"},
-        {{.ns = "b", .metric = "m", .labels = ctrl, .nlabels = 1}, R(bad_name),
+        {{.ns = "b", .metric = "m", .labels = ctrl, .nlabels = 1},
+         R(bad_name),
          "control character in a label value"},
-        {{.ns = "b", .metric = "m", .labels = overlong, .nlabels = 1}, R(bad_name),
+        {{.ns = "b", .metric = "m", .labels = overlong, .nlabels = 1},
+         R(bad_name),
          "overlong UTF-8 in a label value"},
-        {{.ns = "b", .metric = "m", .labels = badkey, .nlabels = 1}, R(bad_name),
+        {{.ns = "b", .metric = "m", .labels = badkey, .nlabels = 1},
+         R(bad_name),
          "space in a label key"},
-        {{.ns = "b", .metric = "m", .labels = nullkey, .nlabels = 1}, R(bad_name),
+        {{.ns = "b", .metric = "m", .labels = nullkey, .nlabels = 1},
+         R(bad_name),
          "NULL label key"},
-        {{.ns = "b", .metric = "m", .labels = nullvalue, .nlabels = 1}, R(bad_name),
+        {{.ns = "b", .metric = "m", .labels = nullvalue, .nlabels = 1},
+         R(bad_name),
          "NULL label value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -2049,8 +2176,7 @@ Test(codec, event_validate_rejects_malformed_events)
         {.ns = "b", .metric = "m", .labels = longvalue, .nlabels = 1},
     };
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++)
-        cr_expect_eq(tally__event_validate(&longs[i], NULL), TALLY_EINVAL, "over-long case %zu",
-                     i);
+        cr_expect_eq(tally__event_validate(&longs[i], NULL), TALLY_EINVAL, "over-long case %zu", i);
 }
 
 /* ---- decoder reuse ------------------------------------------------------- */
@@ -2099,20 +2225,20 @@ gen_batch(buf_t *b, gen_event_t *gens, uint32_t n, uint32_t salt, uint64_t seq)
         cr_assert_eq(tally__encode_event(&ev.sb, &gens[i].ev, gens[i].ts), 0);
     }
     buf_init(b);
-    cr_assert_eq(tally__encode_batch(&b->sb, salt % 2 ? "odd" : "even", seq, seq, n, ev.sb.data,
-                                     ev.sb.size),
-                 0);
+    cr_assert_eq(
+        tally__encode_batch(&b->sb, salt % 2 ? "odd" : "even", seq, seq, n, ev.sb.data, ev.sb.size),
+        0);
     buf_fini(&ev);
 }
 
 static void
-decode_and_check(tally__decoder_t *d, buf_t *b, const gen_event_t *gens, uint32_t n,
-                 uint32_t salt, uint64_t seq, const char *what)
+decode_and_check(tally__decoder_t *d, buf_t *b, const gen_event_t *gens, uint32_t n, uint32_t salt,
+                 uint64_t seq, const char *what)
 {
     tally__wire_batch_t out;
     int reason = -1;
-    cr_assert_eq(tally__decode_batch(d, b->sb.data, b->sb.size, &out, &reason), 0, "%s: %s",
-                 what, tally__reject_name(reason));
+    cr_assert_eq(tally__decode_batch(d, b->sb.data, b->sb.size, &out, &reason), 0, "%s: %s", what,
+                 tally__reject_name(reason));
     cr_expect(str_is(out.producer, salt % 2 ? "odd" : "even"), "%s: producer", what);
     cr_expect_eq(out.seq, seq, "%s: seq", what);
     cr_assert_eq(out.nevents, n, "%s: %u events, want %u", what, out.nevents, n);

@@ -1,4 +1,4 @@
-/* test_dedup.c — Criterion tests of the per-producer dedup window: order, gaps, base jumps, window bounds and a randomized model check. */
+/* test_dedup.c — Criterion tests of the exactly-once dedup window, with a randomized model. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +23,9 @@ static void
 expect_accept(tally__dedup_t *d, uint64_t seq, uint64_t base, int want)
 {
     int got = tally__dedup_accept(d, seq, base);
-    cr_expect_eq(got, want, "seq %llu base %llu: %s, want %s (floor %llu)",
-                 (unsigned long long)seq, (unsigned long long)base, verdict_name(got),
-                 verdict_name(want), (unsigned long long)d->floor);
+    cr_expect_eq(got, want, "seq %llu base %llu: %s, want %s (floor %llu)", (unsigned long long)seq,
+                 (unsigned long long)base, verdict_name(got), verdict_name(want),
+                 (unsigned long long)d->floor);
 }
 
 /* A fresh state has counted nothing. */
@@ -187,8 +187,8 @@ Test(dedup, seq_beyond_the_window_is_ahead_and_changes_nothing)
     expect_accept(&d, 10 + TALLY_DEDUP_WINDOW, 11, NEW); /* the last slot */
     memcpy(&before, &d, sizeof d);
 
-    const uint64_t ahead[] = {10 + TALLY_DEDUP_WINDOW + 1, 10 + 2 * TALLY_DEDUP_WINDOW,
-                              1ull << 40, UINT64_MAX};
+    const uint64_t ahead[] = {10 + TALLY_DEDUP_WINDOW + 1, 10 + 2 * TALLY_DEDUP_WINDOW, 1ull << 40,
+                              UINT64_MAX};
     for (size_t i = 0; i < sizeof ahead / sizeof ahead[0]; i++) {
         expect_accept(&d, ahead[i], 11, AHEAD);
         cr_expect(memcmp(&before, &d, sizeof d) == 0, "AHEAD at %llu left the state as it was",
@@ -208,6 +208,15 @@ Test(dedup, seq_beyond_the_window_is_ahead_and_changes_nothing)
         cr_expect_eq(tally__dedup_seen(&d, s), want, "seen(%llu) after the slide",
                      (unsigned long long)s);
     }
+
+    /* A slide past everything counted so far lifts max_seq to the floor. */
+    fresh(&d);
+    expect_accept(&d, 1, 1, NEW);
+    expect_accept(&d, 5000 + TALLY_DEDUP_WINDOW, 5000, AHEAD);
+    cr_expect_eq(d.floor, 4999);
+    cr_expect_eq(d.max_seq, 4999);
+    for (size_t i = 0; i < TALLY__DEDUP_WORDS; i++)
+        cr_expect_eq(d.bits[i], 0);
 }
 
 Test(dedup, window_edge_is_inclusive)
@@ -298,7 +307,7 @@ typedef struct model {
     uint8_t *counted;  /**< reference: counted by the daemon */
     uint8_t *released; /**< producer: acked or given up */
     uint8_t *given_up;
-    uint32_t *news;    /**< NEW verdicts per batch */
+    uint32_t *news; /**< NEW verdicts per batch */
     msg_t *net;
     size_t net_len, net_cap;
     uint32_t next, oldest; /**< next batch to create; oldest not released */
