@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
@@ -256,6 +257,13 @@ main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* connections are bounded by http.max_connections, not by a low
+     * default descriptor limit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     make_ipc_dirs(d.cfg->ingest.listen, d.cfg->ingest.nlisten);
     make_ipc_dirs(d.cfg->ingest.acks, d.cfg->ingest.nacks);
     if ((rc = tally__store_open(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20, 0,
