@@ -38,7 +38,7 @@ typedef struct sbuf {
     size_t len, cap;
 } sbuf_t;
 
-enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE };
+enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE, HDR_EXPECT };
 
 struct conn {
     uv_tcp_t tcp;
@@ -53,6 +53,7 @@ struct conn {
     int handles_open;
     /* current request */
     sbuf_t url, body, auth, ctype, field;
+    int expect_continue;
     enum hdr cur;
     int last_was_value;
     uint32_t nheaders;
@@ -406,6 +407,7 @@ reset_request(conn_t *c)
     c->nheaders = 0;
     c->header_bytes = 0;
     c->error_status = 0;
+    c->expect_continue = 0;
 }
 
 static int
@@ -481,12 +483,16 @@ cb_header_value(http_parser *p, const char *at, size_t n)
         } else if (strcasecmp(c->field.p ? c->field.p : "", "content-type") == 0) {
             c->cur = HDR_CTYPE;
             sbuf_reset(&c->ctype);
+        } else if (strcasecmp(c->field.p ? c->field.p : "", "expect") == 0) {
+            c->cur = HDR_EXPECT;
         }
     }
     if (c->cur == HDR_AUTH)
         sbuf_add(&c->auth, at, n, 1024);
     else if (c->cur == HDR_CTYPE)
         sbuf_add(&c->ctype, at, n, 256);
+    else if (c->cur == HDR_EXPECT && n >= 12 && strncasecmp(at, "100-continue", 12) == 0)
+        c->expect_continue = 1;
     return 0;
 }
 
@@ -496,6 +502,12 @@ cb_headers_complete(http_parser *p)
     conn_t *c = p->data;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->lim.max_body_bytes)
         return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
+    if (c->expect_continue) { /* the client waits for this before sending the body */
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        c->expect_continue = 0;
+    }
     return 0;
 }
 
