@@ -285,7 +285,7 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         uint32_t len;
         const char *s = tally__strtab_get(a->series_tab, c->series, &len);
         int64_t hour_s = (int64_t)c->hour * 3600;
-        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r};
+        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r, 0};
         if (hour_s != memo_hour) { /* most cells share the current hour */
             memo_hour = hour_s;
             memo_month = tally__time_month_start(hour_s);
@@ -295,11 +295,14 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
             tally__rollup_merge(&a->month_r[m - 1], &c->r);
         } else {
             a->month_r[m] = c->r;
-            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m]};
+            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m], 0};
             m++;
             prev_series = c->series;
             prev_month = month;
         }
+        /* the store turns changes of this hour's last into the month's last_sum */
+        a->month_r[m - 1].last_sum = 0;
+        a->hourly[i].month_plus1 = (uint32_t)m;
     }
     *hourly = a->hourly;
     *nh = a->ncells;

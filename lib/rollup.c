@@ -54,6 +54,7 @@ tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src)
         dst->sum_i = sum;
     }
     dst->sum_f += src->sum_f;
+    dst->last_sum += src->last_sum;
     dst->flags |= src->flags;
     dst->count += src->count;
     if (src->max > dst->max)

@@ -33,6 +33,10 @@ typedef struct tally__rollup {
     double max;         /**< largest value */
     double last;        /**< value of the latest event (by event time) */
     int64_t last_ts_ms; /**< event time of `last` */
+    double last_sum;    /**< sum over the hours covered of each hour's `last`: equal to
+                             `last` in an hourly record; in a monthly record it is what a
+                             gauge (objects → object-hours) totals over the month. The
+                             store maintains it at commit; deltas carry 0. */
     uint32_t flags;     /**< TALLY_ROLLUP_* */
     uint32_t reserved;
 } tally__rollup_t;

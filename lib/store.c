@@ -10,7 +10,7 @@
 #include "log.h"
 #include "store.h"
 
-#define STORE_FORMAT 1
+#define STORE_FORMAT 2
 
 struct tally__store {
     MDB_env *env;
@@ -155,8 +155,12 @@ tally__store_close(tally__store_t *s)
     free(s);
 }
 
+/* Merge puts into dbi. Hourly (diffs != NULL): each record's last_sum is
+ * its last, and the change of it is added to diffs[month] for the monthly
+ * put of that series. Monthly (adds != NULL): adds[i] joins put i's last_sum. */
 static int
-merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n)
+merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n, double *diffs,
+           size_t ndiffs, const double *adds)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, dbi, &cur);
@@ -171,21 +175,33 @@ merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n)
         MDB_val k = {tally__rollup_key(key, puts[i].series, puts[i].series_len, puts[i].period_s),
                      key},
                 v;
-        tally__rollup_t r;
+        tally__rollup_t r, d = *puts[i].delta;
+        double old_last = 0;
+        if (adds)
+            d.last_sum += adds[i];
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
         if (rc == MDB_SUCCESS && v.mv_size == sizeof r) {
             memcpy(&r, v.mv_data, sizeof r);
-            tally__rollup_merge(&r, puts[i].delta);
+            old_last = r.last;
+            tally__rollup_merge(&r, &d);
+            if (diffs)
+                r.last_sum = r.last;
             v.mv_size = sizeof r;
             v.mv_data = &r;
             rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
         } else if (rc == MDB_NOTFOUND) {
+            r = d;
+            if (diffs)
+                r.last_sum = r.last;
             v.mv_size = sizeof r;
-            v.mv_data = (void *)puts[i].delta;
+            v.mv_data = &r;
             rc = mdb_cursor_put(cur, &k, &v, 0);
         } else if (rc == MDB_SUCCESS) {
             rc = MDB_CORRUPTED;
         }
+        if (rc == MDB_SUCCESS && diffs && puts[i].month_plus1 &&
+            puts[i].month_plus1 <= ndiffs)
+            diffs[puts[i].month_plus1 - 1] += r.last - old_last;
         if (rc)
             break;
     }
@@ -203,8 +219,17 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
     pthread_rwlock_rdlock(&s->lock);
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         goto out;
-    if ((rc = merge_puts(txn, s->hourly, hourly, nh)) != 0 ||
-        (rc = merge_puts(txn, s->monthly, monthly, nm)) != 0)
+    double *diffs = nm ? calloc(nm, sizeof *diffs) : NULL;
+    if (nm && !diffs) {
+        rc = ENOMEM;
+        mdb_txn_abort(txn);
+        goto out;
+    }
+    rc = merge_puts(txn, s->hourly, hourly, nh, diffs ? diffs : (double[1]){0}, nm, NULL);
+    if (rc == 0)
+        rc = merge_puts(txn, s->monthly, monthly, nm, NULL, 0, diffs);
+    free(diffs);
+    if (rc)
         goto abort;
     for (size_t i = 0; i < np; i++) {
         MDB_val k = {producers[i].id_len, (void *)producers[i].id};

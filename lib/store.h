@@ -40,6 +40,10 @@ typedef struct tally__store_put {
     uint32_t series_len;
     int64_t period_s; /**< hour or month start */
     const tally__rollup_t *delta;
+    /** hourly puts: 1 + index of the monthly put of the same series and
+     *  month in the same commit, 0 for none. The commit moves the change of
+     *  the hour's `last` into that month's `last_sum`. */
+    uint32_t month_plus1;
 } tally__store_put_t;
 
 /** One producer's new dedup state. */

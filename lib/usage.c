@@ -310,6 +310,7 @@ vec_push(vec_t *a)
 
 typedef struct details_ctx {
     const tally__catalog_t *cat;
+    int monthly; /* the records being visited are monthly rollups */
     vec_t items; /* tally__usage_item_t, one per series (before merging) */
     char last_series[TALLY_SERIES_KEY_MAX];
     size_t last_len;
@@ -342,11 +343,20 @@ details_cb(void *vctx, const char *series, size_t slen, int64_t period_s, const 
         d->last_len = slen;
         d->have_last = 1;
     }
-    tally__usage_qty_add_rollup(&it->quantity, it->def.aggregation, r);
+    int64_t last_hour = period_s;
+    if (d->monthly) {
+        /* a whole month: a gauge totals the month's hourly lasts (last_sum) */
+        tally__rollup_t m = *r;
+        m.last = r->last_sum;
+        tally__usage_qty_add_rollup(&it->quantity, it->def.aggregation, &m);
+        last_hour = tally__time_next_month(period_s) - HOUR_S;
+    } else {
+        tally__usage_qty_add_rollup(&it->quantity, it->def.aggregation, r);
+    }
     if (period_s < it->first_hour_s)
         it->first_hour_s = period_s;
-    if (period_s > it->last_hour_s || it->quantity.records == 1)
-        it->last_hour_s = period_s;
+    if (last_hour > it->last_hour_s || it->quantity.records == 1)
+        it->last_hour_s = last_hour;
     return 0;
 }
 
@@ -369,8 +379,29 @@ tally__usage_details(tally__store_t *store, const tally__catalog_t *cat, const c
     details_ctx_t d = {.cat = cat, .items = {.size = sizeof(tally__usage_item_t)}};
     *out = NULL;
     *n = 0;
-    int rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, ns ? strlen(ns) : 0, w->from_s,
-                               w->to_s, details_cb, &d);
+    /* Whole calendar months inside the window come from the monthly rollups
+     * (one record per series and month instead of up to 744 hours); only the
+     * partial months at either end are read hour by hour. */
+    int64_t m1 = tally__time_month_start(w->from_s);
+    if (m1 < w->from_s)
+        m1 = tally__time_next_month(m1);
+    int64_t m2 = tally__time_month_start(w->to_s);
+    size_t nsl = ns ? strlen(ns) : 0;
+    int rc;
+    if (m1 < m2) {
+        rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, w->from_s, m1, details_cb, &d);
+        d.have_last = 0;
+        d.monthly = 1;
+        if (rc == 0)
+            rc = tally__store_scan(store, TALLY_STORE_MONTHLY, ns, nsl, m1, m2, details_cb, &d);
+        d.have_last = 0;
+        d.monthly = 0;
+        if (rc == 0)
+            rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, m2, w->to_s, details_cb, &d);
+    } else {
+        rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, w->from_s, w->to_s, details_cb,
+                               &d);
+    }
     if (rc) {
         free(d.items.v);
         return rc;

@@ -201,9 +201,14 @@ fixture_init(fixture_t *f)
     f->prod[1].state.bits[TALLY__DEDUP_WORDS - 1] = 1ull << 63;
 }
 
+/* Compares every field but last_sum, which the store derives (see
+ * gauge_month_totals_hourly_lasts). */
 static void
-assert_same_rollup(const tally__rollup_t *a, const tally__rollup_t *b)
+assert_same_rollup(const tally__rollup_t *pa, const tally__rollup_t *pb)
 {
+    tally__rollup_t ca = *pa, cb = *pb;
+    ca.last_sum = cb.last_sum = 0;
+    const tally__rollup_t *a = &ca, *b = &cb;
     cr_assert(memcmp(a, b, sizeof *a) == 0, "rollups differ: sum_i %lld/%lld count %llu/%llu",
               (long long)a->sum_i, (long long)b->sum_i, (unsigned long long)a->count,
               (unsigned long long)b->count);
@@ -726,5 +731,84 @@ Test(store, backup_copy_scans_the_same)
     tally__store_close(c);
     tally__store_close(s);
     rm_tree(bdir);
+    rm_tree(dir);
+}
+
+/* A gauge's month total is the sum of each hour's last value: the store
+ * keeps it in the monthly record's last_sum, also when a later flush
+ * changes an hour's last. */
+typedef struct ls_ctx {
+    double month_last_sum;
+    double hour_last_sum[4];
+    int nh;
+} ls_ctx_t;
+
+static int
+ls_cb(void *vctx, const char *series, size_t slen, int64_t period_s, const tally__rollup_t *r)
+{
+    ls_ctx_t *c = vctx;
+    (void)series;
+    (void)slen;
+    (void)period_s;
+    if (c->nh < 4)
+        c->hour_last_sum[c->nh++] = r->last_sum;
+    c->month_last_sum = r->last_sum;
+    return 0;
+}
+
+Test(store, gauge_month_totals_hourly_lasts)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *st;
+    cr_assert_eq(tally__store_open(dir, 16u << 20, 0, &st), 0);
+    const char series[] = "demo\0lb_count\0";
+    uint32_t sl = sizeof series - 1;
+    int64_t h0 = 1795712400, month = 1793491200; /* 2026-11-26T17:00Z, 2026-11-01 */
+    /* flush 1: hours 17 and 18 with lasts 3 and 5 */
+    tally__rollup_t a, b, m;
+    tally__rollup_init(&a);
+    tally__rollup_init(&b);
+    tally__rollup_add(&a, 0, 3, 0, h0 * 1000 + 1);
+    tally__rollup_add(&b, 0, 5, 0, (h0 + 3600) * 1000 + 1);
+    m = a;
+    tally__rollup_merge(&m, &b);
+    m.last_sum = 0;
+    tally__store_put_t hp[2] = {{series, sl, h0, &a, 1}, {series, sl, h0 + 3600, &b, 1}};
+    tally__store_put_t mp[1] = {{series, sl, month, &m, 0}};
+    cr_assert_eq(tally__store_commit(st, hp, 2, mp, 1, NULL, 0), 0);
+    ls_ctx_t c = {0};
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_float_eq(c.month_last_sum, 8.0, 1e-9, "3 + 5 object-hours, got %g", c.month_last_sum);
+    /* flush 2: hour 18's last becomes 7 (a later event in the same hour) */
+    tally__rollup_t b2, m2;
+    tally__rollup_init(&b2);
+    tally__rollup_add(&b2, 0, 7, 0, (h0 + 3600) * 1000 + 500);
+    m2 = b2;
+    m2.last_sum = 0;
+    tally__store_put_t hp2[1] = {{series, sl, h0 + 3600, &b2, 1}};
+    tally__store_put_t mp2[1] = {{series, sl, month, &m2, 0}};
+    cr_assert_eq(tally__store_commit(st, hp2, 1, mp2, 1, NULL, 0), 0);
+    c = (ls_ctx_t){0};
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_float_eq(c.month_last_sum, 10.0, 1e-9, "3 + 7, got %g", c.month_last_sum);
+    c = (ls_ctx_t){0};
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_HOURLY, "demo", 4, h0, h0 + 7200, ls_cb, &c), 0);
+    cr_assert_eq(c.nh, 2);
+    cr_assert_float_eq(c.hour_last_sum[0], 3.0, 1e-9);
+    cr_assert_float_eq(c.hour_last_sum[1], 7.0, 1e-9, "an hour's last_sum is its last");
+    /* a late event older than the hour's last does not change it */
+    tally__rollup_t b3, m3;
+    tally__rollup_init(&b3);
+    tally__rollup_add(&b3, 0, 100, 0, (h0 + 3600) * 1000 + 2);
+    m3 = b3;
+    m3.last_sum = 0;
+    tally__store_put_t hp3[1] = {{series, sl, h0 + 3600, &b3, 1}};
+    tally__store_put_t mp3[1] = {{series, sl, month, &m3, 0}};
+    cr_assert_eq(tally__store_commit(st, hp3, 1, mp3, 1, NULL, 0), 0);
+    c = (ls_ctx_t){0};
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_float_eq(c.month_last_sum, 10.0, 1e-9, "unchanged, got %g", c.month_last_sum);
+    tally__store_close(st);
     rm_tree(dir);
 }
