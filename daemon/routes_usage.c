@@ -7,7 +7,9 @@
 #include <sodium.h>
 
 #include "codec.h"
+#include "jsonw.h"
 #include "routes.h"
+#include "stats.h"
 #include "timeutil.h"
 #include "usage.h"
 
@@ -91,50 +93,143 @@ make_window(int64_t from_ms, int64_t to_ms, const char *from_key, const char *to
 /* ---- rendering ---------------------------------------------------------------- */
 
 /* A quantity as a JSON number: an integer when exact, a real otherwise. */
-static json_t *
-qty_json(const tally__usage_qty_t *q)
+static void
+put_qty(tally__jw_t *w, const tally__usage_qty_t *q)
 {
     int64_t x;
     if (tally__usage_qty_as_int(q, &x))
-        return json_integer((json_int_t)x);
-    double v = tally__usage_qty_value(q);
-    return json_real(isfinite(v) ? v : 0.0);
+        tally__jw_int(w, x);
+    else
+        tally__jw_double(w, tally__usage_qty_value(q));
 }
 
-static json_t *
-time_json(int64_t unix_s)
+static void
+put_time(tally__jw_t *w, int64_t unix_s)
 {
-    char buf[TALLY_TIME_RFC3339_LEN];
-    tally__time_format_rfc3339(unix_s, buf, sizeof buf);
-    return json_string(buf);
+    /* most timestamps of a response are the window's two ends */
+    static int64_t memo_s[2] = {INT64_MIN, INT64_MIN};
+    static char memo[2][TALLY_TIME_RFC3339_LEN];
+    static int next;
+    static size_t memo_len[2];
+    for (int i = 0; i < 2; i++)
+        if (memo_s[i] == unix_s) {
+            tally__jw_str_plain(w, memo[i], memo_len[i]);
+            return;
+        }
+    next ^= 1;
+    memo_s[next] = unix_s;
+    memo_len[next] = tally__time_format_rfc3339(unix_s, memo[next], sizeof memo[next]);
+    tally__jw_str_plain(w, memo[next], memo_len[next]);
 }
 
 /* Standard base64 of the compact JSON {namespace, metric_label, object_name, from, to}. */
-static json_t *
-breakdown_query(const tally__usage_item_t *it, const tally__usage_window_t *w)
+static void
+put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__usage_window_t *win)
 {
-    json_t *q = json_object();
-    json_object_set_new(q, "namespace", json_string(it->ns));
-    json_object_set_new(q, "metric_label", json_string(it->metric));
-    json_object_set_new(q, "object_name", json_string(it->object));
-    json_object_set_new(q, "from", time_json(w->from_s));
-    json_object_set_new(q, "to", time_json(w->to_s));
-    char *text = json_dumps(q, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(q);
-    if (!text)
-        return NULL;
-    size_t len = strlen(text);
-    size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-    char *b64 = malloc(cap);
-    json_t *out = NULL;
-    if (b64) {
-        sodium_bin2base64(b64, cap, (const unsigned char *)text, len,
-                          sodium_base64_VARIANT_ORIGINAL);
-        out = json_string(b64);
-    }
-    free(b64);
+    tally__jw_t q;
+    tally__jw_init(&q);
+    tally__jw_obj_begin(&q);
+    tally__jw_key(&q, "namespace");
+    tally__jw_str(&q, it->ns);
+    tally__jw_key(&q, "metric_label");
+    tally__jw_str(&q, it->metric);
+    tally__jw_key(&q, "object_name");
+    tally__jw_str(&q, it->object);
+    tally__jw_key(&q, "from");
+    put_time(&q, win->from_s);
+    tally__jw_key(&q, "to");
+    put_time(&q, win->to_s);
+    tally__jw_obj_end(&q);
+    size_t len;
+    char *text = tally__jw_take(&q, &len);
+    char b64[1024];
+    size_t bl = text ? tally__base64_encode(b64, sizeof b64, text, len) : 0;
+    if (bl)
+        tally__jw_str_plain(w, b64, bl);
+    else
+        w->err = 1;
     free(text);
-    return out;
+}
+
+/* Hand a finished writer to the response (500 when memory ran out). */
+static void
+respond(tally_http_res_t *res, tally__jw_t *w)
+{
+    size_t len;
+    char *text = tally__jw_take(w, &len);
+    if (!text) {
+        tally_http_error(res, 500, "EINTERNAL", "out of memory rendering the response");
+        return;
+    }
+    tally_http_take_body(res, 200, "application/json", text, len);
+}
+
+/* ---- response cache ------------------------------------------------------------
+ * Usage answers change only when a flush commits, so a rendered answer is
+ * kept per (route, path namespace, window) and served again until the next
+ * commit (the flush counter is the store's generation). Dashboards polling
+ * the same window hit it; correctness does not depend on it. Loop thread
+ * only; bounded: CACHE_SLOTS entries of at most CACHE_MAX_BODY bytes. */
+#define CACHE_SLOTS 64
+#define CACHE_MAX_BODY (64u * 1024u)
+
+typedef struct cache_ent {
+    uint64_t gen;
+    uint64_t used;
+    char key[192];
+    char *body;
+    size_t len;
+} cache_ent_t;
+
+static cache_ent_t cache[CACHE_SLOTS];
+static uint64_t cache_clock;
+
+static uint64_t
+store_generation(void)
+{
+    return TALLY_STAT_GET(flushes);
+}
+
+static int
+cache_get(const char *key, tally_http_res_t *res)
+{
+    uint64_t gen = store_generation();
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        cache_ent_t *e = &cache[i];
+        if (e->body && e->gen == gen && strcmp(e->key, key) == 0) {
+            e->used = ++cache_clock;
+            tally_http_set_body(res, 200, "application/json", e->body, e->len);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+cache_put(const char *key, uint64_t gen, const char *body, size_t len)
+{
+    if (len > CACHE_MAX_BODY || strlen(key) >= sizeof cache[0].key)
+        return;
+    cache_ent_t *victim = &cache[0];
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        cache_ent_t *e = &cache[i];
+        if (!e->body || e->gen != store_generation()) {
+            victim = e;
+            break;
+        }
+        if (e->used < victim->used)
+            victim = e;
+    }
+    char *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, body, len);
+    free(victim->body);
+    victim->body = copy;
+    victim->len = len;
+    victim->gen = gen;
+    victim->used = ++cache_clock;
+    snprintf(victim->key, sizeof victim->key, "%s", key);
 }
 
 static void
@@ -167,31 +262,56 @@ tally_route_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         from_ms = tally__time_month_start((has_to ? to_ms - 1 : now) / 1000) * 1000;
     if (make_window(from_ms, to_ms, "from", "to", &w, res) != 0)
         goto out;
+    char key[192];
+    snprintf(key, sizeof key, "details|%s|%lld|%lld", path_ns, (long long)w.from_s,
+             (long long)w.to_s);
+    if (cache_get(key, res))
+        goto out;
+    /* read the generation first: a commit during the scan makes the
+     * entry stale at once rather than wrongly fresh */
+    uint64_t gen = store_generation();
     if ((rc = tally__usage_details(ctx->store, ctx->catalog, tally__usage_scope(path_ns), &w,
                                    &items, &n)) != 0) {
         store_error(res, rc);
         goto out;
     }
-    json_t *arr = json_array();
+    tally__jw_t jw;
+    tally__jw_init(&jw);
+    tally__jw_obj_begin(&jw);
+    tally__jw_key(&jw, "usage_items");
+    tally__jw_arr_begin(&jw);
     for (size_t i = 0; i < n; i++) {
         const tally__usage_item_t *it = &items[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "namespace", json_string(it->ns));
-        json_object_set_new(o, "metric_label", json_string(it->metric));
-        json_object_set_new(o, "object_name", json_string(it->object));
-        json_object_set_new(o, "usage_type", json_string(it->def.usage_type));
-        json_object_set_new(o, "unit_name", json_string(it->def.unit));
-        json_object_set_new(o, "quantity", qty_json(&it->quantity));
-        json_object_set_new(o, "start_timestamp", time_json(w.from_s));
-        json_object_set_new(o, "end_timestamp", time_json(w.to_s));
-        json_object_set_new(o, "hourly_breakdown_query", breakdown_query(it, &w));
-        json_object_set_new(o, "hourly_breakdown", json_array());
-        json_array_append_new(arr, o);
+        tally__jw_obj_begin(&jw);
+        tally__jw_key(&jw, "namespace");
+        tally__jw_str_plain(&jw, it->ns, strlen(it->ns)); /* [a-z0-9-] */
+        tally__jw_key(&jw, "metric_label");
+        tally__jw_str_plain(&jw, it->metric, strlen(it->metric)); /* [A-Za-z0-9_.:-] */
+        tally__jw_key(&jw, "object_name");
+        tally__jw_str(&jw, it->object);
+        tally__jw_key(&jw, "usage_type");
+        tally__jw_str(&jw, it->def.usage_type);
+        tally__jw_key(&jw, "unit_name");
+        tally__jw_str(&jw, it->def.unit);
+        tally__jw_key(&jw, "quantity");
+        put_qty(&jw, &it->quantity);
+        tally__jw_key(&jw, "start_timestamp");
+        put_time(&jw, w.from_s);
+        tally__jw_key(&jw, "end_timestamp");
+        put_time(&jw, w.to_s);
+        tally__jw_key(&jw, "hourly_breakdown_query");
+        put_breakdown_query(&jw, it, &w);
+        tally__jw_key(&jw, "hourly_breakdown");
+        tally__jw_arr_begin(&jw);
+        tally__jw_arr_end(&jw);
+        tally__jw_obj_end(&jw);
     }
+    tally__jw_arr_end(&jw);
+    tally__jw_obj_end(&jw);
     tally__usage_items_free(items);
-    json_t *resp = json_object();
-    json_object_set_new(resp, "usage_items", arr);
-    tally_route_json(res, 200, resp);
+    respond(res, &jw);
+    if (res->status == 200)
+        cache_put(key, gen, res->body, res->body_len);
 out:
     json_decref(body);
 }
@@ -303,21 +423,31 @@ tally_route_hourly_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_
     }
     tally__metric_def_t tmp;
     const tally__metric_def_t *def = tally__catalog_lookup_or_default(ctx->catalog, q.metric, &tmp);
-    json_t *arr = json_array();
+    tally__jw_t jw;
+    tally__jw_init(&jw);
+    tally__jw_obj_begin(&jw);
+    tally__jw_key(&jw, "hourly_usage_items");
+    tally__jw_arr_begin(&jw);
     for (size_t i = 0; i < n; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "start_timestamp", time_json(hours[i].hour_s));
-        json_object_set_new(o, "end_timestamp", time_json(hours[i].hour_s + 3600));
-        json_object_set_new(o, "quantity", qty_json(&hours[i].quantity));
-        json_object_set_new(o, "unit_name", json_string(def->unit));
-        json_object_set_new(o, "deployment", json_string(hours[i].deployment));
-        json_object_set_new(o, "container", json_string(hours[i].container));
-        json_array_append_new(arr, o);
+        tally__jw_obj_begin(&jw);
+        tally__jw_key(&jw, "start_timestamp");
+        put_time(&jw, hours[i].hour_s);
+        tally__jw_key(&jw, "end_timestamp");
+        put_time(&jw, hours[i].hour_s + 3600);
+        tally__jw_key(&jw, "quantity");
+        put_qty(&jw, &hours[i].quantity);
+        tally__jw_key(&jw, "unit_name");
+        tally__jw_str(&jw, def->unit);
+        tally__jw_key(&jw, "deployment");
+        tally__jw_str(&jw, hours[i].deployment);
+        tally__jw_key(&jw, "container");
+        tally__jw_str(&jw, hours[i].container);
+        tally__jw_obj_end(&jw);
     }
+    tally__jw_arr_end(&jw);
+    tally__jw_obj_end(&jw);
     tally__usage_hours_free(hours);
-    json_t *resp = json_object();
-    json_object_set_new(resp, "hourly_usage_items", arr);
-    tally_route_json(res, 200, resp);
+    respond(res, &jw);
 out:
     json_decref(q.doc);
     json_decref(body);
@@ -354,30 +484,44 @@ tally_route_usage_summary(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         store_error(res, rc);
         goto out;
     }
-    json_t *arr = json_array();
+    tally__jw_t jw;
+    tally__jw_init(&jw);
+    tally__jw_obj_begin(&jw);
+    tally__jw_key(&jw, "usage_summary_items");
+    tally__jw_arr_begin(&jw);
     for (size_t i = 0; i < n; i++) {
         const tally__usage_summary_t *s = &sums[i];
-        json_t *mv = json_object();
-        /* The value holds at the end of the requested window. */
-        json_object_set_new(mv, "timestamp", json_integer((json_int_t)(end_ms / 1000)));
-        json_object_set_new(mv, "value", json_string(s->raw_text));
-        json_t *umd = json_object();
-        json_object_set_new(umd, "unit", json_string(s->unit));
-        json_object_set_new(umd, "metric_value", mv);
-        json_t *bmd = json_object();
-        json_object_set_new(bmd, "unit", json_string(s->billable_unit));
-        json_object_set_new(bmd, "value", json_string(s->billable_text));
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(s->usage_type));
-        json_object_set_new(o, "service", json_string("tally"));
-        json_object_set_new(o, "usage_metric_data", umd);
-        json_object_set_new(o, "billing_metric_data", bmd);
-        json_array_append_new(arr, o);
+        tally__jw_obj_begin(&jw);
+        tally__jw_key(&jw, "name");
+        tally__jw_str(&jw, s->usage_type);
+        tally__jw_key(&jw, "service");
+        tally__jw_str(&jw, "tally");
+        tally__jw_key(&jw, "usage_metric_data");
+        tally__jw_obj_begin(&jw);
+        tally__jw_key(&jw, "unit");
+        tally__jw_str(&jw, s->unit);
+        tally__jw_key(&jw, "metric_value");
+        tally__jw_obj_begin(&jw);
+        /* the value holds at the end of the requested window */
+        tally__jw_key(&jw, "timestamp");
+        tally__jw_int(&jw, end_ms / 1000);
+        tally__jw_key(&jw, "value");
+        tally__jw_str(&jw, s->raw_text);
+        tally__jw_obj_end(&jw);
+        tally__jw_obj_end(&jw);
+        tally__jw_key(&jw, "billing_metric_data");
+        tally__jw_obj_begin(&jw);
+        tally__jw_key(&jw, "unit");
+        tally__jw_str(&jw, s->billable_unit);
+        tally__jw_key(&jw, "value");
+        tally__jw_str(&jw, s->billable_text);
+        tally__jw_obj_end(&jw);
+        tally__jw_obj_end(&jw);
     }
+    tally__jw_arr_end(&jw);
+    tally__jw_obj_end(&jw);
     tally__usage_summaries_free(sums);
-    json_t *resp = json_object();
-    json_object_set_new(resp, "usage_summary_items", arr);
-    tally_route_json(res, 200, resp);
+    respond(res, &jw);
 out:
     json_decref(body);
 }

@@ -276,6 +276,8 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
     MDB_cursor *cur;
     int rc, ret = 0;
     char seek[TALLY_ROLLUP_KEY_MAX + 1];
+    if (from_s >= to_s)
+        return 0; /* nothing can start in an empty range */
     pthread_rwlock_rdlock(&s->lock);
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
         pthread_rwlock_unlock(&s->lock);
