@@ -148,3 +148,22 @@ Test(usage_months, whole_months_agree_with_the_hours)
         json_decref(item_gauge);
     }
 }
+
+/* The response cache never outlives a commit: new events show at once. */
+Test(usage_months, answers_change_with_every_commit)
+{
+    int64_t now = harness_now_ms() / 1000;
+    int64_t h = tally__time_hour_start(now) - HOUR;
+    harness_emit(H, "months", "http_requests", 7, h * 1000, "object=c");
+    harness_flush(H);
+    double q1 = api_quantity(h, now + HOUR, "http_requests", NULL);
+    double again = api_quantity(h, now + HOUR, "http_requests", NULL);
+    cr_assert_eq(q1, 7, "first answer %g", q1);
+    cr_assert_eq(again, 7);
+    for (int i = 1; i <= 3; i++) {
+        harness_emit(H, "months", "http_requests", 1, h * 1000 + i, "object=c");
+        harness_flush(H);
+        double q = api_quantity(h, now + HOUR, "http_requests", NULL);
+        cr_assert_eq(q, 7 + i, "after commit %d the answer is %g", i, q);
+    }
+}
