@@ -20,7 +20,7 @@ for tool in wrk nginx; do
     command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "bench_http: needs $tool" >&2; exit 2; }
 done
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-PORT=$((20000 + $$ % 20000))
+PORT=$((10000 + $$ % 20000)) # below the ephemeral range (32768+)
 NPORT=$((PORT + 1))
 export TALLY_STORAGE_DIR=$T/store TALLY_INGEST_LISTEN=ipc://$T/ingest \
     TALLY_INGEST_ACKS=ipc://$T/ingest.acks TALLY_QUOTA_ALERTS=ipc://$T/alerts \
@@ -71,9 +71,16 @@ http {
     }
 }
 NGX
-/usr/sbin/nginx -c "$T/nginx.conf" -p "$T" &
-NP=$!
-sleep 0.5
+for try in 1 2 3 4 5; do
+    /usr/sbin/nginx -c "$T/nginx.conf" -p "$T" 2>"$T/nginx.start" &
+    NP=$!
+    sleep 0.5
+    kill -0 "$NP" 2>/dev/null && break
+    NPORT=$((NPORT + 97)) # taken: try another
+    sed -i "s/listen 127.0.0.1:[0-9]*;/listen 127.0.0.1:$NPORT;/" "$T/nginx.conf"
+    NP=0
+done
+[ "$NP" -ne 0 ] || { cat "$T/nginx.start" >&2; exit 1; }
 run() { # name url [script]
     if [ -n "${3:-}" ]; then out=$(wrk -t1 -c50 -d"${DUR}s" --latency -s "$3" "$2"); else
         out=$(wrk -t1 -c50 -d"${DUR}s" --latency "$2"); fi

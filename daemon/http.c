@@ -720,6 +720,12 @@ on_connection(uv_stream_t *server, int status)
     arm_timer(c);
 }
 
+static void
+on_failed_listener_closed(uv_handle_t *h)
+{
+    free(h->data); /* the server; the listener is a member, not the allocation */
+}
+
 int
 tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
                  const tally_http_limits_t *limits, tally_http_dispatch_fn dispatch, void *ctx,
@@ -752,7 +758,8 @@ tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
         (rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) != 0) {
         tally__log_error("cannot listen for HTTP host=%s port=%u err=\"%s\"", host, port,
                          uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, (uv_close_cb)free);
+        s->listener_closed = 0;
+        uv_close((uv_handle_t *)&s->listener, on_failed_listener_closed);
         return rc;
     }
     int len = sizeof addr;

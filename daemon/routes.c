@@ -101,6 +101,8 @@ static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
 #define NSTATUS (sizeof status_codes / sizeof status_codes[0])
 static const double dur_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                     0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+static const char *const dur_le[] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+                                     "0.01",   "0.025",   "0.05",   "0.1",   "0.25",   "1"};
 #define NDUR (sizeof dur_bounds / sizeof dur_bounds[0])
 
 /* index NROUTES counts requests that matched no route */
@@ -129,20 +131,21 @@ observe(size_t route, int status, double seconds)
 }
 
 void
-tally_routes_metrics(FILE *fp)
+tally_routes_metrics(tally_prom_t *p)
 {
-    fputs("# HELP tally_http_requests_total HTTP requests answered, by route and status code.\n"
-          "# TYPE tally_http_requests_total counter\n",
-          fp);
+    static const char *const codes[NSTATUS] = {"200", "201", "204", "400", "401", "403",
+                                               "404", "405", "409", "413", "414", "429",
+                                               "431", "500", "501", "503", "other"};
+    tally_prom_family(p, "tally_http_requests_total", "counter",
+                      "HTTP requests answered, by route and status code.");
     for (size_t r = 0; r <= NROUTES; r++)
         for (size_t s = 0; s < NSTATUS; s++)
             if (req_count[r][s])
-                fprintf(fp, "tally_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                        r < NROUTES ? routes[r].name : "none", status_codes[s],
-                        (unsigned long long)req_count[r][s]);
-    fputs("# HELP tally_http_request_duration_seconds Time to handle a request, by route.\n"
-          "# TYPE tally_http_request_duration_seconds histogram\n",
-          fp);
+                tally_prom_u64(p, "tally_http_requests_total", "route",
+                               r < NROUTES ? routes[r].name : "none", "code", codes[s],
+                               req_count[r][s]);
+    tally_prom_family(p, "tally_http_request_duration_seconds", "histogram",
+                      "Time to handle a request, by route.");
     for (size_t r = 0; r <= NROUTES; r++) {
         uint64_t cum = 0, total = 0;
         for (size_t b = 0; b <= NDUR; b++)
@@ -152,15 +155,15 @@ tally_routes_metrics(FILE *fp)
         const char *name = r < NROUTES ? routes[r].name : "none";
         for (size_t b = 0; b < NDUR; b++) {
             cum += req_dur[r][b];
-            fprintf(fp, "tally_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                    name, dur_bounds[b], (unsigned long long)cum);
+            tally_prom_u64(p, "tally_http_request_duration_seconds_bucket", "route", name, "le",
+                           dur_le[b], cum);
         }
-        fprintf(fp,
-                "tally_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-                "tally_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                "tally_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                name, (unsigned long long)total, name, req_dur_sum[r], name,
-                (unsigned long long)total);
+        tally_prom_u64(p, "tally_http_request_duration_seconds_bucket", "route", name, "le",
+                       "+Inf", total);
+        tally_prom_double(p, "tally_http_request_duration_seconds_sum", "route", name, NULL,
+                          NULL, req_dur_sum[r]);
+        tally_prom_u64(p, "tally_http_request_duration_seconds_count", "route", name, NULL, NULL,
+                       total);
     }
 }
 

@@ -20,6 +20,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "http.h"
+#include "prom.h"
 #include "store.h"
 
 /** What handlers may use; owned by tallyd, alive while the server runs. */
@@ -53,8 +54,8 @@ json_t *tally_route_body_json(const tally_http_req_t *req, tally_http_res_t *res
 /** @brief Render a JSON value (reference stolen) as the 200 response. */
 void tally_route_json(tally_http_res_t *res, int status, json_t *v);
 
-/** @brief Write the Prometheus counters of the HTTP layer (for /metrics). */
-void tally_routes_metrics(FILE *fp);
+/** @brief Append the Prometheus counters of the HTTP layer (for /metrics). */
+void tally_routes_metrics(tally_prom_t *p);
 
 /* Handlers implemented in routes_*.c */
 void tally_route_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "prom.h"
 #include "routes.h"
 #include "stats.h"
 #include "timeutil.h"
@@ -14,90 +15,88 @@ extern const size_t tally_openapi_json_len;
 #define G(name) TALLY_STAT_GET(name)
 
 static void
-counter(FILE *fp, const char *name, const char *help, uint64_t v)
+counter(tally_prom_t *p, const char *name, const char *help, uint64_t v)
 {
-    fprintf(fp, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-            (unsigned long long)v);
+    tally_prom_family(p, name, "counter", help);
+    tally_prom_u64(p, name, NULL, NULL, NULL, NULL, v);
 }
 
 static void
-gauge(FILE *fp, const char *name, const char *help, double v)
+gauge(tally_prom_t *p, const char *name, const char *help, double v)
 {
-    fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+    tally_prom_family(p, name, "gauge", help);
+    tally_prom_double(p, name, NULL, NULL, NULL, NULL, v);
 }
 
 void
 tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
 {
     (void)req;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&buf, &len);
-    if (!fp) {
-        tally_http_error(res, 500, "EINTERNAL", "out of memory");
-        return;
-    }
-    counter(fp, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
-    counter(fp, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
-    counter(fp, "tally_ingest_duplicate_batches_total",
+    tally_prom_t p;
+    tally_prom_init(&p);
+    counter(&p, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
+    counter(&p, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
+    counter(&p, "tally_ingest_duplicate_batches_total",
             "Batches already counted, acknowledged again and not counted again.", G(duplicates));
-    counter(fp, "tally_ingest_events_total", "Events accepted for counting.", G(events));
-    counter(fp, "tally_ingest_events_committed_total", "Events committed to the store.",
+    counter(&p, "tally_ingest_events_total", "Events accepted for counting.", G(events));
+    counter(&p, "tally_ingest_events_committed_total", "Events committed to the store.",
             G(events_committed));
-    counter(fp, "tally_ingest_unknown_metric_events_total",
+    counter(&p, "tally_ingest_unknown_metric_events_total",
             "Events of metric labels missing from the catalog (counted as sums).",
             G(unknown_metric));
-    fputs("# HELP tally_ingest_rejected_total Batches or events rejected, by reason.\n"
-          "# TYPE tally_ingest_rejected_total counter\n",
-          fp);
+    tally_prom_family(&p, "tally_ingest_rejected_total", "counter",
+                      "Batches or events rejected, by reason.");
     for (int r = 0; r < TALLY_PROTO_REJECT_COUNT; r++)
-        fprintf(fp, "tally_ingest_rejected_total{reason=\"%s\"} %llu\n", tally__reject_name(r),
-                (unsigned long long)G(rejected[r]));
-    gauge(fp, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
+        tally_prom_u64(&p, "tally_ingest_rejected_total", "reason", tally__reject_name(r), NULL,
+                       NULL, G(rejected[r]));
+    gauge(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
           (double)G(ingest_paused));
-    counter(fp, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
-    gauge(fp, "tally_series_active", "Distinct series seen since start.", (double)G(series));
-    gauge(fp, "tally_producers", "Producers known (committed marks).", (double)G(producers));
+    counter(&p, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
+    gauge(&p, "tally_series_active", "Distinct series seen since start.", (double)G(series));
+    gauge(&p, "tally_producers", "Producers known (committed marks).", (double)G(producers));
     uint64_t acc = G(blocks_accepted), com = G(blocks_committed);
-    gauge(fp, "tally_producer_lag",
+    gauge(&p, "tally_producer_lag",
           "Batches accepted but not yet committed and acknowledged, over all producers.",
           (double)(acc > com ? acc - com : 0));
-    gauge(fp, "tally_cells_pending", "(series, hour) cells waiting for the next flush.",
+    gauge(&p, "tally_cells_pending", "(series, hour) cells waiting for the next flush.",
           (double)G(cells_pending));
-    counter(fp, "tally_flushes_total", "Committed flushes.", G(flushes));
-    counter(fp, "tally_flush_errors_total", "Flush commits that failed (retried).",
+    counter(&p, "tally_flushes_total", "Committed flushes.", G(flushes));
+    counter(&p, "tally_flush_errors_total", "Flush commits that failed (retried).",
             G(flush_errors));
     static const char *const les[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
                                       "0.1",   "0.25",   "0.5",   "1",    "2.5"};
-    fputs("# HELP tally_flush_duration_seconds Time to prepare and commit one flush.\n"
-          "# TYPE tally_flush_duration_seconds histogram\n",
-          fp);
+    tally_prom_family(&p, "tally_flush_duration_seconds", "histogram",
+                      "Time to prepare and commit one flush.");
     uint64_t cum = 0;
     for (int i = 0; i < 11; i++) {
         cum += G(flush_buckets[i]);
-        fprintf(fp, "tally_flush_duration_seconds_bucket{le=\"%s\"} %llu\n", les[i],
-                (unsigned long long)cum);
+        tally_prom_u64(&p, "tally_flush_duration_seconds_bucket", "le", les[i], NULL, NULL, cum);
     }
     cum += G(flush_buckets[11]);
-    fprintf(fp,
-            "tally_flush_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "tally_flush_duration_seconds_sum %.6f\ntally_flush_duration_seconds_count %llu\n",
-            (unsigned long long)cum, (double)G(flush_sum_us) / 1e6, (unsigned long long)cum);
-    counter(fp, "tally_acks_sent_total", "Acks published.", G(acks_sent));
-    counter(fp, "tally_ack_send_errors_total", "Acks the PUB socket refused (resent later).",
+    tally_prom_u64(&p, "tally_flush_duration_seconds_bucket", "le", "+Inf", NULL, NULL, cum);
+    tally_prom_double(&p, "tally_flush_duration_seconds_sum", NULL, NULL, NULL, NULL,
+                      (double)G(flush_sum_us) / 1e6);
+    tally_prom_u64(&p, "tally_flush_duration_seconds_count", NULL, NULL, NULL, NULL, cum);
+    counter(&p, "tally_acks_sent_total", "Acks published.", G(acks_sent));
+    counter(&p, "tally_ack_send_errors_total", "Acks the PUB socket refused (resent later).",
             G(ack_send_errors));
-    gauge(fp, "tally_store_full", "1 while commits fail for lack of space.",
+    gauge(&p, "tally_store_full", "1 while commits fail for lack of space.",
           (double)G(store_full));
-    gauge(fp, "tally_store_map_size_bytes", "LMDB map size.", (double)G(map_size));
-    gauge(fp, "tally_store_map_used_bytes", "LMDB bytes in use.", (double)G(map_used));
-    counter(fp, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
-    gauge(fp, "tally_http_connections", "Open HTTP connections.",
+    gauge(&p, "tally_store_map_size_bytes", "LMDB map size.", (double)G(map_size));
+    gauge(&p, "tally_store_map_used_bytes", "LMDB bytes in use.", (double)G(map_used));
+    counter(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
+    gauge(&p, "tally_http_connections", "Open HTTP connections.",
           ctx->http ? (double)tally_http_connections(ctx->http) : 0);
-    gauge(fp, "tally_uptime_seconds", "Seconds since tallyd started.",
+    gauge(&p, "tally_uptime_seconds", "Seconds since tallyd started.",
           (double)(tally__time_now_ms() - ctx->started_ms) / 1000.0);
-    tally_routes_metrics(fp);
-    fclose(fp);
-    tally_http_take_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+    tally_routes_metrics(&p);
+    size_t len;
+    char *text = tally_prom_take(&p, &len);
+    if (!text) {
+        tally_http_error(res, 500, "EINTERNAL", "out of memory rendering metrics");
+        return;
+    }
+    tally_http_take_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
 void
