@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034
 # lib.sh — helpers shared by the end-to-end tests (sourced by tests/e2e/test_*.sh, not a test).
 #
 # POSIX sh plus coreutils, grep, sed and awk: nothing a minimal Debian 12
@@ -22,7 +23,8 @@ CONF=$TALLY_SOURCE_DIR/config/tallyd.conf
 TALLYD=$TALLY_BIN_DIR/tallyd
 TALLYCTL=$TALLY_BIN_DIR/tallyctl
 TALLYD_PID=
-E2E_BG_PIDS=
+TALLYD_LOG=
+E2E_BG_NAMES=
 E2E_OK=0
 T=
 
@@ -57,8 +59,10 @@ e2e_cleanup() {
     if [ -n "$TALLYD_PID" ] && [ ! -f "$T/tallyd.rc" ]; then
         kill -KILL "$TALLYD_PID" 2>/dev/null || true
     fi
-    for p in $E2E_BG_PIDS; do
-        kill -KILL "$p" 2>/dev/null || true
+    for _n in $E2E_BG_NAMES; do
+        if [ -f "$T/$_n.pid" ] && [ ! -f "$T/$_n.rc" ]; then
+            kill -KILL "$(cat "$T/$_n.pid")" 2>/dev/null || true
+        fi
     done
     if [ "$status" -ne 0 ] || [ "$E2E_OK" -ne 1 ]; then
         [ "$status" -ne 0 ] || status=1
@@ -107,12 +111,42 @@ e2e_pass() {
     say "PASS"
 }
 
+# bg_run NAME COMMAND [ARGS...] — run COMMAND in the background with stdout
+# in $T/NAME.out and stderr in $T/NAME.err; its pid lands in $T/NAME.pid and
+# its exit status in $T/NAME.rc when it ends (see bg_done, bg_status). The
+# EXIT trap kills it if it is still running.
+bg_run() {
+    _name=$1
+    shift
+    rm -f "$T/$_name.pid" "$T/$_name.rc"
+    (
+        _rc=0
+        # shellcheck disable=SC2016
+        sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$T/$_name.pid" "$@" \
+            </dev/null >"$T/$_name.out" 2>"$T/$_name.err" || _rc=$?
+        echo "$_rc" >"$T/$_name.rc.tmp"
+        mv "$T/$_name.rc.tmp" "$T/$_name.rc"
+    ) &
+    E2E_BG_NAMES="$E2E_BG_NAMES $_name"
+}
+
+# bg_done NAME — true once NAME has ended.
+bg_done() {
+    [ -f "$T/$1.rc" ]
+}
+
+# bg_status NAME — NAME's exit status (empty while it runs).
+bg_status() {
+    cat "$T/$1.rc" 2>/dev/null || true
+}
+
 # start_tallyd LOG [TIMEOUT_S] — start tallyd in the background, logging to
 # LOG, and wait for its `ready` line. Sets TALLYD_PID. A wrapper subshell
 # writes tallyd's exit status to $T/tallyd.rc when it ends, so its end can
 # be polled without racing for zombies.
 start_tallyd() {
     _log=$1
+    TALLYD_LOG=$1
     _timeout=${2:-20}
     rm -f "$T/tallyd.pid" "$T/tallyd.rc" "$T/tallyd.rc.tmp"
     (
@@ -155,9 +189,21 @@ wait_tallyd_exit() {
     return 0
 }
 
+# check_tallyd_alive — fail when tallyd ended without this test asking it to
+# (a crash, or a signal from outside the test).
+check_tallyd_alive() {
+    [ -n "$TALLYD_PID" ] || fail "tallyd is not running"
+    if [ -f "$T/tallyd.rc" ]; then
+        _st=$(cat "$T/tallyd.rc")
+        TALLYD_PID=
+        _why=$(grep -h "stopping signal=" "$TALLYD_LOG" 2>/dev/null | tail -n 1)
+        fail "tallyd ended on its own with status $_st${_why:+ after: $_why} (this test sent no such signal: a crash, or another process signalled it)"
+    fi
+}
+
 # stop_tallyd [TIMEOUT_S] — SIGTERM and wait; sets TALLYD_STATUS.
 stop_tallyd() {
-    [ -n "$TALLYD_PID" ] || fail "stop_tallyd: tallyd is not running"
+    check_tallyd_alive
     kill -TERM "$TALLYD_PID" || fail "cannot signal tallyd pid $TALLYD_PID"
     if ! wait_tallyd_exit "${1:-30}"; then
         kill -KILL "$TALLYD_PID" 2>/dev/null || true
@@ -167,7 +213,7 @@ stop_tallyd() {
 
 # crash_tallyd — SIGKILL and wait for it to be gone.
 crash_tallyd() {
-    [ -n "$TALLYD_PID" ] || fail "crash_tallyd: tallyd is not running"
+    check_tallyd_alive
     kill -KILL "$TALLYD_PID" || fail "cannot SIGKILL tallyd pid $TALLYD_PID"
     wait_tallyd_exit 30 || fail "tallyd still there 30s after SIGKILL"
 }

@@ -5,6 +5,7 @@
 # counting valid events, counts a replayed batch once, and stops cleanly.
 # The raw messages are pushed with nanocat (Debian: nanomsg-utils); without
 # it that part is skipped.
+# shellcheck disable=SC2015,SC2086,SC2119 # A && B || fail; set -- $rec splits on purpose
 set -eu
 . "$(dirname "$0")/lib.sh"
 
