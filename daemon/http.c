@@ -38,7 +38,7 @@ typedef struct sbuf {
     size_t len, cap;
 } sbuf_t;
 
-enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE, HDR_EXPECT };
+enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE, HDR_EXPECT, HDR_TE };
 
 struct conn {
     uv_tcp_t tcp;
@@ -52,8 +52,9 @@ struct conn {
     int close_after;  /* close once the queued responses are written */
     int handles_open;
     /* current request */
-    sbuf_t url, body, auth, ctype, field;
+    sbuf_t url, body, auth, ctype, field, te;
     int expect_continue;
+    int nauth;
     enum hdr cur;
     int last_was_value;
     uint32_t nheaders;
@@ -279,6 +280,7 @@ on_handle_closed(uv_handle_t *h)
     sbuf_free(&c->auth);
     sbuf_free(&c->ctype);
     sbuf_free(&c->field);
+    sbuf_free(&c->te);
     free(c);
 }
 
@@ -408,6 +410,8 @@ reset_request(conn_t *c)
     c->header_bytes = 0;
     c->error_status = 0;
     c->expect_continue = 0;
+    c->nauth = 0;
+    sbuf_reset(&c->te);
 }
 
 static int
@@ -478,8 +482,13 @@ cb_header_value(http_parser *p, const char *at, size_t n)
         c->last_was_value = 1;
         c->cur = HDR_NONE;
         if (strcasecmp(c->field.p ? c->field.p : "", "authorization") == 0) {
+            /* two credentials are ambiguous: which one would we check? */
+            if (++c->nauth > 1)
+                return fail_cb(c, 400, "EBADINPUT", "more than one Authorization header");
             c->cur = HDR_AUTH;
             sbuf_reset(&c->auth);
+        } else if (strcasecmp(c->field.p ? c->field.p : "", "transfer-encoding") == 0) {
+            c->cur = HDR_TE;
         } else if (strcasecmp(c->field.p ? c->field.p : "", "content-type") == 0) {
             c->cur = HDR_CTYPE;
             sbuf_reset(&c->ctype);
@@ -493,6 +502,8 @@ cb_header_value(http_parser *p, const char *at, size_t n)
         sbuf_add(&c->ctype, at, n, 256);
     else if (c->cur == HDR_EXPECT && n >= 12 && strncasecmp(at, "100-continue", 12) == 0)
         c->expect_continue = 1;
+    else if (c->cur == HDR_TE)
+        sbuf_add(&c->te, at, n, 128);
     return 0;
 }
 
@@ -502,6 +513,19 @@ cb_headers_complete(http_parser *p)
     conn_t *c = p->data;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->lim.max_body_bytes)
         return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
+    if (c->te.len) {
+        /* http-parser decodes chunked and ignores the rest: refuse codings
+         * we would silently misread */
+        char *v = c->te.p;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t l = strlen(v);
+        while (l && (v[l - 1] == ' ' || v[l - 1] == '\t'))
+            l--;
+        if (l != 7 || strncasecmp(v, "chunked", 7) != 0)
+            return fail_cb(c, 501, "ENOTIMPLEMENTED",
+                           "only the chunked transfer coding is supported");
+    }
     if (c->expect_continue) { /* the client waits for this before sending the body */
         static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
@@ -515,7 +539,7 @@ static int
 cb_body(http_parser *p, const char *at, size_t n)
 {
     conn_t *c = p->data;
-    if (sbuf_add(&c->body, at, n, c->s->lim.max_body_bytes))
+    if (sbuf_add(&c->body, at, n, (size_t)c->s->lim.max_body_bytes + 1)) /* + its NUL */
         return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
     return 0;
 }
@@ -663,10 +687,15 @@ on_connection(uv_stream_t *server, int status)
         return;
     if (s->nconns >= s->lim.max_connections) {
         /* over the limit: answer 503 and close; existing ones carry on */
-        static const char busy[] =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            "Content-Length: 78\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-            "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}";
+#define BUSY_BODY "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}"
+        static char busy[256];
+        static size_t busy_len;
+        if (!busy_len)
+            busy_len = (size_t)snprintf(busy, sizeof busy,
+                                        "HTTP/1.1 503 Service Unavailable\r\n"
+                                        "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                                        "Connection: close\r\nRetry-After: 1\r\n\r\n%s",
+                                        sizeof BUSY_BODY - 1, BUSY_BODY);
         uv_tcp_t *t = malloc(sizeof *t);
         uv_write_t *w = malloc(sizeof *w);
         if (!t || !w) {
@@ -680,7 +709,7 @@ on_connection(uv_stream_t *server, int status)
             uv_close((uv_handle_t *)t, on_overload_closed);
             return;
         }
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        uv_buf_t b = uv_buf_init(busy, (unsigned)busy_len);
         if (uv_write(w, (uv_stream_t *)t, &b, 1, on_overload_written) != 0) {
             free(w);
             uv_close((uv_handle_t *)t, on_overload_closed);
