@@ -26,6 +26,7 @@ typedef struct opts {
     int batch;
     int series; /* distinct series per producer */
     int interval_ms;
+    int in_flight; /* batches a producer keeps unacked */
     const char *endpoint;
     const char *tallyd;
     int json;
@@ -56,7 +57,8 @@ worker_main(void *arg)
     const opts_t *o = w->o;
     char producer[64];
     snprintf(producer, sizeof producer, "bench-%d-%d", (int)getpid(), w->id);
-    tally_client_options_t co = {.batch_events = (uint32_t)o->batch, .batch_delay_ms = 5};
+    tally_client_options_t co = {.batch_events = (uint32_t)o->batch, .batch_delay_ms = 5,
+                                 .max_unacked = (uint32_t)o->in_flight};
     tally_client_t *c;
     if ((w->rc = tally_client_create(w->endpoint, producer, &co, &c)) != 0)
         return NULL;
@@ -150,6 +152,8 @@ spawn_tallyd(const opts_t *o, const char *dir, char *endpoint, size_t cap, FILE 
         setenv("TALLY_FLUSH_INTERVAL_MS", buf, 1);
         setenv("TALLY_STORAGE_MAP_SIZE_MB", "4096", 1);
         setenv("TALLY_BILLING_METRICS_FILE", "/dev/null", 0);
+        setenv("TALLY_AUTH_TOKENS_FILE", "/dev/null", 0);
+        setenv("TALLY_HTTP_LISTEN", "127.0.0.1:0", 0);
         execl(o->tallyd, "tallyd", (char *)NULL);
         perror("exec tallyd");
         _exit(127);
@@ -179,6 +183,7 @@ usage(void)
             "  --batch      events per batch (default 100; 1 = one event per message)\n"
             "  --series     distinct series per producer (default 1000)\n"
             "  --interval-ms tallyd flush interval (default 100)\n"
+            "  --in-flight  batches each producer keeps unacked (default 1024, max 4096)\n"
             "  --endpoint   use a running tallyd instead of starting one\n"
             "  --tallyd     tallyd binary (default: beside this program)\n");
 }
@@ -191,6 +196,7 @@ main(int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},     {"series", required_argument, NULL, 's'},
         {"interval-ms", required_argument, NULL, 'i'}, {"endpoint", required_argument, NULL, 'E'},
         {"tallyd", required_argument, NULL, 't'},    {"json", no_argument, NULL, 'j'},
+        {"in-flight", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
     opts_t o = {.producers = 2, .events = 2000000, .batch = 100, .series = 1000,
                 .interval_ms = 100};
@@ -221,6 +227,9 @@ main(int argc, char **argv)
             break;
         case 'j':
             o.json = 1;
+            break;
+        case 'F':
+            o.in_flight = atoi(optarg);
             break;
         default:
             usage();

@@ -260,7 +260,9 @@ tally_client_create(const char *endpoint, const char *producer_id,
         c->o.batch_bytes = 64 * 1024;
     if (!c->o.batch_delay_ms)
         c->o.batch_delay_ms = 20;
-    if (!c->o.max_unacked || c->o.max_unacked > TALLY_DEDUP_WINDOW)
+    if (!c->o.max_unacked)
+        c->o.max_unacked = 1024;
+    if (c->o.max_unacked > TALLY_DEDUP_WINDOW)
         c->o.max_unacked = TALLY_DEDUP_WINDOW;
     if (!c->o.max_unacked_bytes)
         c->o.max_unacked_bytes = 64u << 20;

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "store.h"
 
-#define STORE_FORMAT 2
+#define STORE_FORMAT 3
 
 struct tally__store {
     MDB_env *env;

@@ -65,7 +65,7 @@ TALLY_EXPORT const char *tally_version(void);
 #define TALLY_MAX_LABELS_BYTES 320  /**< all labels of an event, as
                                           sum of (key + value + 2) bytes */
 #define TALLY_MAX_BATCH_EVENTS 4096  /**< events per batch */
-#define TALLY_DEDUP_WINDOW 1024      /**< batches a producer may have in flight */
+#define TALLY_DEDUP_WINDOW 4096      /**< batches a producer may have in flight */
 
 typedef struct tally_client tally_client_t;
 
@@ -98,7 +98,10 @@ typedef struct tally_client_options {
     uint32_t batch_bytes;     /**< ... or at this many encoded bytes (64 KiB) */
     uint32_t batch_delay_ms;  /**< ... or when its first event is this old (20) */
     uint32_t max_unacked;     /**< batches kept until acked (1024, at most
-                                   TALLY_DEDUP_WINDOW); emit fails past it */
+                                   TALLY_DEDUP_WINDOW = 4096); emit fails past it.
+                                   One event per batch needs more in flight: a
+                                   producer sends at most max_unacked batches
+                                   per flush interval. */
     uint64_t max_unacked_bytes; /**< bytes kept until acked (64 MiB) */
     uint32_t ack_timeout_ms;  /**< resend a batch unacked for this long (1000) */
     uint64_t first_seq;       /**< first sequence number; 0 = the wall clock
