@@ -33,13 +33,18 @@ typedef struct tally__rollup {
     double max;         /**< largest value */
     double last;        /**< value of the latest event (by event time) */
     int64_t last_ts_ms; /**< event time of `last` */
+    uint32_t flags;     /**< TALLY_ROLLUP_* */
+    uint32_t reserved;
     double last_sum;    /**< sum over the hours covered of each hour's `last`: equal to
                              `last` in an hourly record; in a monthly record it is what a
                              gauge (objects → object-hours) totals over the month. The
-                             store maintains it at commit; deltas carry 0. */
-    uint32_t flags;     /**< TALLY_ROLLUP_* */
-    uint32_t reserved;
+                             store maintains it at commit; deltas carry 0. Last in the
+                             struct: hourly records are stored without it
+                             (TALLY_ROLLUP_HOURLY_SIZE bytes), since it equals `last`. */
 } tally__rollup_t;
+
+/** Bytes of an hourly record on disk: everything before last_sum. */
+#define TALLY_ROLLUP_HOURLY_SIZE (sizeof(tally__rollup_t) - sizeof(double))
 
 /** Longest series key: ns + metric + labels + separators. */
 #define TALLY_SERIES_KEY_MAX                                                   \

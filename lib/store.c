@@ -10,7 +10,7 @@
 #include "log.h"
 #include "store.h"
 
-#define STORE_FORMAT 3
+#define STORE_FORMAT 4
 
 struct tally__store {
     MDB_env *env;
@@ -179,21 +179,24 @@ merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n, 
         double old_last = 0;
         if (adds)
             d.last_sum += adds[i];
+        size_t vsize = diffs ? TALLY_ROLLUP_HOURLY_SIZE : sizeof r;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-        if (rc == MDB_SUCCESS && v.mv_size == sizeof r) {
-            memcpy(&r, v.mv_data, sizeof r);
+        if (rc == MDB_SUCCESS && v.mv_size == vsize) {
+            memcpy(&r, v.mv_data, vsize);
+            if (diffs)
+                r.last_sum = r.last;
             old_last = r.last;
             tally__rollup_merge(&r, &d);
             if (diffs)
                 r.last_sum = r.last;
-            v.mv_size = sizeof r;
+            v.mv_size = vsize;
             v.mv_data = &r;
             rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
         } else if (rc == MDB_NOTFOUND) {
             r = d;
             if (diffs)
                 r.last_sum = r.last;
-            v.mv_size = sizeof r;
+            v.mv_size = vsize;
             v.mv_data = &r;
             rc = mdb_cursor_put(cur, &k, &v, 0);
         } else if (rc == MDB_SUCCESS) {
@@ -305,8 +308,10 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
         if (ns && (k.mv_size <= ns_len || memcmp(k.mv_data, ns, ns_len) != 0 ||
                    ((const char *)k.mv_data)[ns_len] != '\0'))
             break; /* past the namespace */
+        size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t)
+                                                    : TALLY_ROLLUP_HOURLY_SIZE;
         if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0 ||
-            v.mv_size != sizeof(tally__rollup_t)) {
+            v.mv_size != vsize) {
             ret = TALLY_ECORRUPT;
             break;
         }
@@ -329,7 +334,9 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
             continue;
         }
         tally__rollup_t r;
-        memcpy(&r, v.mv_data, sizeof r);
+        memcpy(&r, v.mv_data, vsize);
+        if (which != TALLY_STORE_MONTHLY)
+            r.last_sum = r.last;
         if ((ret = cb(ctx, series, slen, period, &r)) != 0)
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
