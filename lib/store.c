@@ -10,11 +10,11 @@
 #include "log.h"
 #include "store.h"
 
-#define STORE_FORMAT 4
+#define STORE_FORMAT 5
 
 struct tally__store {
     MDB_env *env;
-    MDB_dbi hourly, monthly, producers, meta;
+    MDB_dbi hourly, monthly, producers, meta, objects;
     int readonly;
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
@@ -99,7 +99,8 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
     if ((rc = map_err(mdb_dbi_open(txn, "hourly", dflags, &s->hourly))) != 0 ||
         (rc = map_err(mdb_dbi_open(txn, "monthly", dflags, &s->monthly))) != 0 ||
         (rc = map_err(mdb_dbi_open(txn, "producers", dflags, &s->producers))) != 0 ||
-        (rc = map_err(mdb_dbi_open(txn, "meta", dflags, &s->meta))) != 0) {
+        (rc = map_err(mdb_dbi_open(txn, "meta", dflags, &s->meta))) != 0 ||
+        (rc = map_err(mdb_dbi_open(txn, "objects", dflags, &s->objects))) != 0) {
         if (rc == TALLY_ENOTFOUND)
             rc = TALLY_ECORRUPT; /* read-only open of a store never written */
         goto fail;
@@ -394,4 +395,166 @@ tally__store_backup(tally__store_t *s, const char *dir)
     rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
     pthread_rwlock_unlock(&s->lock);
     return map_err(rc);
+}
+
+/* ---- API objects ----------------------------------------------------------- */
+
+static int
+obj_key(char *buf, const char *kind, const char *ns, const char *name, size_t *len)
+{
+    size_t kl = strlen(kind), nl = ns ? strlen(ns) : 0, ml = name ? strlen(name) : 0;
+    if (kl + nl + ml + 2 > TALLY_OBJ_KEY_MAX || memchr(kind, 0, kl))
+        return TALLY_EINVAL;
+    memcpy(buf, kind, kl);
+    buf[kl] = '\0';
+    memcpy(buf + kl + 1, ns ? ns : "", nl);
+    buf[kl + 1 + nl] = '\0';
+    memcpy(buf + kl + 2 + nl, name ? name : "", ml);
+    *len = kl + nl + ml + 2;
+    return 0;
+}
+
+int
+tally__store_obj_write(tally__store_t *s, const tally__obj_op_t *ops, size_t n)
+{
+    MDB_txn *txn;
+    int rc;
+    char key[TALLY_OBJ_KEY_MAX];
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    int ret = 0;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        size_t klen;
+        if ((ret = obj_key(key, ops[i].kind, ops[i].ns, ops[i].name, &klen)) != 0)
+            break;
+        MDB_val k = {klen, key}, v;
+        if (ops[i].must_exist || ops[i].must_not_exist) {
+            rc = mdb_get(txn, s->objects, &k, &v);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+                ret = map_err(rc);
+                break;
+            }
+            if (ops[i].must_exist && rc == MDB_NOTFOUND)
+                ret = TALLY_ENOTFOUND;
+            else if (ops[i].must_not_exist && rc == MDB_SUCCESS)
+                ret = TALLY_EEXISTS;
+            if (ret)
+                break;
+        }
+        if (ops[i].op == TALLY_OBJ_PUT) {
+            v.mv_size = ops[i].len;
+            v.mv_data = (void *)ops[i].value;
+            rc = mdb_put(txn, s->objects, &k, &v, 0);
+        } else {
+            rc = mdb_del(txn, s->objects, &k, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = ops[i].must_exist ? MDB_NOTFOUND : MDB_SUCCESS;
+        }
+        if (rc)
+            ret = map_err(rc);
+    }
+    if (ret) {
+        mdb_txn_abort(txn);
+    } else {
+        ret = map_err(mdb_txn_commit(txn));
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
+}
+
+int
+tally__store_obj_get(tally__store_t *s, const char *kind, const char *ns, const char *name,
+                     char **value, size_t *len)
+{
+    MDB_txn *txn;
+    char key[TALLY_OBJ_KEY_MAX];
+    size_t klen;
+    int rc = obj_key(key, kind, ns, name, &klen);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    MDB_val k = {klen, key}, v;
+    rc = mdb_get(txn, s->objects, &k, &v);
+    int ret = map_err(rc);
+    if (rc == MDB_SUCCESS) {
+        char *copy = malloc(v.mv_size + 1);
+        if (!copy) {
+            ret = -ENOMEM;
+        } else {
+            memcpy(copy, v.mv_data, v.mv_size);
+            copy[v.mv_size] = '\0';
+            *value = copy;
+            if (len)
+                *len = v.mv_size;
+        }
+    }
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
+}
+
+int
+tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally__store_obj_cb cb,
+                      void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    char prefix[TALLY_OBJ_KEY_MAX];
+    size_t plen;
+    int rc;
+    /* prefix: kind\0 or kind\0ns\0 */
+    if ((rc = obj_key(prefix, kind, ns, NULL, &plen)) != 0)
+        return rc;
+    if (!ns)
+        plen = strlen(kind) + 1;
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    if ((rc = mdb_cursor_open(txn, s->objects, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    MDB_val k = {plen, prefix}, v;
+    int ret = 0;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        const char *kp = k.mv_data;
+        const char *nsp = kp + strlen(kind) + 1;
+        const char *z = memchr(nsp, 0, k.mv_size - (size_t)(nsp - kp));
+        if (!z) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        char nsbuf[128], namebuf[TALLY_OBJ_KEY_MAX];
+        size_t nsl = (size_t)(z - nsp), nl = k.mv_size - (size_t)(z + 1 - kp);
+        if (nsl >= sizeof nsbuf || nl >= sizeof namebuf) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        memcpy(nsbuf, nsp, nsl);
+        nsbuf[nsl] = '\0';
+        memcpy(namebuf, z + 1, nl);
+        namebuf[nl] = '\0';
+        if ((ret = cb(ctx, nsbuf, namebuf, v.mv_data, v.mv_size)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
 }

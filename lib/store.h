@@ -90,6 +90,55 @@ typedef int (*tally__store_producer_cb)(void *ctx, const char *id, size_t id_len
 /** @brief Visit every producer's committed state. */
 int tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx);
 
+/* ---- API objects ----------------------------------------------------------
+ * Configuration and billing objects (quotas, plan transitions, subscriptions,
+ * payment methods, invoices) live in the "objects" database as opaque values
+ * (JSON text) under the key  kind 0x00 namespace 0x00 name. Writes go in
+ * batches of operations committed in one transaction, so a multi-object
+ * change (a plan transition) is all-or-nothing. Object writes and flushes
+ * serialize on LMDB's writer lock; neither blocks readers. */
+
+#define TALLY_OBJ_KEY_MAX 400
+
+enum { TALLY_OBJ_PUT = 1, TALLY_OBJ_DEL = 2 };
+
+typedef struct tally__obj_op {
+    int op;             /**< TALLY_OBJ_PUT or TALLY_OBJ_DEL */
+    const char *kind;   /**< e.g. "quota", "transition" */
+    const char *ns;     /**< namespace ("system" for tenant-wide) */
+    const char *name;
+    const void *value;  /**< PUT: the bytes to store */
+    size_t len;
+    int must_exist;     /**< fail with TALLY_ENOTFOUND unless it exists */
+    int must_not_exist; /**< fail with TALLY_EEXISTS if it exists */
+} tally__obj_op_t;
+
+/**
+ * @brief Apply ops in one durable transaction: all or none.
+ * @return 0, TALLY_ENOTFOUND / TALLY_EEXISTS (from the must_* checks; nothing
+ *         written), TALLY_EINVAL (key too long), TALLY_EMAPFULL, TALLY_ESTORE.
+ */
+int tally__store_obj_write(tally__store_t *s, const tally__obj_op_t *ops, size_t n);
+
+/**
+ * @brief Read one object.
+ * @param[out] value malloc'd copy (NUL-terminated, caller frees), len its length.
+ * @return 0, TALLY_ENOTFOUND, TALLY_ESTORE.
+ */
+int tally__store_obj_get(tally__store_t *s, const char *kind, const char *ns, const char *name,
+                         char **value, size_t *len);
+
+/** Called per object of a listing; non-zero stops with that value. Valid during the call. */
+typedef int (*tally__store_obj_cb)(void *ctx, const char *ns, const char *name, const void *value,
+                                   size_t len);
+
+/**
+ * @brief Visit the objects of a kind, of one namespace (or every one, ns NULL),
+ *        in (namespace, name) order, in one read snapshot.
+ */
+int tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns,
+                          tally__store_obj_cb cb, void *ctx);
+
 /** @brief Copy the environment to dir (compacting), consistent while writers run. */
 int tally__store_backup(tally__store_t *s, const char *dir);
 
