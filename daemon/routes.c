@@ -23,7 +23,6 @@ static void not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t 
 #define NS "namespace"
 #define MNS "metadata.namespace"
 #define QUOTAS "the quotas issue"
-#define PLANS "the plans, transitions and add-ons issue"
 #define BILLING "the priced usage, payment methods and invoices issue"
 
 static const route_t routes[] = {
@@ -54,20 +53,24 @@ static const route_t routes[] = {
     {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", not_built,
      TALLY_ACCESS_READ, NS, NULL, "invoice_pdf", BILLING},
     /* plans, transitions, subscriptions, add-ons */
-    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/custom_list", not_built,
-     TALLY_ACCESS_READ, NULL, "system", "usage_plans_list", PLANS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/current", not_built,
-     TALLY_ACCESS_READ, NULL, "system", "usage_plans_current", PLANS},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/plan_transition", not_built,
-     TALLY_ACCESS_WRITE, NS, NULL, "plan_transition_create", PLANS},
-    {TALLY_HTTP_GET, "/no_auth/namespaces/system/billing/plan_transition", not_built,
-     TALLY_ACCESS_NONE, NULL, NULL, "plan_transition_get", PLANS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/subscriptions/custom_list", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "subscriptions_list", PLANS},
-    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/subscribe", not_built,
-     TALLY_ACCESS_WRITE, NULL, "system", "addon_subscribe", PLANS},
-    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/unsubscribe", not_built,
-     TALLY_ACCESS_WRITE, NULL, "system", "addon_unsubscribe", PLANS},
+    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/custom_list", tally_route_plans_list,
+     TALLY_ACCESS_READ, NULL, "system", "usage_plans_list", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/current", tally_route_plans_current,
+     TALLY_ACCESS_READ, NULL, "system", "usage_plans_current", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/plan_transition",
+     tally_route_transition_create, TALLY_ACCESS_WRITE, NS, NULL, "plan_transition_create", NULL},
+    {TALLY_HTTP_GET, "/no_auth/namespaces/system/billing/plan_transition",
+     tally_route_transition_get, TALLY_ACCESS_NONE, NULL, NULL, "plan_transition_get", NULL},
+    /* tally's own admin action behind `tallyctl plan approve|reject` */
+    {TALLY_HTTP_POST, "/api/tally/namespaces/system/billing/plan_transitions/{id}/{decision}",
+     tally_route_transition_decide, TALLY_ACCESS_ADMIN, NULL, "system", "plan_transition_decide",
+     NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/subscriptions/custom_list",
+     tally_route_subscriptions_list, TALLY_ACCESS_READ, NS, NULL, "subscriptions_list", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/subscribe", tally_route_addon_subscribe,
+     TALLY_ACCESS_WRITE, NULL, "system", "addon_subscribe", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/unsubscribe", tally_route_addon_unsubscribe,
+     TALLY_ACCESS_WRITE, NULL, "system", "addon_unsubscribe", NULL},
     /* quotas */
     {TALLY_HTTP_POST, "/api/web/namespaces/{metadata.namespace}/quotas", not_built,
      TALLY_ACCESS_WRITE, MNS, NULL, "quota_create", QUOTAS},

@@ -20,6 +20,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "http.h"
+#include "plans.h"
 #include "prom.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@
 typedef struct tally_ctx {
     const tally__config_t *cfg;
     const tally__catalog_t *catalog;
+    const tally__plans_t *plans; /**< the plan catalog */
     tally__store_t *store;
     tally__tokens_t *tokens; /**< swapped on SIGHUP (loop thread) */
     tally_http_server_t *http;
@@ -62,6 +64,16 @@ void tally_route_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res
 void tally_route_hourly_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_usage_summary(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_metrics(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_plans.c: the plan catalog */
+void tally_route_plans_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_plans_current(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_billing.c: transitions, subscriptions, add-ons */
+void tally_route_transition_create(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_transition_get(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_transition_decide(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_subscriptions_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_addon_subscribe(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_addon_unsubscribe(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_healthz(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_openapi(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 

@@ -14,6 +14,7 @@
 #include "aggregator.h"
 #include "auth.h"
 #include "http.h"
+#include "plans.h"
 #include "routes.h"
 #include "timeutil.h"
 #include "catalog.h"
@@ -36,6 +37,7 @@ typedef struct daemon {
     tally_aggregator_t *aggregator;
     tally_ingest_t *ingest; /* atomic: read by the aggregator thread */
     tally__tokens_t *tokens;
+    tally__plans_t *plans;
     tally_http_server_t *http;
     tally_ctx_t ctx;
     uv_signal_t sigterm, sigint, sighup;
@@ -248,6 +250,11 @@ main(int argc, char **argv)
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
+    if ((rc = tally__plans_load(d.cfg->billing.plans_file, d.catalog, &d.plans, err,
+                                sizeof err)) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        goto out;
+    }
     if (check) {
         printf("tallyd: configuration ok (%s; %zu metrics in %s; %zu tokens in %s)\n",
                d.cfg->path ? d.cfg->path : "built-in defaults", tally__catalog_count(d.catalog),
@@ -343,7 +350,7 @@ main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
-    d.ctx = (tally_ctx_t){.cfg = d.cfg, .catalog = d.catalog, .store = d.store,
+    d.ctx = (tally_ctx_t){.cfg = d.cfg, .catalog = d.catalog, .plans = d.plans, .store = d.store,
                           .tokens = d.tokens, .started_ms = tally__time_now_ms()};
     tally_http_limits_t lim = {
         .max_header_bytes = d.cfg->http.max_header_bytes,
@@ -398,6 +405,7 @@ out:
     tally__store_close(d.store);
     tally__catalog_destroy(d.catalog);
     tally__tokens_destroy(d.tokens);
+    tally__plans_destroy(d.plans);
     tally__config_destroy(d.cfg);
     return status;
 }
