@@ -95,34 +95,22 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* A "Name: N kB" line of /proc/PID/status, in KiB; -1 when absent. */
 static long
-rss_kb(pid_t pid)
+status_kb(pid_t pid, const char *field)
 {
     char path[64], line[256];
     long kb = -1;
+    size_t fl = strlen(field);
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            kb = strtol(line + fl + 1, NULL, 10);
             break;
-    fclose(f);
-    return kb;
-}
-
-static long
-rss_anon_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
-            break;
+        }
     fclose(f);
     return kb;
 }
@@ -261,8 +249,8 @@ main(int argc, char **argv)
             return 1;
         if ((pid = spawn_tallyd(&o, dir, endpoint, sizeof endpoint, &log)) < 0)
             return 1;
-        rss0 = rss_kb(pid);
-        anon0 = rss_anon_kb(pid);
+        rss0 = status_kb(pid, "VmRSS");
+        anon0 = status_kb(pid, "RssAnon");
     }
     worker_t *w = calloc((size_t)o.producers, sizeof *w);
     double t0 = now_s();
@@ -286,7 +274,7 @@ main(int argc, char **argv)
         }
     }
     double el = now_s() - t0;
-    long rss1 = pid > 0 ? rss_kb(pid) : 0, anon1 = pid > 0 ? rss_anon_kb(pid) : 0;
+    long rss1 = pid > 0 ? status_kb(pid, "VmRSS") : 0, anon1 = pid > 0 ? status_kb(pid, "RssAnon") : 0;
     long long series = (long long)o.series * o.producers;
     char stopline[1024] = "";
     if (pid > 0) {

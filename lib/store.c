@@ -272,6 +272,38 @@ tally__store_map_info(tally__store_t *s, uint64_t *map_size, uint64_t *used)
         *used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
+/* A read snapshot with a cursor on dbi; pair with read_end(). Holds the
+ * shared lock so a map resize waits for it. */
+static int
+read_begin(tally__store_t *s, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur)
+{
+    int rc;
+    pthread_rwlock_rdlock(&s->lock);
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn)) != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    if ((rc = mdb_cursor_open(*txn, dbi, cur)) != 0) {
+        mdb_txn_abort(*txn);
+        pthread_rwlock_unlock(&s->lock);
+        return map_err(rc);
+    }
+    return 0;
+}
+
+/* End a read: ret is the visit's result; rc the last cursor code (a
+ * cursor error other than "no more" becomes the result). */
+static int
+read_end(tally__store_t *s, MDB_txn *txn, MDB_cursor *cur, int rc, int ret)
+{
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return ret;
+}
+
 int
 tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
                   int64_t to_s, tally__store_scan_cb cb, void *ctx)
@@ -282,16 +314,8 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
     char seek[TALLY_ROLLUP_KEY_MAX + 1];
     if (from_s >= to_s)
         return 0; /* nothing can start in an empty range */
-    pthread_rwlock_rdlock(&s->lock);
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
-    if ((rc = mdb_cursor_open(txn, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &cur))) {
-        mdb_txn_abort(txn);
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
+    if ((rc = read_begin(s, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &txn, &cur)))
+        return rc;
     MDB_val k, v;
     if (ns) {
         memcpy(seek, ns, ns_len);
@@ -342,12 +366,7 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-        ret = map_err(rc);
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->lock);
-    return ret;
+    return read_end(s, txn, cur, rc, ret);
 }
 
 int
@@ -356,16 +375,8 @@ tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx
     MDB_txn *txn;
     MDB_cursor *cur;
     int rc, ret = 0;
-    pthread_rwlock_rdlock(&s->lock);
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
-    if ((rc = mdb_cursor_open(txn, s->producers, &cur)) != 0) {
-        mdb_txn_abort(txn);
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
+    if ((rc = read_begin(s, s->producers, &txn, &cur)) != 0)
+        return rc;
     MDB_val k, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == MDB_SUCCESS) {
@@ -379,10 +390,7 @@ tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->lock);
-    return ret;
+    return read_end(s, txn, cur, rc, ret);
 }
 
 int
@@ -514,16 +522,8 @@ tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally
         return rc;
     if (!ns)
         plen = strlen(kind) + 1;
-    pthread_rwlock_rdlock(&s->lock);
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
-    if ((rc = mdb_cursor_open(txn, s->objects, &cur)) != 0) {
-        mdb_txn_abort(txn);
-        pthread_rwlock_unlock(&s->lock);
-        return map_err(rc);
-    }
+    if ((rc = read_begin(s, s->objects, &txn, &cur)) != 0)
+        return rc;
     MDB_val k = {plen, prefix}, v;
     int ret = 0;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -551,10 +551,5 @@ tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-        ret = map_err(rc);
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->lock);
-    return ret;
+    return read_end(s, txn, cur, rc, ret);
 }
