@@ -22,7 +22,6 @@ static void not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t 
 
 #define NS "namespace"
 #define MNS "metadata.namespace"
-#define QUOTAS "the quotas issue"
 #define BILLING "the priced usage, payment methods and invoices issue"
 
 static const route_t routes[] = {
@@ -72,20 +71,20 @@ static const route_t routes[] = {
     {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/unsubscribe", tally_route_addon_unsubscribe,
      TALLY_ACCESS_WRITE, NULL, "system", "addon_unsubscribe", NULL},
     /* quotas */
-    {TALLY_HTTP_POST, "/api/web/namespaces/{metadata.namespace}/quotas", not_built,
-     TALLY_ACCESS_WRITE, MNS, NULL, "quota_create", QUOTAS},
-    {TALLY_HTTP_PUT, "/api/web/namespaces/{metadata.namespace}/quotas/{metadata.name}", not_built,
-     TALLY_ACCESS_WRITE, MNS, NULL, "quota_replace", QUOTAS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas", not_built, TALLY_ACCESS_READ, NS,
-     NULL, "quota_list", QUOTAS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas/{name}", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "quota_get", QUOTAS},
-    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/quotas/{name}", not_built,
-     TALLY_ACCESS_WRITE, NS, NULL, "quota_delete", QUOTAS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/limits", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "quota_limits", QUOTAS},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/usage", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "quota_usage", QUOTAS},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{metadata.namespace}/quotas", tally_route_quota_create,
+     TALLY_ACCESS_WRITE, MNS, NULL, "quota_create", NULL},
+    {TALLY_HTTP_PUT, "/api/web/namespaces/{metadata.namespace}/quotas/{metadata.name}",
+     tally_route_quota_replace, TALLY_ACCESS_WRITE, MNS, NULL, "quota_replace", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas", tally_route_quota_list,
+     TALLY_ACCESS_READ, NS, NULL, "quota_list", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas/{name}", tally_route_quota_get,
+     TALLY_ACCESS_READ, NS, NULL, "quota_get", NULL},
+    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/quotas/{name}", tally_route_quota_delete,
+     TALLY_ACCESS_WRITE, NS, NULL, "quota_delete", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/limits", tally_route_quota_limits,
+     TALLY_ACCESS_READ, NS, NULL, "quota_limits", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/usage", tally_route_quota_usage,
+     TALLY_ACCESS_READ, NS, NULL, "quota_usage", NULL},
     /* operations */
     {TALLY_HTTP_GET, "/metrics", tally_route_metrics, TALLY_ACCESS_NONE, NULL, NULL, "metrics",
      NULL},

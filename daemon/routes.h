@@ -67,6 +67,14 @@ void tally_route_metrics(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 /* routes_plans.c: the plan catalog */
 void tally_route_plans_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_plans_current(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_quota.c: quota objects, effective limits, usage against limits */
+void tally_route_quota_create(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_replace(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_get(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_delete(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_limits(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_quota_usage(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 /* routes_billing.c: transitions, subscriptions, add-ons */
 void tally_route_transition_create(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_transition_get(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
