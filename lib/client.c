@@ -25,6 +25,9 @@
 
 /* How often the background thread wakes when nothing arrives. */
 #define TICK_MS 5
+/* Batches waiting this many ack timeouts with no ack at all: the sockets
+ * are rebuilt, in case a transport stopped reconnecting on its own. */
+#define REBUILD_AFTER_TIMEOUTS 10
 
 /* Ack latency histogram: 16 sub-buckets per power of two of microseconds. */
 #define LAT_SUB 16
@@ -46,6 +49,8 @@ struct tally_client {
     tally_client_options_t o;
     char producer[TALLY_MAX_PRODUCER_LEN + 1];
     int push, sub;
+    char endpoint[256], ack_endpoint[256];
+    int64_t last_ack_ms;     /* last ack for us, or the last rebuild */
     /* the open batch */
     msgpack_sbuffer events;
     uint32_t open_n;
@@ -202,6 +207,63 @@ release_upto(tally_client_t *c, uint64_t hwm)
         pthread_cond_broadcast(&c->acked);
 }
 
+/* Create and connect both sockets into c->push / c->sub. */
+static int
+open_sockets(tally_client_t *c)
+{
+    int push = nn_socket(AF_SP, NN_PUSH), sub = nn_socket(AF_SP, NN_SUB);
+    if (push < 0 || sub < 0) {
+        int rc = -nn_errno();
+        if (push >= 0)
+            nn_close(push);
+        if (sub >= 0)
+            nn_close(sub);
+        return rc;
+    }
+    int ivl = 100, ivl_max = 1000, sndbuf = 1 << 20;
+    nn_setsockopt(push, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof ivl);
+    nn_setsockopt(push, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    nn_setsockopt(push, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof sndbuf);
+    nn_setsockopt(sub, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof ivl);
+    nn_setsockopt(sub, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    /* topic: "producer\0" so a shared ack socket delivers only our acks */
+    if (nn_setsockopt(sub, NN_SUB, NN_SUB_SUBSCRIBE, c->producer, strlen(c->producer) + 1) < 0 ||
+        nn_connect(push, c->endpoint) < 0 || nn_connect(sub, c->ack_endpoint) < 0) {
+        int rc = -nn_errno();
+        nn_close(push);
+        nn_close(sub);
+        return rc;
+    }
+    c->push = push;
+    c->sub = sub;
+    return 0;
+}
+
+/* No ack for a long time although batches wait: rebuild the sockets and
+ * send everything again (the daemon de-duplicates). Caller holds mu. */
+static void
+maybe_rebuild(tally_client_t *c, int64_t now, struct nn_pollfd *pfd)
+{
+    if (c->qcount == 0) {
+        c->last_ack_ms = now;
+        return;
+    }
+    if (now - c->last_ack_ms < (int64_t)c->o.ack_timeout_ms * REBUILD_AFTER_TIMEOUTS)
+        return;
+    int old_push = c->push, old_sub = c->sub;
+    if (open_sockets(c) != 0) {
+        c->last_ack_ms = now; /* try again after another period */
+        return;
+    }
+    nn_close(old_push);
+    nn_close(old_sub);
+    pfd->fd = c->sub;
+    c->st.rebuilds++;
+    c->last_ack_ms = now;
+    for (uint32_t i = 0; i < c->qcount; i++)
+        q_at(c, i)->sent_ms = 0;
+}
+
 static void *
 bg_main(void *arg)
 {
@@ -219,8 +281,10 @@ bg_main(void *arg)
                 tally__wire_ack_t ack;
                 if (tally__decode_ack(msg, (size_t)len, &ack) == 0 &&
                     ack.producer.len == strlen(c->producer) &&
-                    memcmp(ack.producer.p, c->producer, ack.producer.len) == 0)
+                    memcmp(ack.producer.p, c->producer, ack.producer.len) == 0) {
                     release_upto(c, ack.hwm);
+                    c->last_ack_ms = mono_ms();
+                }
                 nn_freemsg(msg);
             }
         }
@@ -228,6 +292,7 @@ bg_main(void *arg)
         if (c->open_n && now - c->open_since_ms >= (int64_t)c->o.batch_delay_ms &&
             c->qcount < c->o.max_unacked)
             seal(c);
+        maybe_rebuild(c, now, &pfd);
         for (uint32_t i = 0; i < c->qcount; i++) {
             pending_t *p = q_at(c, i);
             if (p->sent_ms == 0 || now - p->sent_ms >= (int64_t)c->o.ack_timeout_ms)
@@ -290,22 +355,15 @@ tally_client_create(const char *endpoint, const char *producer_id,
     msgpack_sbuffer_init(&c->scratch);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->acked, NULL);
-    if ((c->push = nn_socket(AF_SP, NN_PUSH)) < 0 || (c->sub = nn_socket(AF_SP, NN_SUB)) < 0) {
-        rc = -nn_errno();
+    if (strlen(endpoint) >= sizeof c->endpoint) {
+        rc = TALLY_EINVAL;
         goto fail;
     }
-    int ivl = 100, ivl_max = 1000, sndbuf = 1 << 20;
-    nn_setsockopt(c->push, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof ivl);
-    nn_setsockopt(c->push, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    nn_setsockopt(c->push, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof sndbuf);
-    nn_setsockopt(c->sub, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof ivl);
-    nn_setsockopt(c->sub, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    /* topic: "producer\0" so a shared ack socket delivers only our acks */
-    if (nn_setsockopt(c->sub, NN_SUB, NN_SUB_SUBSCRIBE, c->producer, strlen(c->producer) + 1) < 0 ||
-        nn_connect(c->push, endpoint) < 0 || nn_connect(c->sub, ack_ep) < 0) {
-        rc = -nn_errno();
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    snprintf(c->ack_endpoint, sizeof c->ack_endpoint, "%s", ack_ep);
+    c->last_ack_ms = mono_ms();
+    if ((rc = open_sockets(c)) != 0)
         goto fail;
-    }
     if ((rc = pthread_create(&c->thread, NULL, bg_main, c)) != 0) {
         rc = -rc;
         goto fail;

@@ -120,6 +120,8 @@ typedef struct tally_client_stats {
     uint64_t unacked;       /**< batches waiting for their ack now */
     uint64_t acked_seq;     /**< the daemon's committed high-water mark */
     uint64_t next_seq;      /**< the sequence number the next batch gets */
+    uint64_t rebuilds;      /**< times the sockets were rebuilt after 10 ack
+                                 timeouts without any ack */
 } tally_client_stats_t;
 
 /**
