@@ -101,15 +101,21 @@ code_for(int status)
 
 static int failures;
 
+/* Expected "let through": the auth layer did not refuse (not 401, 403 or
+ * 429). What the handler then answers (200, 400, 501 while a route is not
+ * built...) is the business of the endpoint's own tests. */
+#define ALLOWED (-2)
+
 static void
 check(const char *what, const char *method, const char *path, const char *authz, const char *body,
       int expect)
 {
     nu_resp_t r;
     int st = request_auth(method, path, authz, body, &r);
-    const char *want = code_for(expect);
+    const char *want = expect == ALLOWED ? NULL : code_for(expect);
     const char *got = err_code(&r);
-    int ok = st == expect;
+    int ok = expect == ALLOWED ? (st != 401 && st != 403 && st != 429 && (st < 500 || st == 501))
+                               : st == expect;
     if (ok && want)
         ok = got && strcmp(got, want) == 0;
     if (ok && expect == 200)
@@ -143,11 +149,11 @@ expected(int role, int ns, int write)
     case R_BAD:
         return 401;
     case R_ADMIN:
-        return write ? 501 : 200;
+        return write ? ALLOWED : 200;
     case R_EDITOR:
         if (ns != NS_OWN)
             return 403;
-        return write ? 501 : 200;
+        return write ? ALLOWED : 200;
     case R_VIEWER:
         if (write || ns != NS_OWN)
             return 403;
@@ -194,7 +200,7 @@ Test(auth, open_routes_need_no_token)
     check("open /healthz", "GET", "/healthz", NULL, NULL, 200);
     check("open /openapi.json", "GET", "/openapi.json", NULL, NULL, 200);
     check("open plan_transition", "GET", "/no_auth/namespaces/system/billing/plan_transition", NULL,
-          NULL, 501);
+          NULL, ALLOWED);
     nu_resp_t r;
     cr_assert_eq(request_auth("GET", "/metrics", NULL, NULL, &r), 200);
     cr_assert(strstr(r.body, "# TYPE") != NULL, "/metrics body: %.200s", r.body);
@@ -372,7 +378,7 @@ Test(auth, sighup_reloads_the_tokens_file_without_dropping_connections)
           "APIToken second-token-2", "{}", 200);
     check("second token may write (editor)", "POST",
           "/api/web/namespaces/demo/billing/plan_transition", "APIToken second-token-2", "{}",
-          501);
+          ALLOWED);
     check("first token after reload", "POST", path, "APIToken first-token-1", "{}", 200);
     cr_assert_eq(failures, 0, "%d requests answered wrongly after the reload (see the log)",
                  failures);

@@ -13,6 +13,7 @@ sed 's/^map_size_mb = .*/map_size_mb = 1/; s/^map_max_mb = .*/map_max_mb = 0/' \
     "$TALLY_SOURCE_DIR/config/tallyd.conf" >"$T/small.conf"
 CONF=$T/small.conf
 export TALLY_AUTH_TOKENS_FILE="$TALLY_SOURCE_DIR/config/tokens"
+export TALLY_BILLING_PLANS_FILE="$TALLY_SOURCE_DIR/config/plans.ini"
 start_tallyd "$T/tallyd.log"
 PORT=$(sed -n 's/.*http=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/tallyd.log" | head -n 1)
 [ -n "$PORT" ] || fail "no HTTP port in the ready line"
