@@ -1,4 +1,5 @@
-/* bench_flush.c — times one flush of N active series (prepare + LMDB commit), cold and steady state.
+/* bench_flush.c — times one flush of N active series (prepare + LMDB commit), cold and steady
+ * state.
  *
  * A flush merges one hourly and one monthly record per active series into
  * LMDB in a single durable transaction. The first flush inserts, later ones
@@ -87,8 +88,8 @@ main(int argc, char **argv)
     }
     uint64_t size, used;
     tally__store_map_info(store, &size, &used);
-    printf("steady-state flush of %d active series: worst %.1f ms; store %.1f MiB\n", series,
-           worst, (double)used / 1048576.0);
+    printf("steady-state flush of %d active series: worst %.1f ms; store %.1f MiB\n", series, worst,
+           (double)used / 1048576.0);
     tally__cells_destroy(cells);
     tally__strtab_destroy(tab);
     tally__store_close(store);

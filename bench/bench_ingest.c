@@ -1,4 +1,5 @@
-/* bench_ingest.c — load generator: N libtally producers against a real tallyd; prints events/s through commit, ack p50/p99 and RSS.
+/* bench_ingest.c — load generator: N libtally producers against a real tallyd; prints events/s
+ * through commit, ack p50/p99 and RSS.
  *
  * The benchmark starts its own tallyd (on a temp store and ipc endpoints)
  * unless --endpoint is given, so one command measures the whole pipeline:
@@ -57,7 +58,8 @@ worker_main(void *arg)
     const opts_t *o = w->o;
     char producer[64];
     snprintf(producer, sizeof producer, "bench-%d-%d", (int)getpid(), w->id);
-    tally_client_options_t co = {.batch_events = (uint32_t)o->batch, .batch_delay_ms = 5,
+    tally_client_options_t co = {.batch_events = (uint32_t)o->batch,
+                                 .batch_delay_ms = 5,
                                  .max_unacked = (uint32_t)o->in_flight};
     tally_client_t *c;
     if ((w->rc = tally_client_create(w->endpoint, producer, &co, &c)) != 0)
@@ -65,8 +67,8 @@ worker_main(void *arg)
     /* series: namespace x object label, interned by the daemon */
     char ns[32], obj[32];
     tally_label_t label = {"object", obj};
-    tally_event_t ev = {.ns = ns, .metric = "http_requests", .ivalue = 1, .labels = &label,
-                        .nlabels = 1};
+    tally_event_t ev = {
+        .ns = ns, .metric = "http_requests", .ivalue = 1, .labels = &label, .nlabels = 1};
     int nsn = o->series < 100 ? o->series : 100;
     for (long long i = 0; i < o->events; i++) {
         int s = (int)(i % o->series);
@@ -179,15 +181,19 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"producers", required_argument, NULL, 'p'}, {"events", required_argument, NULL, 'e'},
-        {"batch", required_argument, NULL, 'b'},     {"series", required_argument, NULL, 's'},
-        {"interval-ms", required_argument, NULL, 'i'}, {"endpoint", required_argument, NULL, 'E'},
-        {"tallyd", required_argument, NULL, 't'},    {"json", no_argument, NULL, 'j'},
-        {"in-flight", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    opts_t o = {.producers = 2, .events = 2000000, .batch = 100, .series = 1000,
-                .interval_ms = 100};
+    static const struct option lo[] = {{"producers", required_argument, NULL, 'p'},
+                                       {"events", required_argument, NULL, 'e'},
+                                       {"batch", required_argument, NULL, 'b'},
+                                       {"series", required_argument, NULL, 's'},
+                                       {"interval-ms", required_argument, NULL, 'i'},
+                                       {"endpoint", required_argument, NULL, 'E'},
+                                       {"tallyd", required_argument, NULL, 't'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"in-flight", required_argument, NULL, 'F'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    opts_t o = {
+        .producers = 2, .events = 2000000, .batch = 100, .series = 1000, .interval_ms = 100};
     char tallyd_path[4096];
     int opt;
     while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -274,7 +280,8 @@ main(int argc, char **argv)
         }
     }
     double el = now_s() - t0;
-    long rss1 = pid > 0 ? status_kb(pid, "VmRSS") : 0, anon1 = pid > 0 ? status_kb(pid, "RssAnon") : 0;
+    long rss1 = pid > 0 ? status_kb(pid, "VmRSS") : 0,
+         anon1 = pid > 0 ? status_kb(pid, "RssAnon") : 0;
     long long series = (long long)o.series * o.producers;
     char stopline[1024] = "";
     if (pid > 0) {
@@ -303,8 +310,7 @@ main(int argc, char **argv)
                (unsigned long long)p99, (unsigned long long)resends, series, rss0, rss1, anon0,
                anon1, flush_max_us);
     } else {
-        printf("producers=%d batch=%d events=%lld seconds=%.3f\n", o.producers, o.batch, total,
-               el);
+        printf("producers=%d batch=%d events=%lld seconds=%.3f\n", o.producers, o.batch, total, el);
         printf("events/s through commit: %.0f\n", eps);
         printf("ack latency: p50 %.2f ms, p99 %.2f ms (flush interval %d ms)\n", p50 / 1000.0,
                p99 / 1000.0, o.interval_ms);

@@ -39,7 +39,7 @@ struct tally_aggregator {
     uint32_t ntouched, cap_touched;
     uint64_t events_pending;
     uint64_t blocks_pending;
-    int stalled;       /* last commit failed: stop taking blocks */
+    int stalled; /* last commit failed: stop taking blocks */
     int shutting_down;
     int final_status;
     tally__ratelimit_t rl_fail;

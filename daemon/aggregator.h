@@ -1,4 +1,5 @@
-/* aggregator.h — tallyd's aggregator thread: applies delta blocks, commits flushes to LMDB, publishes acks.
+/* aggregator.h — tallyd's aggregator thread: applies delta blocks, commits flushes to LMDB,
+ * publishes acks.
  *
  * The aggregator runs its own libuv loop on its own thread. It is the only
  * consumer of the work ring, the only producer of the free ring, the only

@@ -47,9 +47,9 @@ struct conn {
     tally_http_server_t *s;
     conn_t *prev, *next;
     int closing;
-    int in_request;   /* bytes of a request have arrived */
+    int in_request; /* bytes of a request have arrived */
     int reading;
-    int close_after;  /* close once the queued responses are written */
+    int close_after; /* close once the queued responses are written */
     int handles_open;
     /* current request */
     sbuf_t url, body, auth, ctype, field, te;
@@ -75,23 +75,40 @@ static const char *
 status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -147,8 +164,8 @@ tally_http_take_body(tally_http_res_t *res, int status, const char *content_type
 }
 
 void
-tally_http_set_body(tally_http_res_t *res, int status, const char *content_type,
-                    const char *body, size_t len)
+tally_http_set_body(tally_http_res_t *res, int status, const char *content_type, const char *body,
+                    size_t len)
 {
     char *copy = malloc(len + 1);
     if (!copy) {
@@ -377,7 +394,8 @@ send_response(conn_t *c, const tally_http_res_t *res, int head, int keep_alive)
         conn_close(c);
         return;
     }
-    if (c->close_after || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX) {
+    if (c->close_after ||
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX) {
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
@@ -440,7 +458,8 @@ count_header_bytes(conn_t *c, size_t n)
 {
     c->header_bytes += n;
     if (c->header_bytes > c->s->lim.max_header_bytes)
-        return fail_cb(c, 431, "ETOOLARGE", "request line and headers exceed http.max_header_bytes");
+        return fail_cb(c, 431, "ETOOLARGE",
+                       "request line and headers exceed http.max_header_bytes");
     return 0;
 }
 
@@ -687,7 +706,8 @@ on_connection(uv_stream_t *server, int status)
         return;
     if (s->nconns >= s->lim.max_connections) {
         /* over the limit: answer 503 and close; existing ones carry on */
-#define BUSY_BODY "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}"
+#define BUSY_BODY                                                                                  \
+    "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}"
         static char busy[256];
         static size_t busy_len;
         if (!busy_len)

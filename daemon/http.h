@@ -21,24 +21,30 @@
 #define TALLY_HTTP_MAX_PARAMS 4
 
 /** Methods we route (a subset of http-parser's). */
-enum { TALLY_HTTP_GET = 1, TALLY_HTTP_HEAD, TALLY_HTTP_POST, TALLY_HTTP_PUT, TALLY_HTTP_DELETE,
-       TALLY_HTTP_OTHER };
+enum {
+    TALLY_HTTP_GET = 1,
+    TALLY_HTTP_HEAD,
+    TALLY_HTTP_POST,
+    TALLY_HTTP_PUT,
+    TALLY_HTTP_DELETE,
+    TALLY_HTTP_OTHER
+};
 
 typedef struct tally_http_req {
-    int method;           /**< TALLY_HTTP_*; HEAD is routed as GET with head = 1 */
-    int head;             /**< the response must carry no body */
-    const char *path;     /**< NUL-terminated, percent-decoded, without the query */
-    const char *query;    /**< raw query string after '?', NUL-terminated ("" if none) */
+    int method;                /**< TALLY_HTTP_*; HEAD is routed as GET with head = 1 */
+    int head;                  /**< the response must carry no body */
+    const char *path;          /**< NUL-terminated, percent-decoded, without the query */
+    const char *query;         /**< raw query string after '?', NUL-terminated ("" if none) */
     const char *authorization; /**< Authorization header value or NULL */
     const char *content_type;  /**< Content-Type header value or NULL */
-    const char *body;     /**< NUL-terminated copy of the body ("" if none) */
+    const char *body;          /**< NUL-terminated copy of the body ("" if none) */
     size_t body_len;
-    const char *remote;   /**< peer address text, for logs */
+    const char *remote; /**< peer address text, for logs */
     /** route parameters ({namespace}, {name}...), filled by the router */
     const char *params[TALLY_HTTP_MAX_PARAMS];
     const char *param_names[TALLY_HTTP_MAX_PARAMS];
     int nparams;
-    void *user;           /**< the router's per-request data (the token) */
+    void *user; /**< the router's per-request data (the token) */
 } tally_http_req_t;
 
 typedef struct tally_http_res {
@@ -46,8 +52,8 @@ typedef struct tally_http_res {
     const char *content_type; /**< static string; default application/json */
     char *body;               /**< heap, owned by the response (freed by the server) */
     size_t body_len;
-    uint32_t retry_after;     /**< seconds; sent as Retry-After when non-zero */
-    const char *route;        /**< route name for metrics (static), NULL = unmatched */
+    uint32_t retry_after; /**< seconds; sent as Retry-After when non-zero */
+    const char *route;    /**< route name for metrics (static), NULL = unmatched */
 } tally_http_res_t;
 
 /** Fill res for req. Called on the loop thread; must not block for long. */
@@ -70,8 +76,8 @@ typedef struct tally_http_server tally_http_server_t;
  * @return 0 or a negative libuv/errno code (bind failures name the address in the log).
  */
 int tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
-                     const tally_http_limits_t *limits, tally_http_dispatch_fn dispatch,
-                     void *ctx, int log_requests, tally_http_server_t **out);
+                     const tally_http_limits_t *limits, tally_http_dispatch_fn dispatch, void *ctx,
+                     int log_requests, tally_http_server_t **out);
 
 /** @brief The port actually bound. */
 uint16_t tally_http_port(const tally_http_server_t *s);

@@ -147,8 +147,8 @@ series_known(tally_ingest_t *in, uint32_t id, const char *metric, uint32_t metri
         char m[TALLY_MAX_METRIC_LEN + 1];
         memcpy(m, metric, metric_len);
         m[metric_len] = '\0';
-        in->known[id] = in->o.catalog && tally__catalog_find(in->o.catalog, m) ? SERIES_KNOWN
-                                                                               : SERIES_UNKNOWN;
+        in->known[id] =
+            in->o.catalog && tally__catalog_find(in->o.catalog, m) ? SERIES_KNOWN : SERIES_UNKNOWN;
         TALLY_STAT_SET(series, tally__strtab_count(in->o.series));
     }
     return in->known[id] == SERIES_KNOWN;
@@ -323,8 +323,7 @@ static void
 on_wake(uv_async_t *h)
 {
     tally_ingest_t *in = h->data;
-    if (__atomic_load_n(&in->paused, __ATOMIC_SEQ_CST) &&
-        tally__ring_size(in->o.free_ring) > 0) {
+    if (__atomic_load_n(&in->paused, __ATOMIC_SEQ_CST) && tally__ring_size(in->o.free_ring) > 0) {
         __atomic_store_n(&in->paused, 0, __ATOMIC_SEQ_CST);
         TALLY_STAT_SET(ingest_paused, 0);
         start_polling(in);

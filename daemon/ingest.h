@@ -1,4 +1,5 @@
-/* ingest.h — tallyd's ingest side: nanomsg PULL in a uv_poll, strict decode, dedup, deltas onto the ring.
+/* ingest.h — tallyd's ingest side: nanomsg PULL in a uv_poll, strict decode, dedup, deltas onto the
+ * ring.
  *
  * Runs on the main libuv loop. It is the only writer of the series and
  * producer tables and the only producer of the work ring. When no free

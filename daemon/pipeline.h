@@ -22,8 +22,8 @@ enum {
 typedef struct tally_delta {
     uint32_t series; /**< id in the series table */
     uint32_t is_float;
-    int64_t hour_s;  /**< start of the event's hour */
-    int64_t ts_ms;   /**< event time */
+    int64_t hour_s; /**< start of the event's hour */
+    int64_t ts_ms;  /**< event time */
     union {
         int64_t i;
         double f;
@@ -32,8 +32,8 @@ typedef struct tally_delta {
 
 typedef struct tally_block {
     uint32_t kind;
-    uint32_t producer;     /**< id in the producer table */
-    tally__dedup_t state;  /**< the producer's state once this block counts */
+    uint32_t producer;    /**< id in the producer table */
+    tally__dedup_t state; /**< the producer's state once this block counts */
     uint32_t n, cap;
     tally_delta_t *d;
 } tally_block_t;

@@ -105,8 +105,8 @@ tally_prom_u64(tally_prom_t *p, const char *name, const char *k1, const char *v1
 }
 
 void
-tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char *v1,
-                  const char *k2, const char *v2, double v)
+tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char *v1, const char *k2,
+                  const char *v2, double v)
 {
     char buf[40];
     head(p, name, k1, v1, k2, v2);

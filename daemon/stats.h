@@ -1,4 +1,5 @@
-/* stats.h — process-wide counters of tallyd, updated with relaxed atomics and read by /metrics and logs. */
+/* stats.h — process-wide counters of tallyd, updated with relaxed atomics and read by /metrics and
+ * logs. */
 #ifndef TALLY_STATS_H
 #define TALLY_STATS_H
 
@@ -7,32 +8,33 @@
 #include "tally_proto.h"
 
 typedef struct tally_stats {
-    uint64_t messages;          /**< ingest messages received */
-    uint64_t batches;           /**< batches accepted (new) */
-    uint64_t blocks_accepted;   /**< batches and re-acks handed to the aggregator */
-    uint64_t blocks_committed;  /**< accepted batches and re-acks whose flush committed */
-    uint64_t duplicates;        /**< batches already counted, acked again */
-    uint64_t events;            /**< events accepted */
-    uint64_t events_committed;  /**< events in committed flushes */
-    uint64_t unknown_metric;    /**< events of metrics not in the catalog */
+    uint64_t messages;         /**< ingest messages received */
+    uint64_t batches;          /**< batches accepted (new) */
+    uint64_t blocks_accepted;  /**< batches and re-acks handed to the aggregator */
+    uint64_t blocks_committed; /**< accepted batches and re-acks whose flush committed */
+    uint64_t duplicates;       /**< batches already counted, acked again */
+    uint64_t events;           /**< events accepted */
+    uint64_t events_committed; /**< events in committed flushes */
+    uint64_t unknown_metric;   /**< events of metrics not in the catalog */
     uint64_t rejected[TALLY_PROTO_REJECT_COUNT]; /**< by reason (events or batches) */
-    uint64_t flushes;           /**< committed flushes */
-    uint64_t flush_errors;      /**< failed commits */
-    uint64_t flush_last_us;     /**< duration of the last commit */
-    uint64_t flush_max_us;      /**< longest commit */
-    uint64_t flush_buckets[12]; /**< histogram: <= 1,2.5,5,10,25,50,100,250,500,1000,2500 ms, +Inf */
+    uint64_t flushes;                            /**< committed flushes */
+    uint64_t flush_errors;                       /**< failed commits */
+    uint64_t flush_last_us;                      /**< duration of the last commit */
+    uint64_t flush_max_us;                       /**< longest commit */
+    uint64_t
+        flush_buckets[12]; /**< histogram: <= 1,2.5,5,10,25,50,100,250,500,1000,2500 ms, +Inf */
     uint64_t flush_sum_us;
     uint64_t acks_sent;
     uint64_t ack_send_errors;
-    uint64_t series;            /**< distinct series seen since start */
-    uint64_t producers;         /**< distinct producers known */
-    uint64_t cells_pending;     /**< (series, hour) cells waiting for a flush */
-    uint64_t ingest_paused;     /**< 1 while the ingest sockets are not read */
-    uint64_t pauses;            /**< times ingest paused for back-pressure */
-    uint64_t store_full;        /**< 1 while commits fail for lack of space */
-    uint64_t map_size;          /**< LMDB map size */
-    uint64_t map_used;          /**< LMDB bytes in use */
-    uint64_t map_grows;         /**< times the map was grown */
+    uint64_t series;        /**< distinct series seen since start */
+    uint64_t producers;     /**< distinct producers known */
+    uint64_t cells_pending; /**< (series, hour) cells waiting for a flush */
+    uint64_t ingest_paused; /**< 1 while the ingest sockets are not read */
+    uint64_t pauses;        /**< times ingest paused for back-pressure */
+    uint64_t store_full;    /**< 1 while commits fail for lack of space */
+    uint64_t map_size;      /**< LMDB map size */
+    uint64_t map_used;      /**< LMDB bytes in use */
+    uint64_t map_grows;     /**< times the map was grown */
 } tally_stats_t;
 
 extern tally_stats_t tally_stats;

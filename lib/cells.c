@@ -99,7 +99,7 @@ index_grow(tally__cells_t *a)
 
 int
 tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_float, int64_t ival,
-               double fval, int64_t ts_ms)
+                 double fval, int64_t ts_ms)
 {
     uint32_t hour = (uint32_t)(hour_s / 3600);
     uint32_t pos = cell_hash(series, hour) & a->index_mask;
@@ -205,7 +205,9 @@ rank_new_series(tally__cells_t *a)
     uint32_t *merged = a->sorted + a->cap_ranked;
     uint32_t i = 0, j = 0, k = 0;
     while (i < old && j < nnew)
-        merged[k++] = cmp_series(&a->sorted[i], &fresh[j], (void *)a->series_tab) <= 0 ? a->sorted[i++] : fresh[j++];
+        merged[k++] = cmp_series(&a->sorted[i], &fresh[j], (void *)a->series_tab) <= 0
+                          ? a->sorted[i++]
+                          : fresh[j++];
     while (i < old)
         merged[k++] = a->sorted[i++];
     while (j < nnew)
@@ -219,7 +221,7 @@ rank_new_series(tally__cells_t *a)
 
 int
 tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
-                   const tally__store_put_t **monthly, size_t *nm)
+                     const tally__store_put_t **monthly, size_t *nm)
 {
     *nh = *nm = 0;
     if (a->ncells == 0)

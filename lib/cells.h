@@ -28,7 +28,7 @@ void tally__cells_destroy(tally__cells_t *a);
  * @return 0 or -ENOMEM (nothing added).
  */
 int tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_float, int64_t ival,
-                   double fval, int64_t ts_ms);
+                     double fval, int64_t ts_ms);
 
 /** @brief Cells waiting for a flush. */
 size_t tally__cells_cells(const tally__cells_t *a);
@@ -40,7 +40,7 @@ size_t tally__cells_cells(const tally__cells_t *a);
  * @return 0 or -ENOMEM.
  */
 int tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
-                       const tally__store_put_t **monthly, size_t *nm);
+                         const tally__store_put_t **monthly, size_t *nm);
 
 /** @brief Forget every cell (after their commit). Keeps capacity. */
 void tally__cells_reset(tally__cells_t *a);

@@ -1,4 +1,5 @@
-/* client.c — libtally's producer: batches events, keeps every batch until acked, resends, survives restarts.
+/* client.c — libtally's producer: batches events, keeps every batch until acked, resends, survives
+ * restarts.
  *
  * Locking: one mutex guards the whole client; the caller's thread encodes
  * and seals batches under it, the background thread receives acks, seals
@@ -37,7 +38,7 @@ typedef struct pending {
     uint64_t seq;
     char *data;
     size_t len;
-    int64_t sent_ms;   /* 0: never sent successfully */
+    int64_t sent_ms;    /* 0: never sent successfully */
     uint64_t sealed_us; /* monotonic, for the latency histogram */
 } pending_t;
 
@@ -50,7 +51,7 @@ struct tally_client {
     char producer[TALLY_MAX_PRODUCER_LEN + 1];
     int push, sub;
     char endpoint[256], ack_endpoint[256];
-    int64_t last_ack_ms;     /* last ack for us, or the last rebuild */
+    int64_t last_ack_ms; /* last ack for us, or the last rebuild */
     /* the open batch */
     msgpack_sbuffer events;
     uint32_t open_n;

@@ -151,10 +151,10 @@ typedef struct rd {
     const uint8_t *end;
 } rd_t;
 
-#define NEED(r, n)                                                             \
-    do {                                                                       \
-        if ((size_t)((r)->end - (r)->p) < (size_t)(n))                         \
-            return TALLY_PROTO_REJECT_msgpack;                                 \
+#define NEED(r, n)                                                                                 \
+    do {                                                                                           \
+        if ((size_t)((r)->end - (r)->p) < (size_t)(n))                                             \
+            return TALLY_PROTO_REJECT_msgpack;                                                     \
     } while (0)
 
 static uint16_t
@@ -484,7 +484,8 @@ decode_event(tally__decoder_t *d, rd_t *r, uint32_t *nlabels_total, tally__wire_
         return TALLY_PROTO_REJECT_missing;
     if (ev->ns.len > TALLY_MAX_NS_LEN || ev->metric.len > TALLY_MAX_METRIC_LEN)
         return TALLY_PROTO_REJECT_too_long;
-    if (!tally__valid_ns(ev->ns.p, ev->ns.len) || !tally__valid_metric(ev->metric.p, ev->metric.len))
+    if (!tally__valid_ns(ev->ns.p, ev->ns.len) ||
+        !tally__valid_metric(ev->metric.p, ev->metric.len))
         return TALLY_PROTO_REJECT_bad_name;
     return RD_OK;
 }
@@ -674,7 +675,8 @@ tally__encode_event(msgpack_sbuffer *sb, const tally_event_t *ev, int64_t ts_ms)
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_METRIC);
     bad |= pack_cstr(&pk, ev->metric, strlen(ev->metric));
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_VALUE);
-    bad |= ev->is_float ? msgpack_pack_double(&pk, ev->fvalue) : msgpack_pack_int64(&pk, ev->ivalue);
+    bad |=
+        ev->is_float ? msgpack_pack_double(&pk, ev->fvalue) : msgpack_pack_int64(&pk, ev->ivalue);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_TIME);
     bad |= msgpack_pack_int64(&pk, ts_ms);
     if (ev->nlabels) {

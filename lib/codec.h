@@ -76,8 +76,8 @@ void tally__decoder_fini(tally__decoder_t *d);
  * @param[out] reason on failure, the TALLY_PROTO_REJECT_* that applies.
  * @return 0, or TALLY_EPROTO (reason set), TALLY_EVERSION (reason version).
  */
-int tally__decode_batch(tally__decoder_t *d, const void *buf, size_t len,
-                        tally__wire_batch_t *out, int *reason);
+int tally__decode_batch(tally__decoder_t *d, const void *buf, size_t len, tally__wire_batch_t *out,
+                        int *reason);
 
 /** @brief Name ("too_old") and description of a reject reason. */
 const char *tally__reject_name(int reason);
@@ -108,8 +108,8 @@ int tally__encode_batch(msgpack_sbuffer *out, const char *producer, uint64_t seq
                         uint32_t nevents, const void *events, size_t events_len);
 
 /** @brief Build an ack_v1 message: "producer\0" + msgpack map. */
-int tally__encode_ack(msgpack_sbuffer *out, const char *producer, size_t producer_len,
-                      uint64_t hwm, uint64_t max_seq);
+int tally__encode_ack(msgpack_sbuffer *out, const char *producer, size_t producer_len, uint64_t hwm,
+                      uint64_t max_seq);
 
 /**
  * @brief Decode an ack message (with its topic prefix).

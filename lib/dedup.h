@@ -27,8 +27,8 @@ typedef struct tally__dedup {
 } tally__dedup_t;
 
 enum {
-    TALLY_DEDUP_NEW = 0,    /**< count it; the state now includes it */
-    TALLY_DEDUP_DUP = 1,    /**< already counted: ack again, count nothing */
+    TALLY_DEDUP_NEW = 0,   /**< count it; the state now includes it */
+    TALLY_DEDUP_DUP = 1,   /**< already counted: ack again, count nothing */
     TALLY_DEDUP_AHEAD = 2, /**< too far ahead of the floor: reject */
 };
 

@@ -9,8 +9,8 @@ tally_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define TALLY__ERR_CASE(name, code, text)                                      \
-    case code:                                                                 \
+#define TALLY__ERR_CASE(name, code, text)                                                          \
+    case code:                                                                                     \
         return text;
         TALLY_ERRNO_MAP(TALLY__ERR_CASE)
 #undef TALLY__ERR_CASE

@@ -35,8 +35,7 @@ tally__jw_take(tally__jw_t *w, size_t *len)
     return p;
 }
 
-static int
-grow(tally__jw_t *w, size_t n);
+static int grow(tally__jw_t *w, size_t n);
 
 static inline int
 reserve(tally__jw_t *w, size_t n)

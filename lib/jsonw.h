@@ -1,4 +1,5 @@
-/* jsonw.h — a fast append-only JSON writer for HTTP responses (jansson parses requests; this writes replies).
+/* jsonw.h — a fast append-only JSON writer for HTTP responses (jansson parses requests; this writes
+ * replies).
  *
  * Writes compact JSON into one growable buffer, with commas placed from a
  * small nesting stack. Strings are escaped per RFC 8259 and must be valid

@@ -39,10 +39,13 @@ tally__log(int level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line,
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    int n =
+        snprintf(line, sizeof line,
+                 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                 level_names[level < 0   ? 0
+                             : level > 3 ? 3
+                                         : level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -58,8 +61,7 @@ tally__log(int level, const char *fmt, ...)
 }
 
 int
-tally__ratelimit_ok(tally__ratelimit_t *rl, uint32_t burst, int64_t period_ms,
-                    uint32_t *suppressed)
+tally__ratelimit_ok(tally__ratelimit_t *rl, uint32_t burst, int64_t period_ms, uint32_t *suppressed)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

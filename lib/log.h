@@ -47,13 +47,13 @@ int tally__ratelimit_ok(tally__ratelimit_t *rl, uint32_t burst, int64_t period_m
 #define tally__log_error(...) tally__log(TALLY_LOG_ERROR, __VA_ARGS__)
 
 /** Broken invariant: log and abort. Never used for environmental failures. */
-#define TALLY_ASSERT(cond)                                                     \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            tally__log(TALLY_LOG_ERROR, "assertion failed: %s at %s:%d", #cond, \
-                       __FILE__, __LINE__);                                    \
-            abort();                                                           \
-        }                                                                      \
+#define TALLY_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            tally__log(TALLY_LOG_ERROR, "assertion failed: %s at %s:%d", #cond, __FILE__,          \
+                       __LINE__);                                                                  \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif

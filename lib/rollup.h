@@ -1,4 +1,5 @@
-/* rollup.h — the rollup record (sum, count, max, last of a series over an hour or a month) and its LMDB key.
+/* rollup.h — the rollup record (sum, count, max, last of a series over an hour or a month) and its
+ * LMDB key.
  *
  * A series is (namespace, metric label, labels). Its key string is
  *   ns 0x00 metric 0x00 k1 0x1f v1 0x1e k2 0x1f v2 ...
@@ -23,7 +24,7 @@
 #include "tally/tally.h"
 
 enum {
-    TALLY_ROLLUP_FLOAT = 1,    /**< a float value (or an int64 overflow) went into sum_f */
+    TALLY_ROLLUP_FLOAT = 1, /**< a float value (or an int64 overflow) went into sum_f */
 };
 
 typedef struct tally__rollup {
@@ -35,20 +36,19 @@ typedef struct tally__rollup {
     int64_t last_ts_ms; /**< event time of `last` */
     uint32_t flags;     /**< TALLY_ROLLUP_* */
     uint32_t reserved;
-    double last_sum;    /**< sum over the hours covered of each hour's `last`: equal to
-                             `last` in an hourly record; in a monthly record it is what a
-                             gauge (objects → object-hours) totals over the month. The
-                             store maintains it at commit; deltas carry 0. Last in the
-                             struct: hourly records are stored without it
-                             (TALLY_ROLLUP_HOURLY_SIZE bytes), since it equals `last`. */
+    double last_sum; /**< sum over the hours covered of each hour's `last`: equal to
+                          `last` in an hourly record; in a monthly record it is what a
+                          gauge (objects → object-hours) totals over the month. The
+                          store maintains it at commit; deltas carry 0. Last in the
+                          struct: hourly records are stored without it
+                          (TALLY_ROLLUP_HOURLY_SIZE bytes), since it equals `last`. */
 } tally__rollup_t;
 
 /** Bytes of an hourly record on disk: everything before last_sum. */
 #define TALLY_ROLLUP_HOURLY_SIZE (sizeof(tally__rollup_t) - sizeof(double))
 
 /** Longest series key: ns + metric + labels + separators. */
-#define TALLY_SERIES_KEY_MAX                                                   \
-    (TALLY_MAX_NS_LEN + TALLY_MAX_METRIC_LEN + 2 + TALLY_MAX_LABELS_BYTES)
+#define TALLY_SERIES_KEY_MAX (TALLY_MAX_NS_LEN + TALLY_MAX_METRIC_LEN + 2 + TALLY_MAX_LABELS_BYTES)
 #define TALLY_ROLLUP_KEY_MAX (TALLY_SERIES_KEY_MAX + 9)
 
 /** @brief Start an empty record. */

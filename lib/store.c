@@ -1,4 +1,5 @@
-/* store.c — LMDB behind tally__store: environment, named databases, flush commits, snapshot scans. */
+/* store.c — LMDB behind tally__store: environment, named databases, flush commits, snapshot scans.
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -203,8 +204,7 @@ merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n, 
         } else if (rc == MDB_SUCCESS) {
             rc = MDB_CORRUPTED;
         }
-        if (rc == MDB_SUCCESS && diffs && puts[i].month_plus1 &&
-            puts[i].month_plus1 <= ndiffs)
+        if (rc == MDB_SUCCESS && diffs && puts[i].month_plus1 && puts[i].month_plus1 <= ndiffs)
             diffs[puts[i].month_plus1 - 1] += r.last - old_last;
         if (rc)
             break;
@@ -333,8 +333,8 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
         if (ns && (k.mv_size <= ns_len || memcmp(k.mv_data, ns, ns_len) != 0 ||
                    ((const char *)k.mv_data)[ns_len] != '\0'))
             break; /* past the namespace */
-        size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t)
-                                                    : TALLY_ROLLUP_HOURLY_SIZE;
+        size_t vsize =
+            which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
         if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0 ||
             v.mv_size != vsize) {
             ret = TALLY_ECORRUPT;

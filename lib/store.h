@@ -1,4 +1,5 @@
-/* store.h — the LMDB store: hourly and monthly rollups, producer high-water marks, one write txn per flush.
+/* store.h — the LMDB store: hourly and monthly rollups, producer high-water marks, one write txn
+ * per flush.
  *
  * Only this module sees LMDB; its codes become TALLY_E* here. The store is
  * one LMDB environment (a directory) with named databases: "hourly",
@@ -30,8 +31,7 @@ enum { TALLY_STORE_HOURLY = 0, TALLY_STORE_MONTHLY = 1 };
  * @param readonly 1 for tools that only read (tallyctl dump).
  * @return 0, TALLY_ECORRUPT (another format), TALLY_ESTORE, or -errno.
  */
-int tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly,
-                      tally__store_t **out);
+int tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally__store_t **out);
 void tally__store_close(tally__store_t *s);
 
 /** One rollup update for (series, period): merged into what the store holds. */
@@ -103,11 +103,11 @@ int tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void 
 enum { TALLY_OBJ_PUT = 1, TALLY_OBJ_DEL = 2 };
 
 typedef struct tally__obj_op {
-    int op;             /**< TALLY_OBJ_PUT or TALLY_OBJ_DEL */
-    const char *kind;   /**< e.g. "quota", "transition" */
-    const char *ns;     /**< namespace ("system" for tenant-wide) */
+    int op;           /**< TALLY_OBJ_PUT or TALLY_OBJ_DEL */
+    const char *kind; /**< e.g. "quota", "transition" */
+    const char *ns;   /**< namespace ("system" for tenant-wide) */
     const char *name;
-    const void *value;  /**< PUT: the bytes to store */
+    const void *value; /**< PUT: the bytes to store */
     size_t len;
     int must_exist;     /**< fail with TALLY_ENOTFOUND unless it exists */
     int must_not_exist; /**< fail with TALLY_EEXISTS if it exists */

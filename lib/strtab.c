@@ -1,4 +1,5 @@
-/* strtab.c — append-only interning: arena-allocated strings, a two-level slot directory, a private index. */
+/* strtab.c — append-only interning: arena-allocated strings, a two-level slot directory, a private
+ * index. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,5 @@
-/* test_ring_threads.c — a producer and a consumer thread pass heap payloads through a small ck_ring; order and contents must survive (run under TSan). */
+/* test_ring_threads.c — a producer and a consumer thread pass heap payloads through a small
+ * ck_ring; order and contents must survive (run under TSan). */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>

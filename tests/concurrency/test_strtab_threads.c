@@ -1,4 +1,5 @@
-/* test_strtab_threads.c — one thread interns strings while another reads them by id as they are published (run under TSan). */
+/* test_strtab_threads.c — one thread interns strings while another reads them by id as they are
+ * published (run under TSan). */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -45,8 +46,8 @@ main(void)
             int n = snprintf(want, sizeof want, "ns-%u", seen);
             uint32_t len;
             const char *s = tally__strtab_get(tab, seen, &len);
-            CHECK(s != NULL && len == (uint32_t)n && memcmp(s, want, (size_t)n) == 0,
-                  "string %u", seen);
+            CHECK(s != NULL && len == (uint32_t)n && memcmp(s, want, (size_t)n) == 0, "string %u",
+                  seen);
         }
     }
     pthread_join(t, NULL);

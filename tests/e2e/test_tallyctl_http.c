@@ -38,8 +38,9 @@ Test(tallyctl_http, usage_prints_the_api_quantities_as_a_table_and_json)
     char url[64], from[32];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", H->port);
     snprintf(from, sizeof from, "%lld", (long long)h);
-    const char *json_args[] = {"usage", "--url", url, "--token", "dev-demo-viewer-token", "--ns",
-                               "demo", "--from", from, "--json", NULL};
+    const char *json_args[] = {"usage", "--url", url,      "--token", "dev-demo-viewer-token",
+                               "--ns",  "demo",  "--from", from,      "--json",
+                               NULL};
     int st;
     char *out = ctl(json_args, &st);
     cr_assert_eq(st, 0, "tallyctl usage --json exit %d: %s", st, out);
@@ -53,8 +54,8 @@ Test(tallyctl_http, usage_prints_the_api_quantities_as_a_table_and_json)
     json_decref(j);
     free(out);
 
-    const char *table_args[] = {"usage", "--url", url, "--token", "dev-admin-token", "--ns",
-                                "system", "--from", from, NULL};
+    const char *table_args[] = {"usage", "--url",  url,      "--token", "dev-admin-token",
+                                "--ns",  "system", "--from", from,      NULL};
     out = ctl(table_args, &st);
     cr_assert_eq(st, 0);
     cr_assert(strstr(out, "NAMESPACE") && strstr(out, "QUANTITY"), "header: %s", out);
@@ -78,19 +79,19 @@ Test(tallyctl_http, usage_reports_http_errors_and_exits_non_zero)
 {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", H->port);
-    const char *forbidden[] = {"usage", "--url", url, "--token", "dev-demo-viewer-token", "--ns",
-                               "other", NULL};
+    const char *forbidden[] = {"usage", "--url", url, "--token", "dev-demo-viewer-token",
+                               "--ns",  "other", NULL};
     int st;
     char *out = ctl(forbidden, &st);
     cr_assert_neq(st, 0, "403 must fail");
     free(out);
-    const char *bad_time[] = {"usage", "--url", url, "--token", "dev-admin-token", "--ns", "demo",
-                              "--from", "yesterday", NULL};
+    const char *bad_time[] = {"usage", "--url", url,      "--token",   "dev-admin-token",
+                              "--ns",  "demo",  "--from", "yesterday", NULL};
     out = ctl(bad_time, &st);
     cr_assert_eq(st, 2, "a bad --from is a usage error");
     free(out);
     const char *no_server[] = {"usage", "--url", "http://127.0.0.1:1", "--token", "x", "--ns",
-                               "demo", NULL};
+                               "demo",  NULL};
     out = ctl(no_server, &st);
     cr_assert_eq(st, 1, "no daemon there");
     free(out);

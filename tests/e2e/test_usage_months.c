@@ -1,4 +1,5 @@
-/* test_usage_months.c — usage_details over windows holding whole months (read from monthly rollups) equals the hour-by-hour truth. */
+/* test_usage_months.c — usage_details over windows holding whole months (read from monthly rollups)
+ * equals the hour-by-hour truth. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +40,8 @@ truth(int64_t from, int64_t to, const char *metric, int gauge)
     double total = 0;
     size_t i;
     json_t *rec;
-    json_array_foreach(dump, i, rec) {
+    json_array_foreach(dump, i, rec)
+    {
         if (strcmp(json_string_value(json_object_get(rec, "metric")), metric) == 0)
             total += json_number_value(json_object_get(rec, gauge ? "last" : "sum"));
     }
@@ -51,16 +53,18 @@ static double
 api_quantity(int64_t from, int64_t to, const char *metric, json_t **item_out)
 {
     char f[32], t[32], body[128];
-    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\"}", harness_rfc3339(from, f, sizeof f),
-             harness_rfc3339(to, t, sizeof t));
+    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\"}",
+             harness_rfc3339(from, f, sizeof f), harness_rfc3339(to, t, sizeof t));
     int status;
-    json_t *r = harness_post_json(H, "/api/web/namespaces/months/usage_details", ADMIN, body, &status);
+    json_t *r =
+        harness_post_json(H, "/api/web/namespaces/months/usage_details", ADMIN, body, &status);
     cr_assert_eq(status, 200, "usage_details: %d", status);
     json_t *items = json_object_get(r, "usage_items");
     size_t i;
     json_t *it;
     double q = -1;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         if (strcmp(json_string_value(json_object_get(it, "metric_label")), metric) == 0) {
             q = json_number_value(json_object_get(it, "quantity"));
             if (item_out)
@@ -79,13 +83,14 @@ breakdown_total(json_t *item)
     json_t *req = json_pack("{s:s, s:s}", "namespace", "months", "query", query);
     char *body = json_dumps(req, JSON_COMPACT);
     int status;
-    json_t *r = harness_post_json(H, "/api/web/namespaces/months/hourly_usage_details", ADMIN,
-                                  body, &status);
+    json_t *r = harness_post_json(H, "/api/web/namespaces/months/hourly_usage_details", ADMIN, body,
+                                  &status);
     cr_assert_eq(status, 200);
     double total = 0;
     size_t i;
     json_t *h;
-    json_array_foreach(json_object_get(r, "hourly_usage_items"), i, h) {
+    json_array_foreach(json_object_get(r, "hourly_usage_items"), i, h)
+    {
         total += json_number_value(json_object_get(h, "quantity"));
     }
     json_decref(r);
@@ -124,10 +129,10 @@ Test(usage_months, whole_months_agree_with_the_hours)
     harness_flush(H);
 
     int64_t windows[][2] = {
-        {start, now + HOUR},                        /* one whole month + this month's hours */
-        {start, this_month},                        /* exactly one month */
-        {start + 2 * HOUR, now + HOUR},             /* no whole month: hour by hour */
-        {start - 40 * 24 * HOUR, this_month},       /* an empty month before it, then the month */
+        {start, now + HOUR},                  /* one whole month + this month's hours */
+        {start, this_month},                  /* exactly one month */
+        {start + 2 * HOUR, now + HOUR},       /* no whole month: hour by hour */
+        {start - 40 * 24 * HOUR, this_month}, /* an empty month before it, then the month */
     };
     for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
         int64_t f = windows[w][0], t = windows[w][1];
@@ -136,14 +141,16 @@ Test(usage_months, whole_months_agree_with_the_hours)
         json_t *item_sum = NULL, *item_gauge = NULL;
         double got_sum = api_quantity(f, t, "http_requests", &item_sum);
         double got_gauge = api_quantity(f, t, "lb_count", &item_gauge);
-        cr_expect_eq(got_sum, want_sum, "window %zu: http_requests API %.0f, hours %.0f", w, got_sum,
-                     want_sum);
+        cr_expect_eq(got_sum, want_sum, "window %zu: http_requests API %.0f, hours %.0f", w,
+                     got_sum, want_sum);
         cr_expect_eq(got_gauge, want_gauge, "window %zu: lb_count API %.0f, hours %.0f", w,
                      got_gauge, want_gauge);
         cr_assert_not_null(item_sum);
         cr_assert_not_null(item_gauge);
-        cr_expect_eq(breakdown_total(item_sum), got_sum, "window %zu: breakdown of http_requests", w);
-        cr_expect_eq(breakdown_total(item_gauge), got_gauge, "window %zu: breakdown of lb_count", w);
+        cr_expect_eq(breakdown_total(item_sum), got_sum, "window %zu: breakdown of http_requests",
+                     w);
+        cr_expect_eq(breakdown_total(item_gauge), got_gauge, "window %zu: breakdown of lb_count",
+                     w);
         json_decref(item_sum);
         json_decref(item_gauge);
     }

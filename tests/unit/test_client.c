@@ -1,4 +1,5 @@
-/* test_client.c — libtally's client against a fake daemon: batching, resends, socket rebuild, acks, bounded memory. */
+/* test_client.c — libtally's client against a fake daemon: batching, resends, socket rebuild, acks,
+ * bounded memory. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <nanomsg/nn.h>

@@ -1,4 +1,5 @@
-/* test_jsonw.c — the JSON response writer: structure, escaping, numbers, and base64 against RFC 4648 vectors. */
+/* test_jsonw.c — the JSON response writer: structure, escaping, numbers, and base64 against RFC
+ * 4648 vectors. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
@@ -85,7 +86,8 @@ Test(jsonw, numbers_read_back_exactly)
 Test(jsonw, base64_matches_rfc4648_vectors)
 {
     static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    static const char *const out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    static const char *const out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     char buf[16];
     for (size_t i = 0; i < 7; i++) {
         size_t n = tally__base64_encode(buf, sizeof buf, in[i], strlen(in[i]));

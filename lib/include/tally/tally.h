@@ -21,20 +21,20 @@ extern "C" {
  * reserved band under -30000 so they never collide with errno values.
  * tally_strerror() describes both.
  */
-#define TALLY_ERRNO_MAP(X)                                                     \
-    X(INVAL, -30001, "invalid argument")                                      \
-    X(FULL, -30002, "buffer full: unacknowledged batches at their limit")     \
-    X(TIMEDOUT, -30003, "timed out")                                          \
-    X(PROTO, -30004, "malformed message")                                     \
-    X(VERSION, -30005, "unsupported protocol version")                        \
-    X(TOOBIG, -30006, "value exceeds a configured bound")                     \
-    X(NOTFOUND, -30007, "not found")                                          \
-    X(STORE, -30008, "storage error")                                         \
-    X(MAPFULL, -30009, "storage map full")                                    \
-    X(CONFIG, -30010, "invalid configuration")                                \
-    X(BUSY, -30011, "resource busy")                                          \
-    X(CLOSED, -30012, "closed")                                               \
-    X(CORRUPT, -30013, "stored data is corrupt or of another version")        \
+#define TALLY_ERRNO_MAP(X)                                                                         \
+    X(INVAL, -30001, "invalid argument")                                                           \
+    X(FULL, -30002, "buffer full: unacknowledged batches at their limit")                          \
+    X(TIMEDOUT, -30003, "timed out")                                                               \
+    X(PROTO, -30004, "malformed message")                                                          \
+    X(VERSION, -30005, "unsupported protocol version")                                             \
+    X(TOOBIG, -30006, "value exceeds a configured bound")                                          \
+    X(NOTFOUND, -30007, "not found")                                                               \
+    X(STORE, -30008, "storage error")                                                              \
+    X(MAPFULL, -30009, "storage map full")                                                         \
+    X(CONFIG, -30010, "invalid configuration")                                                     \
+    X(BUSY, -30011, "resource busy")                                                               \
+    X(CLOSED, -30012, "closed")                                                                    \
+    X(CORRUPT, -30013, "stored data is corrupt or of another version")                             \
     X(EXISTS, -30014, "already exists")
 
 enum {
@@ -62,10 +62,11 @@ TALLY_EXPORT const char *tally_version(void);
 #define TALLY_MAX_LABELS 8           /**< labels per event */
 #define TALLY_MAX_LABEL_KEY_LEN 32   /**< label key bytes */
 #define TALLY_MAX_LABEL_VALUE_LEN 64 /**< label value bytes */
-#define TALLY_MAX_LABELS_BYTES 320  /**< all labels of an event, as
+#define TALLY_MAX_LABELS_BYTES                                                                     \
+    320                             /**< all labels of an event, as                                \
                                           sum of (key + value + 2) bytes */
-#define TALLY_MAX_BATCH_EVENTS 4096  /**< events per batch */
-#define TALLY_DEDUP_WINDOW 4096      /**< batches a producer may have in flight */
+#define TALLY_MAX_BATCH_EVENTS 4096 /**< events per batch */
+#define TALLY_DEDUP_WINDOW 4096     /**< batches a producer may have in flight */
 
 typedef struct tally_client tally_client_t;
 
@@ -80,34 +81,34 @@ typedef struct tally_label {
  * tally_emit() call only; the client copies what it keeps.
  */
 typedef struct tally_event {
-    const char *ns;       /**< namespace: [a-z0-9-], 1..64 bytes */
-    const char *metric;   /**< metric label: [A-Za-z0-9_.:-], 1..64 bytes */
-    int is_float;         /**< 0: ivalue is the value; 1: fvalue is */
-    int64_t ivalue;       /**< integer value */
-    double fvalue;        /**< floating value (finite) */
-    int64_t ts_ms;        /**< event time, unix milliseconds UTC; 0 = now */
+    const char *ns;              /**< namespace: [a-z0-9-], 1..64 bytes */
+    const char *metric;          /**< metric label: [A-Za-z0-9_.:-], 1..64 bytes */
+    int is_float;                /**< 0: ivalue is the value; 1: fvalue is */
+    int64_t ivalue;              /**< integer value */
+    double fvalue;               /**< floating value (finite) */
+    int64_t ts_ms;               /**< event time, unix milliseconds UTC; 0 = now */
     const tally_label_t *labels; /**< may be NULL when nlabels is 0 */
-    size_t nlabels;       /**< at most TALLY_MAX_LABELS */
+    size_t nlabels;              /**< at most TALLY_MAX_LABELS */
 } tally_event_t;
 
 /** Client tuning; zero fields take the documented default. */
 typedef struct tally_client_options {
-    const char *ack_endpoint; /**< NULL: derived from the ingest endpoint
-                                   (tcp port + 1, or ipc path + ".acks") */
-    uint32_t batch_events;    /**< seal a batch at this many events (100) */
-    uint32_t batch_bytes;     /**< ... or at this many encoded bytes (64 KiB) */
-    uint32_t batch_delay_ms;  /**< ... or when its first event is this old (20) */
-    uint32_t max_unacked;     /**< batches kept until acked (1024, at most
-                                   TALLY_DEDUP_WINDOW = 4096); emit fails past it.
-                                   One event per batch needs more in flight: a
-                                   producer sends at most max_unacked batches
-                                   per flush interval. */
+    const char *ack_endpoint;   /**< NULL: derived from the ingest endpoint
+                                     (tcp port + 1, or ipc path + ".acks") */
+    uint32_t batch_events;      /**< seal a batch at this many events (100) */
+    uint32_t batch_bytes;       /**< ... or at this many encoded bytes (64 KiB) */
+    uint32_t batch_delay_ms;    /**< ... or when its first event is this old (20) */
+    uint32_t max_unacked;       /**< batches kept until acked (1024, at most
+                                     TALLY_DEDUP_WINDOW = 4096); emit fails past it.
+                                     One event per batch needs more in flight: a
+                                     producer sends at most max_unacked batches
+                                     per flush interval. */
     uint64_t max_unacked_bytes; /**< bytes kept until acked (64 MiB) */
-    uint32_t ack_timeout_ms;  /**< resend a batch unacked for this long (1000) */
-    uint64_t first_seq;       /**< first sequence number; 0 = the wall clock
-                                   in microseconds, so a restarted producer
-                                   keeping its id continues above its old
-                                   sequence numbers */
+    uint32_t ack_timeout_ms;    /**< resend a batch unacked for this long (1000) */
+    uint64_t first_seq;         /**< first sequence number; 0 = the wall clock
+                                     in microseconds, so a restarted producer
+                                     keeping its id continues above its old
+                                     sequence numbers */
 } tally_client_options_t;
 
 /** Counters of a client, for tests and tools. */
@@ -136,8 +137,7 @@ typedef struct tally_client_stats {
  *       acks and resends. All functions are safe to call from any thread.
  */
 TALLY_EXPORT int tally_client_create(const char *endpoint, const char *producer_id,
-                                     const tally_client_options_t *options,
-                                     tally_client_t **out);
+                                     const tally_client_options_t *options, tally_client_t **out);
 
 /**
  * @brief Queue one event; it is sent with its batch and kept until acked.
