@@ -30,6 +30,7 @@ typedef struct opts {
     int in_flight; /* batches a producer keeps unacked */
     const char *endpoint;
     const char *tallyd;
+    const char *config; /* tallyd config (default: config/tallyd.conf of the source tree) */
     int json;
 } opts_t;
 
@@ -141,10 +142,21 @@ spawn_tallyd(const opts_t *o, const char *dir, char *endpoint, size_t cap, FILE 
         snprintf(buf, sizeof buf, "%d", o->interval_ms);
         setenv("TALLY_FLUSH_INTERVAL_MS", buf, 1);
         setenv("TALLY_STORAGE_MAP_SIZE_MB", "4096", 1);
-        setenv("TALLY_BILLING_METRICS_FILE", "/dev/null", 0);
-        setenv("TALLY_AUTH_TOKENS_FILE", "/dev/null", 0);
         setenv("TALLY_HTTP_LISTEN", "127.0.0.1:0", 0);
-        execl(o->tallyd, "tallyd", (char *)NULL);
+        /* the shipped config beside the build (catalogs, tokens); the
+         * environment above gives this run its own store and endpoints */
+        char conf[4096];
+        snprintf(conf, sizeof conf, "%s", o->tallyd);
+        char *slash = strrchr(conf, '/');
+        if (slash)
+            snprintf(slash + 1, sizeof conf - (size_t)(slash + 1 - conf),
+                     "../../config/tallyd.conf");
+        if (o->config)
+            execl(o->tallyd, "tallyd", "-c", o->config, (char *)NULL);
+        else if (slash && access(conf, R_OK) == 0)
+            execl(o->tallyd, "tallyd", "-c", conf, (char *)NULL);
+        else
+            execl(o->tallyd, "tallyd", (char *)NULL);
         perror("exec tallyd");
         _exit(127);
     }
@@ -175,7 +187,8 @@ usage(void)
             "  --interval-ms tallyd flush interval (default 100)\n"
             "  --in-flight  batches each producer keeps unacked (default 1024, max 4096)\n"
             "  --endpoint   use a running tallyd instead of starting one\n"
-            "  --tallyd     tallyd binary (default: beside this program)\n");
+            "  --tallyd     tallyd binary (default: beside this program)\n"
+            "  --config     tallyd config (default: ../../config/tallyd.conf from tallyd)\n");
 }
 
 int
@@ -189,7 +202,7 @@ main(int argc, char **argv)
                                        {"endpoint", required_argument, NULL, 'E'},
                                        {"tallyd", required_argument, NULL, 't'},
                                        {"json", no_argument, NULL, 'j'},
-                                       {"in-flight", required_argument, NULL, 'F'},
+                                       {"in-flight", required_argument, NULL, 'F'}, {"config", required_argument, NULL, 'C'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     opts_t o = {
@@ -224,6 +237,9 @@ main(int argc, char **argv)
             break;
         case 'F':
             o.in_flight = atoi(optarg);
+            break;
+        case 'C':
+            o.config = optarg;
             break;
         default:
             usage();

@@ -1,9 +1,12 @@
 /* routes.c — the route table, path matching, authentication and access checks, and HTTP metrics. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apilimit.h"
 #include "log.h"
+#include "quota.h"
 #include "routes.h"
 #include "timeutil.h"
 
@@ -263,6 +266,67 @@ not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
     (void)res; /* the dispatcher answers for routes marked `later` */
 }
 
+/* ---- api_limits ----------------------------------------------------------
+ * The quota's api_limits, enforced per (token, namespace, operation) after
+ * the per-token rate check. One table for the process (the loop thread is
+ * the only caller), made at first use and freed at exit. */
+
+#define APILIMIT_BUCKETS 16384
+#define APILIMIT_NAMESPACES 1024
+#define APILIMIT_REFRESH_MS 1000 /* quota writes and plan changes apply within 1 s */
+
+static tally__apilimit_t *apilimits;
+static tally_ctx_t *apilimits_ctx; /* the ctx of the request being checked */
+
+static int
+fetch_api_limits(void *vctx, const char *ns, tally__quota_api_limit_t **out, size_t *n)
+{
+    (void)vctx;
+    tally_ctx_t *ctx = apilimits_ctx;
+    tally__quota_limits_t l = {0};
+    *out = NULL;
+    *n = 0;
+    int rc = tally__quota_effective(ctx->store, ctx->plans, ctx->cfg->billing.default_plan, ns, &l);
+    if (rc)
+        return rc;
+    if (l.napis) {
+        *out = malloc(l.napis * sizeof **out);
+        if (!*out) {
+            tally__quota_limits_free(&l);
+            return -ENOMEM;
+        }
+        memcpy(*out, l.apis, l.napis * sizeof **out);
+        *n = l.napis;
+    }
+    tally__quota_limits_free(&l);
+    return 0;
+}
+
+__attribute__((destructor)) static void
+free_api_limits(void)
+{
+    tally__apilimit_destroy(apilimits);
+    apilimits = NULL;
+}
+
+/* 1 when the route's api_limit (if any) lets this request through. */
+static int
+api_limit_allows(tally_ctx_t *ctx, const tally__token_t *tok, const char *ns, const char *op,
+                 uint32_t *retry, tally__quota_api_limit_t *lim)
+{
+    if (!apilimits) {
+        tally__apilimit_opts_t o = {.max_buckets = APILIMIT_BUCKETS,
+                                    .max_namespaces = APILIMIT_NAMESPACES,
+                                    .refresh_ms = APILIMIT_REFRESH_MS,
+                                    .fetch = fetch_api_limits};
+        if (tally__apilimit_create(&o, &apilimits) != 0)
+            return 1; /* out of memory: unlimited rather than unavailable */
+    }
+    apilimits_ctx = ctx;
+    return tally__apilimit_check(apilimits, tally__token_name(tok), ns, op, tally__time_mono_ms(),
+                                 retry, lim);
+}
+
 static const char *
 method_name(int m)
 {
@@ -335,6 +399,15 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
             tally_http_error(res, 429, "ETOOMANY",
                              "request rate of token '%s' exceeds http.rate_per_token",
                              tally__token_name(tok));
+            goto done;
+        }
+        tally__quota_api_limit_t lim;
+        if (!api_limit_allows(ctx, tok, ns, r->name, &retry, &lim)) {
+            res->retry_after = retry;
+            tally_http_error(res, 429, "ETOOMANY",
+                             "token '%s' exceeds the api_limits of '%s' in namespace '%s' "
+                             "(%u per %d s, burst %u)",
+                             tally__token_name(tok), r->name, ns, lim.rate, lim.unit_s, lim.burst);
             goto done;
         }
     }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "codec.h"
 #include "prom.h"
 #include "routes.h"
@@ -90,6 +91,7 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     gauge(&p, "tally_uptime_seconds", "Seconds since tallyd started.",
           (double)(tally__time_now_ms() - ctx->started_ms) / 1000.0);
     tally_routes_metrics(&p);
+    tally_alerts_metrics(&p);
     size_t len;
     char *text = tally_prom_take(&p, &len);
     if (!text) {

@@ -5,6 +5,8 @@
 #include <netdb.h>
 #include <sys/socket.h>
 #include <jansson.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/pubsub.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "codec.h"
 #include "config.h"
 #include "rollup.h"
@@ -30,6 +33,8 @@ usage_main(FILE *fp)
             "  backup   consistent, compacted copy of the store while tallyd runs\n"
             "  usage    usage of a namespace over a window, from the HTTP API\n"
             "  stats    the daemon's key counters, from /metrics\n"
+            "  watch    print quota alerts as tallyd publishes them\n"
+            "  plan     approve or reject a plan transition (admin, over HTTP)\n"
             "  version  print the version\n"
             "Run 'tallyctl COMMAND --help' for a command's options.\n");
 }
@@ -841,6 +846,229 @@ cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* ---- plan approve|reject ------------------------------------------------- */
+
+static void
+usage_plan(FILE *fp)
+{
+    fprintf(fp,
+            "usage: tallyctl plan approve|reject ID --url URL --token T [--json]\n"
+            "  Decide a plan transition waiting for approval (STATE_WAITING_FOR_APPROVAL),\n"
+            "  through POST /api/tally/namespaces/system/billing/plan_transitions/ID/DECISION\n"
+            "  (an admin token). approve applies it; reject ends it in STATE_FAILED with\n"
+            "  reason \"rejected by NAME\". Prints the transition's state (--json: the record).\n"
+            "Exit status 0 when tallyd accepted the decision, 1 otherwise.\n");
+}
+
+static int
+cmd_plan(int argc, char **argv)
+{
+    static const struct option lo[] = {{"url", required_argument, NULL, 'u'},
+                                       {"token", required_argument, NULL, 'T'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *url = NULL, *token = NULL;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'T': token = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            usage_plan(stdout);
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    /* getopt moved the operands (DECISION ID) after the options */
+    if (!url || !token || argc - optind != 2 ||
+        (strcmp(argv[optind], "approve") != 0 && strcmp(argv[optind], "reject") != 0)) {
+        usage_plan(stderr);
+        return 2;
+    }
+    const char *decision = argv[optind], *id = argv[optind + 1];
+    if (!id[0] || strlen(id) > 128 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                 "0123456789-_.") != strlen(id)) {
+        fprintf(stderr, "tallyctl plan: '%s' is not a transition id\n", id);
+        return 2;
+    }
+    char path[320];
+    snprintf(path, sizeof path, "/api/tally/namespaces/system/billing/plan_transitions/%s/%s", id,
+             decision);
+    http_resp_t r;
+    if (http_call(url, "POST", path, token, "{}", &r))
+        return 1;
+    if (r.status < 200 || r.status > 299) {
+        report_http_error("plan", &r);
+        free(r.body);
+        return 1;
+    }
+    if (json) {
+        fputs(r.body, stdout);
+        fputc('\n', stdout);
+    } else {
+        json_t *j = json_loads(r.body, 0, NULL);
+        const char *state = j ? json_string_value(json_object_get(j, "state")) : NULL;
+        const char *reason = j ? json_string_value(json_object_get(j, "reason")) : NULL;
+        printf("plan transition %s: %s%s%s\n", id, state ? state : "?", reason ? " - " : "",
+               reason ? reason : "");
+        json_decref(j);
+    }
+    free(r.body);
+    return 0;
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
+static void
+usage_watch(FILE *fp)
+{
+    fprintf(fp,
+            "usage: tallyctl watch --endpoint EP [--ns NS] [--json] [--count N] [--timeout S]\n"
+            "  Print quota alerts (alert_v1) from tallyd's [quota] alerts PUB socket, one line\n"
+            "  per alert, as they arrive.\n"
+            "  --endpoint EP  the alerts endpoint (ipc://... or tcp://...)\n"
+            "  --ns NS        only alerts of namespace NS (default: every namespace)\n"
+            "  --json         one JSON object per line: namespace, key, level, usage, limit,\n"
+            "                 timestamp (RFC 3339) and timestamp_ms\n"
+            "  --count N      exit 0 after N alerts (default: run until interrupted)\n"
+            "  --timeout S    exit 1 when S seconds pass before --count alerts arrived\n"
+            "Messages that are not valid alert_v1 are skipped with a note on stderr.\n");
+}
+
+static void
+print_alert(const tally__wire_alert_t *al, int json)
+{
+    char ts[TALLY_TIME_RFC3339_LEN];
+    tally__time_format_rfc3339(al->ts_ms / 1000, ts, sizeof ts);
+    if (json) {
+        json_t *o = json_pack("{s:s%,s:s%,s:s,s:f,s:f,s:s,s:I}", "namespace", al->ns.p,
+                              (size_t)al->ns.len, "key", al->key.p, (size_t)al->key.len, "level",
+                              tally__alert_level_name(al->level), "usage", al->usage, "limit",
+                              al->limit, "timestamp", ts, "timestamp_ms", (json_int_t)al->ts_ms);
+        char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (t)
+            printf("%s\n", t);
+        free(t);
+        json_decref(o);
+    } else {
+        printf("%s %.*s %.*s %s usage=%.17g limit=%.17g", ts, (int)al->ns.len, al->ns.p,
+               (int)al->key.len, al->key.p, tally__alert_level_name(al->level), al->usage,
+               al->limit);
+        if (al->limit > 0)
+            printf(" (%.1f%%)", 100.0 * al->usage / al->limit);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+static int
+cmd_watch(int argc, char **argv)
+{
+    static const struct option lo[] = {{"endpoint", required_argument, NULL, 'e'},
+                                       {"ns", required_argument, NULL, 'n'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"count", required_argument, NULL, 'c'},
+                                       {"timeout", required_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *ep = NULL, *ns = NULL;
+    int json = 0, opt;
+    long long count = 0, timeout_s = 0;
+    char *end;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'e':
+            ep = optarg;
+            break;
+        case 'n':
+            ns = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'c':
+            count = strtoll(optarg, &end, 10);
+            if (*end || count < 1) {
+                fprintf(stderr, "tallyctl watch: --count wants a positive integer\n");
+                return 2;
+            }
+            break;
+        case 't':
+            timeout_s = strtoll(optarg, &end, 10);
+            if (*end || timeout_s < 1 || timeout_s > 86400 * 365) {
+                fprintf(stderr, "tallyctl watch: --timeout wants a positive number of seconds\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage_watch(stdout);
+            return 0;
+        default:
+            usage_watch(stderr);
+            return 2;
+        }
+    }
+    if (!ep || optind != argc) {
+        usage_watch(stderr);
+        return 2;
+    }
+    if (ns && !tally__valid_ns(ns, strlen(ns))) {
+        fprintf(stderr, "tallyctl watch: '%s' is not a namespace ([a-z0-9-], 1..64 bytes)\n", ns);
+        return 2;
+    }
+    int sock = nn_socket(AF_SP, NN_SUB);
+    if (sock < 0) {
+        fprintf(stderr, "tallyctl watch: socket: %s\n", nn_strerror(nn_errno()));
+        return 1;
+    }
+    int status = 1;
+    /* the NUL ends the topic, so "demo" does not also match "demo-2" */
+    if (nn_setsockopt(sock, NN_SUB, NN_SUB_SUBSCRIBE, ns ? ns : "", ns ? strlen(ns) + 1 : 0) < 0 ||
+        nn_connect(sock, ep) < 0) {
+        fprintf(stderr, "tallyctl watch: %s: %s\n", ep, nn_strerror(nn_errno()));
+        goto out;
+    }
+    int tick_ms = 200;
+    nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &tick_ms, sizeof tick_ms);
+    int64_t deadline = timeout_s ? tally__time_mono_ms() + timeout_s * 1000 : 0;
+    long long seen = 0;
+    for (;;) {
+        if (deadline && tally__time_mono_ms() >= deadline) {
+            fprintf(stderr, "tallyctl watch: timed out after %lld alert(s)\n", seen);
+            goto out;
+        }
+        void *msg = NULL;
+        int n = nn_recv(sock, &msg, NN_MSG, 0);
+        if (n < 0) {
+            int e = nn_errno();
+            if (e == ETIMEDOUT || e == EAGAIN || e == EINTR)
+                continue;
+            fprintf(stderr, "tallyctl watch: receive: %s\n", nn_strerror(e));
+            goto out;
+        }
+        tally__wire_alert_t al;
+        if (tally__decode_alert(msg, (size_t)n, &al) != 0) {
+            fprintf(stderr, "tallyctl watch: skipped a message that is not a valid alert_v1 "
+                            "(%d bytes)\n", n);
+        } else {
+            print_alert(&al, json);
+            seen++;
+        }
+        nn_freemsg(msg);
+        if (count && seen >= count)
+            break;
+    }
+    status = 0;
+out:
+    nn_close(sock);
+    return status;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -867,6 +1095,10 @@ main(int argc, char **argv)
         return cmd_usage(argc - 1, argv + 1);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(argc - 1, argv + 1);
+    if (strcmp(cmd, "watch") == 0)
+        return cmd_watch(argc - 1, argv + 1);
+    if (strcmp(cmd, "plan") == 0)
+        return cmd_plan(argc - 1, argv + 1);
     fprintf(stderr, "tallyctl: unknown command '%s'\n", cmd);
     usage_main(stderr);
     return 2;

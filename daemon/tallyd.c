@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "aggregator.h"
+#include "alerts.h"
 #include "auth.h"
 #include "http.h"
 #include "plans.h"
@@ -39,6 +40,7 @@ typedef struct daemon {
     tally__tokens_t *tokens;
     tally__plans_t *plans;
     tally_http_server_t *http;
+    tally_alerts_t *alerts;
     tally_ctx_t ctx;
     uv_signal_t sigterm, sigint, sighup;
     uv_async_t done;
@@ -132,6 +134,8 @@ on_done(uv_async_t *h)
     tally_aggregator_join(d->aggregator);
     d->aggregator = NULL;
     tally_ingest_close(d->ingest);
+    tally_alerts_close(d->alerts);
+    d->alerts = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -197,6 +201,8 @@ on_signal(uv_signal_t *h, int signum)
         d->http = NULL;
         d->ctx.http = NULL;
     }
+    tally_alerts_close(d->alerts);
+    d->alerts = NULL;
     tally_ingest_stop(d->ingest);
 }
 
@@ -255,11 +261,17 @@ main(int argc, char **argv)
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
+    if (!tally__plans_find(d.plans, d.cfg->billing.default_plan)) {
+        fprintf(stderr, "tallyd: [billing] default_plan: no plan '%s' in %s\n",
+                d.cfg->billing.default_plan, d.cfg->billing.plans_file);
+        goto out;
+    }
     if (check) {
-        printf("tallyd: configuration ok (%s; %zu metrics in %s; %zu tokens in %s)\n",
+        printf("tallyd: configuration ok (%s; %zu metrics in %s; %zu plans in %s; %zu tokens in "
+               "%s)\n",
                d.cfg->path ? d.cfg->path : "built-in defaults", tally__catalog_count(d.catalog),
-               d.cfg->billing.metrics_file, tally__tokens_count(d.tokens),
-               d.cfg->auth.tokens_file);
+               d.cfg->billing.metrics_file, tally__plans_count(d.plans),
+               d.cfg->billing.plans_file, tally__tokens_count(d.tokens), d.cfg->auth.tokens_file);
         status = 0;
         goto out;
     }
@@ -369,6 +381,12 @@ main(int argc, char **argv)
         goto out;
     }
     d.ctx.http = d.http;
+    make_ipc_dirs(&d.cfg->quota.alerts, 1);
+    tally_alerts_opts_t alo = {.loop = d.loop, .cfg = d.cfg, .catalog = d.catalog,
+                               .plans = d.plans, .store = d.store};
+    if ((rc = tally_alerts_start(&alo, &d.alerts)) != 0)
+        tally__log_error("quota alerts disabled: cannot start the alerter endpoint=%s err=\"%s\"",
+                         d.cfg->quota.alerts, tally_strerror(rc));
     {
         uint64_t size, used;
         tally__store_map_info(d.store, &size, &used);

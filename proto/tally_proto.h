@@ -1,4 +1,5 @@
-/* tally_proto.h — the tally wire protocol, version 1: one table of messages, keys and reject reasons.
+/* tally_proto.h — the tally wire protocol, version 1: one table of messages, keys and reject
+ * reasons.
  *
  * The prose specification is proto/PROTOCOL.md; this header is its
  * machine-readable half. Every message is a msgpack map carrying "k" (the
@@ -16,9 +17,9 @@
 #define TALLY_PROTO_VERSION 1
 
 /* X(name, kind number, direction) — the one message table. */
-#define TALLY_PROTO_MESSAGES(X)                                                \
-    X(batch_v1, 1, "producer -> tallyd (PUSH/PULL)")                          \
-    X(ack_v1, 2, "tallyd -> producer (PUB/SUB, topic = producer id)")         \
+#define TALLY_PROTO_MESSAGES(X)                                                                    \
+    X(batch_v1, 1, "producer -> tallyd (PUSH/PULL)")                                               \
+    X(ack_v1, 2, "tallyd -> producer (PUB/SUB, topic = producer id)")                              \
     X(alert_v1, 3, "tallyd -> subscribers (PUB/SUB, topic = namespace)")
 
 enum tally_proto_kind {
@@ -28,46 +29,52 @@ enum tally_proto_kind {
 };
 
 /* Map keys. Single letters keep a 100-event batch near 5 KiB. */
-#define TALLY_PROTO_KEY_KIND "k"     /* uint: enum tally_proto_kind */
-#define TALLY_PROTO_KEY_VERSION "v"  /* uint: protocol version */
+#define TALLY_PROTO_KEY_KIND "k"    /* uint: enum tally_proto_kind */
+#define TALLY_PROTO_KEY_VERSION "v" /* uint: protocol version */
 /* batch_v1 */
 #define TALLY_PROTO_KEY_PRODUCER "p" /* str: producer id, 1..64 bytes */
 #define TALLY_PROTO_KEY_SEQ "s"      /* uint: batch sequence number, >= 1 */
-#define TALLY_PROTO_KEY_BASE "b"     /* uint: oldest sequence the producer
-                                        still holds unacked, 1..s */
-#define TALLY_PROTO_KEY_EVENTS "e"   /* array of event maps, 1..4096 */
+#define TALLY_PROTO_KEY_BASE                                                                       \
+    "b"                            /* uint: oldest sequence the producer                           \
+                                      still holds unacked, 1..s */
+#define TALLY_PROTO_KEY_EVENTS "e" /* array of event maps, 1..4096 */
 /* event (inside "e") */
-#define TALLY_PROTO_KEY_NS "n"       /* str: namespace */
-#define TALLY_PROTO_KEY_METRIC "m"   /* str: metric label */
-#define TALLY_PROTO_KEY_VALUE "x"    /* int or float (finite) */
-#define TALLY_PROTO_KEY_TIME "t"     /* uint: unix milliseconds UTC */
-#define TALLY_PROTO_KEY_LABELS "l"   /* optional map str -> str, <= 8 */
+#define TALLY_PROTO_KEY_NS "n"     /* str: namespace */
+#define TALLY_PROTO_KEY_METRIC "m" /* str: metric label */
+#define TALLY_PROTO_KEY_VALUE "x"  /* int or float (finite) */
+#define TALLY_PROTO_KEY_TIME "t"   /* uint: unix milliseconds UTC */
+#define TALLY_PROTO_KEY_LABELS "l" /* optional map str -> str, <= 8 */
 /* ack_v1 */
-#define TALLY_PROTO_KEY_HWM "h"      /* uint: every seq <= h is committed */
-#define TALLY_PROTO_KEY_MAXSEQ "c"   /* uint: highest committed seq */
+#define TALLY_PROTO_KEY_HWM "h"    /* uint: every seq <= h is committed */
+#define TALLY_PROTO_KEY_MAXSEQ "c" /* uint: highest committed seq */
+/* alert_v1: also "n" (namespace, = topic), "m" (limit key) and "t"
+   (int64: unix milliseconds UTC when tallyd noticed the crossing) */
+#define TALLY_PROTO_KEY_LIMIT "q" /* float64: the limit crossed */
+#define TALLY_PROTO_KEY_USAGE "u" /* float64: usage at the crossing */
+#define TALLY_PROTO_KEY_LEVEL "w" /* str: "warning" or "exceeded" */
 
 /* Why a message was rejected: X(name, description). Counted per reason
  * in /metrics as tally_ingest_rejected_total{reason="name"}. */
-#define TALLY_PROTO_REJECTS(X)                                                 \
-    X(msgpack, "not valid msgpack")                                           \
-    X(trailing, "trailing bytes after the message")                          \
-    X(oversize, "message larger than ingest.max_message_bytes")              \
-    X(type, "a field has the wrong type")                                     \
-    X(missing, "a required field is missing")                                 \
-    X(unknown_field, "a field the version does not define")                   \
-    X(duplicate_field, "a field or label given twice")                        \
-    X(kind, "not a batch")                                                    \
-    X(version, "unsupported protocol version")                                \
-    X(no_events, "a batch without events")                                    \
-    X(too_many_events, "more events than ingest.max_batch_events")            \
-    X(too_many_labels, "more labels than allowed")                            \
-    X(too_long, "a string longer than its bound")                             \
-    X(bad_name, "a name with characters outside its alphabet")                \
-    X(bad_value, "a value that is not a finite number")                       \
-    X(bad_time, "a timestamp that is not positive")                           \
-    X(bad_seq, "sequence 0 or base above sequence")                           \
-    X(window, "sequence too far ahead of the producer's acked mark")          \
-    X(too_old, "event older than ingest.late_window_hours")                  \
+#define TALLY_PROTO_REJECTS(X)                                                                     \
+    X(msgpack, "not valid msgpack")                                                                \
+    X(trailing, "trailing bytes after the message")                                                \
+    X(oversize, "message larger than ingest.max_message_bytes")                                    \
+    X(type, "a field has the wrong type")                                                          \
+    X(missing, "a required field is missing")                                                      \
+    X(unknown_field, "a field the version does not define")                                        \
+    X(duplicate_field, "a field or label given twice")                                             \
+    X(kind, "not a batch")                                                                         \
+    X(version, "unsupported protocol version")                                                     \
+    X(no_events, "a batch without events")                                                         \
+    X(too_many_events, "more events than ingest.max_batch_events")                                 \
+    X(too_many_labels, "more labels than allowed")                                                 \
+    X(too_long, "a string longer than its bound")                                                  \
+    X(bad_name, "a name with characters outside its alphabet")                                     \
+    X(bad_value, "a value that is not a finite number")                                            \
+    X(bad_time, "a timestamp that is not positive")                                                \
+    X(bad_seq, "sequence 0 or base above sequence")                                                \
+    X(window, "sequence too far ahead of the producer's acked mark")                               \
+    X(too_old, "event older than ingest.late_window_hours")                                        \
     X(future, "event further in the future than ingest.future_skew_s")
 
 enum tally_proto_reject {

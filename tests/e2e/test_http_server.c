@@ -642,7 +642,7 @@ Test(http_server, unknown_path_404_wrong_method_405_unbuilt_501)
     expect_error(&r, "EBADINPUT");
     nu_resp_free(&r);
 
-    send_req(&c, "GET", "/api/web/namespaces/demo/quotas", ADMIN, NULL, NULL);
+    send_req(&c, "GET", "/api/web/namespaces/demo/usage/invoices/custom_list", ADMIN, NULL, NULL);
     expect_resp(&c, 0, 501, &r);
     expect_error(&r, "ENOTIMPLEMENTED");
     char ct[128];

@@ -439,6 +439,8 @@ Test(openapi, every_reference_schema_has_same_properties_types_and_enums)
 
 Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
 {
+    static const char admin_decide_path[] =
+        "/api/tally/namespaces/system/billing/plan_transitions/{id}/{decision}";
     need_ref();
     json_t *rpaths = json_object_get(ref, "paths"), *opaths = json_object_get(ours, "paths");
     diffs_t d = {.len = 0};
@@ -448,9 +450,15 @@ Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
     {
         if (json_object_get(rpaths, path))
             continue;
-        if (!is_own_path(path))
+        if (!is_own_path(path) && strcmp(path, admin_decide_path) != 0)
             diff(&d, "%s: neither in the reference nor one of tally's own paths", path);
     }
+    /* tally's admin extension behind `tallyctl plan approve|reject`: POST only */
+    item = json_object_get(opaths, admin_decide_path);
+    if (!item || !json_object_get(item, "post") || json_object_size(item) != 1)
+        diff(&d, "%s: missing, or not exactly one POST operation", admin_decide_path);
+    else if (!json_object_get(json_object_get(json_object_get(item, "post"), "responses"), "200"))
+        diff(&d, "%s: POST has no 200 response", admin_decide_path);
     for (size_t i = 0; i < 3; i++) {
         item = json_object_get(opaths, own_paths[i]);
         if (!item) {

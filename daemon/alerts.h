@@ -1,0 +1,75 @@
+/* alerts.h — tallyd's quota alerter: evaluates usage against effective limits on the main loop and
+ * publishes alert_v1 on the [quota] alerts PUB socket.
+ *
+ * A uv_timer fires every flush interval. When the store generation
+ * (tally_stats.flushes: committed flushes) moved since the last evaluation,
+ * or at least every 5 s anyway (a quota write changes limits without a
+ * flush), the alerter evaluates:
+ *   - every namespace holding quota objects (store objects of kind "quota"),
+ *   - plus, when the tenant's current plan has default object or resource
+ *     limits, every namespace with data this month (rediscovered at most
+ *     every 10 s, at most 4096 namespaces);
+ * for each effective object/resource limit it reads the live usage
+ * (tally__quota_usage), computes the level (lib/alert.h) and publishes one
+ * alert per upward crossing. Going down re-arms silently. The level table is
+ * bounded (65536 (namespace, key) pairs) and forgets limits that are gone.
+ *
+ * After a restart the table starts empty, so a limit already above a
+ * threshold alerts once more: subscribers may see a crossing twice across
+ * restarts, never miss one that happened while tallyd ran.
+ *
+ * Alerts are counted in /metrics even when `[quota] alerts` is "" (no
+ * socket) or the PUB send fails (nanomsg drops for slow subscribers).
+ *
+ * Threads: everything runs on the loop thread given at create, the same one
+ * that serves HTTP (/metrics reads the table without locks).
+ */
+#ifndef TALLY_ALERTS_H
+#define TALLY_ALERTS_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "plans.h"
+#include "prom.h"
+#include "store.h"
+
+typedef struct tally_alerts tally_alerts_t;
+
+typedef struct tally_alerts_opts {
+    uv_loop_t *loop;
+    const tally__config_t
+        *cfg; /**< [quota] alerts, warn_percent; [flush]; [billing] default_plan */
+    const tally__catalog_t *catalog;
+    const tally__plans_t *plans;
+    tally__store_t *store;
+} tally_alerts_opts_t;
+
+/**
+ * @brief Bind the alerts PUB socket (unless cfg->quota.alerts is "") and
+ *        start the evaluation timer. Everything borrowed in opts must
+ *        outlive the alerter (until its close completes).
+ * @param[out] out owned by the caller until tally_alerts_close().
+ * @return 0, -ENOMEM, -errno from nanomsg (socket or bind) or libuv.
+ */
+int tally_alerts_start(const tally_alerts_opts_t *opts, tally_alerts_t **out);
+
+/**
+ * @brief Stop the timer, close the socket; the memory is freed from the
+ *        timer's close callback (so the loop must run afterwards). NULL is
+ *        ignored. No evaluation runs after this call.
+ */
+void tally_alerts_close(tally_alerts_t *a);
+
+/**
+ * @brief Append tally_quota_alerts_total{level} (counts since start, of
+ *        every alerter) and tally_quota_utilization_ratio{namespace,key}
+ *        (the limits of the running alerter's last evaluation) for /metrics.
+ * @note Loop thread only.
+ */
+void tally_alerts_metrics(tally_prom_t *p);
+
+#endif
