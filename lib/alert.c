@@ -244,7 +244,8 @@ struct tally__alert_state {
     size_t cap, n;
     uint32_t *heads; /* index + 1 */
     size_t nheads;   /* power of two */
-    uint32_t free_head;
+    uint32_t free_head; /* recycled entries: index + 1, 0 = none */
+    uint32_t fresh;     /* entries never used yet start here (0-based) */
 };
 
 static uint64_t
@@ -277,9 +278,10 @@ tally__alert_state_create(size_t max_entries, tally__alert_state_t **out)
         tally__alert_state_destroy(st);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < max_entries; i++)
-        st->e[i].next = i + 1 < max_entries ? (uint32_t)(i + 2) : 0;
-    st->free_head = 1;
+    /* entries are handed out in order, then recycled through free_head:
+     * nothing touches the (calloc'd, lazily mapped) table up front */
+    st->free_head = 0;
+    st->fresh = 0;
     *out = st;
     return 0;
 }
@@ -313,11 +315,16 @@ tally__alert_state_update(tally__alert_state_t *st, const char *ns, const char *
         }
     }
     if (!e) {
-        if (!st->free_head)
+        uint32_t idx;
+        if (st->free_head) {
+            idx = st->free_head;
+            st->free_head = st->e[idx - 1].next;
+        } else if (st->fresh < st->cap) {
+            idx = ++st->fresh;
+        } else {
             return TALLY_EFULL;
-        uint32_t idx = st->free_head;
+        }
         e = &st->e[idx - 1];
-        st->free_head = e->next;
         memcpy(e->ns, ns, nl + 1);
         memcpy(e->key, key, kl + 1);
         e->hash = h;
