@@ -21,11 +21,9 @@ typedef struct route {
     const char *later;     /**< non-NULL: not built yet; the issue that builds it */
 } route_t;
 
-static void not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res);
 
 #define NS "namespace"
 #define MNS "metadata.namespace"
-#define BILLING "the priced usage, payment methods and invoices issue"
 
 static const route_t routes[] = {
     /* usage (built) */
@@ -36,24 +34,29 @@ static const route_t routes[] = {
     {TALLY_HTTP_POST, "/api/data/namespaces/system/billing/usage_summary",
      tally_route_usage_summary, TALLY_ACCESS_READ, NULL, "system", "usage_summary", NULL},
     /* priced usage, payment methods, invoices */
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/current_usage", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "current_usage", BILLING},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/monthly_usage", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "monthly_usage", BILLING},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_methods", not_built,
-     TALLY_ACCESS_WRITE, NS, NULL, "payment_method_create", BILLING},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/current_usage", tally_route_current_usage,
+     TALLY_ACCESS_READ, NS, NULL, "current_usage", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/monthly_usage", tally_route_monthly_usage,
+     TALLY_ACCESS_READ, NS, NULL, "monthly_usage", NULL},
+    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_methods",
+     tally_route_pm_create, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_create", NULL},
     {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/billing/payment_methods/{name}",
-     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_delete", BILLING},
+     tally_route_pm_delete, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_delete", NULL},
     {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/primary",
-     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_primary", BILLING},
+     tally_route_pm_primary, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_primary", NULL},
     {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/secondary",
-     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_secondary", BILLING},
+     tally_route_pm_secondary, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_secondary", NULL},
     {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/swap-primary",
-     not_built, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_swap", BILLING},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoices/custom_list", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "invoices_list", BILLING},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", not_built,
-     TALLY_ACCESS_READ, NS, NULL, "invoice_pdf", BILLING},
+     tally_route_pm_swap, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_swap", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoices/custom_list",
+     tally_route_invoices_list, TALLY_ACCESS_READ, NS, NULL, "invoices_list", NULL},
+    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", tally_route_invoice_pdf,
+     TALLY_ACCESS_READ, NS, NULL, "invoice_pdf", NULL},
+    /* tally's own admin actions behind `tallyctl invoice close|pay|cancel|refund` */
+    {TALLY_HTTP_POST, "/api/tally/namespaces/system/invoices/close", tally_route_invoice_close,
+     TALLY_ACCESS_ADMIN, NULL, "system", "invoice_close", NULL},
+    {TALLY_HTTP_POST, "/api/tally/namespaces/system/invoices/{name}/{action}",
+     tally_route_invoice_action, TALLY_ACCESS_ADMIN, NULL, "system", "invoice_action", NULL},
     /* plans, transitions, subscriptions, add-ons */
     {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/custom_list", tally_route_plans_list,
      TALLY_ACCESS_READ, NULL, "system", "usage_plans_list", NULL},
@@ -258,13 +261,6 @@ tally_route_json(tally_http_res_t *res, int status, json_t *v)
     tally_http_take_body(res, status, "application/json", s, strlen(s));
 }
 
-static void
-not_built(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
-{
-    (void)ctx;
-    (void)req;
-    (void)res; /* the dispatcher answers for routes marked `later` */
-}
 
 /* ---- api_limits ----------------------------------------------------------
  * The quota's api_limits, enforced per (token, namespace, operation) after

@@ -75,6 +75,20 @@ void tally_route_quota_get(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *
 void tally_route_quota_delete(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_quota_limits(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_quota_usage(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_pricing.c: priced usage */
+void tally_route_current_usage(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_monthly_usage(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_payment.c: payment methods */
+void tally_route_pm_create(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_pm_delete(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_pm_primary(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_pm_secondary(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_pm_swap(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_invoice.c: invoices */
+void tally_route_invoices_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_invoice_pdf(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_invoice_close(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_invoice_action(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 /* routes_billing.c: transitions, subscriptions, add-ons */
 void tally_route_transition_create(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_transition_get(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
