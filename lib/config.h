@@ -150,6 +150,11 @@ typedef struct tally__config {
         /** billing.default_plan: plan a new tenant starts on, non-empty.
             Default "free". */
         char *default_plan;
+        /** billing.currency: ISO 4217 code of every amount. Default "USD". */
+        char *currency;
+        /** billing.due_days: an issued invoice is OVERDUE this many days after
+            issue while unpaid, 0..3650. Default 30. */
+        uint32_t due_days;
     } billing;
 
     struct {
