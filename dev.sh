@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
-      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev curl"
+      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev curl poppler-utils"
 
 deps() {
     missing=""

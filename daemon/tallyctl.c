@@ -35,6 +35,7 @@ usage_main(FILE *fp)
             "  stats    the daemon's key counters, from /metrics\n"
             "  watch    print quota alerts as tallyd publishes them\n"
             "  plan     approve or reject a plan transition (admin, over HTTP)\n"
+            "  invoice  close a month, or pay|cancel|refund an invoice (admin, over HTTP)\n"
             "  version  print the version\n"
             "Run 'tallyctl COMMAND --help' for a command's options.\n");
 }
@@ -921,6 +922,118 @@ cmd_plan(int argc, char **argv)
     return 0;
 }
 
+/* ---- invoice close|pay|cancel|refund --------------------------------------- */
+
+static void
+usage_invoice(FILE *fp)
+{
+    fprintf(fp,
+            "usage: tallyctl invoice close --month YYYY-MM --url URL --token T [--json]\n"
+            "       tallyctl invoice pay|cancel|refund NAME --url URL --token T [--json]\n"
+            "  close: freeze the invoice of a month that has ended (STATUS_ISSUED), through\n"
+            "         POST /api/tally/namespaces/system/invoices/close; closing a month again\n"
+            "         returns the invoice it already has.\n"
+            "  pay|cancel|refund NAME (e.g. inv-2026-10): change an invoice's status through\n"
+            "         POST /api/tally/namespaces/system/invoices/NAME/ACTION: pay and cancel\n"
+            "         take STATUS_ISSUED or OVERDUE, refund takes STATUS_PAID.\n"
+            "  Needs an admin token. Prints the invoice's name, status and amount\n"
+            "  (--json: the response).\n"
+            "Exit status 0 when tallyd accepted the request, 1 otherwise, 2 for bad usage.\n");
+}
+
+static int
+cmd_invoice(int argc, char **argv)
+{
+    static const struct option lo[] = {{"url", required_argument, NULL, 'u'},
+                                       {"token", required_argument, NULL, 'T'},
+                                       {"month", required_argument, NULL, 'm'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *url = NULL, *token = NULL, *month = NULL;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'T': token = optarg; break;
+        case 'm': month = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            usage_invoice(stdout);
+            return 0;
+        default:
+            usage_invoice(stderr);
+            return 2;
+        }
+    }
+    if (!url || !token || optind >= argc) {
+        usage_invoice(stderr);
+        return 2;
+    }
+    const char *action = argv[optind];
+    char path[320], *body = NULL;
+    if (strcmp(action, "close") == 0) {
+        if (!month || argc - optind != 1) {
+            usage_invoice(stderr);
+            return 2;
+        }
+        json_t *req = json_pack("{s:s}", "month", month);
+        body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        snprintf(path, sizeof path, "/api/tally/namespaces/system/invoices/close");
+    } else if (strcmp(action, "pay") == 0 || strcmp(action, "cancel") == 0 ||
+               strcmp(action, "refund") == 0) {
+        if (month || argc - optind != 2) {
+            usage_invoice(stderr);
+            return 2;
+        }
+        const char *name = argv[optind + 1];
+        if (!name[0] || strlen(name) > 64 ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(name)) {
+            fprintf(stderr, "tallyctl invoice: '%s' is not an invoice name (inv-YYYY-MM)\n", name);
+            return 2;
+        }
+        snprintf(path, sizeof path, "/api/tally/namespaces/system/invoices/%s/%s", name, action);
+        body = strdup("{}");
+    } else {
+        usage_invoice(stderr);
+        return 2;
+    }
+    if (!body) {
+        fprintf(stderr, "tallyctl invoice: out of memory\n");
+        return 1;
+    }
+    http_resp_t r;
+    int rc = http_call(url, "POST", path, token, body, &r);
+    free(body);
+    if (rc)
+        return 1;
+    if (r.status < 200 || r.status > 299) {
+        report_http_error("invoice", &r);
+        free(r.body);
+        return 1;
+    }
+    if (json) {
+        fputs(r.body, stdout);
+        fputc('\n', stdout);
+    } else {
+        json_t *j = json_loads(r.body, 0, NULL);
+        json_t *inv = json_object_get(j, "invoice");
+        const char *name = json_string_value(json_object_get(inv, "name"));
+        const char *status = json_string_value(json_object_get(inv, "status"));
+        const char *amount = json_string_value(json_object_get(inv, "amount"));
+        const char *cur = json_string_value(json_object_get(inv, "currency"));
+        json_t *created = json_object_get(j, "created");
+        printf("invoice %s: %s total_cents=%s %s%s\n", name ? name : "?", status ? status : "?",
+               amount ? amount : "?", cur ? cur : "",
+               json_is_false(created) ? " (already closed)" : "");
+        json_decref(j);
+    }
+    free(r.body);
+    return 0;
+}
+
 /* ---- watch ---------------------------------------------------------------- */
 
 static void
@@ -1099,6 +1212,8 @@ main(int argc, char **argv)
         return cmd_watch(argc - 1, argv + 1);
     if (strcmp(cmd, "plan") == 0)
         return cmd_plan(argc - 1, argv + 1);
+    if (strcmp(cmd, "invoice") == 0)
+        return cmd_invoice(argc - 1, argv + 1);
     fprintf(stderr, "tallyctl: unknown command '%s'\n", cmd);
     usage_main(stderr);
     return 2;

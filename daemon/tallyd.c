@@ -13,6 +13,7 @@
 
 #include "aggregator.h"
 #include "alerts.h"
+#include "invoicer.h"
 #include "auth.h"
 #include "http.h"
 #include "plans.h"
@@ -41,6 +42,7 @@ typedef struct daemon {
     tally__plans_t *plans;
     tally_http_server_t *http;
     tally_alerts_t *alerts;
+    tally_invoicer_t *invoicer;
     tally_ctx_t ctx;
     uv_signal_t sigterm, sigint, sighup;
     uv_async_t done;
@@ -136,6 +138,8 @@ on_done(uv_async_t *h)
     tally_ingest_close(d->ingest);
     tally_alerts_close(d->alerts);
     d->alerts = NULL;
+    tally_invoicer_close(d->invoicer);
+    d->invoicer = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -203,6 +207,8 @@ on_signal(uv_signal_t *h, int signum)
     }
     tally_alerts_close(d->alerts);
     d->alerts = NULL;
+    tally_invoicer_close(d->invoicer);
+    d->invoicer = NULL;
     tally_ingest_stop(d->ingest);
 }
 
@@ -387,6 +393,10 @@ main(int argc, char **argv)
     if ((rc = tally_alerts_start(&alo, &d.alerts)) != 0)
         tally__log_error("quota alerts disabled: cannot start the alerter endpoint=%s err=\"%s\"",
                          d.cfg->quota.alerts, tally_strerror(rc));
+    tally_invoicer_opts_t ivo = {.loop = d.loop, .cfg = d.cfg, .catalog = d.catalog,
+                                 .plans = d.plans, .store = d.store};
+    if ((rc = tally_invoicer_start(&ivo, &d.invoicer)) != 0)
+        tally__log_error("invoices will not close by themselves err=\"%s\"", tally_strerror(rc));
     {
         uint64_t size, used;
         tally__store_map_info(d.store, &size, &used);

@@ -861,7 +861,7 @@ invoice_name(int64_t month_s, char *out, size_t cap)
 {
     int y, mo, d, h, mi, s;
     tally__time_to_civil(month_s, &y, &mo, &d, &h, &mi, &s);
-    snprintf(out, cap, "invoice-%04d-%02d", y, mo);
+    snprintf(out, cap, "inv-%04d-%02d", y, mo); /* as lib/invoices.c names them */
 }
 
 /*

@@ -300,8 +300,6 @@ Test(conformance, error_bodies_match_tally_error)
     expect_error_req(doc, "404 unknown path", "GET", "/no/such/thing", NULL, NULL, 404,
                      "ENOTFOUND");
     expect_error_req(doc, "405 wrong method", "GET", details, ADMIN, NULL, 405, "EBADINPUT");
-    expect_error_req(doc, "501 not built", "GET", "/api/web/namespaces/demo/usage/invoices/custom_list",
-                     ADMIN, NULL, 501, "ENOTIMPLEMENTED");
     expect_error_body(doc, "413 body too large",
                       "POST /api/web/namespaces/demo/usage_details HTTP/1.1\r\nHost: x\r\n"
                       "Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n",

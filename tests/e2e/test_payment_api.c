@@ -1,0 +1,274 @@
+/* test_payment_api.c — end-to-end tests of the payment method API (create, roles, delete, access,
+ * no tokens in logs) against a real tallyd. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "harness.h"
+#include "openapi_validate.h"
+
+#define ADMIN HARNESS_ADMIN_TOKEN
+#define VIEWER HARNESS_DEMO_VIEWER_TOKEN
+#define EDITOR HARNESS_DEMO_EDITOR_TOKEN
+#define PMS "/api/web/namespaces/demo/billing/payment_methods"
+#define PM "/api/web/namespaces/demo/billing/payment_method"
+#define SECRET_TOKEN "tok_Secr3t-e2e-9f8a7b6c5d"
+
+static harness_t *H;
+static json_t *doc; /* daemon/openapi.json */
+
+static void
+setup(void)
+{
+    /* debug logging: the strictest check that no token reaches the log */
+    static const char *const env[] = {"TALLY_LOG_LEVEL=debug", NULL};
+    H = harness_start(env);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/daemon/openapi.json", H->src_dir);
+    json_error_t e;
+    doc = json_load_file(path, 0, &e);
+    cr_assert_not_null(doc, "cannot load %s: %s", path, e.text);
+}
+
+static void
+teardown(void)
+{
+    json_decref(doc);
+    doc = NULL;
+    harness_t *h = H;
+    H = NULL;
+    harness_stop(h);
+}
+
+TestSuite(payment_api, .init = setup, .fini = teardown, .timeout = 300);
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+/* One request; asserts the status and validates the JSON body against schema (strict). */
+static json_t *
+call(const char *method, const char *path, const char *token, const char *body, int status,
+     const char *schema)
+{
+    harness_resp_t r;
+    harness_http(H, method, path, token, body, &r);
+    cr_assert_eq(r.status, status, "%s %s: want %d, got %d %s", method, path, status, r.status,
+                 r.body);
+    cr_assert_not_null(r.json, "%s %s: not JSON: %s", method, path, r.body);
+    char err[512];
+    cr_assert_eq(openapi_validate_strict(doc, schema, r.json, err, sizeof err), 0,
+                 "%s %s does not match %s: %s\n%s", method, path, schema, err, r.body);
+    json_t *j = json_incref(r.json);
+    harness_resp_free(&r);
+    return j;
+}
+
+/* An error answer: status, tallyError shape and code; returns the message (static copy). */
+static const char *
+call_err(const char *method, const char *path, const char *token, const char *body, int status,
+         const char *code)
+{
+    static char msg[1024];
+    json_t *j = call(method, path, token, body, status, "tallyError");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "code")), code, "%s %s", method, path);
+    snprintf(msg, sizeof msg, "%s", json_string_value(json_object_get(j, "message")));
+    json_decref(j);
+    return msg;
+}
+
+/* A 200 with an empty object, the answer of delete and the role calls. */
+static void
+call_ok_empty(const char *method, const char *path, const char *token, const char *body)
+{
+    json_t *j = call(method, path, token, body, 200,
+                     "#/paths/~1api~1web~1namespaces~1{namespace}~1billing~1payment_methods~1{name}"
+                     "/delete/responses/200/content/application~1json/schema");
+    cr_expect(json_is_object(j) && json_object_size(j) == 0, "%s %s", method, path);
+    json_decref(j);
+}
+
+/* Create a method in demo; returns its name (caller frees). */
+static char *
+create(const char *token, const char *pm_token, const char *role)
+{
+    char body[512];
+    if (role)
+        snprintf(body, sizeof body,
+                 "{\"namespace\":\"demo\",\"token\":\"%s\",\"role\":\"PAYMENT_METHOD_ROLE_%s\","
+                 "\"contact\":{\"address1\":\"1 Main St\",\"city\":\"Oslo\",\"country\":\"NO\","
+                 "\"contact_type\":\"PAYMENT\"}}",
+                 pm_token, role);
+    else
+        snprintf(body, sizeof body, "{\"token\":\"%s\"}", pm_token);
+    json_t *j = call("POST", PMS, token, body, 200, "payment_methodCreatePaymentMethodResponse");
+    const char *name = json_string_value(json_object_get(j, "name"));
+    cr_assert(name && strlen(name) == 36, "name: %s", name ? name : "(none)");
+    char *copy = strdup(name);
+    json_decref(j);
+    return copy;
+}
+
+static void
+role_call(const char *name, const char *what, const char *body)
+{
+    char path[256];
+    snprintf(path, sizeof path, PM "/%s/%s", name, what);
+    call_ok_empty("POST", path, EDITOR, body);
+}
+
+/* Whether the delete of name answers status (200 or an error code). */
+static void
+delete_expect(const char *name, int status, const char *code)
+{
+    char path[256];
+    snprintf(path, sizeof path, PMS "/%s", name);
+    if (status == 200)
+        call_ok_empty("DELETE", path, EDITOR, NULL);
+    else
+        call_err("DELETE", path, EDITOR, NULL, status, code);
+}
+
+/* Read tallyd's log whole (caller frees). */
+static char *
+read_log(void)
+{
+    FILE *f = fopen(H->log_path, "r");
+    cr_assert_not_null(f, "%s", H->log_path);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+Test(payment_api, create_returns_a_generated_name)
+{
+    char *a = create(EDITOR, "tok_a1", NULL);
+    char *b = create(ADMIN, "tok_b2", "SECONDARY");
+    cr_expect_str_neq(a, b);
+    /* the first is primary: deleting it while b exists conflicts */
+    delete_expect(a, 409, "ECONFLICT");
+    delete_expect(b, 200, NULL);
+    delete_expect(b, 404, "ENOTFOUND");
+    delete_expect(a, 200, NULL);
+    free(a);
+    free(b);
+}
+
+Test(payment_api, card_numbers_are_refused)
+{
+    static const char *const cards[] = {"4111111111111111", "4111 1111 1111 1111",
+                                        "4111-1111-1111-1111", "378282246310005", "4222222222222"};
+    for (size_t i = 0; i < sizeof cards / sizeof cards[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"token\":\"%s\"}", cards[i]);
+        const char *msg = call_err("POST", PMS, EDITOR, body, 400, "EBADINPUT");
+        cr_expect(strncmp(msg, "token:", 6) == 0, "%s", msg);
+        cr_expect(strstr(msg, cards[i]) == NULL, "the message quotes the card: %s", msg);
+    }
+    /* not cards: 12 and 20 digits, 16 digits failing Luhn */
+    free(create(EDITOR, "411111111111", NULL));
+    free(create(EDITOR, "41111111111111111113", NULL));
+    free(create(EDITOR, "4111111111111112", NULL));
+
+    call_err("POST", PMS, EDITOR, "{}", 400, "EBADINPUT");
+    call_err("POST", PMS, EDITOR, "{\"token\":\"t\",\"role\":\"BOSS\"}", 400, "EBADINPUT");
+    call_err("POST", PMS, EDITOR, "{\"token\":\"t\",\"namespace\":\"shop\"}", 400, "EBADINPUT");
+    call_err("POST", PMS, EDITOR, "{\"token\":\"t\",\"contact\":{\"zip_code\":1}}", 400,
+             "EBADINPUT");
+}
+
+Test(payment_api, primary_secondary_and_swap)
+{
+    char *a = create(EDITOR, "tok_a", NULL);        /* primary (first) */
+    char *b = create(EDITOR, "tok_b", "SECONDARY"); /* secondary */
+    char *c = create(EDITOR, "tok_c", "NORMAL");
+
+    /* swap without a body name: b primary, a secondary */
+    role_call(a, "swap-primary", "{}");
+    delete_expect(a, 200, NULL); /* a is secondary now: deletable */
+    free(a);
+    a = create(EDITOR, "tok_a", NULL); /* normal: b holds primary */
+    delete_expect(b, 409, "ECONFLICT");
+
+    /* c primary: b becomes normal */
+    role_call(c, "primary", "{\"name\":\"\",\"namespace\":\"demo\"}");
+    delete_expect(b, 200, NULL);
+    delete_expect(c, 409, "ECONFLICT");
+    /* a secondary, then swap names a in the body: a primary, c secondary */
+    role_call(a, "secondary", NULL);
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"namespace\":\"demo\"}", a);
+    role_call("ignored", "swap-primary", body);
+    delete_expect(c, 200, NULL); /* c was secondary */
+    delete_expect(a, 200, NULL); /* a primary, but the last one */
+
+    /* unknown names and mismatching bodies */
+    char *d = create(EDITOR, "tok_d", NULL);
+    call_err("POST", PM "/nope/primary", EDITOR, "{}", 404, "ENOTFOUND");
+    call_err("POST", PM "/nope/secondary", EDITOR, "{}", 404, "ENOTFOUND");
+    call_err("POST", PM "/x/swap-primary", EDITOR, "{\"name\":\"nope\"}", 404, "ENOTFOUND");
+    /* d is primary, nobody secondary: nothing to exchange */
+    call_err("POST", PM "/x/swap-primary", EDITOR, "{}", 409, "ECONFLICT");
+    char path[256];
+    snprintf(path, sizeof path, PM "/%s/primary", d);
+    call_err("POST", path, EDITOR, "{\"name\":\"other\"}", 400, "EBADINPUT");
+    call_err("POST", path, EDITOR, "{\"namespace\":\"shop\"}", 400, "EBADINPUT");
+    /* primary again: no change */
+    role_call(d, "primary", NULL);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+
+Test(payment_api, access_rules)
+{
+    char *a = create(EDITOR, "tok_access", NULL);
+    call_err("POST", PMS, VIEWER, "{\"token\":\"tok_v\"}", 403, "EPERMS");
+    char path[256];
+    snprintf(path, sizeof path, PM "/%s/secondary", a);
+    call_err("POST", path, VIEWER, "{}", 403, "EPERMS");
+    snprintf(path, sizeof path, PMS "/%s", a);
+    call_err("DELETE", path, VIEWER, NULL, 403, "EPERMS");
+    call_err("POST", "/api/web/namespaces/system/billing/payment_methods", EDITOR,
+             "{\"token\":\"tok_s\"}", 403, "EPERMS");
+    call_err("POST", PMS, NULL, "{\"token\":\"tok_n\"}", 401, "EUNAUTHENTICATED");
+    /* namespaces are separate: a is unknown in shop */
+    snprintf(path, sizeof path, "/api/web/namespaces/shop/billing/payment_method/%s/primary", a);
+    call_err("POST", path, ADMIN, "{}", 404, "ENOTFOUND");
+    free(a);
+}
+
+Test(payment_api, provider_token_never_logged)
+{
+    char *a = create(EDITOR, SECRET_TOKEN, "PRIMARY");
+    char *b = create(EDITOR, SECRET_TOKEN "-2", "SECONDARY");
+    role_call(a, "swap-primary", NULL);
+    role_call(a, "primary", NULL);
+    delete_expect(a, 409, "ECONFLICT");
+    /* refused card numbers are not logged either */
+    call_err("POST", PMS, EDITOR, "{\"token\":\"5555 5555 5555 4444\"}", 400, "EBADINPUT");
+    /* and neither are rejected-for-other-reasons tokens */
+    call_err("POST", PMS, EDITOR, "{\"token\":\"" SECRET_TOKEN "\",\"role\":\"X\"}", 400,
+             "EBADINPUT");
+    char *log = read_log();
+    cr_assert(strstr(log, "payment method created") != NULL, "the log is not tallyd's:\n%s", log);
+    cr_expect(strstr(log, SECRET_TOKEN) == NULL, "the token is in the log:\n%s", log);
+    cr_expect(strstr(log, "5555 5555 5555 4444") == NULL && strstr(log, "5555555555554444") == NULL,
+              "the card number is in the log");
+    cr_expect(strstr(log, "Oslo") == NULL, "the contact is in the log");
+    free(log);
+    free(a);
+    free(b);
+}
