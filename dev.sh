@@ -6,6 +6,7 @@
 #   ./dev.sh test-asan  the whole suite under AddressSanitizer + UBSan
 #   ./dev.sh test-tsan  the concurrency tests under ThreadSanitizer
 #   ./dev.sh bench      build (release) and run the benchmarks
+#   ./dev.sh EXTRA      tests/EXTRA.sh if present: fuzz, faults, valgrind, lint
 set -eu
 cd "$(dirname "$0")"
 
@@ -83,8 +84,15 @@ bench)
     ./build/bin/tally-bench-flush --series 100000
     sh bench/bench_http.sh build
     ;;
+fuzz | faults | valgrind | lint)
+    # the reliability suites keep their own scripts (tests/<name>.sh), which
+    # install what they need and build into their own directories
+    deps
+    [ -f "tests/$1.sh" ] || { echo "dev.sh: tests/$1.sh is not here yet" >&2; exit 2; }
+    exec sh "tests/$1.sh"
+    ;;
 *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
