@@ -12,7 +12,9 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
-      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev curl poppler-utils"
+      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev"
+# what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser
+TEST_PKGS="curl systemd poppler-utils chromium"
 
 deps() {
     missing=""
@@ -48,11 +50,13 @@ run)
     exec ./build/bin/tallyd --config config/tallyd.conf
     ;;
 test)
+    PKGS="$PKGS $TEST_PKGS"
     deps
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
     ctest --test-dir build --output-on-failure -j"$jobs"
     ;;
 test-asan)
+    PKGS="$PKGS $TEST_PKGS"
     deps
     build build-asan -DCMAKE_BUILD_TYPE=Debug "-DTALLY_SANITIZE=address;undefined"
     # Criterion counts a test as passed even when LeakSanitizer reports at
