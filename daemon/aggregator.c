@@ -46,6 +46,11 @@ struct tally_aggregator {
     msgpack_sbuffer ackbuf;
     tally__store_producer_t *pput;
     uint32_t cap_pput;
+    /* retention (prune_step): a round's cut, progress and the next round */
+    int prune_active;
+    int64_t prune_cut_s;
+    size_t prune_round;
+    uint64_t prune_next_ms; /* uv_now(); 0: the first tick starts a round */
 };
 
 static int
@@ -121,12 +126,10 @@ publish_acks(tally_aggregator_t *a)
         uint32_t len;
         const char *name = tally__strtab_get(a->o.producers, id, &len);
         a->ackbuf.size = 0;
-        if (tally__encode_ack(&a->ackbuf, name, len, p->committed.floor, p->committed.max_seq)) {
-            TALLY_STAT_ADD(ack_send_errors, 1);
-        } else if (a->pub >= 0 &&
-                   nn_send(a->pub, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0) {
-            /* a PUB socket drops for slow subscribers; the producer
-             * resends after its timeout and gets acked again */
+        /* a PUB socket drops for slow subscribers; the producer resends
+         * after its timeout and gets acked again */
+        if (tally__encode_ack(&a->ackbuf, name, len, p->committed.floor, p->committed.max_seq) ||
+            (a->pub >= 0 && nn_send(a->pub, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0)) {
             TALLY_STAT_ADD(ack_send_errors, 1);
         } else {
             TALLY_STAT_ADD(acks_sent, 1);
@@ -193,12 +196,20 @@ flush(tally_aggregator_t *a)
     if (rc != 0) {
         uint32_t supp;
         TALLY_STAT_ADD(flush_errors, 1);
+        /* a full disk reaches us as ENOSPC, or as EIO from LMDB's short
+         * write: tell it by the free space left */
+        const char *why = tally_strerror(rc);
+        if (rc == -EIO && tally__store_free_bytes(a->o.store) < (4u << 20)) {
+            rc = -ENOSPC;
+            why = "no space left on device (LMDB reported a short write as EIO)";
+        }
         if (rc == TALLY_EMAPFULL || rc == -ENOSPC)
             TALLY_STAT_SET(store_full, 1);
+        TALLY_STAT_SET(store_stalled, 1);
         if (tally__ratelimit_ok(&a->rl_fail, 1, 10000, &supp))
             tally__log_error("flush failed; ingest paused until it succeeds err=\"%s\" "
                              "cells=%zu map_size_bytes=%llu suppressed=%u",
-                             tally_strerror(rc), nh, (unsigned long long)size, supp);
+                             why, nh, (unsigned long long)size, supp);
         a->stalled = 1;
         return rc;
     }
@@ -206,6 +217,7 @@ flush(tally_aggregator_t *a)
         tally__log_info("flush succeeded again; ingest resumes");
         a->stalled = 0;
         TALLY_STAT_SET(store_full, 0);
+        TALLY_STAT_SET(store_stalled, 0);
     }
     for (uint32_t i = 0; i < a->ntouched; i++) {
         prod_t *p = &a->prods[a->touched[i]];
@@ -279,6 +291,47 @@ on_wake(uv_async_t *h)
     drain(h->data);
 }
 
+/* Retention, on this thread because it is the store's writer: after a
+ * flush, delete at most PRUNE_PER_TICK hourly rollups older than
+ * hourly_retention_days (the store commits them in small batches), so a
+ * flush is never held up by more than one tick's worth. A round starts at
+ * the first tick and then hourly, fixes its cut (the current hour minus the
+ * retention) and goes on tick by tick until nothing older is left. Monthly
+ * rollups are never pruned. */
+#define PRUNE_PER_TICK 2048
+#define PRUNE_EVERY_MS (3600u * 1000u)
+
+static void
+prune_step(tally_aggregator_t *a)
+{
+    uint64_t now = uv_now(&a->loop);
+    if (!a->o.hourly_retention_days || a->stalled || now < a->prune_next_ms)
+        return;
+    if (!a->prune_active) {
+        a->prune_active = 1;
+        a->prune_round = 0;
+        a->prune_cut_s = tally__time_hour_start(tally__time_now_ms() / 1000) -
+                         (int64_t)a->o.hourly_retention_days * 86400;
+    }
+    size_t n = 0;
+    int rc = tally__store_prune_hourly(a->o.store, a->prune_cut_s, PRUNE_PER_TICK, &n);
+    a->prune_round += n;
+    TALLY_STAT_ADD(retention_pruned, n);
+    if (rc == 0 && n == PRUNE_PER_TICK)
+        return; /* more to do: next tick */
+    char cut[TALLY_TIME_RFC3339_LEN];
+    tally__time_format_rfc3339(a->prune_cut_s, cut, sizeof cut);
+    if (rc)
+        tally__log_error("retention prune failed; next try in an hour err=\"%s\" pruned=%zu "
+                         "before=%s",
+                         tally_strerror(rc), a->prune_round, cut);
+    else if (a->prune_round)
+        tally__log_info("retention pruned hourly rollups records=%zu before=%s", a->prune_round,
+                        cut);
+    a->prune_active = 0;
+    a->prune_next_ms = now + PRUNE_EVERY_MS;
+}
+
 static void
 on_flush_timer(uv_timer_t *h)
 {
@@ -290,6 +343,7 @@ on_flush_timer(uv_timer_t *h)
     flush(a);
     if (was_stalled && !a->stalled)
         drain(a);
+    prune_step(a);
 }
 
 static void

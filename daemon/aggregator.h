@@ -5,6 +5,8 @@
  * consumer of the work ring, the only producer of the free ring, the only
  * writer of the store and the only user of the ack PUB socket. Its state
  * (cells, producers' pending and committed marks) is private to that thread.
+ * It also prunes hourly rollups past storage.hourly_retention_days, a
+ * bounded step after a flush (aggregator.c, prune_step).
  *
  * Exactly-once: a producer's state travels with the block of the batch it
  * accepted, so the state written in a flush covers exactly the deltas in
@@ -31,6 +33,7 @@ typedef struct tally_aggregator_opts {
     tally__ring_t *free_ring;         /**< blocks given back (producer side) */
     uint32_t interval_ms;             /**< flush period */
     uint64_t map_max_bytes;           /**< grow the map up to this; 0 = never */
+    uint32_t hourly_retention_days;   /**< prune older hourly rollups; 0 = never */
     char **acks;                      /**< PUB endpoints */
     size_t nacks;
     /** Called on the aggregator thread after blocks went back to the free

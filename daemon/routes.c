@@ -98,6 +98,9 @@ static const route_t routes[] = {
      NULL},
     {TALLY_HTTP_GET, "/openapi.json", tally_route_openapi, TALLY_ACCESS_NONE, NULL, NULL,
      "openapi", NULL},
+    /* the usage dashboard: a static page; its data comes from authenticated API calls */
+    {TALLY_HTTP_GET, "/ui/", tally_route_ui, TALLY_ACCESS_NONE, NULL, NULL, "ui", NULL},
+    {TALLY_HTTP_GET, "/ui", tally_route_ui, TALLY_ACCESS_NONE, NULL, NULL, "ui_noslash", NULL},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

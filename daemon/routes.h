@@ -98,5 +98,6 @@ void tally_route_addon_subscribe(tally_ctx_t *, tally_http_req_t *, tally_http_r
 void tally_route_addon_unsubscribe(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_healthz(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_openapi(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_ui(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *); /* routes_ui.c */
 
 #endif

@@ -83,9 +83,13 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
             G(ack_send_errors));
     gauge(&p, "tally_store_full", "1 while commits fail for lack of space.",
           (double)G(store_full));
+    gauge(&p, "tally_store_stalled", "1 while commits fail for any reason (ingest paused).",
+          (double)G(store_stalled));
     gauge(&p, "tally_store_map_size_bytes", "LMDB map size.", (double)G(map_size));
     gauge(&p, "tally_store_map_used_bytes", "LMDB bytes in use.", (double)G(map_used));
     counter(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
+    counter(&p, "tally_retention_pruned_total",
+            "Hourly rollups deleted by [storage] hourly_retention_days.", G(retention_pruned));
     gauge(&p, "tally_http_connections", "Open HTTP connections.",
           ctx->http ? (double)tally_http_connections(ctx->http) : 0);
     gauge(&p, "tally_uptime_seconds", "Seconds since tallyd started.",
@@ -108,6 +112,12 @@ tally_route_healthz(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     (void)req;
     if (G(store_full)) {
         static const char body[] = "{\"status\":\"degraded\",\"reason\":\"store full: ingest paused\"}";
+        tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
+        return;
+    }
+    if (G(store_stalled)) {
+        static const char body[] =
+            "{\"status\":\"degraded\",\"reason\":\"commits failing: ingest paused\"}";
         tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
         return;
     }

@@ -187,7 +187,8 @@ static uint64_t cache_clock;
 static uint64_t
 store_generation(void)
 {
-    return TALLY_STAT_GET(flushes);
+    /* the rollups change with every commit and every retention prune */
+    return TALLY_STAT_GET(flushes) + TALLY_STAT_GET(retention_pruned);
 }
 
 static int

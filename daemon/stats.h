@@ -32,9 +32,11 @@ typedef struct tally_stats {
     uint64_t ingest_paused; /**< 1 while the ingest sockets are not read */
     uint64_t pauses;        /**< times ingest paused for back-pressure */
     uint64_t store_full;    /**< 1 while commits fail for lack of space */
+    uint64_t store_stalled; /**< 1 while commits fail for any reason (ingest paused) */
     uint64_t map_size;      /**< LMDB map size */
     uint64_t map_used;      /**< LMDB bytes in use */
     uint64_t map_grows;     /**< times the map was grown */
+    uint64_t retention_pruned; /**< hourly rollups deleted by retention */
 } tally_stats_t;
 
 extern tally_stats_t tally_stats;

@@ -1,9 +1,11 @@
-/* tallyctl.c — the tally command-line tool: emit events, dump and back up the store, query the HTTP API. */
+/* tallyctl.c — the tally command-line tool: events, store dump/backup/restore/compact, HTTP API. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
@@ -25,19 +27,20 @@
 static void
 usage_main(FILE *fp)
 {
-    fprintf(fp,
-            "usage: tallyctl COMMAND [OPTIONS]\n"
-            "commands:\n"
-            "  emit     send events through libtally and wait for their ack\n"
-            "  dump     print rollups straight from the store (read-only)\n"
-            "  backup   consistent, compacted copy of the store while tallyd runs\n"
-            "  usage    usage of a namespace over a window, from the HTTP API\n"
-            "  stats    the daemon's key counters, from /metrics\n"
-            "  watch    print quota alerts as tallyd publishes them\n"
-            "  plan     approve or reject a plan transition (admin, over HTTP)\n"
-            "  invoice  close a month, or pay|cancel|refund an invoice (admin, over HTTP)\n"
-            "  version  print the version\n"
-            "Run 'tallyctl COMMAND --help' for a command's options.\n");
+    fprintf(fp, "usage: tallyctl COMMAND [OPTIONS]\n"
+                "commands:\n"
+                "  emit     send events through libtally and wait for their ack\n"
+                "  dump     print rollups straight from the store (read-only)\n"
+                "  backup   consistent, compacted copy of the store while tallyd runs\n"
+                "  restore  replace the store with a backup (tallyd stopped)\n"
+                "  compact  compact the store offline (tallyd stopped)\n"
+                "  usage    usage of a namespace over a window, from the HTTP API\n"
+                "  stats    the daemon's key counters, from /metrics\n"
+                "  watch    print quota alerts as tallyd publishes them\n"
+                "  plan     approve or reject a plan transition (admin, over HTTP)\n"
+                "  invoice  close a month, or pay|cancel|refund an invoice (admin, over HTTP)\n"
+                "  version  print the version\n"
+                "Run 'tallyctl COMMAND --help' for a command's options.\n");
 }
 
 /* ---- emit -------------------------------------------------------------- */
@@ -487,17 +490,68 @@ cmd_dump(int argc, char **argv)
     return 0;
 }
 
-/* ---- backup ------------------------------------------------------------ */
+/* ---- backup, restore, compact ------------------------------------------- */
+
+#define MIB (1024.0 * 1024.0)
+
+/* 1 when dir exists and holds an entry, 0 when it is missing or empty, -1
+ * when it cannot be read (errno set). */
+static int
+dir_nonempty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
+
+static double
+mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static uint64_t
+data_size(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void
+usage_backup(FILE *fp)
+{
+    fprintf(fp,
+            "usage: tallyctl backup --config FILE --out DIR [--force] [--json]\n"
+            "  A consistent, compacted copy of the store (LMDB's copy with compaction) in\n"
+            "  DIR/data.mdb, taken from one read snapshot while tallyd keeps running: it holds\n"
+            "  every flush committed when the copy began and nothing after. On a terminal a\n"
+            "  progress line shows the size being copied and the time it took.\n"
+            "  --out DIR  the backup directory (created if missing); refused when it exists\n"
+            "             and is not empty\n"
+            "  --force    write into a non-empty DIR, replacing its data.mdb\n"
+            "  --json     print {\"out\", \"bytes\", \"seconds\"}\n"
+            "Restore it with 'tallyctl restore --from DIR' while tallyd is stopped.\n");
+}
 
 static int
 cmd_backup(int argc, char **argv)
 {
-    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
-                                       {"out", required_argument, NULL, 'o'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"config", required_argument, NULL, 'c'}, {"out", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, 'f'},        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *config = NULL, *outdir = NULL;
-    int opt;
+    int opt, force = 0, json = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:o:h", lo, NULL)) != -1) {
         switch (opt) {
@@ -507,33 +561,253 @@ cmd_backup(int argc, char **argv)
         case 'o':
             outdir = optarg;
             break;
+        case 'f':
+            force = 1;
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'h':
-            printf("usage: tallyctl backup --config FILE --out DIR\n"
-                   "  Consistent, compacted copy of the store (LMDB copy) while tallyd runs.\n");
+            usage_backup(stdout);
             return 0;
         default:
+            usage_backup(stderr);
             return 2;
         }
     }
-    if (!outdir) {
-        fprintf(stderr, "usage: tallyctl backup --config FILE --out DIR\n");
+    if (!outdir || optind != argc) {
+        usage_backup(stderr);
         return 2;
+    }
+    int ne = dir_nonempty(outdir);
+    if (ne < 0) {
+        fprintf(stderr, "tallyctl backup: %s: %s\n", outdir, strerror(errno));
+        return 1;
+    }
+    if (ne && !force) {
+        fprintf(stderr,
+                "tallyctl backup: %s exists and is not empty; choose a new directory "
+                "or use --force to replace its data.mdb\n",
+                outdir);
+        return 1;
     }
     tally__config_t *cfg;
     tally__store_t *store;
     if (open_store_from_config(config, 1, &cfg, &store) != 0)
         return 1;
+    int tty = !json && isatty(STDOUT_FILENO);
+    if (tty) {
+        uint64_t used = 0;
+        tally__store_map_info(store, NULL, &used);
+        printf("copying store (%.2f MiB)...", (double)used / MIB);
+        fflush(stdout);
+    }
+    if (force) {
+        /* LMDB's copy creates data.mdb exclusively: make room */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/data.mdb", outdir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/lock.mdb", outdir);
+        unlink(path);
+    }
+    double t0 = mono_s();
     int rc = tally__store_backup(store, outdir);
+    double secs = mono_s() - t0;
     tally__store_close(store);
     tally__config_destroy(cfg);
+    if (tty)
+        fputc(rc ? '\n' : ' ', stdout);
     if (rc) {
+        fflush(stdout);
         fprintf(stderr, "tallyctl backup: %s: %s\n", outdir, tally_strerror(rc));
         return 1;
     }
-    printf("backup written to %s\n", outdir);
+    uint64_t bytes = data_size(outdir);
+    if (json) {
+        fputs("{\"out\":", stdout);
+        json_str(stdout, outdir, strlen(outdir));
+        printf(",\"bytes\":%llu,\"seconds\":%.3f}\n", (unsigned long long)bytes, secs);
+    } else if (tty) {
+        printf("done: %.2f MiB in %.1f s -> %s\n", (double)bytes / MIB, secs, outdir);
+    } else {
+        printf("backup written to %s (%.2f MiB in %.1f s)\n", outdir, (double)bytes / MIB, secs);
+    }
     return 0;
 }
 
+static void
+usage_restore(FILE *fp)
+{
+    fprintf(fp, "usage: tallyctl restore --config FILE --from DIR [--force]\n"
+                "  Replace the store in [storage] dir with the backup in DIR (its data.mdb), with\n"
+                "  tallyd stopped. The backup is copied into a temporary directory inside the\n"
+                "  store directory, checked to open as a tally store of this version, and renamed\n"
+                "  over data.mdb in one step: a crash leaves the old store or the new one.\n"
+                "  Refused while a tallyd runs on the store (it holds DIR/tally.lock), and when\n"
+                "  the store already holds records, unless --force.\n"
+                "Exit status 0 when restored, 1 when refused or failed, 2 for bad usage.\n");
+}
+
+static int
+cmd_restore(int argc, char **argv)
+{
+    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+                                       {"from", required_argument, NULL, 'F'},
+                                       {"force", no_argument, NULL, 'f'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *config = NULL, *from = NULL;
+    int opt, force = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'F':
+            from = optarg;
+            break;
+        case 'f':
+            force = 1;
+            break;
+        case 'h':
+            usage_restore(stdout);
+            return 0;
+        default:
+            usage_restore(stderr);
+            return 2;
+        }
+    }
+    if (!from || optind != argc) {
+        usage_restore(stderr);
+        return 2;
+    }
+    char err[1024];
+    tally__config_t *cfg;
+    int rc = tally__config_load(config, &cfg, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "tallyctl: %s\n", err);
+        return 1;
+    }
+    const char *dir = cfg->storage.dir;
+    rc = tally__store_restore(from, dir, force);
+    if (rc == 0)
+        printf("restored %s into %s (%.2f MiB)\n", from, dir, (double)data_size(dir) / MIB);
+    else if (rc == TALLY_EBUSY)
+        fprintf(stderr,
+                "tallyctl restore: refused: a running tallyd owns %s (%s/tally.lock is "
+                "locked); stop it first\n",
+                dir, dir);
+    else if (rc == TALLY_EEXISTS)
+        fprintf(stderr,
+                "tallyctl restore: refused: %s already holds a store with records; "
+                "use --force to replace it\n",
+                dir);
+    else if (rc == -ENOENT)
+        fprintf(stderr, "tallyctl restore: no backup in %s (%s/data.mdb is missing)\n", from, from);
+    else if (rc == TALLY_ECORRUPT)
+        fprintf(stderr,
+                "tallyctl restore: %s is not a tally store of this version; the store "
+                "in %s is unchanged\n",
+                from, dir);
+    else if (rc == TALLY_EINVAL)
+        fprintf(stderr, "tallyctl restore: --from %s is the store directory itself\n", from);
+    else
+        fprintf(stderr, "tallyctl restore: %s -> %s: %s\n", from, dir, tally_strerror(rc));
+    tally__config_destroy(cfg);
+    return rc ? 1 : 0;
+}
+
+static void
+usage_compact(FILE *fp)
+{
+    fprintf(fp, "usage: tallyctl compact --config FILE [--out DIR] [--json]\n"
+                "  Offline compaction, with tallyd stopped (refused while it runs): writes a\n"
+                "  compacted copy of the store (free pages dropped) and renames it over\n"
+                "  [storage] dir/data.mdb in one step, or with --out writes it to DIR/data.mdb\n"
+                "  (DIR must be missing or empty) and leaves the store alone.\n"
+                "  --json  print {\"dir\", \"out\", \"bytes_before\", \"bytes_after\"}\n"
+                "Exit status 0 when compacted, 1 when refused or failed, 2 for bad usage.\n");
+}
+
+static int
+cmd_compact(int argc, char **argv)
+{
+    static const struct option lo[] = {{"config", required_argument, NULL, 'c'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *config = NULL, *outdir = NULL;
+    int opt, json = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:o:h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'o':
+            outdir = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage_compact(stdout);
+            return 0;
+        default:
+            usage_compact(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage_compact(stderr);
+        return 2;
+    }
+    if (outdir) {
+        int ne = dir_nonempty(outdir);
+        if (ne != 0) {
+            fprintf(stderr, "tallyctl compact: %s: %s\n", outdir,
+                    ne < 0 ? strerror(errno) : "exists and is not empty");
+            return 1;
+        }
+    }
+    char err[1024];
+    tally__config_t *cfg;
+    int rc = tally__config_load(config, &cfg, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "tallyctl: %s\n", err);
+        return 1;
+    }
+    const char *dir = cfg->storage.dir;
+    uint64_t before = 0, after = 0;
+    rc = tally__store_compact(dir, outdir, &before, &after);
+    if (rc == 0 && json) {
+        fputs("{\"dir\":", stdout);
+        json_str(stdout, dir, strlen(dir));
+        fputs(",\"out\":", stdout);
+        if (outdir)
+            json_str(stdout, outdir, strlen(outdir));
+        else
+            fputs("null", stdout);
+        printf(",\"bytes_before\":%llu,\"bytes_after\":%llu}\n", (unsigned long long)before,
+               (unsigned long long)after);
+    } else if (rc == 0) {
+        printf("compacted %s%s%s: %.2f MiB -> %.2f MiB\n", dir, outdir ? " into " : "",
+               outdir ? outdir : "", (double)before / MIB, (double)after / MIB);
+    } else if (rc == TALLY_EBUSY) {
+        fprintf(stderr,
+                "tallyctl compact: refused: a running tallyd owns %s (%s/tally.lock is "
+                "locked); stop it first, or use tallyctl backup, which works online\n",
+                dir, dir);
+    } else if (rc == -ENOENT) {
+        fprintf(stderr, "tallyctl compact: no store in %s\n", dir);
+    } else {
+        fprintf(stderr, "tallyctl compact: %s: %s\n", dir, tally_strerror(rc));
+    }
+    tally__config_destroy(cfg);
+    return rc ? 1 : 0;
+}
 
 /* ---- a small blocking HTTP/1.1 client for the online commands ----------- */
 
@@ -1196,6 +1470,10 @@ main(int argc, char **argv)
         return cmd_dump(argc - 1, argv + 1);
     if (strcmp(cmd, "backup") == 0)
         return cmd_backup(argc - 1, argv + 1);
+    if (strcmp(cmd, "restore") == 0)
+        return cmd_restore(argc - 1, argv + 1);
+    if (strcmp(cmd, "compact") == 0)
+        return cmd_compact(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tallyctl %s\n", TALLY_VERSION);
         return 0;

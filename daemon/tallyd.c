@@ -45,6 +45,8 @@ typedef struct daemon {
     tally_invoicer_t *invoicer;
     tally_ctx_t ctx;
     uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t watchdog; /* initialised only when systemd asked for pings */
+    int watchdog_on;
     uv_async_t done;
     int final_status;
     int stopping;
@@ -143,7 +145,17 @@ on_done(uv_async_t *h)
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
+    if (d->watchdog_on)
+        uv_close((uv_handle_t *)&d->watchdog, NULL);
     uv_close((uv_handle_t *)&d->done, NULL);
+}
+
+/* WatchdogSec=: ping from the main loop, so a wedged loop gets restarted. */
+static void
+on_watchdog(uv_timer_t *h)
+{
+    (void)h;
+    sd_notify(0, "WATCHDOG=1");
 }
 
 /* SIGHUP: re-read the configuration and apply what can change while
@@ -249,21 +261,20 @@ main(int argc, char **argv)
         return 2;
     }
     d.config_path = config_path;
-    if ((rc = tally__config_load(config_path, &d.cfg, err, sizeof err)) != 0) {
+    if (tally__config_load(config_path, &d.cfg, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         return 1;
     }
     tally__log_set_level(d.cfg->log.level);
-    if ((rc = tally__catalog_load(d.cfg->billing.metrics_file, &d.catalog, err, sizeof err)) != 0) {
+    if (tally__catalog_load(d.cfg->billing.metrics_file, &d.catalog, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
-    if ((rc = tally__tokens_load(d.cfg->auth.tokens_file, &d.tokens, err, sizeof err)) != 0) {
+    if (tally__tokens_load(d.cfg->auth.tokens_file, &d.tokens, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
-    if ((rc = tally__plans_load(d.cfg->billing.plans_file, d.catalog, &d.plans, err,
-                                sizeof err)) != 0) {
+    if (tally__plans_load(d.cfg->billing.plans_file, d.catalog, &d.plans, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         goto out;
     }
@@ -297,8 +308,7 @@ main(int argc, char **argv)
                          tally_strerror(rc));
         goto out;
     }
-    if ((rc = tally__strtab_create(&d.series)) != 0 ||
-        (rc = tally__strtab_create(&d.producers)) != 0)
+    if (tally__strtab_create(&d.series) != 0 || tally__strtab_create(&d.producers) != 0)
         goto out;
     if ((rc = tally__store_producers(d.store, collect_producer, &d)) != 0) {
         tally__log_error("cannot read producer marks err=\"%s\"", tally_strerror(rc));
@@ -323,6 +333,7 @@ main(int argc, char **argv)
         .free_ring = d.free_ring,
         .interval_ms = d.cfg->flush.interval_ms,
         .map_max_bytes = map_max,
+        .hourly_retention_days = d.cfg->storage.hourly_retention_days,
         .acks = d.cfg->ingest.acks,
         .nacks = d.cfg->ingest.nacks,
         .on_space = on_space,
@@ -378,8 +389,8 @@ main(int argc, char **argv)
         .idle_timeout_ms = d.cfg->http.idle_timeout_ms,
         .request_timeout_ms = d.cfg->http.request_timeout_ms,
     };
-    if ((rc = tally_http_start(d.loop, d.cfg->http.host, d.cfg->http.port, &lim,
-                               tally_routes_dispatch, &d.ctx, d.cfg->log.requests, &d.http)) != 0) {
+    if (tally_http_start(d.loop, d.cfg->http.host, d.cfg->http.port, &lim, tally_routes_dispatch,
+                         &d.ctx, d.cfg->log.requests, &d.http) != 0) {
         d.stopping = 1;
         tally_ingest_stop(in); /* the aggregator flushes and the loop ends */
         uv_run(d.loop, UV_RUN_DEFAULT);
@@ -411,6 +422,14 @@ main(int argc, char **argv)
                         TALLY_VERSION, eps, d.cfg->http.host, tally_http_port(d.http),
                         d.cfg->storage.dir, d.ninitial, d.cfg->flush.interval_ms,
                         tally__tokens_count(d.tokens));
+    }
+    uint64_t wd_usec;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0) {
+        uint64_t every_ms = wd_usec / 2000 ? wd_usec / 2000 : 1;
+        uv_timer_init(d.loop, &d.watchdog);
+        d.watchdog.data = &d;
+        uv_timer_start(&d.watchdog, on_watchdog, every_ms, every_ms);
+        d.watchdog_on = 1;
     }
     sd_notify(0, "READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);

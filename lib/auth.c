@@ -138,8 +138,8 @@ parse_role(const char *s)
 /*
  * Read one line (without its newline) into *buf, growing it as needed. A
  * grown buffer's old copy is wiped before it is freed, because the line may
- * hold a plain token. Returns 1 with a line, 0 at end of file, -errno on a
- * read error, -ENOMEM, or TALLY_ECONFIG (over-long line, NUL byte) with
+ * hold a plain token. Returns 1 with a line, 0 at end of file, -EIO on a
+ * read error (errno, when getc() set it, says which), -ENOMEM, or TALLY_ECONFIG (over-long line, NUL byte) with
  * *why set.
  */
 static int
@@ -181,7 +181,7 @@ read_line(FILE *fp, char **buf, size_t *cap, size_t *len, const char **why)
         (*buf)[n++] = (char)c;
     }
     if (ferror(fp))
-        return errno ? -errno : -EIO;
+        return -EIO; /* errno (when set) tells the caller more */
     if (!any)
         return 0;
     if (bad)
@@ -464,9 +464,10 @@ tally__tokens_load(const char *path, tally__tokens_t **out, char *err, size_t er
             rc = r;
             break;
         }
-        if (r < 0) {
-            set_err(err, errlen, "%s: cannot read: %s", path, strerror(-r));
-            rc = r;
+        if (r < 0) { /* a read error: -EIO, with errno from getc() when it set one */
+            int e = r == -EIO && errno > 0 ? errno : -r;
+            set_err(err, errlen, "%s: cannot read: %s", path, strerror(e));
+            rc = -e;
             break;
         }
         rc = parse_line(&p, t, line);

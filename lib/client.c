@@ -165,6 +165,8 @@ seal(tally_client_t *c)
                                  c->events.size);
     if (rc)
         return rc;
+    if (c->scratch.size == 0) /* cannot happen: a batch always has a header */
+        return -EINVAL;
     char *data = malloc(c->scratch.size);
     if (!data)
         return -ENOMEM;
@@ -355,7 +357,11 @@ tally_client_create(const char *endpoint, const char *producer_id,
     msgpack_sbuffer_init(&c->events);
     msgpack_sbuffer_init(&c->scratch);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->acked, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* flush timeouts ignore wall-clock jumps */
+    pthread_cond_init(&c->acked, &ca);
+    pthread_condattr_destroy(&ca);
     if (strlen(endpoint) >= sizeof c->endpoint) {
         rc = TALLY_EINVAL;
         goto fail;
@@ -429,7 +435,7 @@ tally_flush(tally_client_t *c, int timeout_ms)
 {
     int rc = 0;
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000) {

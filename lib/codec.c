@@ -249,7 +249,7 @@ rd_number(rd_t *r, int *is_float, int64_t *iv, double *fv)
         *iv = c;
         r->p++;
     } else if (c >= 0xe0) {
-        *iv = (int8_t)c;
+        *iv = (int64_t)c - 256; /* negative fixint: 111xxxxx is -32..-1 */
         r->p++;
     } else {
         switch (c) {
@@ -279,7 +279,7 @@ rd_number(rd_t *r, int *is_float, int64_t *iv, double *fv)
         }
         case 0xd0:
             NEED(r, 2);
-            *iv = (int8_t)p[1];
+            *iv = p[1] >= 0x80 ? (int64_t)p[1] - 256 : (int64_t)p[1]; /* int 8 */
             r->p += 2;
             break;
         case 0xd1:

@@ -183,7 +183,11 @@ read_line(char *str, int num, void *stream)
                  st->lineno, num - 3);
         return NULL;
     }
-    memcpy(str, st->buf, (size_t)n + 1);
+    /* only the content and one newline: a run of trailing CRs must not
+     * overflow inih's buffer (found by tests/fuzz: fuzz_config) */
+    memcpy(str, st->buf, content);
+    str[content] = '\n';
+    str[content + 1] = '\0';
     if (ini_classify(st) != 0)
         return NULL;
     return str;
@@ -464,6 +468,8 @@ static const struct keydef keys[] = {
     {"storage", "dir", K_PATH, "/var/lib/tally", .off = OFF(storage.dir)},
     {"storage", "map_size_mb", K_U64, "1024", 1, MAP_MB_MAX, .off = OFF(storage.map_size_mb)},
     {"storage", "map_max_mb", K_U64, "0", 0, MAP_MB_MAX, .off = OFF(storage.map_max_mb)},
+    {"storage", "hourly_retention_days", K_U32, "400", 0, 36500,
+     .off = OFF(storage.hourly_retention_days)},
     {"ingest", "listen", K_LIST, "ipc:///run/tally/ingest,tcp://127.0.0.1:7410",
      .off = OFF(ingest.listen), .off_n = OFF(ingest.nlisten)},
     {"ingest", "acks", K_LIST, "ipc:///run/tally/ingest.acks,tcp://127.0.0.1:7411",
@@ -711,6 +717,11 @@ convert(const struct loader *L, size_t k, tally__config_t *cfg, const char *cwd,
         if (v == NULL)
             return -ENOMEM;
         *(char **)field = v;
+        /* tally__config_dump() writes the resolved path: it must fit an
+         * INI line so that the dump loads back (found by tests/fuzz) */
+        if (strlen(v) + strlen(d->key) + 3 > TALLY__CONFIG_MAX_LINE)
+            return key_fail(L, k, err, errlen, "resolved path is longer than %d bytes: %s",
+                            (int)(TALLY__CONFIG_MAX_LINE - strlen(d->key) - 3), v);
         return 0;
     }
     case K_LIST: {
@@ -863,6 +874,17 @@ tally__config_load(const char *path, tally__config_t **out, char *err, size_t er
                       "%" PRIu64 " is below storage.map_size_mb (%" PRIu64 "); use 0 for a "
                       "fixed map",
                       cfg->storage.map_max_mb, cfg->storage.map_size_mb);
+        goto fail;
+    }
+    /* A late event must never land in an hour retention already pruned:
+     * its monthly `last` bookkeeping would count it twice. */
+    if (cfg->storage.hourly_retention_days != 0 &&
+        (uint64_t)cfg->storage.hourly_retention_days * 24 <
+            (uint64_t)cfg->ingest.late_window_hours + 24) {
+        rc = key_fail(&L, (size_t)find_key("storage", "hourly_retention_days"), err, errlen,
+                      "%" PRIu32 " days do not cover ingest.late_window_hours (%" PRIu32
+                      ") plus a day; use 0 to keep hourly rollups forever",
+                      cfg->storage.hourly_retention_days, cfg->ingest.late_window_hours);
         goto fail;
     }
 

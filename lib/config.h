@@ -65,6 +65,13 @@ typedef struct tally__config {
             otherwise it may grow up to this many MiB (>= map_size_mb,
             <= 16777216). Default 0. */
         uint64_t map_max_mb;
+        /** storage.hourly_retention_days: hourly rollups whose hour started
+            more than this many days ago are pruned by tallyd in the
+            background (monthly rollups are kept); 0 = keep forever,
+            otherwise 1..36500 and more than ingest.late_window_hours
+            (a late event must never land in an hour already pruned).
+            Default 400. */
+        uint32_t hourly_retention_days;
     } storage;
 
     struct {

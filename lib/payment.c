@@ -241,7 +241,8 @@ check_contact(json_t *c, char *msg, size_t msglen)
     }
     const char *t;
     (void)opt_str(c, "contact_type", "contact.", &t, msg, msglen);
-    if (t[0] && strcmp(t, "MAILING") && strcmp(t, "BILLING") && strcmp(t, "PAYMENT")) {
+    if (t[0] && strcmp(t, "MAILING") != 0 && strcmp(t, "BILLING") != 0 &&
+        strcmp(t, "PAYMENT") != 0) {
         say(msg, msglen, "contact.contact_type: must be MAILING, BILLING or PAYMENT");
         return TALLY_EINVAL;
     }

@@ -585,7 +585,7 @@ tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
     if ((rc = tally__usage_details(store, cat, ns, &w, &items, &nitems)) != 0)
         goto fail;
     size_t maxm = nitems + (uplan ? uplan->nprices : 0);
-    if (maxm && !(mq = calloc(maxm, sizeof *mq))) {
+    if (!(mq = calloc(maxm ? maxm : 1, sizeof *mq))) { /* never NULL below, even when empty */
         rc = -ENOMEM;
         goto fail;
     }

@@ -1,10 +1,16 @@
 /* store.c — LMDB behind tally__store: environment, named databases, flush commits, snapshot scans.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 
@@ -17,6 +23,7 @@ struct tally__store {
     MDB_env *env;
     MDB_dbi hourly, monthly, producers, meta, objects;
     int readonly;
+    int lockfd; /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
 };
@@ -73,11 +80,25 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
     if (!s)
         return -ENOMEM;
     s->readonly = readonly;
+    s->lockfd = -1;
     pthread_rwlock_init(&s->lock, NULL);
     if (!readonly && (rc = mkdir_p(dir)) != 0) {
         tally__log_error("cannot create storage directory dir=%s err=\"%s\"", dir,
                          tally_strerror(rc));
         goto fail;
+    }
+    if (!readonly) {
+        /* a few tries: tally__store_locked() probes by taking the lock for
+         * an instant, and a daemon starting then should not fail */
+        for (int i = 0; (rc = tally__store_lock(dir, &s->lockfd)) == TALLY_EBUSY && i < 10; i++)
+            nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+        if (rc) {
+            if (rc == TALLY_EBUSY)
+                tally__log_error("store is in use by another process (tallyd or tallyctl restore/"
+                                 "compact hold %s/tally.lock) dir=%s",
+                                 dir, dir);
+            goto fail;
+        }
     }
     if ((rc = map_err(mdb_env_create(&s->env))) != 0)
         goto fail;
@@ -142,6 +163,7 @@ fail:
         mdb_txn_abort(txn);
     if (s->env)
         mdb_env_close(s->env);
+    tally__store_unlock(s->lockfd);
     pthread_rwlock_destroy(&s->lock);
     free(s);
     return rc;
@@ -153,6 +175,7 @@ tally__store_close(tally__store_t *s)
     if (!s)
         return;
     mdb_env_close(s->env);
+    tally__store_unlock(s->lockfd); /* after the environment: its last commit is on disk */
     pthread_rwlock_destroy(&s->lock);
     free(s);
 }
@@ -164,7 +187,7 @@ static int
 merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n, double *diffs,
            size_t ndiffs, const double *adds)
 {
-    MDB_cursor *cur;
+    MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc)
         return rc;
@@ -218,7 +241,7 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
                     const tally__store_put_t *monthly, size_t nm,
                     const tally__store_producer_t *producers, size_t np)
 {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     int rc;
     pthread_rwlock_rdlock(&s->lock);
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
@@ -257,6 +280,16 @@ tally__store_grow(tally__store_t *s, uint64_t new_size)
     int rc = mdb_env_set_mapsize(s->env, new_size);
     pthread_rwlock_unlock(&s->lock);
     return map_err(rc);
+}
+
+uint64_t
+tally__store_free_bytes(tally__store_t *s)
+{
+    const char *path = NULL;
+    struct statvfs st;
+    if (mdb_env_get_path(s->env, &path) != 0 || !path || statvfs(path, &st) != 0)
+        return UINT64_MAX;
+    return (uint64_t)st.f_bavail * st.f_frsize;
 }
 
 void
@@ -308,8 +341,8 @@ int
 tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
                   int64_t to_s, tally__store_scan_cb cb, void *ctx)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
     int rc, ret = 0;
     char seek[TALLY_ROLLUP_KEY_MAX + 1];
     if (from_s >= to_s)
@@ -372,8 +405,8 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
 int
 tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
     int rc, ret = 0;
     if ((rc = read_begin(s, s->producers, &txn, &cur)) != 0)
         return rc;
@@ -396,6 +429,8 @@ tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx
 int
 tally__store_backup(tally__store_t *s, const char *dir)
 {
+    if (!s || !dir)
+        return TALLY_EINVAL;
     int rc = mkdir_p(dir);
     if (rc)
         return rc;
@@ -411,7 +446,7 @@ static int
 obj_key(char *buf, const char *kind, const char *ns, const char *name, size_t *len)
 {
     size_t kl = strlen(kind), nl = ns ? strlen(ns) : 0, ml = name ? strlen(name) : 0;
-    if (kl + nl + ml + 2 > TALLY_OBJ_KEY_MAX || memchr(kind, 0, kl))
+    if (kl == 0 || kl + nl + ml + 2 > TALLY_OBJ_KEY_MAX)
         return TALLY_EINVAL;
     memcpy(buf, kind, kl);
     buf[kl] = '\0';
@@ -425,7 +460,7 @@ obj_key(char *buf, const char *kind, const char *ns, const char *name, size_t *l
 int
 tally__store_obj_write(tally__store_t *s, const tally__obj_op_t *ops, size_t n)
 {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     int rc;
     char key[TALLY_OBJ_KEY_MAX];
     pthread_rwlock_rdlock(&s->lock);
@@ -477,7 +512,7 @@ int
 tally__store_obj_get(tally__store_t *s, const char *kind, const char *ns, const char *name,
                      char **value, size_t *len)
 {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     char key[TALLY_OBJ_KEY_MAX];
     size_t klen;
     int rc = obj_key(key, kind, ns, name, &klen);
@@ -512,8 +547,8 @@ int
 tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally__store_obj_cb cb,
                       void *ctx)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
     char prefix[TALLY_OBJ_KEY_MAX];
     size_t plen;
     int rc;
@@ -552,4 +587,354 @@ tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     return read_end(s, txn, cur, rc, ret);
+}
+
+/* ---- retention ------------------------------------------------------------- */
+
+/* Records deleted per write transaction: small enough that a flush waiting
+ * for LMDB's writer lock waits a few milliseconds at most. */
+#define PRUNE_BATCH 256
+
+int
+tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_records, size_t *deleted)
+{
+    /* where the next batch starts: the last key deleted (gone, so
+     * MDB_SET_RANGE lands on its successor) or the next series */
+    char resume[TALLY_ROLLUP_KEY_MAX + 1];
+    size_t resume_len = 0;
+    int ret = 0, end = 0;
+    *deleted = 0;
+    if (s->readonly)
+        return TALLY_EINVAL;
+    while (!end && ret == 0 && *deleted < max_records) {
+        size_t budget = max_records - *deleted, n = 0;
+        if (budget > PRUNE_BATCH)
+            budget = PRUNE_BATCH;
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        pthread_rwlock_rdlock(&s->lock);
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc) {
+            pthread_rwlock_unlock(&s->lock);
+            return map_err(rc);
+        }
+        if ((rc = mdb_cursor_open(txn, s->hourly, &cur)) != 0) {
+            mdb_txn_abort(txn);
+            pthread_rwlock_unlock(&s->lock);
+            return map_err(rc);
+        }
+        if (resume_len) {
+            k.mv_size = resume_len;
+            k.mv_data = resume;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        }
+        while (rc == MDB_SUCCESS && n < budget) {
+            const char *series;
+            size_t slen;
+            int64_t period;
+            if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0) {
+                ret = TALLY_ECORRUPT;
+                break;
+            }
+            if (period >= before_s) {
+                /* this series' later hours stay: jump to the next series
+                 * (series + 0x01, as in tally__store_scan) */
+                memcpy(resume, series, slen);
+                resume[slen] = 0x01;
+                resume_len = slen + 1;
+                k.mv_size = resume_len;
+                k.mv_data = resume;
+                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+                continue;
+            }
+            memcpy(resume, k.mv_data, k.mv_size);
+            resume_len = k.mv_size;
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
+            n++;
+            /* after a delete the cursor already sits on the successor;
+             * MDB_NEXT returns it without stepping over it */
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            end = 1;
+        else if (ret == 0 && rc != MDB_SUCCESS)
+            ret = map_err(rc);
+        if (ret == 0 && n > 0) {
+            ret = map_err(mdb_txn_commit(txn));
+            if (ret == 0)
+                *deleted += n;
+        } else {
+            mdb_txn_abort(txn);
+        }
+        pthread_rwlock_unlock(&s->lock);
+    }
+    return ret;
+}
+
+/* ---- the store lock and offline operations -------------------------------- */
+
+static int
+join_path(char *buf, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+int
+tally__store_lock(const char *dir, int *fd)
+{
+    char path[4096];
+    int rc;
+    *fd = -1;
+    if ((rc = mkdir_p(dir)) != 0 || (rc = join_path(path, sizeof path, dir, "tally.lock")) != 0)
+        return rc;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (f < 0)
+        return -errno;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        return e == EWOULDBLOCK ? TALLY_EBUSY : -e;
+    }
+    *fd = f;
+    return 0;
+}
+
+void
+tally__store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the last descriptor of the open file releases the flock */
+}
+
+int
+tally__store_locked(const char *dir)
+{
+    char path[4096];
+    int rc = join_path(path, sizeof path, dir, "tally.lock");
+    if (rc)
+        return rc;
+    /* read-only and never created: probing changes nothing on disk */
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    rc = 0;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK ? 1 : -errno;
+    close(f);
+    return rc;
+}
+
+static int
+fsync_path(const char *path, int dir)
+{
+    int f = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    int rc = fsync(f) != 0 ? -errno : 0;
+    close(f);
+    return rc;
+}
+
+/* Copy a file to a new one (O_EXCL), synced. */
+static int
+copy_file(const char *from, const char *to)
+{
+    int rc = 0, in = -1, out = -1;
+    char *buf = malloc(1 << 20);
+    if (!buf)
+        return -ENOMEM;
+    if ((in = open(from, O_RDONLY | O_CLOEXEC)) < 0 ||
+        (out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(in, buf, 1 << 20);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -errno;
+                goto out;
+            }
+            off += w;
+        }
+    }
+    if (fsync(out) != 0)
+        rc = -errno;
+out:
+    if (out >= 0 && close(out) != 0 && rc == 0)
+        rc = -errno;
+    if (in >= 0)
+        close(in);
+    if (rc && out >= 0)
+        unlink(to);
+    free(buf);
+    return rc;
+}
+
+/* Records (rollups, producers, objects) in the store in dir; 0 when there is
+ * no data.mdb. */
+static int
+count_records(const char *dir, uint64_t *n)
+{
+    char path[4096];
+    struct stat st;
+    int rc;
+    *n = 0;
+    if ((rc = join_path(path, sizeof path, dir, "data.mdb")) != 0)
+        return rc;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    tally__store_t *s = NULL;
+    if ((rc = tally__store_open(dir, 0, 1, &s)) != 0 || !s)
+        return rc ? rc : TALLY_ESTORE;
+    MDB_txn *txn = NULL;
+    if ((rc = map_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) == 0) {
+        MDB_dbi dbis[] = {s->hourly, s->monthly, s->producers, s->objects};
+        for (size_t i = 0; i < sizeof dbis / sizeof dbis[0] && rc == 0; i++) {
+            MDB_stat ms;
+            if ((rc = map_err(mdb_stat(txn, dbis[i], &ms))) == 0)
+                *n += ms.ms_entries;
+        }
+        mdb_txn_abort(txn);
+    }
+    tally__store_close(s);
+    return rc;
+}
+
+/* Remove a temporary directory of ours: the files LMDB may have left, then
+ * the directory. */
+static void
+remove_tmpdir(const char *tmp)
+{
+    char path[4096];
+    if (join_path(path, sizeof path, tmp, "data.mdb") == 0)
+        unlink(path);
+    if (join_path(path, sizeof path, tmp, "lock.mdb") == 0)
+        unlink(path);
+    rmdir(tmp);
+}
+
+/* Check that the store in tmp opens as a tally store of this format, then
+ * rename its data.mdb over dir's and sync dir. */
+static int
+validate_and_swap(const char *tmp, const char *dir)
+{
+    char from[4096], to[4096];
+    tally__store_t *t = NULL;
+    int rc;
+    if ((rc = join_path(from, sizeof from, tmp, "data.mdb")) != 0 ||
+        (rc = join_path(to, sizeof to, dir, "data.mdb")) != 0)
+        return rc;
+    if ((rc = tally__store_open(tmp, 0, 1, &t)) != 0)
+        return rc;
+    tally__store_close(t);
+    if (rename(from, to) != 0)
+        return -errno;
+    return fsync_path(dir, 1);
+}
+
+int
+tally__store_restore(const char *from_dir, const char *dir, int force)
+{
+    char src[4096], tmp[4096], dst[4096];
+    struct stat a, b;
+    int rc, lfd = -1, made_tmp = 0;
+    uint64_t n = 0;
+    if ((rc = join_path(src, sizeof src, from_dir, "data.mdb")) != 0 ||
+        (rc = join_path(tmp, sizeof tmp, dir, ".restore-XXXXXX")) != 0)
+        return rc;
+    if (stat(src, &a) != 0)
+        return -errno;
+    if ((rc = tally__store_lock(dir, &lfd)) != 0)
+        return rc;
+    if (stat(dir, &b) == 0 && stat(from_dir, &a) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino) {
+        rc = TALLY_EINVAL; /* restoring a store onto itself */
+        goto out;
+    }
+    rc = count_records(dir, &n);
+    if (rc == TALLY_ECORRUPT) {
+        n = 1; /* something that is not a store of ours: data all the same */
+        rc = 0;
+    }
+    if (rc)
+        goto out;
+    if (n && !force) {
+        rc = TALLY_EEXISTS;
+        goto out;
+    }
+    /* inside dir: the same filesystem as dir/data.mdb, so rename(2) is atomic */
+    if (!mkdtemp(tmp)) {
+        rc = -errno;
+        goto out;
+    }
+    made_tmp = 1;
+    if ((rc = join_path(dst, sizeof dst, tmp, "data.mdb")) != 0 || (rc = copy_file(src, dst)) != 0)
+        goto out;
+    rc = validate_and_swap(tmp, dir);
+out:
+    if (made_tmp)
+        remove_tmpdir(tmp);
+    tally__store_unlock(lfd);
+    return rc;
+}
+
+int
+tally__store_compact(const char *dir, const char *out_dir, uint64_t *before, uint64_t *after)
+{
+    char path[4096], tmp[4096], copy[4096];
+    struct stat st;
+    int rc, lfd = -1, made_tmp = 0;
+    tally__store_t *s = NULL;
+    if ((rc = join_path(path, sizeof path, dir, "data.mdb")) != 0 ||
+        (rc = join_path(tmp, sizeof tmp, dir, ".compact-XXXXXX")) != 0)
+        return rc;
+    if (stat(path, &st) != 0)
+        return -errno;
+    if (before)
+        *before = (uint64_t)st.st_size;
+    if ((rc = tally__store_lock(dir, &lfd)) != 0)
+        return rc;
+    if (!out_dir) {
+        if (!mkdtemp(tmp)) {
+            rc = -errno;
+            goto out;
+        }
+        made_tmp = 1;
+    }
+    const char *target = out_dir ? out_dir : tmp;
+    if ((rc = tally__store_open(dir, 0, 1, &s)) != 0 || (rc = tally__store_backup(s, target)) != 0)
+        goto out;
+    tally__store_close(s);
+    s = NULL;
+    if ((rc = join_path(copy, sizeof copy, target, "data.mdb")) != 0 ||
+        (rc = fsync_path(copy, 0)) != 0)
+        goto out;
+    if (after)
+        *after = stat(copy, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (!out_dir)
+        rc = validate_and_swap(tmp, dir);
+out:
+    tally__store_close(s);
+    if (made_tmp)
+        remove_tmpdir(tmp);
+    tally__store_unlock(lfd);
+    return rc;
 }

@@ -66,6 +66,14 @@ int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, siz
 /** @brief Grow the map to new_size bytes; waits for readers. @return 0 or TALLY_ESTORE. */
 int tally__store_grow(tally__store_t *s, uint64_t new_size);
 
+/**
+ * @brief Free bytes on the filesystem holding the store (statvfs), or
+ *        UINT64_MAX when it cannot be told.
+ * @note LMDB reports a full disk as EIO from a short write: callers use
+ *       this to tell "the disk is full" from other I/O errors.
+ */
+uint64_t tally__store_free_bytes(tally__store_t *s);
+
 /** @brief Current map size and bytes in use (last page * page size). */
 void tally__store_map_info(tally__store_t *s, uint64_t *map_size, uint64_t *used);
 
@@ -141,5 +149,77 @@ int tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns,
 
 /** @brief Copy the environment to dir (compacting), consistent while writers run. */
 int tally__store_backup(tally__store_t *s, const char *dir);
+
+/* ---- retention ----------------------------------------------------------- */
+
+/**
+ * @brief Delete hourly rollups whose period starts before before_s, at most
+ *        max_records of them, in batches of a few hundred records, each
+ *        batch its own durable write transaction (so a flush waiting for
+ *        LMDB's writer lock waits for one batch, not the whole prune).
+ *        Monthly rollups, producers and objects are never touched.
+ * @param[out] deleted records deleted (also on failure: the batches that
+ *        committed before it). *deleted < max_records means nothing older
+ *        than before_s is left.
+ * @return 0, TALLY_EMAPFULL (the batch that failed wrote nothing),
+ *         TALLY_ECORRUPT, TALLY_ESTORE, TALLY_EINVAL (read-only store).
+ * @note Writer-side: call it from the thread that commits (tallyd's
+ *       aggregator); readers keep their snapshots.
+ */
+int tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_records,
+                              size_t *deleted);
+
+/* ---- the store lock and offline operations ---------------------------------
+ * A writable open takes an advisory lock, flock(LOCK_EX | LOCK_NB) on
+ * DIR/tally.lock, and holds it until tally__store_close(). LMDB itself lets
+ * several processes write one environment; this lock says "a tallyd owns
+ * this store", so a second tallyd and the offline commands that replace
+ * data.mdb (restore, compact) refuse instead of racing it. flock locks die
+ * with the process, so a crashed tallyd leaves no stale lock. Read-only
+ * opens (dump, backup) take no lock. */
+
+/**
+ * @brief Is the store in dir owned by a live writer (a tallyd)?
+ * @return 1 when DIR/tally.lock is locked by any open file description
+ *         (another process, or a writable open in this one), 0 when it is
+ *         not or does not exist, -errno when it cannot be checked.
+ * @note Only tells the present: use tally__store_lock() to act on it.
+ */
+int tally__store_locked(const char *dir);
+
+/**
+ * @brief Take the store lock of dir (creating dir and DIR/tally.lock when
+ *        missing) for an offline operation.
+ * @param[out] fd the lock's descriptor; pass it to tally__store_unlock().
+ * @return 0, TALLY_EBUSY (a tallyd holds it), or -errno.
+ */
+int tally__store_lock(const char *dir, int *fd);
+
+/** @brief Release a lock from tally__store_lock(). A negative fd is ignored. */
+void tally__store_unlock(int fd);
+
+/**
+ * @brief Replace the store in dir with the backup in from_dir (its data.mdb),
+ *        offline. Holds the store lock throughout; copies the backup into a
+ *        temporary directory inside dir (so the same filesystem), checks that
+ *        the copy opens as a tally store of this format, then rename(2)s it
+ *        over DIR/data.mdb: a crash leaves the old store or the new one.
+ * @param force replace a store that holds records.
+ * @return 0; TALLY_EBUSY (a tallyd runs on dir); TALLY_EEXISTS (dir holds
+ *         records and !force); -ENOENT (no from_dir/data.mdb);
+ *         TALLY_ECORRUPT (the backup is not a tally store of this format);
+ *         TALLY_EINVAL (from_dir is dir); -errno.
+ */
+int tally__store_restore(const char *from_dir, const char *dir, int force);
+
+/**
+ * @brief Compact the store in dir offline: write a compacted copy (LMDB's
+ *        copy with MDB_CP_COMPACT) and, with out_dir NULL, rename(2) it over
+ *        DIR/data.mdb; otherwise leave dir alone and write out_dir/data.mdb.
+ * @param[out] before, after sizes of data.mdb before and of the copy (may be NULL).
+ * @return 0; TALLY_EBUSY (a tallyd runs on dir); -ENOENT (no store in dir);
+ *         -EEXIST (out_dir already holds a data.mdb); TALLY_ECORRUPT; -errno.
+ */
+int tally__store_compact(const char *dir, const char *out_dir, uint64_t *before, uint64_t *after);
 
 #endif

@@ -23,7 +23,7 @@
     X(alert_v1, 3, "tallyd -> subscribers (PUB/SUB, topic = namespace)")
 
 enum tally_proto_kind {
-#define TALLY__PROTO_KIND(name, num, dir) TALLY_PROTO_KIND_##name = num,
+#define TALLY__PROTO_KIND(name, num, dir) TALLY_PROTO_KIND_##name = (num),
     TALLY_PROTO_MESSAGES(TALLY__PROTO_KIND)
 #undef TALLY__PROTO_KIND
 };

@@ -717,3 +717,39 @@ Test(config, env_name_is_upper_case_section_and_key)
     cr_expect_str_eq(name, "TALLY_FLUSH_INTERVAL_MS");
     cr_expect_eq(tally__config_env_name("flush", "interval_ms", name, 10), TALLY_ETOOBIG);
 }
+
+/* Found by tests/fuzz (fuzz_config): a short line followed by a long run of
+ * carriage returns overflowed the INI reader's line buffer. */
+Test(config, trailing_carriage_returns_do_not_overflow_regression)
+{
+    char text[1024];
+    size_t n = (size_t)snprintf(text, sizeof text, "[flush]\ninterval_ms = 250");
+    memset(text + n, '\r', 600);
+    text[n + 600] = '\n';
+    text[n + 601] = '\0';
+    char *path = write_temp(text);
+    tally__config_t *cfg = NULL;
+    char err[512] = "";
+    cr_assert_eq(tally__config_load(path, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cfg->flush.interval_ms, 250);
+    tally__config_destroy(cfg);
+    remove_temp(path);
+}
+
+/* Found by tests/fuzz (fuzz_config): a relative path that resolved to more
+ * than an INI line could hold made tally__config_dump() write a file that
+ * did not load back. Such paths are refused at load, naming the length. */
+Test(config, resolved_paths_must_fit_a_line_regression)
+{
+    char text[512], rel[190];
+    memset(rel, 'a', sizeof rel - 1);
+    rel[sizeof rel - 1] = '\0';
+    snprintf(text, sizeof text, "[storage]\ndir = %s\n", rel);
+    char *path = write_temp(text);
+    tally__config_t *cfg = NULL;
+    char err[512] = "";
+    cr_assert_eq(tally__config_load(path, &cfg, err, sizeof err), TALLY_ECONFIG);
+    cr_assert(strstr(err, "resolved path is longer than") != NULL, "%s", err);
+    cr_assert(strstr(err, ":2:") != NULL, "names the line: %s", err);
+    remove_temp(path);
+}

@@ -1,0 +1,142 @@
+#!/bin/sh
+# scenario_disk_full.sh — the store's disk fills up: ingestion pauses, reads keep working, /metrics and the log say so, nothing acked is lost, ingestion resumes when space returns.
+#
+# The LMDB store lives on a 2 MiB tmpfs (we are root; without mount rights
+# the scenario falls back to a 1 MiB LMDB map, as tests/e2e/test_store_full.sh
+# does). A bench with 20,000 series fills it; then:
+#   - the log says "flush failed ... ingest paused", /metrics tally_store_full 1,
+#     /healthz degraded;
+#   - reads work: tallyctl dump and POST usage_details (200) still show the
+#     events committed before the disk filled;
+#   - a producer started while full gets no ack (ingestion paused);
+#   - the tmpfs is remounted larger (or the map raised + SIGHUP): "flush
+#     succeeded again", tally_store_full 0, every producer ends fully acked
+#     and the store holds exactly every event that was sent.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+faults_setup
+command -v curl >/dev/null || fail "curl is needed"
+[ -x "$BENCH" ] || fail "no $BENCH"
+t_begin=$(now_ms)
+mkdir -p "$T/fs"
+MODE=tmpfs
+if [ "${FAULTS_NO_MOUNT:-0}" != 1 ] && mount -t tmpfs -o size=2m tmpfs "$T/fs" 2>"$T/mount.err"; then
+    # shellcheck disable=SC2034 # read by faults_cleanup (lib.sh)
+    FAULTS_UMOUNT=$T/fs # faults_cleanup unmounts it before $T is removed
+    export TALLY_STORAGE_DIR="$T/fs/store"
+    say "store on a 2 MiB tmpfs at $T/fs (map 256 MiB: the disk fills, not the map)"
+else
+    MODE=map
+    say "cannot mount a tmpfs ($(cat "$T/mount.err" 2>/dev/null)); falling back to a 1 MiB LMDB map"
+    sed -i 's/^map_size_mb = .*/map_size_mb = 1/' "$CONF"
+fi
+export TALLY_FLUSH_INTERVAL_MS=50
+start_tallyd "$T/tallyd.log"
+URL=$(http_url)
+TS=$(($(now_s) - 30)) # every df-* event carries this time: its hour is known
+
+# 1. committed before the disk fills
+"$TALLYCTL" emit --endpoint "$INGEST" --producer before --ns df-before --metric http_requests \
+    --value 3 --count 500 --ts "$TS" --timeout 20 >/dev/null || fail "emit before the disk filled was not acked"
+expect_at df-before http_requests 3 500 $((TS * 1000))
+
+# 2. fill it: 2 x 20,000 series, unique objects
+bg_run bench "$BENCH" --endpoint "$INGEST" --producers 2 --events 20000 --series 20000 --batch 100
+i=0
+until grep -q "flush failed" "$T/tallyd.log"; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ]; then
+        df -h "$T/fs" >&2 || true
+        fail "no 'flush failed' in the log within 30 s: the store never filled"
+    fi
+    sleep 0.1
+done
+t_full=$(now_ms)
+logline=$(grep -m1 'flush failed' "$T/tallyd.log")
+say "store full: $logline"
+echo "$logline" | grep -q 'level=error' || fail "the flush failure is not logged at level error"
+echo "$logline" | grep -qi 'ingest paused' || fail "the log line does not say ingest is paused"
+[ "$MODE" = map ] || echo "$logline" | grep -qi 'space' ||
+    known_bug "a full disk is logged as err=\"$(echo "$logline" | sed -n 's/.*err="\([^"]*\)".*/\1/p')\", not as lack of space (LMDB reports a short pwrite as EIO)"
+curl -sf "$URL/metrics" >"$T/metrics.full" || fail "/metrics unreachable while full"
+if ! grep -q '^tally_store_full 1$' "$T/metrics.full"; then
+    [ "$MODE" = tmpfs ] || fail "/metrics lacks tally_store_full 1"
+    known_bug "disk full (tmpfs ENOSPC surfacing as EIO): /metrics shows '$(grep '^tally_store_full ' "$T/metrics.full")', want 1"
+fi
+grep -q '^tally_flush_errors_total [1-9]' "$T/metrics.full" || fail "/metrics counts no flush errors"
+health=$(curl -s "$URL/healthz")
+if ! echo "$health" | grep -q '"degraded"'; then
+    [ "$MODE" = tmpfs ] || fail "/healthz does not say degraded: $health"
+    known_bug "disk full (tmpfs): /healthz answers $health while no flush can commit"
+fi
+
+# 3. reads keep working and see what was committed
+dump_records --ns df-before >"$T/before.rec" || fail "tallyctl dump failed while full"
+sum=$(awk '{ s += $4 } END { print s + 0 }' "$T/before.rec")
+[ "$sum" = 1500 ] || fail "dump while full: df-before sum $sum, want 1500"
+code=$(curl -s -o "$T/usage.json" -w '%{http_code}' -X POST -H 'Authorization: APIToken dev-admin-token' \
+    -d '{}' "$URL/api/web/namespaces/df-before/usage_details")
+[ "$code" = 200 ] || fail "usage_details answered $code while the store is full"
+grep -q 'http_requests\|usage_items' "$T/usage.json" || fail "usage_details body lacks items: $(head -c 300 "$T/usage.json")"
+
+# 4. ingestion is paused: a new producer gets no ack while full
+bg_run during "$TALLYCTL" emit --endpoint "$INGEST" --producer during --ns df-during \
+    --metric http_requests --value 5 --count 300 --ts "$TS" --timeout 90 --json
+expect_at df-during http_requests 5 300 $((TS * 1000))
+sleep 3
+bg_done during && fail "a producer was fully acked while the store was full: $(cat "$T/during.out")"
+bg_done bench && fail "the bench ended while the store was full (status $(bg_status bench)): $(cat "$T/bench.out" "$T/bench.err")"
+flushes_full=$(metric tally_flushes_total)
+sleep 1
+[ "$(metric tally_flushes_total)" = "$flushes_full" ] || fail "flushes committed while the store was full"
+
+# 5. space returns
+if [ "$MODE" = tmpfs ]; then
+    mount -o remount,size=256m "$T/fs" || fail "cannot grow the tmpfs"
+    say "tmpfs grown to 256 MiB after $(elapsed_since "$t_full")s full"
+else
+    sed -i 's/^map_size_mb = .*/map_size_mb = 256/' "$CONF"
+    kill -HUP "$TALLYD_PID"
+    say "map raised to 256 MiB (SIGHUP) after $(elapsed_since "$t_full")s full"
+fi
+i=0
+until grep -q "flush succeeded again" "$T/tallyd.log"; do
+    i=$((i + 1))
+    [ "$i" -le 200 ] || fail "ingest did not resume within 20 s"
+    sleep 0.1
+done
+say "resumed: $(grep -m1 'flush succeeded again' "$T/tallyd.log")"
+i=0
+while ! bg_done bench || ! bg_done during; do
+    i=$((i + 1))
+    [ "$i" -le 1200 ] || fail "producers not acked within 120 s of resuming"
+    check_tallyd_alive
+    sleep 0.1
+done
+[ "$(bg_status bench)" = 0 ] || fail "bench failed after resume: $(cat "$T/bench.out" "$T/bench.err")"
+[ "$(bg_status during)" = 0 ] || fail "producer 'during' not acked after resume: $(cat "$T/during.out" "$T/during.err")"
+grep -q '^tally_store_full 0$' <<EOF || fail "tally_store_full did not clear"
+$(curl -sf "$URL/metrics")
+EOF
+"$TALLYCTL" emit --endpoint "$INGEST" --producer after --ns df-after --metric http_requests \
+    --value 7 --count 200 --ts "$TS" --timeout 20 >/dev/null || fail "emit after resume not acked"
+expect_at df-after http_requests 7 200 $((TS * 1000))
+errors=$(metric tally_flush_errors_total)
+resends=$(json_field resends "$T/during.out")
+bench_resends=$(sed -n 's/^resends: \([0-9]*\).*/\1/p' "$T/bench.out")
+stop_tallyd
+[ "$TALLYD_STATUS" = 0 ] || fail "tallyd exited $TALLYD_STATUS"
+
+# 6. nothing acked lost: the bench's 40,000 events (1 each, stamped now) are all there
+dump_records --period hour >"$T/all.rec"
+bench_sum=$(awk '$1 ~ /^ns-/ && $2 == "http_requests" { s += $4 } END { printf "%.0f", s }' "$T/all.rec")
+[ "$bench_sum" = 40000 ] || fail "bench events in the store: $bench_sum, want 40000 (2 x 20000, all acked)"
+# the other producers: exact per (ns, metric, hour)
+agg() { awk '$1 !~ /^ns-/ { k = $1 " " $2 " " $3; s[k] += $4; c[k] += $5 }
+             END { for (k in s) printf "%s %.0f %.0f\n", k, s[k], c[k] }' "$1" | sort; }
+agg "$T/expected.raw" >"$T/e"
+agg "$T/all.rec" >"$T/g"
+cmp -s "$T/e" "$T/g" || { diff "$T/e" "$T/g" >&2 || true; fail "events of df-* lost or double counted"; }
+summary "mode=$MODE full_for_s=$(elapsed_since "$t_full") flush_errors=$errors events=$((40000 + 500 + 300 + 200)) resends=$((${resends:-0} + ${bench_resends:-0})) seconds=$(elapsed_since "$t_begin")"
+e2e_pass
