@@ -719,9 +719,16 @@ convert(const struct loader *L, size_t k, tally__config_t *cfg, const char *cwd,
         *(char **)field = v;
         /* tally__config_dump() writes the resolved path: it must fit an
          * INI line so that the dump loads back (found by tests/fuzz) */
-        if (strlen(v) + strlen(d->key) + 3 > TALLY__CONFIG_MAX_LINE)
+        for (const char *c = v; *c; c++)
+            if ((unsigned char)*c < 0x20 || ((c[0] == ' ' || c[0] == '\t') &&
+                                              (c[1] == ';' || c[1] == '#')))
+                return key_fail(L, k, err, errlen,
+                                "a path may not hold control characters or ' ;' / ' #' "
+                                "(they read as a comment)");
+        /* + 2: the dump quotes a path with blanks at either end */
+        if (strlen(v) + strlen(d->key) + 5 > TALLY__CONFIG_MAX_LINE)
             return key_fail(L, k, err, errlen, "resolved path is longer than %d bytes: %s",
-                            (int)(TALLY__CONFIG_MAX_LINE - strlen(d->key) - 3), v);
+                            (int)(TALLY__CONFIG_MAX_LINE - strlen(d->key) - 5), v);
         return 0;
     }
     case K_LIST: {
@@ -951,9 +958,17 @@ tally__config_dump(const tally__config_t *cfg, FILE *fp)
         case K_NAME:
         case K_PATH:
         case K_ENDPOINT:
-        case K_HOSTPORT:
-            fprintf(fp, "%s\n", *(char *const *)field);
+        case K_HOSTPORT: {
+            /* quoted when blanks at either end, a comment character or a
+             * quote would not survive the reader as they are (found by
+             * tests/fuzz: fuzz_config) */
+            const char *v = *(char *const *)field;
+            size_t vl = strlen(v);
+            int quote = vl && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[vl - 1]) ||
+                               strpbrk(v, ";#\"") != NULL);
+            fprintf(fp, quote ? "\"%s\"\n" : "%s\n", v);
             break;
+        }
         case K_LIST: {
             /* One endpoint a line: a long list would not fit in one. */
             char *const *list = *(char **const *)field;
