@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alert.h"
+#include "strtab.h"
 #include "tally/tally.h"
 
 #define PACK_KEY(pk, k) msgpack_pack_str_with_body((pk), (k), 1)
@@ -248,16 +249,18 @@ struct tally__alert_state {
     uint32_t fresh;     /* entries never used yet start here (0-based) */
 };
 
+/* the project's FNV-1a over "a 0xff b" (0xff cannot occur in names) */
 static uint64_t
 hash2(const char *a, const char *b)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *a; a++)
-        h = (h ^ (uint8_t)*a) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (; *b; b++)
-        h = (h ^ (uint8_t)*b) * 1099511628211ull;
-    return h;
+    char buf[512];
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 1 > sizeof buf)
+        return tally__hash_bytes(a, la) ^ tally__hash_bytes(b, lb);
+    memcpy(buf, a, la);
+    buf[la] = (char)0xff;
+    memcpy(buf + la + 1, b, lb);
+    return tally__hash_bytes(buf, la + 1 + lb);
 }
 
 int

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "apilimit.h"
+#include "strtab.h"
 #include "tally/tally.h"
 
 /* ---- a fixed-capacity LRU index of short string keys ------------------- */
@@ -25,15 +26,6 @@ typedef struct lru {
     size_t cap, n, nheads;
     uint32_t mru, lru; /* index + 1 */
 } lru_t;
-
-static uint64_t
-hash_bytes(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
-    return h;
-}
 
 static int
 lru_init(lru_t *t, size_t cap)
@@ -99,7 +91,7 @@ chain_unlink(lru_t *t, uint32_t idx)
 static uint32_t
 lru_find(lru_t *t, const char *key, size_t klen)
 {
-    uint64_t h = hash_bytes(key, klen);
+    uint64_t h = tally__hash_bytes(key, klen);
     for (uint32_t i = t->heads[h & (t->nheads - 1)]; i; i = t->nodes[i - 1].chain) {
         node_t *x = &t->nodes[i - 1];
         if (x->hash == h && x->klen == klen && memcmp(x->key, key, klen) == 0) {
@@ -130,7 +122,7 @@ lru_insert(lru_t *t, const char *key, size_t klen, int *evicted)
         *evicted = 1;
     }
     node_t *x = &t->nodes[idx - 1];
-    x->hash = hash_bytes(key, klen);
+    x->hash = tally__hash_bytes(key, klen);
     x->klen = (uint32_t)klen;
     memcpy(x->key, key, klen);
     uint32_t *head = &t->heads[x->hash & (t->nheads - 1)];

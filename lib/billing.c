@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "billing.h"
+#include "payment.h"
 #include "log.h"
 #include "plans.h"
 #include "tally/tally.h"
@@ -367,26 +368,6 @@ contact_given(json_t *payload, const char *key)
 {
     json_t *c = json_object_get(payload, key);
     return json_is_object(c) && json_object_size(c) > 0;
-}
-
-/* 13 to 19 digits passing the Luhn check: a card number, which tally never stores. */
-static int
-looks_like_card(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 13 || n > 19 || strspn(s, "0123456789") != n)
-        return 0;
-    int sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = s[n - 1 - i] - '0';
-        if (i % 2) {
-            d *= 2;
-            if (d > 9)
-                d -= 9;
-        }
-        sum += d;
-    }
-    return sum % 10 == 0;
 }
 
 /* Check the add-on name arrays of the payload: strings, no name in both. */
@@ -748,7 +729,7 @@ tally__billing_transition_create(const tally__billing_env_t *env, const char *ns
         say(msg, msglen, "%s: required by plan '%s'", missing, to);
         return TALLY_EINVAL;
     }
-    if (looks_like_card(payload_str(payload, "payment_provider_token"))) {
+    if (tally__payment_looks_like_card(payload_str(payload, "payment_provider_token"))) {
         say(msg, msglen,
             "payload.payment_provider_token: looks like a card number; tally keeps "
             "payment provider tokens only");

@@ -22,6 +22,7 @@
 #include <nanomsg/pubsub.h>
 
 #include "codec.h"
+#include "timeutil.h"
 #include "tally/tally.h"
 
 /* How often the background thread wakes when nothing arrives. */
@@ -93,22 +94,6 @@ lat_upper(unsigned b)
         return b;
     unsigned log2 = b / LAT_SUB + 3, sub = b % LAT_SUB;
     return ((uint64_t)(LAT_SUB + sub + 1) << (log2 - 4)) - 1;
-}
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int
@@ -183,7 +168,7 @@ seal(tally_client_t *c)
     c->st.batches++;
     c->events.size = 0;
     c->open_n = 0;
-    try_send(c, p, mono_ms());
+    try_send(c, p, tally__time_mono_ms());
     return 0;
 }
 
@@ -286,12 +271,12 @@ bg_main(void *arg)
                     ack.producer.len == strlen(c->producer) &&
                     memcmp(ack.producer.p, c->producer, ack.producer.len) == 0) {
                     release_upto(c, ack.hwm);
-                    c->last_ack_ms = mono_ms();
+                    c->last_ack_ms = tally__time_mono_ms();
                 }
                 nn_freemsg(msg);
             }
         }
-        int64_t now = mono_ms();
+        int64_t now = tally__time_mono_ms();
         if (c->open_n && now - c->open_since_ms >= (int64_t)c->o.batch_delay_ms &&
             c->qcount < c->o.max_unacked)
             seal(c);
@@ -336,7 +321,7 @@ tally_client_create(const char *endpoint, const char *producer_id,
         c->o.max_unacked_bytes = 64u << 20;
     if (!c->o.ack_timeout_ms)
         c->o.ack_timeout_ms = 1000;
-    c->next_seq = c->o.first_seq ? c->o.first_seq : (uint64_t)wall_ms() * 1000;
+    c->next_seq = c->o.first_seq ? c->o.first_seq : (uint64_t)tally__time_now_ms() * 1000;
     c->o.ack_endpoint = NULL; /* not kept: the caller's string */
     snprintf(c->producer, sizeof c->producer, "%s", producer_id);
     c->push = c->sub = -1;
@@ -368,7 +353,7 @@ tally_client_create(const char *endpoint, const char *producer_id,
     }
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     snprintf(c->ack_endpoint, sizeof c->ack_endpoint, "%s", ack_ep);
-    c->last_ack_ms = mono_ms();
+    c->last_ack_ms = tally__time_mono_ms();
     if ((rc = open_sockets(c)) != 0)
         goto fail;
     if ((rc = pthread_create(&c->thread, NULL, bg_main, c)) != 0) {
@@ -397,7 +382,7 @@ tally_emit(tally_client_t *c, const tally_event_t *ev)
     int rc = tally__event_validate(ev, NULL);
     if (rc)
         return rc;
-    int64_t ts = ev->ts_ms ? ev->ts_ms : wall_ms();
+    int64_t ts = ev->ts_ms ? ev->ts_ms : tally__time_now_ms();
     pthread_mutex_lock(&c->mu);
     if (c->stop) {
         rc = TALLY_ECLOSED;
@@ -414,7 +399,7 @@ tally_emit(tally_client_t *c, const tally_event_t *ev)
         goto out;
     }
     if (c->open_n++ == 0)
-        c->open_since_ms = mono_ms();
+        c->open_since_ms = tally__time_mono_ms();
     c->st.events++;
     if (c->open_n >= c->o.batch_events || c->events.size >= c->o.batch_bytes)
         rc = seal(c);
