@@ -959,13 +959,13 @@ tally__config_dump(const tally__config_t *cfg, FILE *fp)
         case K_PATH:
         case K_ENDPOINT:
         case K_HOSTPORT: {
-            /* quoted when blanks at either end, a comment character or a
-             * quote would not survive the reader as they are (found by
-             * tests/fuzz: fuzz_config) */
+            /* quoted only when the reader would not keep it as it is: blanks
+             * at either end, or a value wrapped in quotes (found by
+             * tests/fuzz: fuzz_config); quoting more would lengthen lines */
             const char *v = *(char *const *)field;
             size_t vl = strlen(v);
             int quote = vl && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[vl - 1]) ||
-                               strpbrk(v, ";#\"") != NULL);
+                               (v[0] == '"' && v[vl - 1] == '"'));
             fprintf(fp, quote ? "\"%s\"\n" : "%s\n", v);
             break;
         }
