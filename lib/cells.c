@@ -1,4 +1,4 @@
-/* cells.c — open-addressing cell table, persistent series order, and flush preparation. */
+/* cells.c — open-addressing cell table and flush preparation in store key order. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@ typedef struct cell {
 } cell_t;
 
 typedef struct sortent {
-    uint64_t key; /* rank << 32 | hour */
+    uint64_t key; /* sort_key() */
     uint32_t cell;
 } sortent_t;
 
@@ -24,17 +24,19 @@ struct tally__cells {
     uint32_t ncells, cap_cells;
     uint32_t *index; /* cell + 1, 0 = empty */
     uint32_t index_mask;
-    /* series order: sorted[] lists series ids in key order; rank[id] is an
-     * id's position. Ids below nranked are placed. */
-    uint32_t *sorted, *rank;
-    uint32_t nranked, cap_ranked;
+    /* sid1[id]: 1 + the store's id of series `id`, learnt from a commit;
+     * 0 until then. Store ids give the key order, so sorting a flush is a
+     * counting sort of integers. */
+    uint32_t *sid1;
+    uint32_t cap_sid;
     uint32_t max_series_seen; /* highest id added + 1 */
     /* flush scratch, reused */
     sortent_t *order;
     tally__store_put_t *hourly, *monthly;
     tally__rollup_t *month_r;
     uint32_t cap_scratch;
-    uint32_t *count; /* counting sort by rank: cap_ranked + 1 entries */
+    uint32_t *count; /* counting sort by store id: cap_count entries */
+    uint32_t cap_count;
 };
 
 static uint32_t
@@ -68,8 +70,7 @@ tally__cells_destroy(tally__cells_t *a)
         return;
     free(a->cells);
     free(a->index);
-    free(a->sorted);
-    free(a->rank);
+    free(a->sid1);
     free(a->order);
     free(a->hourly);
     free(a->monthly);
@@ -150,72 +151,89 @@ tally__cells_reset(tally__cells_t *a)
 }
 
 static int
-cmp_series(const void *pa, const void *pb, void *ctx)
-{
-    const tally__strtab_t *sort_tab = ctx;
-    uint32_t la, lb;
-    const char *sa = tally__strtab_get(sort_tab, *(const uint32_t *)pa, &la);
-    const char *sb = tally__strtab_get(sort_tab, *(const uint32_t *)pb, &lb);
-    int c = memcmp(sa, sb, la < lb ? la : lb);
-    if (c)
-        return c;
-    return la < lb ? -1 : la > lb;
-}
-
-static int
 cmp_sortent(const void *pa, const void *pb)
 {
     uint64_t a = ((const sortent_t *)pa)->key, b = ((const sortent_t *)pb)->key;
     return a < b ? -1 : a > b;
 }
 
-/* Place series ids [nranked, max_series_seen) into the order: sort the new
- * ones by key, merge with the old order, renumber. Steady state: no work. */
 static int
-rank_new_series(tally__cells_t *a)
+grow_u32(uint32_t **v, uint32_t *cap, uint32_t need, int zero)
 {
-    uint32_t old = a->nranked, total = a->max_series_seen;
-    if (total <= old)
+    if (need <= *cap)
         return 0;
-    if (total > a->cap_ranked) {
-        uint32_t ncap = a->cap_ranked ? a->cap_ranked : 1024;
-        while (ncap < total)
-            ncap *= 2;
-        uint32_t *ns = realloc(a->sorted, (size_t)ncap * 2 * sizeof *ns);
-        if (!ns)
-            return -ENOMEM;
-        a->sorted = ns;
-        uint32_t *nr = realloc(a->rank, (size_t)ncap * sizeof *nr);
-        if (!nr)
-            return -ENOMEM;
-        a->rank = nr;
-        uint32_t *nc = realloc(a->count, ((size_t)ncap + 1) * sizeof *nc);
-        if (!nc)
-            return -ENOMEM;
-        a->count = nc;
-        a->cap_ranked = ncap;
+    uint32_t ncap = *cap ? *cap : 1024;
+    while (ncap < need)
+        ncap *= 2;
+    uint32_t *nv = realloc(*v, (size_t)ncap * sizeof *nv);
+    if (!nv)
+        return -ENOMEM;
+    if (zero)
+        memset(nv + *cap, 0, (size_t)(ncap - *cap) * sizeof *nv);
+    *v = nv;
+    *cap = ncap;
+    return 0;
+}
+
+/* Sort key of a cell: (1 + store id, hour) for series the store has
+ * named; series not yet named follow all of them, by table id. */
+static uint64_t
+sort_key(const tally__cells_t *a, const cell_t *c)
+{
+    uint32_t s1 = a->sid1[c->series];
+    uint64_t hi = s1 ? s1 : 0x80000000u | c->series;
+    return hi << 32 | c->hour;
+}
+
+/* order[] = the cells in sort_key order. Steady state (every series named,
+ * ids not much sparser than the cells): a counting sort by id, then the few
+ * hours of one series by insertion. */
+static int
+sort_cells(tally__cells_t *a)
+{
+    uint32_t max1 = 0, nknown = 0;
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        uint32_t s1 = a->sid1[a->cells[i].series];
+        if (s1) {
+            nknown++;
+            if (s1 > max1)
+                max1 = s1;
+        }
     }
-    /* sorted has room for 2 * cap: the new ids go after the old order,
-     * the merge writes into the second half, then moves back */
-    uint32_t nnew = total - old;
-    uint32_t *fresh = a->sorted + old;
-    for (uint32_t i = 0; i < nnew; i++)
-        fresh[i] = old + i;
-    qsort_r(fresh, nnew, sizeof *fresh, cmp_series, (void *)a->series_tab);
-    uint32_t *merged = a->sorted + a->cap_ranked;
-    uint32_t i = 0, j = 0, k = 0;
-    while (i < old && j < nnew)
-        merged[k++] = cmp_series(&a->sorted[i], &fresh[j], (void *)a->series_tab) <= 0
-                          ? a->sorted[i++]
-                          : fresh[j++];
-    while (i < old)
-        merged[k++] = a->sorted[i++];
-    while (j < nnew)
-        merged[k++] = fresh[j++];
-    memcpy(a->sorted, merged, (size_t)total * sizeof *merged);
-    for (uint32_t r = 0; r < total; r++)
-        a->rank[a->sorted[r]] = r;
-    a->nranked = total;
+    if (nknown == a->ncells && max1 <= 8u * a->ncells + 1024) {
+        if (grow_u32(&a->count, &a->cap_count, max1 + 1, 0) != 0)
+            return -ENOMEM;
+        uint32_t *cnt = a->count;
+        memset(cnt, 0, ((size_t)max1 + 1) * sizeof *cnt);
+        for (uint32_t i = 0; i < a->ncells; i++)
+            cnt[a->sid1[a->cells[i].series]]++;
+        uint32_t sum = 0;
+        for (uint32_t r = 0; r <= max1; r++) {
+            uint32_t c = cnt[r];
+            cnt[r] = sum;
+            sum += c;
+        }
+        for (uint32_t i = 0; i < a->ncells; i++) {
+            sortent_t *e = &a->order[cnt[a->sid1[a->cells[i].series]]++];
+            e->key = sort_key(a, &a->cells[i]);
+            e->cell = i;
+        }
+        for (uint32_t i = 1; i < a->ncells; i++) {
+            sortent_t e = a->order[i];
+            uint32_t j = i;
+            while (j > 0 && a->order[j - 1].key > e.key) {
+                a->order[j] = a->order[j - 1];
+                j--;
+            }
+            a->order[j] = e;
+        }
+        return 0;
+    }
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        a->order[i].key = sort_key(a, &a->cells[i]);
+        a->order[i].cell = i;
+    }
+    qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
     return 0;
 }
 
@@ -226,7 +244,7 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
     *nh = *nm = 0;
     if (a->ncells == 0)
         return 0;
-    if (rank_new_series(a) != 0)
+    if (grow_u32(&a->sid1, &a->cap_sid, a->max_series_seen, 1) != 0)
         return -ENOMEM;
     if (a->ncells > a->cap_scratch) {
         uint32_t ncap = a->ncells;
@@ -248,37 +266,8 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         a->month_r = mr;
         a->cap_scratch = ncap;
     }
-    if (a->nranked <= 8u * a->ncells) {
-        /* counting sort by rank (linear, no comparisons), then the few
-         * hours of one series by insertion */
-        uint32_t *cnt = a->count;
-        memset(cnt, 0, ((size_t)a->nranked + 1) * sizeof *cnt);
-        for (uint32_t i = 0; i < a->ncells; i++)
-            cnt[a->rank[a->cells[i].series] + 1]++;
-        for (uint32_t r = 0; r < a->nranked; r++)
-            cnt[r + 1] += cnt[r];
-        for (uint32_t i = 0; i < a->ncells; i++) {
-            uint32_t r = a->rank[a->cells[i].series];
-            sortent_t *e = &a->order[cnt[r]++];
-            e->key = (uint64_t)r << 32 | a->cells[i].hour;
-            e->cell = i;
-        }
-        for (uint32_t i = 1; i < a->ncells; i++) {
-            sortent_t e = a->order[i];
-            uint32_t j = i;
-            while (j > 0 && a->order[j - 1].key > e.key) {
-                a->order[j] = a->order[j - 1];
-                j--;
-            }
-            a->order[j] = e;
-        }
-    } else {
-        for (uint32_t i = 0; i < a->ncells; i++) {
-            a->order[i].key = (uint64_t)a->rank[a->cells[i].series] << 32 | a->cells[i].hour;
-            a->order[i].cell = i;
-        }
-        qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
-    }
+    if (sort_cells(a) != 0)
+        return -ENOMEM;
     size_t m = 0;
     uint32_t prev_series = UINT32_MAX;
     int64_t prev_month = 0, memo_hour = INT64_MIN, memo_month = 0;
@@ -286,8 +275,10 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         const cell_t *c = &a->cells[a->order[i].cell];
         uint32_t len;
         const char *s = tally__strtab_get(a->series_tab, c->series, &len);
+        uint32_t s1 = a->sid1[c->series];
+        uint32_t *learn = s1 ? NULL : &a->sid1[c->series];
         int64_t hour_s = (int64_t)c->hour * 3600;
-        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r, 0};
+        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r, 0, s1, learn};
         if (hour_s != memo_hour) { /* most cells share the current hour */
             memo_hour = hour_s;
             memo_month = tally__time_month_start(hour_s);
@@ -297,7 +288,7 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
             tally__rollup_merge(&a->month_r[m - 1], &c->r);
         } else {
             a->month_r[m] = c->r;
-            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m], 0};
+            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m], 0, s1, NULL};
             m++;
             prev_series = c->series;
             prev_month = month;
@@ -318,7 +309,7 @@ tally__cells_bytes(const tally__cells_t *a)
 {
     return sizeof *a + (size_t)a->cap_cells * sizeof(cell_t) +
            ((size_t)a->index_mask + 1) * sizeof(uint32_t) +
-           (size_t)a->cap_ranked * 3 * sizeof(uint32_t) +
+           ((size_t)a->cap_sid + a->cap_count) * sizeof(uint32_t) +
            (size_t)a->cap_scratch *
                (sizeof(sortent_t) + 2 * sizeof(tally__store_put_t) + sizeof(tally__rollup_t));
 }

@@ -154,29 +154,29 @@ tally__series_next_label(const char *labels, uint32_t len, uint32_t *pos, const 
     return 1;
 }
 
-size_t
-tally__rollup_key(char *buf, const char *series, size_t series_len, int64_t period_s)
+void
+tally__rollup_key(unsigned char *buf, uint32_t sid, int64_t period_s)
 {
-    memcpy(buf, series, series_len);
-    buf[series_len] = '\0';
     uint64_t u = (uint64_t)period_s ^ (1ull << 63);
+    for (int i = 0; i < 4; i++)
+        buf[i] = (unsigned char)(sid >> (24 - 8 * i));
     for (int i = 0; i < 8; i++)
-        buf[series_len + 1 + (size_t)i] = (char)(u >> (56 - 8 * i));
-    return series_len + 9;
+        buf[4 + i] = (unsigned char)(u >> (56 - 8 * i));
 }
 
 int
-tally__rollup_key_parse(const void *key, size_t len, const char **series, size_t *series_len,
-                        int64_t *period_s)
+tally__rollup_key_parse(const void *key, size_t len, uint32_t *sid, int64_t *period_s)
 {
     const unsigned char *k = key;
-    if (len < 9 + 4 || k[len - 9] != 0)
+    if (len != TALLY_ROLLUP_KEY_LEN)
         return TALLY_ECORRUPT;
+    uint32_t id = 0;
     uint64_t u = 0;
+    for (int i = 0; i < 4; i++)
+        id = id << 8 | k[i];
     for (int i = 0; i < 8; i++)
-        u = (u << 8) | k[len - 8 + (size_t)i];
+        u = (u << 8) | k[4 + i];
+    *sid = id;
     *period_s = (int64_t)(u ^ (1ull << 63));
-    *series = key;
-    *series_len = len - 9;
     return 0;
 }

@@ -4,10 +4,12 @@
  * A series is (namespace, metric label, labels). Its key string is
  *   ns 0x00 metric 0x00 k1 0x1f v1 0x1e k2 0x1f v2 ...
  * with labels sorted by key; names and label text never contain bytes
- * below 0x20, so the separators are unambiguous. A rollup key is the
- * series key, 0x00, and the period start (unix seconds) as 8 big-endian
- * bytes with the sign bit flipped, so LMDB's byte order is (series, time)
- * order and one series' hours are adjacent.
+ * below 0x20, so the separators are unambiguous, and byte order keeps a
+ * namespace's series together. The store names each series with a dense
+ * 32-bit id; a rollup key is that id as 4 big-endian bytes, then the
+ * period start (unix seconds) as 8 big-endian bytes with the sign bit
+ * flipped, so LMDB's byte order is (id, time) order and one series' hours
+ * are adjacent. Twelve-byte keys keep many records on a page.
  *
  * Every record keeps all four aggregates whatever the catalog says; the
  * catalog only chooses which one is the reported quantity. That keeps the
@@ -49,7 +51,8 @@ typedef struct tally__rollup {
 
 /** Longest series key: ns + metric + labels + separators. */
 #define TALLY_SERIES_KEY_MAX (TALLY_MAX_NS_LEN + TALLY_MAX_METRIC_LEN + 2 + TALLY_MAX_LABELS_BYTES)
-#define TALLY_ROLLUP_KEY_MAX (TALLY_SERIES_KEY_MAX + 9)
+/** Bytes of a rollup key. */
+#define TALLY_ROLLUP_KEY_LEN 12
 
 /** @brief Start an empty record. */
 void tally__rollup_init(tally__rollup_t *r);
@@ -95,14 +98,16 @@ int tally__series_parse(const char *key, size_t len, tally__series_t *out);
 int tally__series_next_label(const char *labels, uint32_t len, uint32_t *pos, const char **k,
                              uint32_t *klen, const char **v, uint32_t *vlen);
 
-/** @brief Build a rollup key: series key, 0x00, period. @return its length. */
-size_t tally__rollup_key(char *buf, const char *series, size_t series_len, int64_t period_s);
+/**
+ * @brief Build a rollup key into buf (TALLY_ROLLUP_KEY_LEN bytes): the
+ *        store's series id, then the period start.
+ */
+void tally__rollup_key(unsigned char *buf, uint32_t sid, int64_t period_s);
 
 /**
- * @brief Split a rollup key into its series part and period.
+ * @brief Split a rollup key into series id and period.
  * @return 0 or TALLY_ECORRUPT.
  */
-int tally__rollup_key_parse(const void *key, size_t len, const char **series, size_t *series_len,
-                            int64_t *period_s);
+int tally__rollup_key_parse(const void *key, size_t len, uint32_t *sid, int64_t *period_s);
 
 #endif

@@ -17,11 +17,27 @@
 #include "log.h"
 #include "store.h"
 
-#define STORE_FORMAT 5
+/* 6: rollup keys are (series id, period); series strings live once in "series" */
+#define STORE_FORMAT 6
+
+/* Rollup keys are (series id, period), 12 bytes (rollup.h): against the
+ * series string, more records fit a page, so a flush that rewrites every
+ * active series copies a third fewer pages. */
+#define IDKEY_LEN TALLY_ROLLUP_KEY_LEN
+
+/* A commit learns the ids of series it resolved from their strings; they
+ * are handed to the caller only when the commit succeeds. */
+typedef struct learned {
+    uint32_t *dst;
+    uint32_t sid1;
+} learned_t;
 
 struct tally__store {
     MDB_env *env;
-    MDB_dbi hourly, monthly, producers, meta, objects;
+    MDB_dbi hourly, monthly, series, producers, meta, objects;
+    uint32_t next_sid; /* ids are dense: the next one is the "series" count */
+    learned_t *learn;
+    size_t nlearn, cap_learn;
     int readonly;
     int lockfd; /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
@@ -69,6 +85,58 @@ mkdir_p(const char *dir)
     if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
         return -errno;
     return 0;
+}
+
+static int series_id(tally__store_t *s, MDB_txn *txn, uint32_t *next, const char *series,
+                     uint32_t len, uint32_t *sid);
+
+/* Format 5 keyed rollups by the series string: rewrite one rollup
+ * database to (series id, period) keys through a scratch database, naming
+ * series in string order. Runs inside the open's write txn: all or nothing. */
+static int
+upgrade_rollups(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next, size_t *moved)
+{
+    MDB_dbi tmp;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    unsigned char key[IDKEY_LEN];
+    int rc = mdb_dbi_open(txn, "upgrade.tmp", MDB_CREATE, &tmp);
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *b = k.mv_data;
+        if (k.mv_size < 9 + 4 || k.mv_size - 9 > TALLY_SERIES_KEY_MAX || b[k.mv_size - 9] != 0) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        uint64_t u = 0;
+        for (size_t i = 0; i < 8; i++)
+            u = u << 8 | b[k.mv_size - 8 + i];
+        uint32_t sid;
+        if ((rc = series_id(s, txn, next, k.mv_data, (uint32_t)(k.mv_size - 9), &sid)) != 0)
+            break;
+        tally__rollup_key(key, sid, (int64_t)(u ^ (1ull << 63)));
+        MDB_val nk = {IDKEY_LEN, key};
+        if ((rc = mdb_put(txn, tmp, &nk, &v, 0)) != 0)
+            break;
+        (*moved)++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_drop(txn, dbi, 0)) != 0 || (rc = mdb_cursor_open(txn, tmp, &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if ((rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND)) != 0)
+            break;
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    return mdb_drop(txn, tmp, 1);
 }
 
 int
@@ -136,6 +204,31 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
             goto fail;
         }
         memcpy(&fmt, v.mv_data, sizeof fmt);
+        if (fmt == 5 && !readonly) {
+            uint32_t next = 0;
+            size_t moved = 0;
+            if ((rc = mdb_dbi_open(txn, "series", MDB_CREATE, &s->series)) != 0 ||
+                (rc = upgrade_rollups(s, txn, s->hourly, &next, &moved)) != 0 ||
+                (rc = upgrade_rollups(s, txn, s->monthly, &next, &moved)) != 0) {
+                tally__log_error("cannot upgrade store dir=%s from format 5 err=\"%s\"", dir,
+                                 mdb_strerror(rc));
+                rc = map_err(rc);
+                goto fail;
+            }
+            fmt = STORE_FORMAT;
+            v.mv_size = sizeof fmt;
+            v.mv_data = &fmt;
+            if ((rc = map_err(mdb_put(txn, s->meta, &k, &v, 0))) != 0)
+                goto fail;
+            tally__log_info("store upgraded dir=%s from_format=5 to_format=%u series=%u records=%zu",
+                            dir, STORE_FORMAT, next, moved);
+        } else if (fmt == 5) {
+            tally__log_error("store dir=%s has format 5 (an older tallyd); start tallyd once to "
+                             "upgrade it",
+                             dir);
+            rc = TALLY_ECORRUPT;
+            goto fail;
+        }
         if (fmt != STORE_FORMAT) {
             tally__log_error("store format mismatch dir=%s found=%u expected=%u", dir, fmt,
                              STORE_FORMAT);
@@ -152,6 +245,19 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
         rc = map_err(grc);
         goto fail;
     }
+    if ((rc = map_err(mdb_dbi_open(txn, "series", dflags, &s->series))) != 0) {
+        if (rc == TALLY_ENOTFOUND)
+            rc = TALLY_ECORRUPT;
+        goto fail;
+    }
+    MDB_stat ms;
+    if ((rc = map_err(mdb_stat(txn, s->series, &ms))) != 0)
+        goto fail;
+    if (ms.ms_entries > TALLY_STORE_SERIES_MAX) {
+        rc = TALLY_ECORRUPT;
+        goto fail;
+    }
+    s->next_sid = (uint32_t)ms.ms_entries;
     if ((rc = map_err(mdb_txn_commit(txn))) != 0) {
         txn = NULL;
         goto fail;
@@ -177,29 +283,84 @@ tally__store_close(tally__store_t *s)
     mdb_env_close(s->env);
     tally__store_unlock(s->lockfd); /* after the environment: its last commit is on disk */
     pthread_rwlock_destroy(&s->lock);
+    free(s->learn);
     free(s);
+}
+
+/* The id of a series inside a write txn, given one when it is new. */
+static int
+series_id(tally__store_t *s, MDB_txn *txn, uint32_t *next, const char *series, uint32_t len,
+          uint32_t *sid)
+{
+    MDB_val k = {len, (void *)series}, v;
+    int rc = mdb_get(txn, s->series, &k, &v);
+    if (rc == MDB_SUCCESS) {
+        if (v.mv_size != sizeof *sid)
+            return MDB_CORRUPTED;
+        memcpy(sid, v.mv_data, sizeof *sid);
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (*next >= TALLY_STORE_SERIES_MAX)
+        return MDB_MAP_FULL; /* ids are spent: as good as a full store */
+    uint32_t id = *next;
+    v.mv_size = sizeof id;
+    v.mv_data = &id;
+    if ((rc = mdb_put(txn, s->series, &k, &v, MDB_NOOVERWRITE)) != 0)
+        return rc;
+    (*next)++;
+    *sid = id;
+    return 0;
+}
+
+static void
+learn(tally__store_t *s, uint32_t *dst, uint32_t sid1)
+{
+    if (s->nlearn == s->cap_learn) {
+        size_t ncap = s->cap_learn ? s->cap_learn * 2 : 256;
+        learned_t *nl = realloc(s->learn, ncap * sizeof *nl);
+        if (!nl)
+            return; /* only an optimisation: the caller asks again next time */
+        s->learn = nl;
+        s->cap_learn = ncap;
+    }
+    s->learn[s->nlearn++] = (learned_t){dst, sid1};
 }
 
 /* Merge puts into dbi. Hourly (diffs != NULL): each record's last_sum is
  * its last, and the change of it is added to diffs[month] for the monthly
  * put of that series. Monthly (adds != NULL): adds[i] joins put i's last_sum. */
 static int
-merge_puts(MDB_txn *txn, MDB_dbi dbi, const tally__store_put_t *puts, size_t n, double *diffs,
-           size_t ndiffs, const double *adds)
+merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
+           const tally__store_put_t *puts, size_t n, double *diffs, size_t ndiffs,
+           const double *adds)
 {
     MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc)
         return rc;
-    char key[TALLY_ROLLUP_KEY_MAX];
+    unsigned char key[IDKEY_LEN];
     for (size_t i = 0; i < n; i++) {
-        if (puts[i].series_len > TALLY_SERIES_KEY_MAX) {
-            rc = EINVAL;
-            break;
+        uint32_t sid;
+        if (puts[i].sid1) {
+            sid = puts[i].sid1 - 1;
+            if (sid >= *next) {
+                rc = EINVAL; /* an id this store never gave out */
+                break;
+            }
+        } else {
+            if (puts[i].series_len > TALLY_SERIES_KEY_MAX || puts[i].series_len == 0) {
+                rc = EINVAL;
+                break;
+            }
+            if ((rc = series_id(s, txn, next, puts[i].series, puts[i].series_len, &sid)) != 0)
+                break;
+            if (puts[i].learn)
+                learn(s, puts[i].learn, sid + 1);
         }
-        MDB_val k = {tally__rollup_key(key, puts[i].series, puts[i].series_len, puts[i].period_s),
-                     key},
-                v;
+        tally__rollup_key(key, sid, puts[i].period_s);
+        MDB_val k = {IDKEY_LEN, key}, v;
         tally__rollup_t r, d = *puts[i].delta;
         double old_last = 0;
         if (adds)
@@ -252,9 +413,12 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
         mdb_txn_abort(txn);
         goto out;
     }
-    rc = merge_puts(txn, s->hourly, hourly, nh, diffs ? diffs : (double[1]){0}, nm, NULL);
+    uint32_t next = s->next_sid;
+    s->nlearn = 0;
+    rc = merge_puts(s, txn, s->hourly, &next, hourly, nh, diffs ? diffs : (double[1]){0}, nm,
+                    NULL);
     if (rc == 0)
-        rc = merge_puts(txn, s->monthly, monthly, nm, NULL, 0, diffs);
+        rc = merge_puts(s, txn, s->monthly, &next, monthly, nm, NULL, 0, diffs);
     free(diffs);
     if (rc)
         goto abort;
@@ -264,7 +428,11 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
         if ((rc = mdb_put(txn, s->producers, &k, &v, 0)) != 0)
             goto abort;
     }
-    rc = mdb_txn_commit(txn);
+    if ((rc = mdb_txn_commit(txn)) == 0) {
+        s->next_sid = next;
+        for (size_t i = 0; i < s->nlearn; i++)
+            *s->learn[i].dst = s->learn[i].sid1;
+    }
     goto out;
 abort:
     mdb_txn_abort(txn);
@@ -342,64 +510,71 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
                   int64_t to_s, tally__store_scan_cb cb, void *ctx)
 {
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    int rc, ret = 0;
-    char seek[TALLY_ROLLUP_KEY_MAX + 1];
+    MDB_cursor *scur = NULL, *cur = NULL;
+    int rc, rrc = MDB_SUCCESS, ret = 0;
+    char seek[TALLY_MAX_NS_LEN + 1];
+    unsigned char rkey[IDKEY_LEN];
     if (from_s >= to_s)
         return 0; /* nothing can start in an empty range */
-    if ((rc = read_begin(s, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &txn, &cur)))
+    if (ns && ns_len > TALLY_MAX_NS_LEN)
+        return 0; /* no such namespace can have been written */
+    /* walk the series of the namespace in string order, and each one's
+     * periods from from_s: the (series, period) order callers rely on */
+    if ((rc = read_begin(s, s->series, &txn, &scur)) != 0)
         return rc;
-    MDB_val k, v;
+    if ((rc = mdb_cursor_open(txn, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &cur))) {
+        ret = map_err(rc);
+        return read_end(s, txn, scur, MDB_SUCCESS, ret);
+    }
+    size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
+    MDB_val sk, sv;
     if (ns) {
         memcpy(seek, ns, ns_len);
         seek[ns_len] = '\0';
-        k.mv_size = ns_len + 1;
-        k.mv_data = seek;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        sk.mv_size = ns_len + 1;
+        sk.mv_data = seek;
+        rc = mdb_cursor_get(scur, &sk, &sv, MDB_SET_RANGE);
     } else {
-        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        rc = mdb_cursor_get(scur, &sk, &sv, MDB_FIRST);
     }
-    while (rc == MDB_SUCCESS) {
-        const char *series;
-        size_t slen;
-        int64_t period;
-        if (ns && (k.mv_size <= ns_len || memcmp(k.mv_data, ns, ns_len) != 0 ||
-                   ((const char *)k.mv_data)[ns_len] != '\0'))
+    while (rc == MDB_SUCCESS && ret == 0) {
+        if (ns && (sk.mv_size <= ns_len || memcmp(sk.mv_data, ns, ns_len) != 0 ||
+                   ((const char *)sk.mv_data)[ns_len] != '\0'))
             break; /* past the namespace */
-        size_t vsize =
-            which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
-        if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0 ||
-            v.mv_size != vsize) {
+        uint32_t sid;
+        if (sv.mv_size != sizeof sid) {
             ret = TALLY_ECORRUPT;
             break;
         }
-        if (period < from_s) {
-            /* jump to this series at from_s */
-            size_t n = tally__rollup_key(seek, series, slen, from_s);
-            k.mv_size = n;
-            k.mv_data = seek;
-            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-            continue;
+        memcpy(&sid, sv.mv_data, sizeof sid);
+        tally__rollup_key(rkey, sid, from_s);
+        MDB_val k = {IDKEY_LEN, rkey}, v;
+        rrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rrc == MDB_SUCCESS) {
+            uint32_t ksid;
+            int64_t period;
+            if (tally__rollup_key_parse(k.mv_data, k.mv_size, &ksid, &period) != 0 || (ksid == sid && v.mv_size != vsize)) {
+                ret = TALLY_ECORRUPT;
+                break;
+            }
+            if (ksid != sid || period >= to_s)
+                break;
+            tally__rollup_t r;
+            memcpy(&r, v.mv_data, vsize);
+            if (which != TALLY_STORE_MONTHLY)
+                r.last_sum = r.last;
+            if ((ret = cb(ctx, sk.mv_data, sk.mv_size, period, &r)) != 0)
+                break;
+            rrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
-        if (period >= to_s) {
-            /* series + 0x01 sorts after all of this series' keys and
-             * before the next series (see rollup.h) */
-            memcpy(seek, series, slen);
-            seek[slen] = 0x01;
-            k.mv_size = slen + 1;
-            k.mv_data = seek;
-            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-            continue;
-        }
-        tally__rollup_t r;
-        memcpy(&r, v.mv_data, vsize);
-        if (which != TALLY_STORE_MONTHLY)
-            r.last_sum = r.last;
-        if ((ret = cb(ctx, series, slen, period, &r)) != 0)
+        if (ret == 0 && rrc != MDB_SUCCESS && rrc != MDB_NOTFOUND)
+            ret = map_err(rrc);
+        if (ret)
             break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        rc = mdb_cursor_get(scur, &sk, &sv, MDB_NEXT);
     }
-    return read_end(s, txn, cur, rc, ret);
+    mdb_cursor_close(cur);
+    return read_end(s, txn, scur, rc, ret);
 }
 
 int
@@ -600,7 +775,7 @@ tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_record
 {
     /* where the next batch starts: the last key deleted (gone, so
      * MDB_SET_RANGE lands on its successor) or the next series */
-    char resume[TALLY_ROLLUP_KEY_MAX + 1];
+    unsigned char resume[IDKEY_LEN];
     size_t resume_len = 0;
     int ret = 0, end = 0;
     *deleted = 0;
@@ -632,19 +807,20 @@ tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_record
             rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         }
         while (rc == MDB_SUCCESS && n < budget) {
-            const char *series;
-            size_t slen;
+            uint32_t sid;
             int64_t period;
-            if (tally__rollup_key_parse(k.mv_data, k.mv_size, &series, &slen, &period) != 0) {
+            if (tally__rollup_key_parse(k.mv_data, k.mv_size, &sid, &period) != 0) {
                 ret = TALLY_ECORRUPT;
                 break;
             }
             if (period >= before_s) {
-                /* this series' later hours stay: jump to the next series
-                 * (series + 0x01, as in tally__store_scan) */
-                memcpy(resume, series, slen);
-                resume[slen] = 0x01;
-                resume_len = slen + 1;
+                /* this series' later hours stay: jump to the next series */
+                if (sid == UINT32_MAX) {
+                    rc = MDB_NOTFOUND;
+                    break;
+                }
+                tally__rollup_key(resume, sid + 1, INT64_MIN);
+                resume_len = IDKEY_LEN;
                 k.mv_size = resume_len;
                 k.mv_data = resume;
                 rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -806,7 +982,7 @@ count_records(const char *dir, uint64_t *n)
         return rc ? rc : TALLY_ESTORE;
     MDB_txn *txn = NULL;
     if ((rc = map_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) == 0) {
-        MDB_dbi dbis[] = {s->hourly, s->monthly, s->producers, s->objects};
+        MDB_dbi dbis[] = {s->hourly, s->monthly, s->series, s->producers, s->objects};
         for (size_t i = 0; i < sizeof dbis / sizeof dbis[0] && rc == 0; i++) {
             MDB_stat ms;
             if ((rc = map_err(mdb_stat(txn, dbis[i], &ms))) == 0)

@@ -2,9 +2,13 @@
  * per flush.
  *
  * Only this module sees LMDB; its codes become TALLY_E* here. The store is
- * one LMDB environment (a directory) with named databases: "hourly",
- * "monthly" (keys from rollup.h, values tally__rollup_t), "producers"
- * (producer id -> tally__dedup_t) and "meta" (format version).
+ * one LMDB environment (a directory) with named databases: "series"
+ * (series key from rollup.h -> dense 32-bit series id, never reused),
+ * "hourly" and "monthly" ((series id, period start) -> tally__rollup_t),
+ * "producers" (producer id -> tally__dedup_t), "objects" (API objects) and
+ * "meta" (format version). Callers see series keys only; ids are the
+ * store's, exposed so that a flush can be sorted in key order and skip the
+ * string lookup of series it has seen before.
  *
  * Threads: one thread commits (the aggregator); any thread may read. A
  * read holds a shared lock for its transaction's life so that growing the
@@ -25,6 +29,9 @@ typedef struct tally__store tally__store_t;
 
 enum { TALLY_STORE_HOURLY = 0, TALLY_STORE_MONTHLY = 1 };
 
+/** Most series one store can name (ids are 32-bit; kept clear of the top). */
+#define TALLY_STORE_SERIES_MAX 0x7fffffffu
+
 /**
  * @brief Open (creating when writable and missing) the store in dir.
  * @param map_size_bytes LMDB map size; grown later with tally__store_grow().
@@ -44,6 +51,13 @@ typedef struct tally__store_put {
      *  month in the same commit, 0 for none. The commit moves the change of
      *  the hour's `last` into that month's `last_sum`. */
     uint32_t month_plus1;
+    /** 1 + the store's id of the series when the caller knows it (then
+     *  `series` is not read); 0: the commit looks the series up, naming it
+     *  when it is new. */
+    uint32_t sid1;
+    /** With sid1 0: where to store 1 + the series' id once the commit has
+     *  succeeded, so the next flush passes it; NULL for none. */
+    uint32_t *learn;
 } tally__store_put_t;
 
 /** One producer's new dedup state. */
@@ -56,7 +70,9 @@ typedef struct tally__store_producer {
 /**
  * @brief Merge hourly and monthly deltas and write producer states in one
  *        durable write transaction: all of it is committed, or none.
- * @note Sorted keys make this an order of magnitude faster (LIMITS.md).
+ * @note Puts sorted by (series id, period), with series of unknown id
+ *       last, make this an order of magnitude faster (LIMITS.md): every
+ *       record of a page is then merged while the page is dirty once.
  * @return 0, TALLY_EMAPFULL (nothing written; grow or wait), TALLY_ESTORE.
  */
 int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t nh,

@@ -1,5 +1,5 @@
 /* test_cells.c — Criterion tests of the aggregator's cell table and its flush preparation (key
- * order, hourly and monthly grouping) in lib/cells. */
+ * order by store series id, ids learnt from commits, hourly and monthly grouping) in lib/cells. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 
 #include "cells.h"
 #include "rollup.h"
+#include "store.h"
 #include "strtab.h"
 #include "timeutil.h"
 
@@ -31,31 +32,56 @@ rnd(uint64_t *s)
     return *s * 0x2545f4914f6cdd1dull;
 }
 
-/* memcmp with the shorter string first on a tie: LMDB's default key order */
-static int
-bytecmp(const char *a, size_t al, const char *b, size_t bl)
+static uint32_t series_of(const tally__strtab_t *t, const tally__store_put_t *p);
+
+/* Puts come in store key order: series the store has named (sid1 != 0) by
+ * id, then the others by table id; a series' puts are adjacent, with
+ * increasing periods. */
+static void
+assert_puts_in_key_order(const tally__strtab_t *t, const tally__store_put_t *p, size_t n,
+                         const char *what)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
-    if (c)
-        return c < 0 ? -1 : 1;
-    return al < bl ? -1 : al > bl;
+    for (size_t i = 1; i < n; i++) {
+        const tally__store_put_t *a = &p[i - 1], *b = &p[i];
+        int same = a->series_len == b->series_len && memcmp(a->series, b->series, a->series_len) == 0;
+        if (same) {
+            cr_assert_eq(a->sid1, b->sid1, "%s: put %zu: one series, two ids", what, i);
+            cr_assert_lt(a->period_s, b->period_s, "%s: put %zu (period %lld) is not after put %zu",
+                         what, i, (long long)b->period_s, i - 1);
+        } else if (a->sid1 && b->sid1) {
+            cr_assert_lt(a->sid1, b->sid1, "%s: put %zu: id %u after id %u", what, i, b->sid1,
+                         a->sid1);
+        } else {
+            cr_assert(a->sid1 || !b->sid1, "%s: put %zu: a series with an id after one without",
+                      what, i);
+            if (!a->sid1 && !b->sid1)
+                cr_assert_lt(series_of(t, a), series_of(t, b),
+                             "%s: put %zu: unnamed series out of table order", what, i);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (p[i].sid1)
+            cr_assert_null(p[i].learn, "%s: put %zu: learns an id it was given", what, i);
 }
 
-/* Every adjacent pair of puts has strictly increasing rollup keys. */
-static void
-assert_puts_in_key_order(const tally__store_put_t *p, size_t n, const char *what)
+/* A fresh store in a temporary directory, so that cells learn real ids. */
+static tally__store_t *
+temp_store(char *dir, size_t size)
 {
-    char prev[TALLY_ROLLUP_KEY_MAX], cur[TALLY_ROLLUP_KEY_MAX];
-    size_t prev_len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = tally__rollup_key(cur, p[i].series, p[i].series_len, p[i].period_s);
-        if (i > 0)
-            cr_assert_lt(bytecmp(prev, prev_len, cur, len), 0,
-                         "%s: put %zu (period %lld) is not after put %zu (period %lld)", what, i,
-                         (long long)p[i].period_s, i - 1, (long long)p[i - 1].period_s);
-        memcpy(prev, cur, len);
-        prev_len = len;
-    }
+    snprintf(dir, size, "/tmp/tally-test-cells-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    tally__store_t *st;
+    cr_assert_eq(tally__store_open(dir, 64ull << 20, 0, &st), 0);
+    return st;
+}
+
+static void
+temp_store_close(tally__store_t *st, const char *dir)
+{
+    tally__store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
 
 static uint32_t
@@ -183,7 +209,7 @@ Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
     size_t nh, nm;
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, nref, "one hourly put per (series, hour)");
-    assert_puts_in_key_order(h, nh, "hourly");
+    assert_puts_in_key_order(t, h, nh, "hourly");
     for (size_t i = 0; i < nh; i++) {
         uint32_t s = series_of(t, &h[i]);
         ref_t *r = ref_find(refs, nref, s, h[i].period_s);
@@ -198,7 +224,7 @@ Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
 
     /* monthly: one put per (series, month), each the sum of its hours */
     size_t want_nm = 0;
-    assert_puts_in_key_order(m, nm, "monthly");
+    assert_puts_in_key_order(t, m, nm, "monthly");
     for (size_t j = 0; j < nm; j++) {
         cr_assert_eq(m[j].period_s, tally__time_month_start(m[j].period_s),
                      "monthly put %zu: %lld is not a month start", j, (long long)m[j].period_s);
@@ -285,67 +311,93 @@ assert_series_order(const tally__store_put_t *h, size_t nh, const char *const *w
                   want[i]);
 }
 
-Test(cells, series_interned_out_of_order_come_out_sorted_also_after_reset)
+Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
 {
+    char dir[64];
+    tally__store_t *st = temp_store(dir, sizeof dir);
     tally__strtab_t *t;
     tally__cells_t *c;
     cr_assert_eq(tally__strtab_create(&t), 0);
     cr_assert_eq(tally__cells_create(t, &c), 0);
     uint32_t zz = intern_str(t, "zz"), aa = intern_str(t, "aa"), mm = intern_str(t, "mm");
     const int64_t hr = T_2024_01_01_00;
-    cr_assert_eq(tally__cells_add(c, zz, hr, 0, 1, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, mm, hr, 0, 2, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr, 0, 3, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, zz, hr, 0, 1, 0, 1), 0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
-    static const char *const first[] = {"aa", "mm", "zz"};
+    /* nothing is named yet: table order, every put asks to learn its id */
+    static const char *const first[] = {"zz", "aa", "mm"};
     assert_series_order(h, nh, first, 3);
-    assert_puts_in_key_order(h, nh, "first flush");
-    cr_assert_eq(h[0].delta->sum_i, 3);
-    cr_assert_eq(h[2].delta->sum_i, 1);
-
+    assert_puts_in_key_order(t, h, nh, "first flush");
+    for (size_t i = 0; i < nh; i++) {
+        cr_assert_eq(h[i].sid1, 0);
+        cr_assert_not_null(h[i].learn);
+    }
+    cr_assert_eq(h[0].delta->sum_i, 1);
+    cr_assert_eq(h[1].delta->sum_i, 3);
+    /* a prepare without a commit learns nothing */
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(h[0].sid1, 0);
+    cr_assert_eq(tally__store_commit(st, h, nh, m, nm, NULL, 0), 0);
     tally__cells_reset(c);
     cr_assert_eq(tally__cells_cells(c), 0);
 
-    /* new series, some sorting between the old ones, including prefixes */
-    uint32_t b = intern_str(t, "b"), a = intern_str(t, "a"), zzz = intern_str(t, "zzz"),
-             aab = intern_str(t, "aab"), m0 = intern_str(t, "m");
-    cr_assert_eq(tally__cells_add(c, zzz, hr, 0, 10, 0, 1), 0);
-    cr_assert_eq(tally__cells_add(c, mm, hr, 0, 20, 0, 1), 0);
+    /* new series interned between; the old ones now carry the ids the
+     * commit gave them (0, 1, 2 in put order: zz, aa, mm) and come first */
+    uint32_t b = intern_str(t, "b"), a = intern_str(t, "a");
     cr_assert_eq(tally__cells_add(c, a, hr, 0, 30, 0, 1), 0);
-    cr_assert_eq(tally__cells_add(c, aab, hr, 0, 40, 0, 1), 0);
+    cr_assert_eq(tally__cells_add(c, mm, hr, 0, 20, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, b, hr, 0, 50, 0, 1), 0);
-    cr_assert_eq(tally__cells_add(c, m0, hr, 0, 60, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr + 3600, 0, 70, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr, 0, 80, 0, 1), 0);
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
-    static const char *const second[] = {"a", "aa", "aa", "aab", "b", "m", "mm", "zzz"};
-    assert_series_order(h, nh, second, 8);
-    assert_puts_in_key_order(h, nh, "second flush");
-    cr_assert_eq(h[1].delta->sum_i, 80, "aa's first hour holds only the new event");
-    cr_assert_eq(h[1].delta->count, 1);
-    cr_assert_eq(h[2].delta->sum_i, 70);
-    cr_assert_eq(nm, 7, "aa's two hours share one month");
-    cr_assert_eq(m[1].delta->sum_i, 150);
-    assert_puts_in_key_order(m, nm, "second flush, monthly");
+    static const char *const second[] = {"aa", "aa", "mm", "b", "a"};
+    assert_series_order(h, nh, second, 5);
+    assert_puts_in_key_order(t, h, nh, "second flush");
+    cr_assert_eq(h[0].sid1, 2, "aa was the second series the store named");
+    cr_assert_eq(h[2].sid1, 3);
+    cr_assert_eq(h[3].sid1, 0);
+    cr_assert_eq(h[0].delta->sum_i, 80, "aa's first hour holds only the new event");
+    cr_assert_eq(h[0].delta->count, 1);
+    cr_assert_eq(h[1].delta->sum_i, 70);
+    cr_assert_eq(nm, 4, "aa's two hours share one month");
+    cr_assert_eq(m[0].delta->sum_i, 150);
+    assert_puts_in_key_order(t, m, nm, "second flush, monthly");
 
     /* a prepare without a reset (a failed commit) gives the same puts again */
     size_t nh2, nm2;
     cr_assert_eq(tally__cells_prepare(c, &h, &nh2, &m, &nm2), 0);
     cr_assert_eq(nh2, nh);
     cr_assert_eq(nm2, nm);
-    assert_series_order(h, nh, second, 8);
-    cr_assert_eq(m[1].delta->sum_i, 150, "the month is rebuilt, not merged twice");
+    assert_series_order(h, nh, second, 5);
+    cr_assert_eq(m[0].delta->sum_i, 150, "the month is rebuilt, not merged twice");
+    cr_assert_eq(tally__store_commit(st, h, nh, m, nm, NULL, 0), 0);
+    tally__cells_reset(c);
+
+    /* b and a were named 3 and 4: now all five sort by id */
+    for (uint32_t id = 0; id < 5; id++)
+        cr_assert_eq(tally__cells_add(c, id, hr, 0, 1, 0, 2), 0);
+    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    static const char *const third[] = {"zz", "aa", "mm", "b", "a"};
+    assert_series_order(h, nh, third, 5);
+    for (size_t i = 0; i < nh; i++)
+        cr_assert_eq(h[i].sid1, i + 1);
+    assert_puts_in_key_order(t, h, nh, "third flush");
 
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
+    temp_store_close(st, dir);
 }
 
-Test(cells, incremental_ranking_over_many_flushes_stays_sorted)
+Test(cells, many_flushes_of_named_and_new_series_stay_in_key_order)
 {
-    /* several flushes, each interning new random series (past 1024 and 2048
-     * ids, so the rank arrays grow) and touching a random subset of all */
+    /* several committed flushes, each interning new random series (past
+     * 1024 and 2048 ids, so the id arrays grow) and touching a random
+     * subset of all: named ones by id, new ones after them */
+    char dir[64];
+    tally__store_t *st = temp_store(dir, sizeof dir);
     tally__strtab_t *t;
     tally__cells_t *c;
     cr_assert_eq(tally__strtab_create(&t), 0);
@@ -383,9 +435,9 @@ Test(cells, incremental_ranking_over_many_flushes_stays_sorted)
         cr_assert_eq(nh, tally__cells_cells(c));
         char what[32];
         snprintf(what, sizeof what, "round %d hourly", round);
-        assert_puts_in_key_order(h, nh, what);
+        assert_puts_in_key_order(t, h, nh, what);
         snprintf(what, sizeof what, "round %d monthly", round);
-        assert_puts_in_key_order(m, nm, what);
+        assert_puts_in_key_order(t, m, nm, what);
         int64_t got_h = 0, got_m = 0;
         for (size_t i = 0; i < nh; i++)
             got_h += h[i].delta->sum_i;
@@ -393,14 +445,20 @@ Test(cells, incremental_ranking_over_many_flushes_stays_sorted)
             got_m += m[i].delta->sum_i;
         cr_assert_eq(got_h, want_total, "round %d: hourly sums", round);
         cr_assert_eq(got_m, want_total, "round %d: monthly sums", round);
+        cr_assert_eq(tally__store_commit(st, h, nh, m, nm, NULL, 0), 0);
         tally__cells_reset(c);
     }
     cr_assert_gt(nseries, 2048);
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
+    temp_store_close(st, dir);
 }
 
-/* Add hours of each listed series in descending order and check the flush. */
+static const tally__strtab_t *g_t;
+static tally__store_t *g_st;
+
+/* Add hours of each listed series in descending order, check the flush and
+ * commit it to g_st. */
 static void
 flush_descending_hours(tally__cells_t *c, const uint32_t *ids, size_t n, int nhours)
 {
@@ -412,8 +470,8 @@ flush_descending_hours(tally__cells_t *c, const uint32_t *ids, size_t n, int nho
     size_t nh, nm;
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, n * (size_t)nhours);
-    assert_puts_in_key_order(h, nh, "descending hours");
-    assert_puts_in_key_order(m, nm, "descending hours, monthly");
+    assert_puts_in_key_order(g_t, h, nh, "descending hours");
+    assert_puts_in_key_order(g_t, m, nm, "descending hours, monthly");
     int64_t total = 0, want = 0;
     for (size_t i = 0; i < nh; i++) {
         total += h[i].delta->sum_i;
@@ -423,16 +481,20 @@ flush_descending_hours(tally__cells_t *c, const uint32_t *ids, size_t n, int nho
         want += m[i].delta->sum_i;
     cr_assert_eq(total, want, "monthly sums equal hourly sums");
     cr_assert_eq(nm, n * 2, "December and January for every series");
+    cr_assert_eq(tally__store_commit(g_st, h, nh, m, nm, NULL, 0), 0);
     tally__cells_reset(c);
 }
 
 Test(cells, a_small_flush_after_many_series_stays_sorted)
 {
-    /* a flush touching few of many ranked series takes the comparison-sort
+    /* a flush touching few of many named series takes the comparison-sort
      * path; one touching most of them the counting-sort path: both sorted */
+    char dir[64];
+    g_st = temp_store(dir, sizeof dir);
     tally__strtab_t *t;
     tally__cells_t *c;
     cr_assert_eq(tally__strtab_create(&t), 0);
+    g_t = t;
     cr_assert_eq(tally__cells_create(t, &c), 0);
     enum { N = 3000 };
     static uint32_t ids[N];
@@ -443,20 +505,26 @@ Test(cells, a_small_flush_after_many_series_stays_sorted)
         ids[i] = intern_str(t, s);
     }
     cr_assert_eq(tally__strtab_count(t), N, "the generated names are distinct");
-    flush_descending_hours(c, ids, N, 4); /* every series: counting sort */
+    flush_descending_hours(c, ids, N, 4); /* every series, none named yet */
+    flush_descending_hours(c, ids, N, 4); /* every series by id: counting sort */
     /* a handful of series (in id order, not key order), 30 hours each */
     static const uint32_t few[] = {2999, 17, 1500, 3, 2048, 999, 0};
     flush_descending_hours(c, few, sizeof few / sizeof few[0], 30);
     /* one series only */
     flush_descending_hours(c, &ids[1234], 1, 48);
-    /* new series after that: ranked by the merge path, then a small flush */
-    uint32_t late[3];
+    /* new series after that, with some named ones: new ones go last */
+    uint32_t late[5];
     late[0] = intern_str(t, "ns\037s00000000-late");
-    late[1] = intern_str(t, "a-first");
-    late[2] = intern_str(t, "zz-last");
-    flush_descending_hours(c, late, 3, 5);
+    late[1] = ids[2000];
+    late[2] = intern_str(t, "a-first");
+    late[3] = intern_str(t, "zz-last");
+    late[4] = ids[5];
+    flush_descending_hours(c, late, 5, 5);
+    flush_descending_hours(c, late, 5, 5); /* now all named */
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
+    temp_store_close(g_st, dir);
+    g_st = NULL;
 }
 
 Test(cells, reset_empties_the_table)
@@ -521,24 +589,24 @@ Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
     size_t nh, nm;
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, (size_t)NSER * NHRS);
-    assert_puts_in_key_order(h, nh, "hourly");
-    assert_puts_in_key_order(m, nm, "monthly");
+    assert_puts_in_key_order(t, h, nh, "hourly");
+    assert_puts_in_key_order(t, m, nm, "monthly");
     cr_assert_eq(nm, (size_t)NSER * 2, "December and January for every series");
     for (size_t i = 0; i < nh; i++) {
-        /* series-major in key order: name k was interned as id NSER-1-k */
-        uint32_t k = (uint32_t)(i / NHRS), hr = (uint32_t)(i % NHRS);
+        /* none named by a store: series-major in table order; table id
+         * NSER-1-k holds name k */
+        uint32_t sid = (uint32_t)(i / NHRS), hr = (uint32_t)(i % NHRS), k = NSER - 1 - sid;
         char want[32];
         snprintf(want, sizeof want, "ns\037series-%05u", k);
         cr_assert(h[i].series_len == strlen(want) && memcmp(h[i].series, want, strlen(want)) == 0,
                   "put %zu has the wrong series", i);
         cr_assert_eq(h[i].period_s, h0 + 3600 * (int64_t)hr);
-        uint32_t sid = NSER - 1 - k;
         cr_assert_eq(h[i].delta->sum_i, (int64_t)sid * 1000 + hr + 1, "put %zu sum", i);
         cr_assert_eq(h[i].delta->count, 2);
         cr_assert_eq(h[i].delta->last, 1.0, "the later event time wins");
     }
     for (size_t j = 0; j < nm; j++) {
-        uint32_t k = (uint32_t)(j / 2), sid = NSER - 1 - k;
+        uint32_t sid = (uint32_t)(j / 2);
         /* December holds hours 0..99, January hours 100..199 */
         int64_t lo = (j % 2) ? 100 : 0, want = 0;
         for (int64_t hr = lo; hr < lo + 100; hr++)

@@ -513,7 +513,7 @@ Test(rollup, series_parse_rejects_keys_without_separators)
 
 /* ---- rollup keys ----------------------------------------------------------- */
 
-Test(rollup, rollup_key_round_trips_periods)
+Test(rollup, rollup_key_round_trips_ids_and_periods)
 {
     static const int64_t periods[] = {0,
                                       1,
@@ -528,38 +528,30 @@ Test(rollup, rollup_key_round_trips_periods)
                                       INT64_MAX - 1,
                                       253402300799LL,
                                       -62167219200LL};
-    static const char series[] = "acme\0cpu\0zone\x1f"
-                                 "eu";
-    size_t slen = sizeof series - 1;
-    for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
-        char key[TALLY_ROLLUP_KEY_MAX];
-        size_t n = tally__rollup_key(key, series, slen, periods[i]);
-        cr_assert_eq(n, slen + 9);
-        cr_assert_eq(key[slen], '\0');
-        const char *s;
-        size_t sl;
-        int64_t p;
-        cr_assert_eq(tally__rollup_key_parse(key, n, &s, &sl, &p), 0);
-        cr_assert_eq(p, periods[i], "period %lld came back as %lld", (long long)periods[i],
-                     (long long)p);
-        cr_assert_eq(sl, slen);
-        cr_assert_eq(s, key, "the series points into the key");
-        cr_assert(memcmp(s, series, slen) == 0);
-    }
+    static const uint32_t ids[] = {0, 1, 255, 256, 0x01020304u, 0x7ffffffeu, UINT32_MAX};
+    for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++)
+        for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
+            unsigned char key[TALLY_ROLLUP_KEY_LEN];
+            tally__rollup_key(key, ids[j], periods[i]);
+            uint32_t sid;
+            int64_t p;
+            cr_assert_eq(tally__rollup_key_parse(key, sizeof key, &sid, &p), 0);
+            cr_assert_eq(p, periods[i], "period %lld came back as %lld", (long long)periods[i],
+                         (long long)p);
+            cr_assert_eq(sid, ids[j], "id %u came back as %u", ids[j], sid);
+        }
 }
 
-Test(rollup, rollup_key_parse_rejects_short_or_malformed_keys)
+Test(rollup, rollup_key_parse_rejects_keys_of_another_length)
 {
-    char key[TALLY_ROLLUP_KEY_MAX];
-    size_t n = tally__rollup_key(key, "a\0m\0", 4, 3600);
-    const char *s;
-    size_t sl;
+    unsigned char key[TALLY_ROLLUP_KEY_LEN + 1] = {0};
+    tally__rollup_key(key, 7, 3600);
+    uint32_t sid;
     int64_t p;
-    cr_assert_eq(tally__rollup_key_parse(key, n, &s, &sl, &p), 0);
-    cr_assert_eq(tally__rollup_key_parse(key, n - 1, &s, &sl, &p), TALLY_ECORRUPT);
-    cr_assert_eq(tally__rollup_key_parse(key, 5, &s, &sl, &p), TALLY_ECORRUPT);
-    key[4] = 'x'; /* the 0x00 before the period */
-    cr_assert_eq(tally__rollup_key_parse(key, n, &s, &sl, &p), TALLY_ECORRUPT);
+    cr_assert_eq(tally__rollup_key_parse(key, TALLY_ROLLUP_KEY_LEN, &sid, &p), 0);
+    cr_assert_eq(tally__rollup_key_parse(key, TALLY_ROLLUP_KEY_LEN - 1, &sid, &p), TALLY_ECORRUPT);
+    cr_assert_eq(tally__rollup_key_parse(key, TALLY_ROLLUP_KEY_LEN + 1, &sid, &p), TALLY_ECORRUPT);
+    cr_assert_eq(tally__rollup_key_parse(key, 0, &sid, &p), TALLY_ECORRUPT);
 }
 
 /* memcmp with the shorter string first on a tie: LMDB's default key order */
@@ -578,68 +570,46 @@ sign(int64_t a, int64_t b)
     return a < b ? -1 : a > b;
 }
 
-Test(rollup, rollup_key_byte_order_is_series_then_period_order)
+Test(rollup, rollup_key_byte_order_is_id_then_period_order)
 {
-    /* series keys built the real way, including ones that are prefixes of
-     * others: no labels vs labels, a label value vs a longer one, one label
-     * vs two, metric "m" vs "mm", namespace "n" vs "ns" */
-    const tally_label_t l1[] = {{"a", "1"}};
-    const tally_label_t l1long[] = {{"a", "12"}};
-    const tally_label_t l2[] = {{"b", "2"}, {"a", "1"}};
-    const tally_label_t lb[] = {{"b", "0"}};
-    const tally_label_t lsp[] = {{"a", " "}};
-    struct {
-        const char *ns, *metric;
-        const tally_label_t *l;
-        size_t nl;
-    } def[] = {
-        {"ns", "m", NULL, 0}, {"ns", "m", l1, 1},     {"ns", "m", l1long, 1}, {"ns", "m", l2, 2},
-        {"ns", "m", lb, 1},   {"ns", "m", lsp, 1},    {"ns", "mm", NULL, 0},  {"ns", "mm", l1, 1},
-        {"n", "m", NULL, 0},  {"ns-b", "m", NULL, 0}, {"nt", "a", l2, 2},     {"ns", "M", NULL, 0},
-    };
-    enum { NS = sizeof def / sizeof def[0] };
-    char skey[NS][TALLY_SERIES_KEY_MAX];
-    size_t slen[NS];
-    for (size_t i = 0; i < NS; i++)
-        slen[i] = tally__series_key(skey[i], def[i].ns, strlen(def[i].ns), def[i].metric,
-                                    strlen(def[i].metric), def[i].l, def[i].nl);
+    static const uint32_t ids[] = {0, 1, 2, 255, 256, 65535, 65536, 0x00ffffffu, 0x01000000u,
+                                   0x7ffffffeu, 0x80000000u, UINT32_MAX};
     static const int64_t periods[] = {
         INT64_MIN, -86400 * 365LL, -7200, -3600,      -1,           0,
         1,         3600,           7200,  1709251200, 4102444800LL, INT64_MAX};
-    enum { NP = sizeof periods / sizeof periods[0] };
-    static char rkey[NS * NP][TALLY_ROLLUP_KEY_MAX];
-    size_t rlen[NS * NP];
-    for (size_t i = 0; i < NS; i++)
+    enum { NI = sizeof ids / sizeof ids[0], NP = sizeof periods / sizeof periods[0] };
+    static unsigned char rkey[NI * NP][TALLY_ROLLUP_KEY_LEN];
+    for (size_t i = 0; i < NI; i++)
         for (size_t p = 0; p < NP; p++)
-            rlen[i * NP + p] = tally__rollup_key(rkey[i * NP + p], skey[i], slen[i], periods[p]);
-    for (size_t a = 0; a < NS * NP; a++)
-        for (size_t b = 0; b < NS * NP; b++) {
-            size_t sa = a / NP, sb = b / NP, pa = a % NP, pb = b % NP;
-            int want = bytecmp(skey[sa], slen[sa], skey[sb], slen[sb]);
+            tally__rollup_key(rkey[i * NP + p], ids[i], periods[p]);
+    for (size_t a = 0; a < NI * NP; a++)
+        for (size_t b = 0; b < NI * NP; b++) {
+            size_t ia = a / NP, ib = b / NP, pa = a % NP, pb = b % NP;
+            int want = sign(ids[ia], ids[ib]);
             if (want == 0)
                 want = sign(periods[pa], periods[pb]);
-            int got = bytecmp(rkey[a], rlen[a], rkey[b], rlen[b]);
-            cr_assert_eq(got, want,
-                         "series %zu (%s/%s) period %lld vs series %zu (%s/%s) period %lld: "
-                         "key order %d, want %d",
-                         sa, def[sa].ns, def[sa].metric, (long long)periods[pa], sb, def[sb].ns,
-                         def[sb].metric, (long long)periods[pb], got, want);
+            int got = bytecmp((const char *)rkey[a], TALLY_ROLLUP_KEY_LEN,
+                              (const char *)rkey[b], TALLY_ROLLUP_KEY_LEN);
+            cr_assert_eq(got, want, "id %u period %lld vs id %u period %lld: key order %d, want %d",
+                         ids[ia], (long long)periods[pa], ids[ib], (long long)periods[pb], got,
+                         want);
         }
 }
 
 Test(rollup, rollup_key_order_of_random_periods_matches_numeric_order)
 {
     uint64_t seed = 42;
-    char ka[TALLY_ROLLUP_KEY_MAX], kb[TALLY_ROLLUP_KEY_MAX];
+    unsigned char ka[TALLY_ROLLUP_KEY_LEN], kb[TALLY_ROLLUP_KEY_LEN];
     for (int i = 0; i < 100000; i++) {
         int64_t a = (int64_t)rnd(&seed), b = (int64_t)rnd(&seed);
         if (i % 3 == 0) { /* near 1970 as well */
             a = rnd_range(&seed, -100000, 100000);
             b = rnd_range(&seed, -100000, 100000);
         }
-        size_t na = tally__rollup_key(ka, "s\0m\0", 4, a);
-        size_t nb = tally__rollup_key(kb, "s\0m\0", 4, b);
-        cr_assert_eq(bytecmp(ka, na, kb, nb), sign(a, b), "%lld vs %lld", (long long)a,
-                     (long long)b);
+        uint32_t id = (uint32_t)rnd(&seed);
+        tally__rollup_key(ka, id, a);
+        tally__rollup_key(kb, id, b);
+        cr_assert_eq(bytecmp((const char *)ka, sizeof ka, (const char *)kb, sizeof kb), sign(a, b),
+                     "%lld vs %lld", (long long)a, (long long)b);
     }
 }
