@@ -28,9 +28,10 @@ now_ms(void)
 int
 main(int argc, char **argv)
 {
-    int series = 100000, rounds = 5, opt;
+    int series = 100000, rounds = 5, history = 0, opt;
     static const struct option lo[] = {{"series", required_argument, NULL, 's'},
                                        {"rounds", required_argument, NULL, 'r'},
+                                       {"history-hours", required_argument, NULL, 'H'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -38,8 +39,10 @@ main(int argc, char **argv)
             series = atoi(optarg);
         else if (opt == 'r')
             rounds = atoi(optarg);
+        else if (opt == 'H')
+            history = atoi(optarg);
         else {
-            fprintf(stderr, "usage: tally-bench-flush [--series N] [--rounds N]\n");
+            fprintf(stderr, "usage: tally-bench-flush [--series N] [--rounds N] [--history-hours N]\n");
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -65,6 +68,21 @@ main(int argc, char **argv)
         tally__strtab_intern(tab, key, (uint32_t)n, &ids[i]);
     }
     int64_t hour = 1795712400; /* 2026-11-26T17:00:00Z */
+    /* earlier hours of every series, as a daemon that has run a while holds */
+    for (int hh = history; hh > 0; hh--) {
+        for (int i = 0; i < series; i++)
+            tally__cells_add(cells, ids[i], hour - 3600 * hh, 0, 1, 0, (hour - 3600 * hh) * 1000);
+        const tally__store_put_t *h, *m;
+        size_t nh, nm;
+        double t0 = now_ms();
+        if (tally__cells_prepare(cells, &h, &nh, &m, &nm) ||
+            tally__store_commit(store, h, nh, m, nm, NULL, 0)) {
+            fprintf(stderr, "history commit failed\n");
+            return 1;
+        }
+        tally__cells_reset(cells);
+        printf("history hour -%d: %.1f ms\n", hh, now_ms() - t0);
+    }
     double worst = 0;
     for (int round = 0; round < rounds; round++) {
         for (int i = 0; i < series; i++)

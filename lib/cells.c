@@ -37,6 +37,8 @@ struct tally__cells {
     uint32_t cap_scratch;
     uint32_t *count; /* counting sort by store id: cap_count entries */
     uint32_t cap_count;
+    uint32_t *remap; /* monthly put moves, when a flush spans months */
+    uint32_t cap_remap;
 };
 
 static uint32_t
@@ -71,6 +73,7 @@ tally__cells_destroy(tally__cells_t *a)
     free(a->cells);
     free(a->index);
     free(a->sid1);
+    free(a->remap);
     free(a->order);
     free(a->hourly);
     free(a->monthly);
@@ -237,6 +240,53 @@ sort_cells(tally__cells_t *a)
     return 0;
 }
 
+/* Put p in time-major order (period, then the order they are in), the
+ * store's key order: o[] is scratch. Steady state, one hour and one month,
+ * finds them in order already. With moved non-NULL, moved[old] = new. */
+static void
+order_by_period(tally__store_put_t *p, size_t n, sortent_t *o, uint32_t *moved)
+{
+    int64_t lo = INT64_MAX;
+    int sorted = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i && p[i].period_s < p[i - 1].period_s)
+            sorted = 0;
+        if (p[i].period_s < lo)
+            lo = p[i].period_s;
+    }
+    if (sorted) {
+        for (size_t i = 0; moved && i < n; i++)
+            moved[i] = (uint32_t)i;
+        return;
+    }
+    /* periods are whole hours, at most a late window apart: (hours since
+     * the earliest, index) fits 64 bits and keeps the sort stable */
+    for (size_t i = 0; i < n; i++) {
+        o[i].key = (uint64_t)((p[i].period_s - lo) / 3600) << 32 | i;
+        o[i].cell = (uint32_t)i;
+    }
+    qsort(o, n, sizeof *o, cmp_sortent);
+    for (size_t i = 0; moved && i < n; i++)
+        moved[o[i].cell] = (uint32_t)i;
+    /* p_new[i] = p_old[o[i].cell], cycle by cycle; key UINT64_MAX = placed */
+    for (size_t i = 0; i < n; i++) {
+        if (o[i].key == UINT64_MAX)
+            continue;
+        tally__store_put_t t = p[i];
+        size_t j = i;
+        for (;;) {
+            size_t k = o[j].cell;
+            o[j].key = UINT64_MAX;
+            if (k == i) {
+                p[j] = t;
+                break;
+            }
+            p[j] = p[k];
+            j = k;
+        }
+    }
+}
+
 int
 tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
                      const tally__store_put_t **monthly, size_t *nm)
@@ -297,6 +347,14 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         a->month_r[m - 1].last_sum = 0;
         a->hourly[i].month_plus1 = (uint32_t)m;
     }
+    /* built series by series (which groups months); the store wants time
+     * first (rollup.h) */
+    if (grow_u32(&a->remap, &a->cap_remap, (uint32_t)m, 0) != 0)
+        return -ENOMEM;
+    order_by_period(a->monthly, m, a->order, a->remap);
+    for (uint32_t i = 0; i < a->ncells; i++)
+        a->hourly[i].month_plus1 = a->remap[a->hourly[i].month_plus1 - 1] + 1;
+    order_by_period(a->hourly, a->ncells, a->order, NULL);
     *hourly = a->hourly;
     *nh = a->ncells;
     *monthly = a->monthly;
@@ -309,7 +367,7 @@ tally__cells_bytes(const tally__cells_t *a)
 {
     return sizeof *a + (size_t)a->cap_cells * sizeof(cell_t) +
            ((size_t)a->index_mask + 1) * sizeof(uint32_t) +
-           ((size_t)a->cap_sid + a->cap_count) * sizeof(uint32_t) +
+           ((size_t)a->cap_sid + a->cap_count + a->cap_remap) * sizeof(uint32_t) +
            (size_t)a->cap_scratch *
                (sizeof(sortent_t) + 2 * sizeof(tally__store_put_t) + sizeof(tally__rollup_t));
 }

@@ -2,10 +2,12 @@
  *
  * Owned by one thread (the aggregator). Events add into cells keyed by
  * integer series id and hour; tally__cells_prepare() turns the cells into
- * hourly and monthly store updates sorted in LMDB key order: by the
- * store's id of each series, learnt from the commit that first wrote it,
- * so that steady-state flushes sort only integers (a counting sort).
- * Series the store has not named yet go last, and the commit names them.
+ * hourly and monthly store updates sorted in LMDB key order: by period,
+ * then by the store's id of each series, learnt from the commit that first
+ * wrote it, so that steady-state flushes sort only integers (a counting
+ * sort). In a period, series the store has not named yet go last, and the
+ * commit names them. A table learns the ids of one store: use it with
+ * that store only.
  * After a successful commit, tally__cells_reset() empties the table; after
  * a failed one the cells stay and are committed later.
  */

@@ -326,13 +326,10 @@ typedef struct usage_ctx {
     tally__agg_t agg;
     /* monthly: the running total */
     double total;
-    /* hourly: the current series' latest record, and the newest hour seen */
-    char series[TALLY_SERIES_KEY_MAX];
-    size_t series_len;
-    int64_t series_hour;
-    double series_value;
+    /* hourly: the newest hour with a record, and the sum of its records'
+     * values: exactly the series whose latest hour is the newest */
     int64_t newest_hour;
-    double newest_sum; /* Σ of the latest values of the series whose latest hour is newest_hour */
+    double newest_sum;
 } usage_ctx_t;
 
 static int
@@ -362,21 +359,6 @@ monthly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
     return 0;
 }
 
-/* Fold the finished series into the newest-hour total. */
-static void
-close_series(usage_ctx_t *c)
-{
-    if (!c->series_len)
-        return;
-    if (c->series_hour > c->newest_hour) {
-        c->newest_hour = c->series_hour;
-        c->newest_sum = c->series_value;
-    } else if (c->series_hour == c->newest_hour) {
-        c->newest_sum += c->series_value;
-    }
-    c->series_len = 0;
-}
-
 static int
 hourly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
           const tally__rollup_t *r)
@@ -384,15 +366,13 @@ hourly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
     usage_ctx_t *c = vctx;
     if (!metric_is(c, series, series_len))
         return 0;
-    if (series_len != c->series_len || memcmp(series, c->series, series_len) != 0) {
-        close_series(c);
-        memcpy(c->series, series, series_len);
-        c->series_len = series_len;
-        c->series_hour = INT64_MIN;
+    double value = c->agg == TALLY_AGG_MAX ? r->max : r->last;
+    if (period_s > c->newest_hour) {
+        c->newest_hour = period_s;
+        c->newest_sum = value;
+    } else if (period_s == c->newest_hour) {
+        c->newest_sum += value;
     }
-    /* records of one series come in hour order: the last one seen is the latest */
-    c->series_hour = period_s;
-    c->series_value = c->agg == TALLY_AGG_MAX ? r->max : r->last;
     return 0;
 }
 
@@ -402,7 +382,7 @@ tally__quota_usage(tally__store_t *store, const tally__catalog_t *cat, const cha
 {
     tally__metric_def_t tmp;
     const tally__metric_def_t *def = tally__catalog_lookup_or_default(cat, key, &tmp);
-    /* on the stack: the agreed contract has no -ENOMEM (one series key, ~1 KiB) */
+    /* on the stack: the agreed contract has no -ENOMEM */
     usage_ctx_t ctx;
     usage_ctx_t *c = &ctx;
     memset(c, 0, sizeof *c);
@@ -420,7 +400,6 @@ tally__quota_usage(tally__store_t *store, const tally__catalog_t *cat, const cha
         rc = tally__store_scan(store, TALLY_STORE_HOURLY, scope, scope_len,
                                hour - TALLY_QUOTA_GAUGE_LOOKBACK_H * HOUR_S, hour + 2 * HOUR_S,
                                hourly_cb, c);
-        close_series(c);
         if (rc == 0 && c->newest_hour != INT64_MIN)
             *usage = c->newest_sum;
     } else {

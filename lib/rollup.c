@@ -158,10 +158,10 @@ void
 tally__rollup_key(unsigned char *buf, uint32_t sid, int64_t period_s)
 {
     uint64_t u = (uint64_t)period_s ^ (1ull << 63);
-    for (int i = 0; i < 4; i++)
-        buf[i] = (unsigned char)(sid >> (24 - 8 * i));
     for (int i = 0; i < 8; i++)
-        buf[4 + i] = (unsigned char)(u >> (56 - 8 * i));
+        buf[i] = (unsigned char)(u >> (56 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        buf[8 + i] = (unsigned char)(sid >> (24 - 8 * i));
 }
 
 int
@@ -172,10 +172,10 @@ tally__rollup_key_parse(const void *key, size_t len, uint32_t *sid, int64_t *per
         return TALLY_ECORRUPT;
     uint32_t id = 0;
     uint64_t u = 0;
-    for (int i = 0; i < 4; i++)
-        id = id << 8 | k[i];
     for (int i = 0; i < 8; i++)
-        u = (u << 8) | k[4 + i];
+        u = (u << 8) | k[i];
+    for (int i = 0; i < 4; i++)
+        id = id << 8 | k[8 + i];
     *sid = id;
     *period_s = (int64_t)(u ^ (1ull << 63));
     return 0;

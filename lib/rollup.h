@@ -6,10 +6,12 @@
  * with labels sorted by key; names and label text never contain bytes
  * below 0x20, so the separators are unambiguous, and byte order keeps a
  * namespace's series together. The store names each series with a dense
- * 32-bit id; a rollup key is that id as 4 big-endian bytes, then the
- * period start (unix seconds) as 8 big-endian bytes with the sign bit
- * flipped, so LMDB's byte order is (id, time) order and one series' hours
- * are adjacent. Twelve-byte keys keep many records on a page.
+ * 32-bit id; a rollup key is the period start (unix seconds) as 8
+ * big-endian bytes with the sign bit flipped, then that id as 4 big-endian
+ * bytes, so LMDB's byte order is (time, id) order. Time first keeps the
+ * records a flush rewrites (the current hour and month of every active
+ * series) together on few pages however much history the store holds;
+ * twelve-byte keys keep many records on a page.
  *
  * Every record keeps all four aggregates whatever the catalog says; the
  * catalog only chooses which one is the reported quantity. That keeps the
@@ -100,7 +102,7 @@ int tally__series_next_label(const char *labels, uint32_t len, uint32_t *pos, co
 
 /**
  * @brief Build a rollup key into buf (TALLY_ROLLUP_KEY_LEN bytes): the
- *        store's series id, then the period start.
+ *        period start, then the store's series id.
  */
 void tally__rollup_key(unsigned char *buf, uint32_t sid, int64_t period_s);
 

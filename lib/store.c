@@ -20,9 +20,9 @@
 /* 6: rollup keys are (series id, period); series strings live once in "series" */
 #define STORE_FORMAT 6
 
-/* Rollup keys are (series id, period), 12 bytes (rollup.h): against the
- * series string, more records fit a page, so a flush that rewrites every
- * active series copies a third fewer pages. */
+/* Rollup keys are (period, series id), 12 bytes (rollup.h): a flush
+ * rewrites the current hour and month of its series, and those records sit
+ * together on few pages, whatever history the store holds. */
 #define IDKEY_LEN TALLY_ROLLUP_KEY_LEN
 
 /* A commit learns the ids of series it resolved from their strings; they
@@ -340,8 +340,22 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc)
         return rc;
-    unsigned char key[IDKEY_LEN];
-    for (size_t i = 0; i < n; i++) {
+    unsigned char key[IDKEY_LEN], last[IDKEY_LEN];
+    /* Keys past the database's last one (a new period: time comes first)
+     * are appended: LMDB then fills pages instead of splitting them in
+     * half, and skips the lookup. */
+    MDB_val lk, lv;
+    int have_last = 0;
+    rc = mdb_cursor_get(cur, &lk, &lv, MDB_LAST);
+    if (rc == MDB_SUCCESS && lk.mv_size == IDKEY_LEN) {
+        memcpy(last, lk.mv_data, IDKEY_LEN);
+        have_last = 1;
+    } else if (rc == MDB_SUCCESS) {
+        rc = MDB_CORRUPTED;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = MDB_SUCCESS; /* empty: every key appends */
+    for (size_t i = 0; i < n && rc == MDB_SUCCESS; i++) {
         uint32_t sid;
         if (puts[i].sid1) {
             sid = puts[i].sid1 - 1;
@@ -366,7 +380,8 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
         if (adds)
             d.last_sum += adds[i];
         size_t vsize = diffs ? TALLY_ROLLUP_HOURLY_SIZE : sizeof r;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        int append = !have_last || memcmp(key, last, IDKEY_LEN) > 0;
+        rc = append ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
         if (rc == MDB_SUCCESS && v.mv_size == vsize) {
             memcpy(&r, v.mv_data, vsize);
             if (diffs)
@@ -384,7 +399,11 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
                 r.last_sum = r.last;
             v.mv_size = vsize;
             v.mv_data = &r;
-            rc = mdb_cursor_put(cur, &k, &v, 0);
+            rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
+            if (rc == MDB_SUCCESS && append) {
+                memcpy(last, key, IDKEY_LEN);
+                have_last = 1;
+            }
         } else if (rc == MDB_SUCCESS) {
             rc = MDB_CORRUPTED;
         }
@@ -505,29 +524,60 @@ read_end(tally__store_t *s, MDB_txn *txn, MDB_cursor *cur, int rc, int ret)
     return ret;
 }
 
+/* One series of a scan's scope: its id and its key string (in the map). */
+typedef struct scope_series {
+    uint32_t sid, len;
+    const char *s;
+} scope_series_t;
+
+static int
+cmp_scope_sid(const void *a, const void *b)
+{
+    uint32_t x = ((const scope_series_t *)a)->sid, y = ((const scope_series_t *)b)->sid;
+    return x < y ? -1 : x > y;
+}
+
+/* The first index in v[lo, n) whose id is >= sid. */
+static size_t
+scope_lower_bound(const scope_series_t *v, size_t lo, size_t n, uint32_t sid)
+{
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].sid < sid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int
 tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
                   int64_t to_s, tally__store_scan_cb cb, void *ctx)
 {
     MDB_txn *txn = NULL;
     MDB_cursor *scur = NULL, *cur = NULL;
-    int rc, rrc = MDB_SUCCESS, ret = 0;
+    int rc, ret = 0;
     char seek[TALLY_MAX_NS_LEN + 1];
-    unsigned char rkey[IDKEY_LEN];
+    unsigned char key[IDKEY_LEN];
+    scope_series_t *v = NULL;
+    size_t n = 0, cap = 0;
     if (from_s >= to_s)
         return 0; /* nothing can start in an empty range */
     if (ns && ns_len > TALLY_MAX_NS_LEN)
         return 0; /* no such namespace can have been written */
-    /* walk the series of the namespace in string order, and each one's
-     * periods from from_s: the (series, period) order callers rely on */
     if ((rc = read_begin(s, s->series, &txn, &scur)) != 0)
         return rc;
-    if ((rc = mdb_cursor_open(txn, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &cur))) {
+    MDB_stat ms;
+    if ((rc = mdb_stat(txn, s->series, &ms)) != 0 ||
+        (rc = mdb_cursor_open(txn, which == TALLY_STORE_MONTHLY ? s->monthly : s->hourly, &cur))) {
         ret = map_err(rc);
-        return read_end(s, txn, scur, MDB_SUCCESS, ret);
+        goto done;
     }
-    size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
-    MDB_val sk, sv;
+    /* the scope's series: a namespace's (a prefix of the series keys) sorted
+     * by id, or all of them indexed by id (ids are dense below the count) */
+    MDB_val sk, sv, k, val;
     if (ns) {
         memcpy(seek, ns, ns_len);
         seek[ns_len] = '\0';
@@ -535,46 +585,117 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
         sk.mv_data = seek;
         rc = mdb_cursor_get(scur, &sk, &sv, MDB_SET_RANGE);
     } else {
+        cap = ms.ms_entries;
+        if (cap && !(v = calloc(cap, sizeof *v))) {
+            ret = -ENOMEM;
+            goto done;
+        }
         rc = mdb_cursor_get(scur, &sk, &sv, MDB_FIRST);
     }
-    while (rc == MDB_SUCCESS && ret == 0) {
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(scur, &sk, &sv, MDB_NEXT)) {
         if (ns && (sk.mv_size <= ns_len || memcmp(sk.mv_data, ns, ns_len) != 0 ||
                    ((const char *)sk.mv_data)[ns_len] != '\0'))
             break; /* past the namespace */
         uint32_t sid;
         if (sv.mv_size != sizeof sid) {
             ret = TALLY_ECORRUPT;
-            break;
+            goto done;
         }
         memcpy(&sid, sv.mv_data, sizeof sid);
-        tally__rollup_key(rkey, sid, from_s);
-        MDB_val k = {IDKEY_LEN, rkey}, v;
-        rrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        while (rrc == MDB_SUCCESS) {
-            uint32_t ksid;
-            int64_t period;
-            if (tally__rollup_key_parse(k.mv_data, k.mv_size, &ksid, &period) != 0 || (ksid == sid && v.mv_size != vsize)) {
-                ret = TALLY_ECORRUPT;
+        if (!ns && sid >= cap) {
+            ret = TALLY_ECORRUPT; /* ids are dense: one past the count is damage */
+            goto done;
+        }
+        if (ns && n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            scope_series_t *nv = realloc(v, ncap * sizeof *nv);
+            if (!nv) {
+                ret = -ENOMEM;
+                goto done;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[ns ? n : sid] = (scope_series_t){sid, (uint32_t)sk.mv_size, sk.mv_data};
+        n++;
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        ret = map_err(rc);
+        goto done;
+    }
+    if (n == 0)
+        goto done;
+    if (ns)
+        qsort(v, n, sizeof *v, cmp_scope_sid);
+    size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
+    /* Walk the periods in order. A whole-store scan reads every record of
+     * the range; a namespace's joins each period's records with its ids,
+     * seeking over the other namespaces' runs. */
+    tally__rollup_key(key, ns ? v[0].sid : 0, from_s);
+    k.mv_size = IDKEY_LEN;
+    k.mv_data = key;
+    rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+    int64_t period = INT64_MIN;
+    size_t j = 0;
+    while (rc == MDB_SUCCESS) {
+        uint32_t ksid;
+        int64_t kp;
+        if (tally__rollup_key_parse(k.mv_data, k.mv_size, &ksid, &kp) != 0) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        if (kp >= to_s)
+            break;
+        const scope_series_t *hit = NULL;
+        if (!ns) {
+            if (ksid >= n || !v[ksid].s) {
+                ret = TALLY_ECORRUPT; /* a record of a series never named */
                 break;
             }
-            if (ksid != sid || period >= to_s)
-                break;
-            tally__rollup_t r;
-            memcpy(&r, v.mv_data, vsize);
-            if (which != TALLY_STORE_MONTHLY)
-                r.last_sum = r.last;
-            if ((ret = cb(ctx, sk.mv_data, sk.mv_size, period, &r)) != 0)
-                break;
-            rrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            hit = &v[ksid];
+        } else {
+            if (kp != period) {
+                period = kp;
+                j = 0;
+            }
+            if (v[j].sid < ksid)
+                j = scope_lower_bound(v, j, n, ksid);
+            if (j == n) {
+                /* none of ours is left in this period: on to the next one */
+                if (kp == INT64_MAX)
+                    break;
+                tally__rollup_key(key, v[0].sid, kp + 1);
+            } else if (v[j].sid != ksid) {
+                tally__rollup_key(key, v[j].sid, kp); /* skip others' records */
+            } else {
+                hit = &v[j++];
+            }
+            if (!hit) {
+                k.mv_size = IDKEY_LEN;
+                k.mv_data = key;
+                rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+                continue;
+            }
         }
-        if (ret == 0 && rrc != MDB_SUCCESS && rrc != MDB_NOTFOUND)
-            ret = map_err(rrc);
-        if (ret)
+        if (val.mv_size != vsize) {
+            ret = TALLY_ECORRUPT;
             break;
-        rc = mdb_cursor_get(scur, &sk, &sv, MDB_NEXT);
+        }
+        tally__rollup_t r;
+        memcpy(&r, val.mv_data, vsize);
+        if (which != TALLY_STORE_MONTHLY)
+            r.last_sum = r.last;
+        if ((ret = cb(ctx, hit->s, hit->len, kp, &r)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    return read_end(s, txn, scur, rc, ret);
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+done:
+    free(v);
+    if (cur)
+        mdb_cursor_close(cur);
+    return read_end(s, txn, scur, MDB_SUCCESS, ret);
 }
 
 int
@@ -773,10 +894,8 @@ tally__store_obj_list(tally__store_t *s, const char *kind, const char *ns, tally
 int
 tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_records, size_t *deleted)
 {
-    /* where the next batch starts: the last key deleted (gone, so
-     * MDB_SET_RANGE lands on its successor) or the next series */
-    unsigned char resume[IDKEY_LEN];
-    size_t resume_len = 0;
+    /* keys are time first: what goes is a prefix of the database, deleted
+     * from the front in batches so no transaction grows large */
     int ret = 0, end = 0;
     *deleted = 0;
     if (s->readonly)
@@ -799,13 +918,7 @@ tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_record
             pthread_rwlock_unlock(&s->lock);
             return map_err(rc);
         }
-        if (resume_len) {
-            k.mv_size = resume_len;
-            k.mv_data = resume;
-            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        } else {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         while (rc == MDB_SUCCESS && n < budget) {
             uint32_t sid;
             int64_t period;
@@ -814,20 +927,9 @@ tally__store_prune_hourly(tally__store_t *s, int64_t before_s, size_t max_record
                 break;
             }
             if (period >= before_s) {
-                /* this series' later hours stay: jump to the next series */
-                if (sid == UINT32_MAX) {
-                    rc = MDB_NOTFOUND;
-                    break;
-                }
-                tally__rollup_key(resume, sid + 1, INT64_MIN);
-                resume_len = IDKEY_LEN;
-                k.mv_size = resume_len;
-                k.mv_data = resume;
-                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-                continue;
+                end = 1;
+                break;
             }
-            memcpy(resume, k.mv_data, k.mv_size);
-            resume_len = k.mv_size;
             if ((rc = mdb_cursor_del(cur, 0)) != 0)
                 break;
             n++;

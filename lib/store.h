@@ -99,9 +99,11 @@ typedef int (*tally__store_scan_cb)(void *ctx, const char *series, size_t series
 
 /**
  * @brief Visit the rollups of one namespace (or all, ns NULL) whose period
- *        starts in [from_s, to_s), in (series, period) order, within one
- *        read snapshot.
- * @return 0, the callback's non-zero value, or TALLY_ESTORE.
+ *        starts in [from_s, to_s), within one read snapshot, in period
+ *        order (and by series id within a period): one series' periods are
+ *        NOT adjacent, so callers that fold per series keep a map.
+ * @return 0, the callback's non-zero value, -ENOMEM, TALLY_ECORRUPT or
+ *         TALLY_ESTORE.
  * @note series and r are valid during the callback only.
  */
 int tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rollup.h"
+#include "strtab.h"
 #include "timeutil.h"
 #include "usage.h"
 
@@ -312,9 +313,11 @@ typedef struct details_ctx {
     const tally__catalog_t *cat;
     int monthly; /* the records being visited are monthly rollups */
     vec_t items; /* tally__usage_item_t, one per series (before merging) */
-    char last_series[TALLY_SERIES_KEY_MAX];
-    size_t last_len;
-    int have_last;
+    /* series key -> item: the scan visits periods in order, so one
+     * series' records are not adjacent */
+    tally__strtab_t *seen;
+    uint32_t *item_of; /* by strtab id */
+    size_t cap_item_of;
 } details_ctx_t;
 
 static int
@@ -322,13 +325,27 @@ details_cb(void *vctx, const char *series, size_t slen, int64_t period_s, const 
 {
     details_ctx_t *d = vctx;
     tally__usage_item_t *it;
-    /* The scan visits (series, period) in order: one series' hours are adjacent. */
-    if (d->have_last && slen == d->last_len && memcmp(series, d->last_series, slen) == 0) {
-        it = (tally__usage_item_t *)d->items.v + (d->items.n - 1);
+    uint32_t id;
+    if (slen > TALLY_SERIES_KEY_MAX)
+        return TALLY_ECORRUPT;
+    int added = tally__strtab_intern(d->seen, series, (uint32_t)slen, &id);
+    if (added < 0)
+        return added;
+    if (!added) {
+        it = (tally__usage_item_t *)d->items.v + d->item_of[id];
     } else {
         tally__series_t s;
-        if (slen > sizeof d->last_series || tally__series_parse(series, slen, &s) != 0)
+        if (tally__series_parse(series, slen, &s) != 0)
             return TALLY_ECORRUPT;
+        if (id >= d->cap_item_of) {
+            size_t ncap = d->cap_item_of ? d->cap_item_of * 2 : 64;
+            uint32_t *ni = realloc(d->item_of, ncap * sizeof *ni);
+            if (!ni)
+                return -ENOMEM;
+            d->item_of = ni;
+            d->cap_item_of = ncap;
+        }
+        d->item_of[id] = (uint32_t)d->items.n;
         if (!(it = vec_push(&d->items)))
             return -ENOMEM;
         copy_str(it->ns, sizeof it->ns, s.ns, s.ns_len);
@@ -339,9 +356,6 @@ details_cb(void *vctx, const char *series, size_t slen, int64_t period_s, const 
         if (def != &it->def)
             it->def = *def;
         it->first_hour_s = period_s;
-        memcpy(d->last_series, series, slen);
-        d->last_len = slen;
-        d->have_last = 1;
     }
     int64_t last_hour = period_s;
     if (d->monthly) {
@@ -379,6 +393,8 @@ tally__usage_details(tally__store_t *store, const tally__catalog_t *cat, const c
     details_ctx_t d = {.cat = cat, .items = {.size = sizeof(tally__usage_item_t)}};
     *out = NULL;
     *n = 0;
+    if (tally__strtab_create(&d.seen) != 0)
+        return -ENOMEM;
     /* Whole calendar months inside the window come from the monthly rollups
      * (one record per series and month instead of up to 744 hours); only the
      * partial months at either end are read hour by hour. */
@@ -390,11 +406,9 @@ tally__usage_details(tally__store_t *store, const tally__catalog_t *cat, const c
     int rc;
     if (m1 < m2) {
         rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, w->from_s, m1, details_cb, &d);
-        d.have_last = 0;
         d.monthly = 1;
         if (rc == 0)
             rc = tally__store_scan(store, TALLY_STORE_MONTHLY, ns, nsl, m1, m2, details_cb, &d);
-        d.have_last = 0;
         d.monthly = 0;
         if (rc == 0)
             rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, m2, w->to_s, details_cb, &d);
@@ -402,6 +416,8 @@ tally__usage_details(tally__store_t *store, const tally__catalog_t *cat, const c
         rc = tally__store_scan(store, TALLY_STORE_HOURLY, ns, nsl, w->from_s, w->to_s, details_cb,
                                &d);
     }
+    tally__strtab_destroy(d.seen);
+    free(d.item_of);
     if (rc) {
         free(d.items.v);
         return rc;

@@ -34,21 +34,21 @@ rnd(uint64_t *s)
 
 static uint32_t series_of(const tally__strtab_t *t, const tally__store_put_t *p);
 
-/* Puts come in store key order: series the store has named (sid1 != 0) by
- * id, then the others by table id; a series' puts are adjacent, with
- * increasing periods. */
+/* Puts come in store key order: by period; in a period, series the store
+ * has named (sid1 != 0) by id, then the others by table id. */
 static void
 assert_puts_in_key_order(const tally__strtab_t *t, const tally__store_put_t *p, size_t n,
                          const char *what)
 {
     for (size_t i = 1; i < n; i++) {
         const tally__store_put_t *a = &p[i - 1], *b = &p[i];
+        cr_assert_leq(a->period_s, b->period_s, "%s: put %zu (period %lld) is before put %zu",
+                      what, i, (long long)b->period_s, i - 1);
+        if (a->period_s < b->period_s)
+            continue;
         int same = a->series_len == b->series_len && memcmp(a->series, b->series, a->series_len) == 0;
-        if (same) {
-            cr_assert_eq(a->sid1, b->sid1, "%s: put %zu: one series, two ids", what, i);
-            cr_assert_lt(a->period_s, b->period_s, "%s: put %zu (period %lld) is not after put %zu",
-                         what, i, (long long)b->period_s, i - 1);
-        } else if (a->sid1 && b->sid1) {
+        cr_assert(!same, "%s: put %zu: the same (series, period) twice", what, i);
+        if (a->sid1 && b->sid1) {
             cr_assert_lt(a->sid1, b->sid1, "%s: put %zu: id %u after id %u", what, i, b->sid1,
                          a->sid1);
         } else {
@@ -255,6 +255,15 @@ Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
     }
     cr_assert_eq(nm, want_nm);
     cr_assert_eq(nm, NSER * 4, "Dec, Jan, Feb and Mar for every series");
+    /* each hourly put names the monthly put of its series and month (the
+     * store moves gauge lasts along that link), after both were reordered */
+    for (size_t i = 0; i < nh; i++) {
+        cr_assert(h[i].month_plus1 >= 1 && h[i].month_plus1 <= nm, "hourly put %zu: no month", i);
+        const tally__store_put_t *mp = &m[h[i].month_plus1 - 1];
+        cr_assert_eq(mp->series, h[i].series, "hourly put %zu: another series' month", i);
+        cr_assert_eq(mp->period_s, tally__time_month_start(h[i].period_s),
+                     "hourly put %zu: the wrong month", i);
+    }
 
     /* the hole stayed a hole: no hourly put for it */
     for (size_t i = 0; i < nh; i++)
@@ -353,15 +362,18 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
     cr_assert_eq(tally__cells_add(c, aa, hr + 3600, 0, 70, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr, 0, 80, 0, 1), 0);
     cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
-    static const char *const second[] = {"aa", "aa", "mm", "b", "a"};
+    static const char *const second[] = {"aa", "mm", "b", "a", "aa"};
     assert_series_order(h, nh, second, 5);
     assert_puts_in_key_order(t, h, nh, "second flush");
     cr_assert_eq(h[0].sid1, 2, "aa was the second series the store named");
-    cr_assert_eq(h[2].sid1, 3);
-    cr_assert_eq(h[3].sid1, 0);
+    cr_assert_eq(h[1].sid1, 3);
+    cr_assert_eq(h[2].sid1, 0);
+    cr_assert_eq(h[4].sid1, 2);
     cr_assert_eq(h[0].delta->sum_i, 80, "aa's first hour holds only the new event");
     cr_assert_eq(h[0].delta->count, 1);
-    cr_assert_eq(h[1].delta->sum_i, 70);
+    cr_assert_eq(h[4].delta->sum_i, 70);
+    cr_assert_eq(h[4].month_plus1, h[0].month_plus1, "both hours of aa feed one month");
+    cr_assert_eq(m[h[4].month_plus1 - 1].series, h[4].series);
     cr_assert_eq(nm, 4, "aa's two hours share one month");
     cr_assert_eq(m[0].delta->sum_i, 150);
     assert_puts_in_key_order(t, m, nm, "second flush, monthly");
@@ -593,9 +605,9 @@ Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
     assert_puts_in_key_order(t, m, nm, "monthly");
     cr_assert_eq(nm, (size_t)NSER * 2, "December and January for every series");
     for (size_t i = 0; i < nh; i++) {
-        /* none named by a store: series-major in table order; table id
-         * NSER-1-k holds name k */
-        uint32_t sid = (uint32_t)(i / NHRS), hr = (uint32_t)(i % NHRS), k = NSER - 1 - sid;
+        /* none named by a store: hour by hour, series in table order;
+         * table id NSER-1-k holds name k */
+        uint32_t sid = (uint32_t)(i % NSER), hr = (uint32_t)(i / NSER), k = NSER - 1 - sid;
         char want[32];
         snprintf(want, sizeof want, "ns\037series-%05u", k);
         cr_assert(h[i].series_len == strlen(want) && memcmp(h[i].series, want, strlen(want)) == 0,
@@ -606,14 +618,14 @@ Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
         cr_assert_eq(h[i].delta->last, 1.0, "the later event time wins");
     }
     for (size_t j = 0; j < nm; j++) {
-        uint32_t sid = (uint32_t)(j / 2);
+        uint32_t sid = (uint32_t)(j % NSER), jan = (uint32_t)(j / NSER);
         /* December holds hours 0..99, January hours 100..199 */
-        int64_t lo = (j % 2) ? 100 : 0, want = 0;
+        int64_t lo = jan ? 100 : 0, want = 0;
         for (int64_t hr = lo; hr < lo + 100; hr++)
             want += (int64_t)sid * 1000 + hr + 1;
         cr_assert_eq(m[j].delta->sum_i, want, "monthly put %zu", j);
         cr_assert_eq(m[j].delta->count, 200);
-        cr_assert_eq(m[j].period_s, (j % 2) ? T_2024_01_01_00 : T_2023_12_01);
+        cr_assert_eq(m[j].period_s, jan ? T_2024_01_01_00 : T_2023_12_01);
     }
     tally__cells_destroy(c);
     tally__strtab_destroy(t);

@@ -570,7 +570,7 @@ sign(int64_t a, int64_t b)
     return a < b ? -1 : a > b;
 }
 
-Test(rollup, rollup_key_byte_order_is_id_then_period_order)
+Test(rollup, rollup_key_byte_order_is_period_then_id_order)
 {
     static const uint32_t ids[] = {0, 1, 2, 255, 256, 65535, 65536, 0x00ffffffu, 0x01000000u,
                                    0x7ffffffeu, 0x80000000u, UINT32_MAX};
@@ -585,9 +585,9 @@ Test(rollup, rollup_key_byte_order_is_id_then_period_order)
     for (size_t a = 0; a < NI * NP; a++)
         for (size_t b = 0; b < NI * NP; b++) {
             size_t ia = a / NP, ib = b / NP, pa = a % NP, pb = b % NP;
-            int want = sign(ids[ia], ids[ib]);
+            int want = sign(periods[pa], periods[pb]);
             if (want == 0)
-                want = sign(periods[pa], periods[pb]);
+                want = sign(ids[ia], ids[ib]);
             int got = bytecmp((const char *)rkey[a], TALLY_ROLLUP_KEY_LEN,
                               (const char *)rkey[b], TALLY_ROLLUP_KEY_LEN);
             cr_assert_eq(got, want, "id %u period %lld vs id %u period %lld: key order %d, want %d",
