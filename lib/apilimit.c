@@ -7,6 +7,7 @@
 #include "apilimit.h"
 #include "strtab.h"
 #include "tally/tally.h"
+#include "tbucket.h"
 
 /* ---- a fixed-capacity LRU index of short string keys ------------------- */
 
@@ -169,10 +170,7 @@ lru_remove(lru_t *t, uint32_t idx, uint32_t *moved_from)
 
 /* ---- the two tables ------------------------------------------------------ */
 
-typedef struct bucket {
-    double level; /* requests available */
-    int64_t last_ms;
-} bucket_t;
+typedef tally__tbucket_t bucket_t;
 
 typedef struct nsset {
     tally__quota_api_limit_t *apis;
@@ -246,39 +244,15 @@ tally__apilimit_take(tally__apilimit_t *al, const char *token, const char *ns, c
     size_t klen = put_part(key, 0, token, 64);
     klen = put_part(key, klen, ns, 64);
     klen = put_part(key, klen, op, 127);
-    int unit_s = lim->unit_s > 0 ? lim->unit_s : 1;
-    double cap = (double)lim->rate + (double)lim->burst;
-    double per_ms = (double)lim->rate / ((double)unit_s * 1000.0);
+    uint64_t unit_ms = (uint64_t)(lim->unit_s > 0 ? lim->unit_s : 1) * 1000;
     uint32_t idx = lru_find(&al->bt, key, klen);
-    bucket_t *b;
     if (!idx) {
         int evicted;
         idx = lru_insert(&al->bt, key, klen, &evicted);
-        b = &al->buckets[idx - 1];
-        b->level = cap; /* a new bucket starts full */
-        b->last_ms = now_ms;
-    } else {
-        b = &al->buckets[idx - 1];
-        if (now_ms > b->last_ms) {
-            b->level += (double)(now_ms - b->last_ms) * per_ms;
-            b->last_ms = now_ms;
-        }
+        al->buckets[idx - 1] = (bucket_t){0}; /* a new bucket starts full */
     }
-    if (b->level > cap) /* refilled to the top, or the limit shrank */
-        b->level = cap;
-    if (b->level >= 1.0) {
-        b->level -= 1.0;
-        return 1;
-    }
-    if (retry_after_s) {
-        double wait_ms = (1.0 - b->level) / per_ms;
-        double secs = wait_ms / 1000.0;
-        uint64_t whole = secs >= 4e9 ? 4000000000u : (uint64_t)secs;
-        if ((double)whole < secs)
-            whole++;
-        *retry_after_s = whole < 1 ? 1 : (uint32_t)whole;
-    }
-    return 0;
+    return tally__tbucket_take(&al->buckets[idx - 1], now_ms, lim->rate,
+                               unit_ms, (uint64_t)lim->rate + lim->burst, retry_after_s);
 }
 
 static void

@@ -11,13 +11,13 @@
 #include "auth.h"
 #include "log.h"
 #include "tally/tally.h"
+#include "tbucket.h"
 
 #define DIGEST_LEN crypto_hash_sha256_BYTES /* 32 */
 #define NS_MAX_LEN 64
 
 /* Buckets count in thousandths of a request, so that a refill of rate_per_s
  * requests per second is exactly rate_per_s units per millisecond. */
-#define MILLI 1000u
 
 struct tally__token {
     char name[TALLY__TOKEN_MAX_NAME + 1];
@@ -31,17 +31,12 @@ struct tally__token {
     unsigned char digest[DIGEST_LEN];
 };
 
-struct bucket {
-    int started;
-    int64_t last_ms;
-    uint64_t level; /* thousandths of a request */
-};
 
 struct tally__tokens {
     tally__token_t *toks;
     size_t n;
     size_t cap;
-    struct bucket *buckets; /* n entries */
+    tally__tbucket_t *buckets; /* n entries */
 };
 
 /* ==== parsing ============================================================== */
@@ -659,36 +654,6 @@ tally__token_rate_take(tally__tokens_t *t, const tally__token_t *tok, int64_t no
     if (rate_per_s == 0)
         return 1;
     TALLY_ASSERT(t != NULL && tok != NULL && tok->index < t->n && &t->toks[tok->index] == tok);
-    if (burst == 0)
-        burst = 1;
-    struct bucket *b = &t->buckets[tok->index];
-    uint64_t full = (uint64_t)burst * MILLI;
-    if (!b->started) {
-        b->started = 1;
-        b->last_ms = now_ms;
-        b->level = full;
-    } else if (now_ms > b->last_ms) {
-        /* rate_per_s requests a second is rate_per_s thousandths a ms. */
-        uint64_t elapsed = (uint64_t)(now_ms - b->last_ms);
-        uint64_t need = b->level < full ? full - b->level : 0;
-        if (elapsed >= need / rate_per_s + 1)
-            b->level = full; /* also keeps elapsed * rate from overflowing */
-        else
-            b->level += elapsed * rate_per_s;
-        if (b->level > full)
-            b->level = full;
-        b->last_ms = now_ms;
-    }
-    if (b->level > full) /* burst shrank since the last call */
-        b->level = full;
-    if (b->level >= MILLI) {
-        b->level -= MILLI;
-        return 1;
-    }
-    if (retry_after_s != NULL) {
-        uint64_t wait_ms = (MILLI - b->level + rate_per_s - 1) / rate_per_s;
-        uint64_t secs = (wait_ms + 999) / 1000;
-        *retry_after_s = secs < 1 ? 1 : (uint32_t)secs;
-    }
-    return 0;
+    return tally__tbucket_take(&t->buckets[tok->index], now_ms, rate_per_s, 1000, burst,
+                               retry_after_s);
 }
