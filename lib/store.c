@@ -1106,11 +1106,37 @@ remove_tmpdir(const char *tmp)
         unlink(path);
     if (join_path(path, sizeof path, tmp, "lock.mdb") == 0)
         unlink(path);
+    if (join_path(path, sizeof path, tmp, "tally.lock") == 0)
+        unlink(path);
     rmdir(tmp);
 }
 
-/* Check that the store in tmp opens as a tally store of this format, then
- * rename its data.mdb over dir's and sync dir. */
+/* The format a tally store in dir says it has; 0 when it says nothing. */
+static uint32_t
+store_format(const char *dir)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    uint32_t fmt = 0;
+    if (mdb_env_create(&env) != 0)
+        return 0;
+    mdb_env_set_maxdbs(env, 32);
+    MDB_val k = {7, "format"}, v;
+    if (mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0640) == 0 &&
+        mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
+        mdb_dbi_open(txn, "meta", 0, &meta) == 0 && mdb_get(txn, meta, &k, &v) == 0 &&
+        v.mv_size == sizeof fmt)
+        memcpy(&fmt, v.mv_data, sizeof fmt);
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return fmt;
+}
+
+/* Check that the store in tmp opens as a tally store of this format (or
+ * of the one before, which it upgrades), then rename its data.mdb over
+ * dir's and sync dir. */
 static int
 validate_and_swap(const char *tmp, const char *dir)
 {
@@ -1120,7 +1146,16 @@ validate_and_swap(const char *tmp, const char *dir)
     if ((rc = join_path(from, sizeof from, tmp, "data.mdb")) != 0 ||
         (rc = join_path(to, sizeof to, dir, "data.mdb")) != 0)
         return rc;
-    if ((rc = tally__store_open(tmp, 0, 1, &t)) != 0)
+    rc = tally__store_open(tmp, 0, 1, &t);
+    if (rc == TALLY_ECORRUPT && store_format(tmp) == 5) {
+        /* a backup from an older tallyd: upgrade our own copy, with room
+         * for the upgrade's scratch database */
+        struct stat st;
+        if (stat(from, &st) != 0)
+            return -errno;
+        rc = tally__store_open(tmp, 2 * (uint64_t)st.st_size + (64u << 20), 0, &t);
+    }
+    if (rc)
         return rc;
     tally__store_close(t);
     if (rename(from, to) != 0)

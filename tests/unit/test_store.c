@@ -926,11 +926,11 @@ v5_key(unsigned char *buf, const skey_t *k, int64_t period)
     return k->n + 9;
 }
 
-Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
+/* Write, with raw LMDB, the store an older tallyd (format 5) would hold:
+ * string-keyed hourly and monthly rollups of three series. */
+static void
+write_v5_store(const char *dir, skey_t k[3])
 {
-    char dir[64];
-    make_tmpdir(dir, sizeof dir);
-    skey_t k[3];
     const tally_label_t obj[] = {{"object", "vm-1"}};
     mk_series(&k[0], "zeta", "cpu", NULL, 0);
     mk_series(&k[1], "acme", "req", obj, 1);
@@ -966,6 +966,15 @@ Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
     }
     cr_assert_eq(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
+
+}
+
+Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    skey_t k[3];
+    write_v5_store(dir, k);
 
     /* a read-only tool refuses it, saying what to do; tallyd's open upgrades */
     tally__store_t *s;
@@ -1004,5 +1013,47 @@ Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
     cr_assert_eq(rs.v[2].r.sum_i, 101 + 5);
     recs_free(&rs);
     tally__store_close(s);
+    rm_tree(dir);
+}
+
+Test(store, a_format_5_backup_is_restored_upgraded)
+{
+    char from[64], dir[64];
+    make_tmpdir(from, sizeof from);
+    make_tmpdir(dir, sizeof dir);
+    skey_t k[3];
+    write_v5_store(from, k);
+    cr_assert_eq(tally__store_restore(from, dir, 0), 0);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 0, 1, &s), 0, "the restored store has this format");
+    recs_t rs = {0};
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "zeta", INT64_MIN / 2, INT64_MAX / 2, &rs), 0);
+    cr_assert_eq(rs.n, 5);
+    for (size_t x = 0; x < rs.n; x++) {
+        cr_assert(rec_is(&rs.v[x], &k[0], T0 + (int64_t)x * HOUR));
+        cr_assert_eq(rs.v[x].r.sum_i, (int64_t)(x + 1) * (int64_t)(x + 1));
+    }
+    recs_free(&rs);
+    tally__store_close(s);
+    /* a foreign LMDB environment is still refused, not adopted */
+    char foreign[64];
+    make_tmpdir(foreign, sizeof foreign);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi d;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 4);
+    cr_assert_eq(mdb_env_open(env, foreign, 0, 0640), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "other", MDB_CREATE, &d), 0);
+    MDB_val kk = {1, "x"}, vv = {1, "y"};
+    cr_assert_eq(mdb_put(txn, d, &kk, &vv, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    cr_assert_eq(tally__store_restore(foreign, dir, 1), TALLY_ECORRUPT);
+    cr_assert_eq(tally__store_open(dir, 0, 1, &s), 0, "the store is untouched");
+    tally__store_close(s);
+    rm_tree(foreign);
+    rm_tree(from);
     rm_tree(dir);
 }
