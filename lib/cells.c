@@ -335,16 +335,22 @@ tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_
         }
         int64_t month = memo_month;
         if (m > 0 && c->series == prev_series && month == prev_month) {
-            tally__rollup_merge(&a->month_r[m - 1], &c->r);
+            /* a second hour of the month: merge into a copy */
+            tally__rollup_t *mr = &a->month_r[m - 1];
+            if (a->monthly[m - 1].delta != mr) {
+                *mr = *a->monthly[m - 1].delta;
+                a->monthly[m - 1].delta = mr;
+            }
+            tally__rollup_merge(mr, &c->r);
         } else {
-            a->month_r[m] = c->r;
-            a->monthly[m] = (tally__store_put_t){s, len, month, &a->month_r[m], 0, s1, NULL};
+            /* one hour of the month (the steady state): its cell is the
+             * month's delta, no copy. Cells' last_sum is 0: the store turns
+             * changes of the hour's last into the month's last_sum. */
+            a->monthly[m] = (tally__store_put_t){s, len, month, &c->r, 0, s1, NULL};
             m++;
             prev_series = c->series;
             prev_month = month;
         }
-        /* the store turns changes of this hour's last into the month's last_sum */
-        a->month_r[m - 1].last_sum = 0;
         a->hourly[i].month_plus1 = (uint32_t)m;
     }
     /* built series by series (which groups months); the store wants time
