@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench_http.sh — HTTP benchmark: usage_details over a month of hourly data for
 # 10 metrics, driven by wrk -t1 -c50, against the ceiling of nginx (one worker)
-# returning a body of the same size; also /metrics latency. Prints req/s,
-# p50/p99 and the ratio to the ceiling.
+# returning a body of the same size; also /metrics latency (and its body size,
+# which grows with the routes and quota limits seen). Prints req/s, p50/p99 and
+# the ratio to the ceiling.
 # Usage: bench/bench_http.sh [BUILD_DIR]   (needs wrk and nginx-light)
 set -eu
 B=${1:-build}/bin
@@ -98,5 +99,6 @@ run() { # name url [script]
 echo "body size: $SIZE bytes (usage_details of 10 metrics x 720 hours)"
 run "tallyd usage_details" "$URL" "$T/usage.lua" tally
 run "nginx return 200 (same size)" "http://127.0.0.1:$NPORT/" "" nginx
+echo "/metrics body: $(curl -s "http://127.0.0.1:$PORT/metrics" | wc -c) bytes"
 run "tallyd /metrics" "http://127.0.0.1:$PORT/metrics" "" metrics
 awk -v a="$RPS_tally" -v b="$RPS_nginx" 'BEGIN { printf "usage_details / nginx ceiling: %.0f%%\n", 100 * a / b }'

@@ -1,4 +1,5 @@
 /* prom.c — Prometheus text exposition builder (prom.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,13 @@ tally_prom_init(tally_prom_t *p)
     memset(p, 0, sizeof *p);
 }
 
-static int
-grow(tally_prom_t *p, size_t n)
+int
+tally__prom_grow(tally_prom_t *p, size_t n)
 {
     if (p->err)
         return -1;
+    /* 16 KiB holds a whole exposition of a busy daemon (about 9 KiB), so a
+     * scrape allocates once */
     size_t ncap = p->cap ? p->cap * 2 : 16384;
     while (ncap < p->len + n + 1)
         ncap *= 2;
@@ -32,10 +35,7 @@ grow(tally_prom_t *p, size_t n)
 static inline void
 put(tally_prom_t *p, const char *s, size_t n)
 {
-    if (p->len + n + 1 > p->cap && grow(p, n))
-        return;
-    memcpy(p->p + p->len, s, n);
-    p->len += n;
+    tally_prom_raw(p, s, n);
 }
 
 static inline void
@@ -81,36 +81,184 @@ head(tally_prom_t *p, const char *name, const char *k1, const char *v1, const ch
     put(p, " ", 1);
 }
 
-/* Decimal digits of v ending at end (exclusive); returns the start. */
+/* Decimal digits of v ending at end (exclusive); returns the start. Two
+ * digits per division: a scrape formats a hundred values or so. */
 static char *
 u64_digits(char *end, uint64_t v)
 {
+    static const char pairs[201] = "00010203040506070809"
+                                   "10111213141516171819"
+                                   "20212223242526272829"
+                                   "30313233343536373839"
+                                   "40414243444546474849"
+                                   "50515253545556575859"
+                                   "60616263646566676869"
+                                   "70717273747576777879"
+                                   "80818283848586878889"
+                                   "90919293949596979899";
     char *s = end;
-    do {
-        *--s = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        unsigned i = (unsigned)(v % 100) * 2;
+        v /= 100;
+        *--s = pairs[i + 1];
+        *--s = pairs[i];
+    }
+    if (v >= 10) {
+        *--s = pairs[v * 2 + 1];
+        *--s = pairs[v * 2];
+    } else {
+        *--s = (char)('0' + v);
+    }
     return s;
+}
+
+void
+tally_prom_end_u64(tally_prom_t *p, uint64_t v)
+{
+    char buf[24], *e = buf + sizeof buf;
+    e[-1] = '\n';
+    char *s = u64_digits(e - 1, v);
+    put(p, s, (size_t)(e - s));
+}
+
+void
+tally_prom_end_fixed(tally_prom_t *p, uint64_t units, unsigned decimals)
+{
+    /* 20 integer digits, a point, 19 decimals and the newline */
+    char buf[48], *e = buf + sizeof buf, *s = e - 1;
+    *s = '\n';
+    if (decimals > 19)
+        decimals = 19;
+    /* written from the least significant digit up, so trailing zeros of the
+     * fraction are simply not written */
+    int any = 0;
+    for (unsigned i = 0; i < decimals; i++) {
+        char d = (char)('0' + units % 10);
+        units /= 10;
+        if (d != '0' || any) {
+            *--s = d;
+            any = 1;
+        }
+    }
+    if (any)
+        *--s = '.';
+    s = u64_digits(s, units);
+    put(p, s, (size_t)(e - s));
 }
 
 void
 tally_prom_u64(tally_prom_t *p, const char *name, const char *k1, const char *v1, const char *k2,
                const char *v2, uint64_t v)
 {
-    char buf[24], *e = buf + sizeof buf;
-    e[-1] = '\n';
-    char *s = u64_digits(e - 1, v);
     head(p, name, k1, v1, k2, v2);
-    put(p, s, (size_t)(e - s));
+    tally_prom_end_u64(p, v);
+}
+
+/* 10^0 .. 10^27: exact in a long double of 64 or more mantissa bits (x86-64's
+ * x87 format; 5^27 < 2^64), so scaling by one of them rounds once. */
+static const long double p10[28] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                    1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                    1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                    1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+
+/* v as printf("%.9g") would write it, into buf (at least 32 bytes); returns
+ * the length, or 0 when v is out of the range handled here (the caller then
+ * uses snprintf). The nine significant digits come from one rounding
+ * (rintl: to nearest, ties to even, as glibc's printf) of v scaled by an
+ * exact power of ten in 64-bit precision, so they match printf's correctly
+ * rounded digits unless v lies within about 1e-19 (relative) of a rounding
+ * boundary. (Where long double is only a double, the last digit may rarely
+ * differ from printf's; either is a valid sample value.) It costs a few hundred instructions
+ * against printf's several thousand, and a scrape writes a ratio per quota limit. */
+static size_t
+format_g9(char *buf, double v)
+{
+    static const double lo = 1e-15, hi = 1e15;
+    double a = v < 0 ? -v : v;
+    if (!(a >= lo && a < hi))
+        return 0; /* 0, NaN, infinities and extreme magnitudes */
+    /* the decimal exponent: a first guess, corrected below if the rounded
+     * digits come out one too many or too few */
+    int e = 0;
+    if (a >= 1)
+        while (e < 14 && (long double)a >= p10[e + 1])
+            e++;
+    else
+        while (e > -15 && (long double)a * p10[-e] < 1)
+            e--;
+    long double m = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        int k = 8 - e;
+        m = rintl(k >= 0 ? (long double)a * p10[k] : (long double)a / p10[-k]);
+        if (m >= 1e9L)
+            e++;
+        else if (m < 1e8L)
+            e--;
+        else
+            break;
+    }
+    if (!(m >= 1e8L && m < 1e9L))
+        return 0;
+    char d[9];
+    uint64_t mi = (uint64_t)m;
+    for (int i = 8; i >= 0; i--, mi /= 10)
+        d[i] = (char)('0' + mi % 10);
+    int nd = 9;
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    char *p = buf;
+    if (v < 0)
+        *p++ = '-';
+    if (e >= -4 && e < 9) {
+        if (e >= 0) {
+            for (int i = 0; i <= e; i++)
+                *p++ = i < nd ? d[i] : '0';
+            if (nd > e + 1) {
+                *p++ = '.';
+                for (int i = e + 1; i < nd; i++)
+                    *p++ = d[i];
+            }
+        } else {
+            *p++ = '0';
+            *p++ = '.';
+            for (int i = 0; i < -e - 1; i++)
+                *p++ = '0';
+            for (int i = 0; i < nd; i++)
+                *p++ = d[i];
+        }
+    } else {
+        *p++ = d[0];
+        if (nd > 1) {
+            *p++ = '.';
+            for (int i = 1; i < nd; i++)
+                *p++ = d[i];
+        }
+        *p++ = 'e';
+        *p++ = e < 0 ? '-' : '+';
+        int ae = e < 0 ? -e : e;
+        *p++ = (char)('0' + ae / 10);
+        *p++ = (char)('0' + ae % 10);
+    }
+    return (size_t)(p - buf);
 }
 
 void
 tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char *v1, const char *k2,
                   const char *v2, double v)
 {
-    char buf[40];
+    char buf[48];
     head(p, name, k1, v1, k2, v2);
-    if (v == (double)(int64_t)v && v > -9.2e18 && v < 9.2e18) {
+    /* the exposition format spells these so; printf would write "nan", "inf" */
+    if (isnan(v)) {
+        put(p, "NaN\n", 4);
+        return;
+    }
+    if (isinf(v)) {
+        put(p, v > 0 ? "+Inf\n" : "-Inf\n", 5);
+        return;
+    }
+    /* range first: converting an out-of-range double to int64_t is undefined */
+    if (v > -9.2e18 && v < 9.2e18 && v == (double)(int64_t)v) {
         /* whole numbers (most gauges) without printf's float machinery */
         int64_t iv = (int64_t)v;
         char *e = buf + sizeof buf;
@@ -121,8 +269,14 @@ tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char 
         put(p, s, (size_t)(e - s));
         return;
     }
-    int n = snprintf(buf, sizeof buf, "%.9g\n", v);
-    put(p, buf, (size_t)n);
+    size_t n = format_g9(buf, v);
+    if (n) {
+        buf[n++] = '\n';
+        put(p, buf, n);
+        return;
+    }
+    int w = snprintf(buf, sizeof buf, "%.9g\n", v);
+    put(p, buf, (size_t)w);
 }
 
 char *

@@ -107,74 +107,119 @@ static const route_t routes[] = {
 
 /* ---- metrics -------------------------------------------------------------- */
 
-static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
-                                   413, 414, 429, 431, 500, 501, 503, 0};
+/* Each code's label tail and each bucket's, as literals, so a sample line of
+ * /metrics is three memcpy and the digits (see prom.h for why it matters). */
+#define LIT(s) "" s, sizeof(s) - 1
+#define CODE(c) c, LIT("\",code=\"" #c "\"} ")
+static const struct {
+    int code;
+    const char *tail;
+    size_t tail_len;
+} status_codes[] = {{CODE(200)},
+                    {CODE(201)},
+                    {CODE(204)},
+                    {CODE(400)},
+                    {CODE(401)},
+                    {CODE(403)},
+                    {CODE(404)},
+                    {CODE(405)},
+                    {CODE(409)},
+                    {CODE(413)},
+                    {CODE(414)},
+                    {CODE(429)},
+                    {CODE(431)},
+                    {CODE(500)},
+                    {CODE(501)},
+                    {CODE(503)},
+                    {0, LIT("\",code=\"other\"} ")}};
+#undef CODE
 #define NSTATUS (sizeof status_codes / sizeof status_codes[0])
-static const double dur_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                    0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
-static const char *const dur_le[] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
-                                     "0.01",   "0.025",   "0.05",   "0.1",   "0.25",   "1"};
-#define NDUR (sizeof dur_bounds / sizeof dur_bounds[0])
+/* durations are counted in integer nanoseconds (uv_hrtime's unit): observing
+ * needs no floating point and the sum is shown exactly */
+#define BUCKET(ns, le) ns, LIT("\",le=\"" le "\"} ")
+static const struct {
+    uint64_t ns;
+    const char *tail;
+    size_t tail_len;
+} dur_buckets[] = {
+    {BUCKET(100000, "0.0001")},  {BUCKET(250000, "0.00025")}, {BUCKET(500000, "0.0005")},
+    {BUCKET(1000000, "0.001")},  {BUCKET(2500000, "0.0025")}, {BUCKET(5000000, "0.005")},
+    {BUCKET(10000000, "0.01")},  {BUCKET(25000000, "0.025")}, {BUCKET(50000000, "0.05")},
+    {BUCKET(100000000, "0.1")},  {BUCKET(250000000, "0.25")}, {BUCKET(1000000000, "1")},
+    {BUCKET(UINT64_MAX, "+Inf")}};
+#undef BUCKET
+#undef LIT
+/* the last bucket is +Inf: observe() always finds one */
+#define NDUR (sizeof dur_buckets / sizeof dur_buckets[0])
 
 /* index NROUTES counts requests that matched no route */
 static uint64_t req_count[NROUTES + 1][NSTATUS];
-static uint64_t req_dur[NROUTES + 1][NDUR + 1];
-static double req_dur_sum[NROUTES + 1];
+static uint64_t req_dur[NROUTES + 1][NDUR];
+static uint64_t req_dur_ns[NROUTES + 1];
+static uint64_t req_total[NROUTES + 1]; /* lets a scrape skip the routes never asked for */
 
 static void
-observe(size_t route, int status, double seconds)
+observe(size_t route, int status, uint64_t ns)
 {
     size_t si = NSTATUS - 1;
     for (size_t i = 0; i + 1 < NSTATUS; i++)
-        if (status_codes[i] == status) {
+        if (status_codes[i].code == status) {
             si = i;
             break;
         }
     req_count[route][si]++;
-    size_t b = NDUR;
-    for (size_t i = 0; i < NDUR; i++)
-        if (seconds <= dur_bounds[i]) {
-            b = i;
-            break;
-        }
+    size_t b = 0;
+    while (ns > dur_buckets[b].ns)
+        b++;
     req_dur[route][b]++;
-    req_dur_sum[route] += seconds;
+    req_dur_ns[route] += ns;
+    req_total[route]++;
 }
 
 void
 tally_routes_metrics(tally_prom_t *p)
 {
-    static const char *const codes[NSTATUS] = {"200", "201", "204", "400", "401", "403",
-                                               "404", "405", "409", "413", "414", "429",
-                                               "431", "500", "501", "503", "other"};
-    tally_prom_family(p, "tally_http_requests_total", "counter",
-                      "HTTP requests answered, by route and status code.");
-    for (size_t r = 0; r <= NROUTES; r++)
-        for (size_t s = 0; s < NSTATUS; s++)
-            if (req_count[r][s])
-                tally_prom_u64(p, "tally_http_requests_total", "route",
-                               r < NROUTES ? routes[r].name : "none", "code", codes[s],
-                               req_count[r][s]);
-    tally_prom_family(p, "tally_http_request_duration_seconds", "histogram",
-                      "Time to handle a request, by route.");
+    /* only (route, code) pairs and routes that were ever answered: the full
+     * cross product would be some 600 lines of zeros */
+    TALLY_PROM_RAW(p, "# HELP tally_http_requests_total HTTP requests answered, by route and "
+                      "status code.\n# TYPE tally_http_requests_total counter\n");
     for (size_t r = 0; r <= NROUTES; r++) {
-        uint64_t cum = 0, total = 0;
-        for (size_t b = 0; b <= NDUR; b++)
-            total += req_dur[r][b];
+        if (!req_total[r])
+            continue;
+        const char *name = r < NROUTES ? routes[r].name : "none";
+        size_t nl = strlen(name);
+        for (size_t s = 0; s < NSTATUS; s++) {
+            if (!req_count[r][s])
+                continue;
+            TALLY_PROM_RAW(p, "tally_http_requests_total{route=\"");
+            tally_prom_raw(p, name, nl);
+            tally_prom_raw(p, status_codes[s].tail, status_codes[s].tail_len);
+            tally_prom_end_u64(p, req_count[r][s]);
+        }
+    }
+    TALLY_PROM_RAW(p, "# HELP tally_http_request_duration_seconds Time to handle a request, by "
+                      "route.\n# TYPE tally_http_request_duration_seconds histogram\n");
+    for (size_t r = 0; r <= NROUTES; r++) {
+        uint64_t cum = 0, total = req_total[r];
         if (!total)
             continue;
         const char *name = r < NROUTES ? routes[r].name : "none";
+        size_t nl = strlen(name);
         for (size_t b = 0; b < NDUR; b++) {
             cum += req_dur[r][b];
-            tally_prom_u64(p, "tally_http_request_duration_seconds_bucket", "route", name, "le",
-                           dur_le[b], cum);
+            TALLY_PROM_RAW(p, "tally_http_request_duration_seconds_bucket{route=\"");
+            tally_prom_raw(p, name, nl);
+            tally_prom_raw(p, dur_buckets[b].tail, dur_buckets[b].tail_len);
+            tally_prom_end_u64(p, cum);
         }
-        tally_prom_u64(p, "tally_http_request_duration_seconds_bucket", "route", name, "le",
-                       "+Inf", total);
-        tally_prom_double(p, "tally_http_request_duration_seconds_sum", "route", name, NULL,
-                          NULL, req_dur_sum[r]);
-        tally_prom_u64(p, "tally_http_request_duration_seconds_count", "route", name, NULL, NULL,
-                       total);
+        TALLY_PROM_RAW(p, "tally_http_request_duration_seconds_sum{route=\"");
+        tally_prom_raw(p, name, nl);
+        TALLY_PROM_RAW(p, "\"} ");
+        tally_prom_end_fixed(p, req_dur_ns[r], 9);
+        TALLY_PROM_RAW(p, "tally_http_request_duration_seconds_count{route=\"");
+        tally_prom_raw(p, name, nl);
+        TALLY_PROM_RAW(p, "\"} ");
+        tally_prom_end_u64(p, total);
     }
 }
 
@@ -420,5 +465,5 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
     if (!res->status)
         tally_http_error(res, 500, "EINTERNAL", "handler produced no response");
 done:
-    observe(found, res->status, (double)(uv_hrtime() - t0) / 1e9);
+    observe(found, res->status, uv_hrtime() - t0);
 }

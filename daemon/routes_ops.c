@@ -1,4 +1,4 @@
-/* routes_ops.c — operations endpoints: /metrics (Prometheus text 0.0.4), /healthz, /openapi.json. */
+/* routes_ops.c — operations endpoints: /metrics (Prometheus text 0.0.4), /healthz, /openapi.json */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,18 +15,69 @@ extern const size_t tally_openapi_json_len;
 
 #define G(name) TALLY_STAT_GET(name)
 
+/* A family with one unlabelled sample. HELP, TYPE and the sample's name are
+ * one string literal, so a family costs one memcpy and the digits of its
+ * value; the exposition is rendered on every scrape, never cached, so it must
+ * be this cheap (see "Performance → HTTP" in README.md). */
+#define FAMILY(name, type, help) "# HELP " name " " help "\n# TYPE " name " " type "\n"
+#define COUNTER(p, name, help, v)                                                                  \
+    do {                                                                                           \
+        TALLY_PROM_RAW(p, FAMILY(name, "counter", help) name " ");                                 \
+        tally_prom_end_u64(p, v);                                                                  \
+    } while (0)
+#define GAUGE(p, name, help, v)                                                                    \
+    do {                                                                                           \
+        TALLY_PROM_RAW(p, FAMILY(name, "gauge", help) name " ");                                   \
+        tally_prom_end_u64(p, v);                                                                  \
+    } while (0)
+
+/* Bucket bounds of tally_flush_duration_seconds as the tail of a sample's
+ * labels; tally_stats_flush_observe() counts with the same bounds. */
+#define LE(b) "tally_flush_duration_seconds_bucket{le=\"" b "\"} "
+#define LIT(s) s, sizeof(s) - 1
+static const struct {
+    const char *s;
+    size_t n;
+} flush_le[12] = {{LIT(LE("0.001"))}, {LIT(LE("0.0025"))}, {LIT(LE("0.005"))}, {LIT(LE("0.01"))},
+                  {LIT(LE("0.025"))}, {LIT(LE("0.05"))},   {LIT(LE("0.1"))},   {LIT(LE("0.25"))},
+                  {LIT(LE("0.5"))},   {LIT(LE("1"))},      {LIT(LE("2.5"))},   {LIT(LE("+Inf"))}};
+#undef LIT
+#undef LE
+_Static_assert(sizeof flush_le / sizeof flush_le[0] ==
+                   sizeof tally_stats.flush_buckets / sizeof tally_stats.flush_buckets[0],
+               "one label per flush bucket");
+
 static void
-counter(tally_prom_t *p, const char *name, const char *help, uint64_t v)
+rejected(tally_prom_t *p)
 {
-    tally_prom_family(p, name, "counter", help);
-    tally_prom_u64(p, name, NULL, NULL, NULL, NULL, v);
+    TALLY_PROM_RAW(p, FAMILY("tally_ingest_rejected_total", "counter",
+                             "Batches or events rejected, by reason."));
+    /* every reason, even at 0: a counter that appears only at its first
+     * increment hides that increment from rate() and increase() */
+    for (int r = 0; r < TALLY_PROTO_REJECT_COUNT; r++) {
+        const char *name = tally__reject_name(r);
+        TALLY_PROM_RAW(p, "tally_ingest_rejected_total{reason=\"");
+        tally_prom_raw(p, name, strlen(name));
+        TALLY_PROM_RAW(p, "\"} ");
+        tally_prom_end_u64(p, G(rejected[r]));
+    }
 }
 
 static void
-gauge(tally_prom_t *p, const char *name, const char *help, double v)
+flush_histogram(tally_prom_t *p)
 {
-    tally_prom_family(p, name, "gauge", help);
-    tally_prom_double(p, name, NULL, NULL, NULL, NULL, v);
+    TALLY_PROM_RAW(p, FAMILY("tally_flush_duration_seconds", "histogram",
+                             "Time to prepare and commit one flush."));
+    uint64_t cum = 0;
+    for (int i = 0; i < 12; i++) {
+        cum += G(flush_buckets[i]);
+        tally_prom_raw(p, flush_le[i].s, flush_le[i].n);
+        tally_prom_end_u64(p, cum);
+    }
+    TALLY_PROM_RAW(p, "tally_flush_duration_seconds_sum ");
+    tally_prom_end_fixed(p, G(flush_sum_us), 6);
+    TALLY_PROM_RAW(p, "tally_flush_duration_seconds_count ");
+    tally_prom_end_u64(p, cum);
 }
 
 void
@@ -35,65 +86,50 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     (void)req;
     tally_prom_t p;
     tally_prom_init(&p);
-    counter(&p, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
-    counter(&p, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
-    counter(&p, "tally_ingest_duplicate_batches_total",
+    COUNTER(&p, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
+    COUNTER(&p, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
+    COUNTER(&p, "tally_ingest_duplicate_batches_total",
             "Batches already counted, acknowledged again and not counted again.", G(duplicates));
-    counter(&p, "tally_ingest_events_total", "Events accepted for counting.", G(events));
-    counter(&p, "tally_ingest_events_committed_total", "Events committed to the store.",
+    COUNTER(&p, "tally_ingest_events_total", "Events accepted for counting.", G(events));
+    COUNTER(&p, "tally_ingest_events_committed_total", "Events committed to the store.",
             G(events_committed));
-    counter(&p, "tally_ingest_unknown_metric_events_total",
+    COUNTER(&p, "tally_ingest_unknown_metric_events_total",
             "Events of metric labels missing from the catalog (counted as sums).",
             G(unknown_metric));
-    tally_prom_family(&p, "tally_ingest_rejected_total", "counter",
-                      "Batches or events rejected, by reason.");
-    for (int r = 0; r < TALLY_PROTO_REJECT_COUNT; r++)
-        tally_prom_u64(&p, "tally_ingest_rejected_total", "reason", tally__reject_name(r), NULL,
-                       NULL, G(rejected[r]));
-    gauge(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
-          (double)G(ingest_paused));
-    counter(&p, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
-    gauge(&p, "tally_series_active", "Distinct series seen since start.", (double)G(series));
-    gauge(&p, "tally_producers", "Producers known (committed marks).", (double)G(producers));
+    rejected(&p);
+    GAUGE(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
+          G(ingest_paused));
+    COUNTER(&p, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
+    GAUGE(&p, "tally_series_active", "Distinct series seen since start.", G(series));
+    GAUGE(&p, "tally_producers", "Producers known (committed marks).", G(producers));
     uint64_t acc = G(blocks_accepted), com = G(blocks_committed);
-    gauge(&p, "tally_producer_lag",
+    GAUGE(&p, "tally_producer_lag",
           "Batches accepted but not yet committed and acknowledged, over all producers.",
-          (double)(acc > com ? acc - com : 0));
-    gauge(&p, "tally_cells_pending", "(series, hour) cells waiting for the next flush.",
-          (double)G(cells_pending));
-    counter(&p, "tally_flushes_total", "Committed flushes.", G(flushes));
-    counter(&p, "tally_flush_errors_total", "Flush commits that failed (retried).",
+          acc > com ? acc - com : 0);
+    GAUGE(&p, "tally_cells_pending", "(series, hour) cells waiting for the next flush.",
+          G(cells_pending));
+    COUNTER(&p, "tally_flushes_total", "Committed flushes.", G(flushes));
+    COUNTER(&p, "tally_flush_errors_total", "Flush commits that failed (retried).",
             G(flush_errors));
-    static const char *const les[] = {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-                                      "0.1",   "0.25",   "0.5",   "1",    "2.5"};
-    tally_prom_family(&p, "tally_flush_duration_seconds", "histogram",
-                      "Time to prepare and commit one flush.");
-    uint64_t cum = 0;
-    for (int i = 0; i < 11; i++) {
-        cum += G(flush_buckets[i]);
-        tally_prom_u64(&p, "tally_flush_duration_seconds_bucket", "le", les[i], NULL, NULL, cum);
-    }
-    cum += G(flush_buckets[11]);
-    tally_prom_u64(&p, "tally_flush_duration_seconds_bucket", "le", "+Inf", NULL, NULL, cum);
-    tally_prom_double(&p, "tally_flush_duration_seconds_sum", NULL, NULL, NULL, NULL,
-                      (double)G(flush_sum_us) / 1e6);
-    tally_prom_u64(&p, "tally_flush_duration_seconds_count", NULL, NULL, NULL, NULL, cum);
-    counter(&p, "tally_acks_sent_total", "Acks published.", G(acks_sent));
-    counter(&p, "tally_ack_send_errors_total", "Acks the PUB socket refused (resent later).",
+    flush_histogram(&p);
+    COUNTER(&p, "tally_acks_sent_total", "Acks published.", G(acks_sent));
+    COUNTER(&p, "tally_ack_send_errors_total", "Acks the PUB socket refused (resent later).",
             G(ack_send_errors));
-    gauge(&p, "tally_store_full", "1 while commits fail for lack of space.",
-          (double)G(store_full));
-    gauge(&p, "tally_store_stalled", "1 while commits fail for any reason (ingest paused).",
-          (double)G(store_stalled));
-    gauge(&p, "tally_store_map_size_bytes", "LMDB map size.", (double)G(map_size));
-    gauge(&p, "tally_store_map_used_bytes", "LMDB bytes in use.", (double)G(map_used));
-    counter(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
-    counter(&p, "tally_retention_pruned_total",
+    GAUGE(&p, "tally_store_full", "1 while commits fail for lack of space.", G(store_full));
+    GAUGE(&p, "tally_store_stalled", "1 while commits fail for any reason (ingest paused).",
+          G(store_stalled));
+    GAUGE(&p, "tally_store_map_size_bytes", "LMDB map size.", G(map_size));
+    GAUGE(&p, "tally_store_map_used_bytes", "LMDB bytes in use.", G(map_used));
+    COUNTER(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
+    COUNTER(&p, "tally_retention_pruned_total",
             "Hourly rollups deleted by [storage] hourly_retention_days.", G(retention_pruned));
-    gauge(&p, "tally_http_connections", "Open HTTP connections.",
-          ctx->http ? (double)tally_http_connections(ctx->http) : 0);
-    gauge(&p, "tally_uptime_seconds", "Seconds since tallyd started.",
-          (double)(tally__time_now_ms() - ctx->started_ms) / 1000.0);
+    GAUGE(&p, "tally_http_connections", "Open HTTP connections.",
+          ctx->http ? tally_http_connections(ctx->http) : 0);
+    int64_t now = tally__time_now_ms();
+    TALLY_PROM_RAW(&p, FAMILY("tally_uptime_seconds", "gauge",
+                              "Seconds since tallyd started.") "tally_uptime_seconds ");
+    /* milliseconds shown as seconds, exactly; 0 if the wall clock stepped back */
+    tally_prom_end_fixed(&p, now > ctx->started_ms ? (uint64_t)(now - ctx->started_ms) : 0, 3);
     tally_routes_metrics(&p);
     tally_alerts_metrics(&p);
     size_t len;
@@ -111,7 +147,8 @@ tally_route_healthz(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     (void)ctx;
     (void)req;
     if (G(store_full)) {
-        static const char body[] = "{\"status\":\"degraded\",\"reason\":\"store full: ingest paused\"}";
+        static const char body[] =
+            "{\"status\":\"degraded\",\"reason\":\"store full: ingest paused\"}";
         tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
         return;
     }
