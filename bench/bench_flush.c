@@ -17,6 +17,21 @@
 #include "store.h"
 #include "strtab.h"
 
+/* RssAnon of this process in KiB, or -1. */
+static long
+rss_anon_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
 static double
 now_ms(void)
 {
@@ -46,6 +61,7 @@ main(int argc, char **argv)
             return opt == 'h' ? 0 : 2;
         }
     }
+    long anon0 = rss_anon_kib();
     char dir[] = "/tmp/tally-bench-flush-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
@@ -108,6 +124,11 @@ main(int argc, char **argv)
     tally__store_map_info(store, &size, &used);
     printf("steady-state flush of %d active series: worst %.1f ms; store %.1f MiB\n", series, worst,
            (double)used / 1048576.0);
+    long anon = rss_anon_kib();
+    size_t sb = tally__strtab_bytes(tab), cb = tally__cells_bytes(cells);
+    printf("anonymous memory: %.0f B/series (series keys %.0f, cells and flush scratch %.0f, "
+           "the rest mostly LMDB's dirty-page buffers)\n",
+           (double)(anon - anon0) * 1024.0 / series, (double)sb / series, (double)cb / series);
     /* a restarted daemon: a fresh table meets the series in another order
      * and learns their ids from its first commit, which looks them up */
     tally__cells_destroy(cells);
