@@ -83,9 +83,11 @@ bench)
     PKGS="$PKGS wrk nginx-light"
     deps
     build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    ./build/bin/tally-bench-ingest --producers 2 --events 2000000 --batch 100 --interval-ms 50
-    ./build/bin/tally-bench-ingest --producers 4 --events 150000 --batch 1 --interval-ms 10
+    ./build/bin/tally-bench-ingest --producers 2 --events 2000000 --batch 100 --interval-ms 50 --in-flight 640
+    ./build/bin/tally-bench-ingest --producers 4 --events 500000 --batch 1 --interval-ms 50 --in-flight 3500
+    ./build/bin/tally-bench-ingest --producers 2 --events 2000000 --series 50000 --interval-ms 100
     ./build/bin/tally-bench-flush --series 100000
+    ./build/bin/tally-bench-flush --series 100000 --history-hours 30
     sh bench/bench_http.sh build
     ;;
 fuzz | faults | valgrind | lint)
