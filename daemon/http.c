@@ -1,5 +1,5 @@
-/* http.c — the HTTP/1.1 server: connections, http-parser callbacks, limits, timeouts, responses. */
-#include <ctype.h>
+/* http.c — the HTTP/1.1 server: connections, limits, timeouts, responses; requests are parsed
+ * by httpreq.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <http_parser.h>
 
 #include "http.h"
+#include "httpreq.h"
 #include "log.h"
 
 /* Stop reading a connection whose unsent responses exceed this: a client
@@ -29,21 +30,12 @@ struct tally_http_server {
     int closing;
     int listener_closed;
     conn_t *conns; /* doubly linked, for shutdown */
-    http_parser_settings settings;
 };
-
-/* A growable buffer with a hard cap. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE, HDR_EXPECT, HDR_TE };
 
 struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    http_parser parser;
+    tally__httpreq_t req; /* the request stream being parsed */
     tally_http_server_t *s;
     conn_t *prev, *next;
     int closing;
@@ -51,17 +43,6 @@ struct conn {
     int reading;
     int close_after; /* close once the queued responses are written */
     int handles_open;
-    /* current request */
-    sbuf_t url, body, auth, ctype, field, te;
-    int expect_continue;
-    int nauth;
-    enum hdr cur;
-    int last_was_value;
-    uint32_t nheaders;
-    size_t header_bytes;
-    int error_status; /* set by a callback that refused the request */
-    const char *error_code;
-    const char *error_msg;
     char remote[64];
 };
 
@@ -112,44 +93,6 @@ status_text(int status)
     }
 }
 
-static int
-sbuf_add(sbuf_t *b, const char *p, size_t n, size_t cap)
-{
-    if (b->len + n + 1 > cap)
-        return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 128;
-        while (ncap < b->len + n + 1)
-            ncap *= 2;
-        if (ncap > cap + 1)
-            ncap = cap + 1;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static void
-sbuf_reset(sbuf_t *b)
-{
-    b->len = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-static void
-sbuf_free(sbuf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 /* ---- response helpers ----------------------------------------------------- */
 
 void
@@ -178,7 +121,7 @@ tally_http_set_body(tally_http_res_t *res, int status, const char *content_type,
 }
 
 static void
-json_escape_into(sbuf_t *b, const char *s)
+json_escape_into(tally__sbuf_t *b, const char *s)
 {
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -186,12 +129,12 @@ json_escape_into(sbuf_t *b, const char *s)
         if (ch == '"' || ch == '\\') {
             esc[0] = '\\';
             esc[1] = (char)ch;
-            sbuf_add(b, esc, 2, 1 << 16);
+            tally__sbuf_add(b, esc, 2, 1 << 16);
         } else if (ch < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", ch);
-            sbuf_add(b, esc, 6, 1 << 16);
+            tally__sbuf_add(b, esc, 6, 1 << 16);
         } else {
-            sbuf_add(b, (const char *)&ch, 1, 1 << 16);
+            tally__sbuf_add(b, (const char *)&ch, 1, 1 << 16);
         }
     }
 }
@@ -204,46 +147,13 @@ tally_http_error(tally_http_res_t *res, int status, const char *code, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sbuf_t b = {0};
-    sbuf_add(&b, "{\"code\":\"", 9, 1 << 16);
+    tally__sbuf_t b = {0};
+    tally__sbuf_add(&b, "{\"code\":\"", 9, 1 << 16);
     json_escape_into(&b, code);
-    sbuf_add(&b, "\",\"message\":\"", 13, 1 << 16);
+    tally__sbuf_add(&b, "\",\"message\":\"", 13, 1 << 16);
     json_escape_into(&b, msg);
-    sbuf_add(&b, "\"}", 2, 1 << 16);
+    tally__sbuf_add(&b, "\"}", 2, 1 << 16);
     tally_http_take_body(res, status, "application/json", b.p, b.len);
-}
-
-static int
-hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Percent-decode in place; '+' as space when plus is set. -1 on bad %XX or NUL. */
-static int
-pct_decode(char *s, int plus)
-{
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (*r == '%') {
-            int h = hexval((unsigned char)r[1]), l = h < 0 ? -1 : hexval((unsigned char)r[2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
-                return -1;
-            *w++ = (char)(h * 16 + l);
-            r += 2;
-        } else if (plus && *r == '+') {
-            *w++ = ' ';
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return 0;
 }
 
 int
@@ -262,7 +172,7 @@ tally_http_query_get(const char *query, const char *name, char *buf, size_t cap)
                 return 0;
             memcpy(buf, eq ? eq + 1 : "", vlen);
             buf[vlen] = '\0';
-            if (pct_decode(buf, 1) != 0)
+            if (tally__pct_decode(buf, 1) != 0)
                 return 0;
             return 1;
         }
@@ -292,12 +202,7 @@ on_handle_closed(uv_handle_t *h)
     s->nconns--;
     if (s->listener_closed && s->nconns == 0)
         free(s); /* the last connection of a closed server */
-    sbuf_free(&c->url);
-    sbuf_free(&c->body);
-    sbuf_free(&c->auth);
-    sbuf_free(&c->ctype);
-    sbuf_free(&c->field);
-    sbuf_free(&c->te);
+    tally__httpreq_free(&c->req);
     free(c);
 }
 
@@ -485,236 +390,48 @@ refuse(conn_t *c, int status, const char *code, const char *msg)
     free(res.body);
 }
 
+/* ---- the request stream's hooks ----------------------------------------- */
+
 static void
-reset_request(conn_t *c)
+hook_begin(void *owner)
 {
-    sbuf_reset(&c->url);
-    sbuf_reset(&c->body);
-    sbuf_reset(&c->auth);
-    sbuf_reset(&c->ctype);
-    sbuf_reset(&c->field);
-    c->cur = HDR_NONE;
-    c->last_was_value = 0;
-    c->nheaders = 0;
-    c->header_bytes = 0;
-    c->error_status = 0;
-    c->expect_continue = 0;
-    c->nauth = 0;
-    sbuf_reset(&c->te);
-}
-
-static int
-fail_cb(conn_t *c, int status, const char *code, const char *msg)
-{
-    c->error_status = status;
-    c->error_code = code;
-    c->error_msg = msg;
-    return -1; /* stops the parser */
-}
-
-static int
-cb_message_begin(http_parser *p)
-{
-    conn_t *c = p->data;
-    reset_request(c);
+    conn_t *c = owner;
     if (!c->in_request) {
         c->in_request = 1;
         arm_timer(c);
     }
-    return 0;
+}
+
+static void
+hook_expect_continue(void *owner)
+{
+    conn_t *c = owner;
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 }
 
 static int
-count_header_bytes(conn_t *c, size_t n)
+hook_request(void *owner, tally_http_req_t *req, tally_http_res_t *res, int keep_alive)
 {
-    c->header_bytes += n;
-    if (c->header_bytes > c->s->lim.max_header_bytes)
-        return fail_cb(c, 431, "ETOOLARGE",
-                       "request line and headers exceed http.max_header_bytes");
-    return 0;
-}
-
-static int
-cb_url(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-    if (count_header_bytes(c, n))
-        return -1;
-    if (sbuf_add(&c->url, at, n, c->s->lim.max_header_bytes))
-        return fail_cb(c, 414, "ETOOLARGE", "request target too long");
-    return 0;
-}
-
-static int
-cb_header_field(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-    if (count_header_bytes(c, n))
-        return -1;
-    if (c->last_was_value || c->nheaders == 0) {
-        if (++c->nheaders > c->s->lim.max_headers)
-            return fail_cb(c, 431, "ETOOLARGE", "more headers than http.max_headers");
-        sbuf_reset(&c->field);
-        c->last_was_value = 0;
-    }
-    if (sbuf_add(&c->field, at, n, 64) != 0)
-        sbuf_add(&c->field, "", 0, 64); /* a long name is none we care about */
-    return 0;
-}
-
-static int
-cb_header_value(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-    if (count_header_bytes(c, n))
-        return -1;
-    if (!c->last_was_value) {
-        c->last_was_value = 1;
-        c->cur = HDR_NONE;
-        if (strcasecmp(c->field.p ? c->field.p : "", "authorization") == 0) {
-            /* two credentials are ambiguous: which one would we check? */
-            if (++c->nauth > 1)
-                return fail_cb(c, 400, "EBADINPUT", "more than one Authorization header");
-            c->cur = HDR_AUTH;
-            sbuf_reset(&c->auth);
-        } else if (strcasecmp(c->field.p ? c->field.p : "", "transfer-encoding") == 0) {
-            c->cur = HDR_TE;
-        } else if (strcasecmp(c->field.p ? c->field.p : "", "content-type") == 0) {
-            c->cur = HDR_CTYPE;
-            sbuf_reset(&c->ctype);
-        } else if (strcasecmp(c->field.p ? c->field.p : "", "expect") == 0) {
-            c->cur = HDR_EXPECT;
-        }
-    }
-    if (c->cur == HDR_AUTH)
-        sbuf_add(&c->auth, at, n, 1024);
-    else if (c->cur == HDR_CTYPE)
-        sbuf_add(&c->ctype, at, n, 256);
-    else if (c->cur == HDR_EXPECT && n >= 12 && strncasecmp(at, "100-continue", 12) == 0)
-        c->expect_continue = 1;
-    else if (c->cur == HDR_TE)
-        sbuf_add(&c->te, at, n, 128);
-    return 0;
-}
-
-static int
-cb_headers_complete(http_parser *p)
-{
-    conn_t *c = p->data;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->lim.max_body_bytes)
-        return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
-    if (c->te.len) {
-        /* http-parser decodes chunked and ignores the rest: refuse codings
-         * we would silently misread */
-        char *v = c->te.p;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        size_t l = strlen(v);
-        while (l && (v[l - 1] == ' ' || v[l - 1] == '\t'))
-            l--;
-        if (l != 7 || strncasecmp(v, "chunked", 7) != 0)
-            return fail_cb(c, 501, "ENOTIMPLEMENTED",
-                           "only the chunked transfer coding is supported");
-    }
-    if (c->expect_continue) { /* the client waits for this before sending the body */
-        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        c->expect_continue = 0;
-    }
-    return 0;
-}
-
-static int
-cb_body(http_parser *p, const char *at, size_t n)
-{
-    conn_t *c = p->data;
-    if (sbuf_add(&c->body, at, n, (size_t)c->s->lim.max_body_bytes + 1)) /* + its NUL */
-        return fail_cb(c, 413, "ETOOLARGE", "request body exceeds http.max_body_bytes");
-    return 0;
-}
-
-static int
-map_method(unsigned m)
-{
-    switch (m) {
-    case HTTP_GET:
-        return TALLY_HTTP_GET;
-    case HTTP_HEAD:
-        return TALLY_HTTP_HEAD;
-    case HTTP_POST:
-        return TALLY_HTTP_POST;
-    case HTTP_PUT:
-        return TALLY_HTTP_PUT;
-    case HTTP_DELETE:
-        return TALLY_HTTP_DELETE;
-    default:
-        return TALLY_HTTP_OTHER;
-    }
-}
-
-static int
-cb_message_complete(http_parser *p)
-{
-    conn_t *c = p->data;
+    conn_t *c = owner;
     tally_http_server_t *s = c->s;
-    tally_http_req_t req = {0};
-    tally_http_res_t res = {0};
-    struct http_parser_url u;
-    char empty[1] = "";
     uint64_t t0 = uv_hrtime();
-    int keep_alive = http_should_keep_alive(p) && !s->closing;
+    keep_alive = keep_alive && !s->closing;
     c->in_request = 0;
     arm_timer(c);
-
-    req.method = map_method(p->method);
-    if (req.method == TALLY_HTTP_HEAD) {
-        req.method = TALLY_HTTP_GET;
-        req.head = 1;
-    }
-    char *path = NULL, *query = NULL;
-    http_parser_url_init(&u);
-    if (!c->url.p || http_parser_parse_url(c->url.p, c->url.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        tally_http_error(&res, 400, "EBADINPUT", "malformed request target");
-        goto respond;
-    }
-    path = strndup(c->url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    query = (u.field_set & (1 << UF_QUERY))
-                ? strndup(c->url.p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len)
-                : strdup("");
-    if (!path || !query) {
-        tally_http_error(&res, 500, "EINTERNAL", "out of memory");
-        goto respond;
-    }
-    if (pct_decode(path, 0) != 0) {
-        tally_http_error(&res, 400, "EBADINPUT", "malformed percent-encoding in the path");
-        goto respond;
-    }
-    req.path = path;
-    req.query = query;
-    while (c->auth.len && (c->auth.p[c->auth.len - 1] == ' ' || c->auth.p[c->auth.len - 1] == '\t'))
-        c->auth.p[--c->auth.len] = '\0'; /* optional trailing whitespace (RFC 9110) */
-    req.authorization = c->auth.len ? c->auth.p : NULL;
-    req.content_type = c->ctype.len ? c->ctype.p : NULL;
-    req.body = c->body.p ? c->body.p : empty;
-    req.body_len = c->body.len;
-    req.remote = c->remote;
-    s->dispatch(s->ctx, &req, &res);
-respond:
-    send_response(c, &res, req.head, keep_alive);
+    req->remote = c->remote;
+    if (!res->status)
+        s->dispatch(s->ctx, req, res);
+    send_response(c, res, req->head, keep_alive);
     if (s->log_requests)
         tally__log_info("request method=%s path=%s status=%d us=%llu remote=%s",
-                        http_method_str(p->method), path ? path : "-", res.status,
-                        (unsigned long long)((uv_hrtime() - t0) / 1000), c->remote);
-    free(res.body);
-    free(path);
-    free(query);
-    reset_request(c);
-    if (!keep_alive)
-        return -1; /* ignore whatever follows */
-    return 0;
+                        http_method_str(c->req.parser.method), req->path ? req->path : "-",
+                        res->status, (unsigned long long)((uv_hrtime() - t0) / 1000), c->remote);
+    return keep_alive;
 }
+
+static const tally__httpreq_hooks_t hooks = {hook_begin, hook_expect_continue, hook_request};
 
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -739,20 +456,11 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         c->in_request = 1;
         arm_timer(c);
     }
-    size_t done = http_parser_execute(&c->parser, &c->s->settings, buf->base, (size_t)nread);
-    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-    if (c->close_after)
+    int rc = tally__httpreq_feed(&c->req, buf->base, (size_t)nread);
+    if (rc == TALLY__HTTPREQ_STOP || c->close_after)
         return; /* the response to a Connection: close request is on its way */
-    if (c->error_status) {
-        refuse(c, c->error_status, c->error_code, c->error_msg);
-        return;
-    }
-    if (err != HPE_OK || done != (size_t)nread) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(err));
-        refuse(c, 400, "EBADINPUT", msg);
-        return;
-    }
+    if (rc == TALLY__HTTPREQ_REFUSE)
+        refuse(c, c->req.error_status, c->req.error_code, c->req.error_msg);
 }
 
 static void
@@ -833,8 +541,7 @@ on_connection(uv_stream_t *server, int status)
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
     }
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    tally__httpreq_init(&c->req, &c->s->lim, &hooks, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     c->reading = 1;
     arm_timer(c);
@@ -864,14 +571,6 @@ tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
     s->dispatch = dispatch;
     s->ctx = ctx;
     s->log_requests = log_requests;
-    http_parser_settings_init(&s->settings);
-    s->settings.on_message_begin = cb_message_begin;
-    s->settings.on_url = cb_url;
-    s->settings.on_header_field = cb_header_field;
-    s->settings.on_header_value = cb_header_value;
-    s->settings.on_headers_complete = cb_headers_complete;
-    s->settings.on_body = cb_body;
-    s->settings.on_message_complete = cb_message_complete;
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0)) != 0 ||

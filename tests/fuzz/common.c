@@ -1,18 +1,16 @@
-/* common.c — shared helpers of the libFuzzer harnesses: temp files, a daemon context, HTTP request parsing. */
+/* common.c — shared helpers of the libFuzzer harnesses: temp files, a daemon context, raw HTTP
+ * through the daemon's own request parser. */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <http_parser.h>
-
 #include "common.h"
+#include "httpreq.h"
 #include "log.h"
 #include "rollup.h"
 #include "timeutil.h"
@@ -220,307 +218,53 @@ fuzz_trace(const char *path, const tally_http_res_t *res)
                 res->body && res->body_len ? res->body : "");
 }
 
-/* ---- HTTP: http-parser callbacks as in daemon/http.c ------------------------ */
+/* ---- HTTP: the daemon's own request parser (daemon/httpreq.c) ------------ */
 
-#define MAX_HEADER_BYTES 8192u
-#define MAX_HEADERS 64u
-#define MAX_BODY_BYTES (1u << 20)
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-enum hdr { HDR_NONE, HDR_AUTH, HDR_CTYPE, HDR_TE };
-
-typedef struct pstate {
+typedef struct feed {
     tally_ctx_t *ctx;
-    sbuf_t url, body, auth, ctype, field, te;
-    int nauth, last_was_value, error, dispatched;
-    enum hdr cur;
-    uint32_t nheaders;
-    size_t header_bytes;
-} pstate_t;
+    int dispatched;
+} feed_t;
 
 static int
-sbuf_add(sbuf_t *b, const char *p, size_t n, size_t cap)
+fuzz_request(void *owner, tally_http_req_t *req, tally_http_res_t *res, int keep_alive)
 {
-    if (b->len + n + 1 > cap)
-        return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 128;
-        while (ncap < b->len + n + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
+    feed_t *f = owner;
+    req->remote = "fuzz";
+    if (!res->status) {
+        tally_routes_dispatch(f->ctx, req, res);
+        f->dispatched++;
+        fuzz_trace(req->path, res);
     }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static void
-sbuf_reset(sbuf_t *b)
-{
-    b->len = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-static void
-reset(pstate_t *s)
-{
-    sbuf_reset(&s->url);
-    sbuf_reset(&s->body);
-    sbuf_reset(&s->auth);
-    sbuf_reset(&s->ctype);
-    sbuf_reset(&s->field);
-    sbuf_reset(&s->te);
-    s->nauth = s->last_was_value = 0;
-    s->cur = HDR_NONE;
-    s->nheaders = 0;
-    s->header_bytes = 0;
-}
-
-static int
-fail(pstate_t *s)
-{
-    s->error = 1;
-    return -1;
-}
-
-static int
-cb_begin(http_parser *p)
-{
-    reset(p->data);
-    return 0;
-}
-
-static int
-count_bytes(pstate_t *s, size_t n)
-{
-    s->header_bytes += n;
-    return s->header_bytes > MAX_HEADER_BYTES ? fail(s) : 0;
-}
-
-static int
-cb_url(http_parser *p, const char *at, size_t n)
-{
-    pstate_t *s = p->data;
-    if (count_bytes(s, n) || sbuf_add(&s->url, at, n, MAX_HEADER_BYTES))
-        return fail(s);
-    return 0;
-}
-
-static int
-cb_field(http_parser *p, const char *at, size_t n)
-{
-    pstate_t *s = p->data;
-    if (count_bytes(s, n))
-        return -1;
-    if (s->last_was_value || s->nheaders == 0) {
-        if (++s->nheaders > MAX_HEADERS)
-            return fail(s);
-        sbuf_reset(&s->field);
-        s->last_was_value = 0;
-    }
-    if (sbuf_add(&s->field, at, n, 64) != 0)
-        sbuf_add(&s->field, "", 0, 64);
-    return 0;
-}
-
-static int
-cb_value(http_parser *p, const char *at, size_t n)
-{
-    pstate_t *s = p->data;
-    if (count_bytes(s, n))
-        return -1;
-    if (!s->last_was_value) {
-        const char *f = s->field.p ? s->field.p : "";
-        s->last_was_value = 1;
-        s->cur = HDR_NONE;
-        if (strcasecmp(f, "authorization") == 0) {
-            if (++s->nauth > 1)
-                return fail(s);
-            s->cur = HDR_AUTH;
-            sbuf_reset(&s->auth);
-        } else if (strcasecmp(f, "transfer-encoding") == 0) {
-            s->cur = HDR_TE;
-        } else if (strcasecmp(f, "content-type") == 0) {
-            s->cur = HDR_CTYPE;
-            sbuf_reset(&s->ctype);
-        }
-    }
-    if (s->cur == HDR_AUTH)
-        sbuf_add(&s->auth, at, n, 1024);
-    else if (s->cur == HDR_CTYPE)
-        sbuf_add(&s->ctype, at, n, 256);
-    else if (s->cur == HDR_TE)
-        sbuf_add(&s->te, at, n, 128);
-    return 0;
-}
-
-static int
-cb_headers_complete(http_parser *p)
-{
-    pstate_t *s = p->data;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > MAX_BODY_BYTES)
-        return fail(s);
-    if (s->te.len) {
-        char *v = s->te.p;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        size_t l = strlen(v);
-        while (l && (v[l - 1] == ' ' || v[l - 1] == '\t'))
-            l--;
-        if (l != 7 || strncasecmp(v, "chunked", 7) != 0)
-            return fail(s);
-    }
-    return 0;
-}
-
-static int
-cb_body(http_parser *p, const char *at, size_t n)
-{
-    pstate_t *s = p->data;
-    return sbuf_add(&s->body, at, n, (size_t)MAX_BODY_BYTES + 1) ? fail(s) : 0;
-}
-
-static int
-hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* daemon/http.c's pct_decode (static there), byte for byte. */
-static int
-pct_decode(char *str, int plus)
-{
-    char *w = str;
-    for (char *r = str; *r; r++) {
-        if (*r == '%') {
-            int h = hexval((unsigned char)r[1]), l = h < 0 ? -1 : hexval((unsigned char)r[2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
-                return -1;
-            *w++ = (char)(h * 16 + l);
-            r += 2;
-        } else if (plus && *r == '+') {
-            *w++ = ' ';
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return 0;
-}
-
-static int
-map_method(unsigned m)
-{
-    switch (m) {
-    case HTTP_GET:
-        return TALLY_HTTP_GET;
-    case HTTP_HEAD:
-        return TALLY_HTTP_HEAD;
-    case HTTP_POST:
-        return TALLY_HTTP_POST;
-    case HTTP_PUT:
-        return TALLY_HTTP_PUT;
-    case HTTP_DELETE:
-        return TALLY_HTTP_DELETE;
-    default:
-        return TALLY_HTTP_OTHER;
-    }
-}
-
-static int
-cb_complete(http_parser *p)
-{
-    pstate_t *s = p->data;
-    tally_http_req_t req = {0};
-    tally_http_res_t res = {0};
-    struct http_parser_url u;
-    char empty[1] = "";
-    char *path = NULL, *query = NULL;
-    req.method = map_method(p->method);
-    if (req.method == TALLY_HTTP_HEAD) {
-        req.method = TALLY_HTTP_GET;
-        req.head = 1;
-    }
-    http_parser_url_init(&u);
-    if (!s->url.p || http_parser_parse_url(s->url.p, s->url.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH)))
-        goto out;
-    path = strndup(s->url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    query = (u.field_set & (1 << UF_QUERY))
-                ? strndup(s->url.p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len)
-                : strdup("");
-    if (!path || !query || pct_decode(path, 0) != 0)
-        goto out;
-    req.path = path;
-    req.query = query;
-    while (s->auth.len && (s->auth.p[s->auth.len - 1] == ' ' || s->auth.p[s->auth.len - 1] == '\t'))
-        s->auth.p[--s->auth.len] = '\0';
-    req.authorization = s->auth.len ? s->auth.p : NULL;
-    req.content_type = s->ctype.len ? s->ctype.p : NULL;
-    req.body = s->body.p ? s->body.p : empty;
-    req.body_len = s->body.len;
-    req.remote = "fuzz";
-    tally_routes_dispatch(s->ctx, &req, &res);
-    s->dispatched++;
-    fuzz_trace(req.path, &res);
     /* what send_response() relies on: a status and a body of body_len bytes */
-    if (res.status < 100 || res.status > 599 || (res.body_len && !res.body))
+    if (res->status < 100 || res->status > 599 || (res->body_len && !res->body))
         abort();
-    if (res.body_len) {
+    if (res->body_len) {
         volatile unsigned char sink = 0;
-        for (size_t i = 0; i < res.body_len; i++)
-            sink ^= (unsigned char)res.body[i];
+        for (size_t i = 0; i < res->body_len; i++)
+            sink ^= (unsigned char)res->body[i];
         (void)sink;
     }
-out:
-    free(res.body);
-    free(path);
-    free(query);
-    reset(s);
-    return http_should_keep_alive(p) ? 0 : -1;
+    return keep_alive;
 }
 
 int
 fuzz_http_feed(tally_ctx_t *c, const uint8_t *data, size_t size)
 {
-    static http_parser_settings settings;
-    static int init;
-    if (!init) {
-        http_parser_settings_init(&settings);
-        settings.on_message_begin = cb_begin;
-        settings.on_url = cb_url;
-        settings.on_header_field = cb_field;
-        settings.on_header_value = cb_value;
-        settings.on_headers_complete = cb_headers_complete;
-        settings.on_body = cb_body;
-        settings.on_message_complete = cb_complete;
-        init = 1;
-    }
-    pstate_t s = {.ctx = c};
-    http_parser parser;
-    http_parser_init(&parser, HTTP_REQUEST);
-    parser.data = &s;
-    http_parser_execute(&parser, &settings, (const char *)data, size);
-    free(s.url.p);
-    free(s.body.p);
-    free(s.auth.p);
-    free(s.ctype.p);
-    free(s.field.p);
-    free(s.te.p);
-    return s.dispatched;
+    static const tally_http_limits_t lim = {.max_header_bytes = 8192,
+                                            .max_headers = 64,
+                                            .max_body_bytes = 1u << 20,
+                                            .max_connections = 1,
+                                            .idle_timeout_ms = 1000,
+                                            .request_timeout_ms = 1000};
+    static const tally__httpreq_hooks_t hooks = {NULL, NULL, fuzz_request};
+    feed_t f = {.ctx = c};
+    tally__httpreq_t r;
+    tally__httpreq_init(&r, &lim, &hooks, &f);
+    int rc = tally__httpreq_feed(&r, (const char *)data, size);
+    /* a refusal names a status the server would answer with */
+    if (rc == TALLY__HTTPREQ_REFUSE && (r.error_status < 400 || r.error_status > 599 ||
+                                         !r.error_code || !r.error_msg))
+        abort();
+    tally__httpreq_free(&r);
+    return f.dispatched;
 }
