@@ -396,8 +396,19 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
     uint64_t t0 = uv_hrtime();
     size_t found = NROUTES;
     int path_matched = 0;
+    /* each pattern's literal head (up to its first {param}): a path that
+     * does not start with it cannot match, and most routes are skipped by
+     * that one comparison. Computed once; the table is static. */
+    static size_t head_len[NROUTES];
+    static int heads_known;
+    if (!heads_known) {
+        for (size_t i = 0; i < NROUTES; i++)
+            head_len[i] = strcspn(routes[i].pattern, "{");
+        heads_known = 1;
+    }
     for (size_t i = 0; i < NROUTES; i++) {
-        if (!match(routes[i].pattern, req->path, req, scratch, sizeof scratch))
+        if (strncmp(req->path, routes[i].pattern, head_len[i]) != 0 ||
+            !match(routes[i].pattern, req->path, req, scratch, sizeof scratch))
             continue;
         path_matched = 1;
         if (routes[i].method == req->method) {
