@@ -658,7 +658,7 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
                 period = kp;
                 j = 0;
             }
-            if (v[j].sid < ksid)
+            if (j < n && v[j].sid < ksid) /* j is n after the last of ours matched */
                 j = scope_lower_bound(v, j, n, ksid);
             if (j == n) {
                 /* none of ours is left in this period: on to the next one */

@@ -1057,3 +1057,39 @@ Test(store, a_format_5_backup_is_restored_upgraded)
     rm_tree(from);
     rm_tree(dir);
 }
+
+Test(store, a_namespace_scan_stops_cleanly_after_its_last_series_in_a_period)
+{
+    /* 64 series of "a" (exactly the scan's first allocation), then one of
+     * "b" with a higher id in the same hours: after a's last record of an
+     * hour, the next record is b's. Under ASan this read past the end. */
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
+    enum { NA = 64 };
+    static skey_t k[NA + 1];
+    static tally__store_put_t p[(NA + 1) * 2];
+    tally__rollup_t r = rollup_of(2, 1, 0);
+    size_t np = 0;
+    for (int i = 0; i <= NA; i++) {
+        char val[8];
+        snprintf(val, sizeof val, "%d", i);
+        const tally_label_t l[] = {{"i", val}};
+        mk_series(&k[i], i < NA ? "a" : "b", "m", l, 1);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i <= NA; i++)
+            p[np++] = (tally__store_put_t){k[i].b, k[i].n, T0 + h * HOUR, &r};
+    cr_assert_eq(tally__store_commit(s, p, np, NULL, 0, NULL, 0), 0);
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "a", T0, T0 + 2 * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, (size_t)NA * 2);
+    recs_free(&rs);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "b", T0, T0 + 2 * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, 2);
+    cr_assert(rec_is(&rs.v[0], &k[NA], T0));
+    recs_free(&rs);
+    tally__store_close(s);
+    rm_tree(dir);
+}
