@@ -40,6 +40,51 @@ now_ms(void)
     return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Intern series 0..n-1 into tab (ids[i] for series i), in a scrambled
+ * order as producers would reveal them; `reverse` meets them in another
+ * order, as a restarted daemon would. Series i is the same string either
+ * way: its namespace comes from i. */
+static void
+intern_series(tally__strtab_t *tab, uint32_t *ids, int n, int reverse)
+{
+    for (int k = 0; k < n; k++) {
+        int i = reverse ? n - 1 - k : k;
+        char key[TALLY_SERIES_KEY_MAX], ns[32], obj[32];
+        uint32_t h = (uint32_t)i * 2654435761u;
+        snprintf(ns, sizeof ns, "ns-%u", (h >> 16) % 100);
+        snprintf(obj, sizeof obj, "o-%d", i);
+        tally_label_t l = {"object", obj};
+        size_t len = tally__series_key(key, ns, strlen(ns), "http_requests", 13, &l, 1);
+        tally__strtab_intern(tab, key, (uint32_t)len, &ids[i]);
+    }
+}
+
+/* One flush: an event for every series at hour, then prepare and commit.
+ * Returns 0 and the two phases' times, or 1 after saying why. */
+static int
+flush_once(tally__cells_t *cells, tally__store_t *store, const uint32_t *ids, int n, int64_t hour,
+           int64_t ts_ms, double *prepare_ms, double *commit_ms)
+{
+    for (int i = 0; i < n; i++)
+        tally__cells_add(cells, ids[i], hour, 0, 1 + i % 7, 0, ts_ms);
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    double t0 = now_ms();
+    int rc = tally__cells_prepare(cells, &h, &nh, &m, &nm);
+    double t1 = now_ms();
+    if (rc == 0)
+        rc = tally__store_commit(store, h, nh, m, nm, NULL, 0);
+    double t2 = now_ms();
+    if (rc) {
+        fprintf(stderr, "tally-bench-flush: flush failed: %s\n", tally_strerror(rc));
+        return 1;
+    }
+    tally__cells_reset(cells);
+    *prepare_ms = t1 - t0;
+    *commit_ms = t2 - t1;
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -71,54 +116,27 @@ main(int argc, char **argv)
     if (tally__store_open(dir, 4096ull << 20, 0, &store) || tally__strtab_create(&tab) ||
         tally__cells_create(tab, &cells))
         return 1;
-    /* series in random order, as producers would reveal them */
     uint32_t *ids = malloc(sizeof *ids * (size_t)series);
-    srand(42);
-    for (int i = 0; i < series; i++) {
-        char key[TALLY_SERIES_KEY_MAX], ns[32], obj[32];
-        int r = rand();
-        snprintf(ns, sizeof ns, "ns-%d", r % 100);
-        snprintf(obj, sizeof obj, "o-%d", i);
-        tally_label_t l = {"object", obj};
-        size_t n = tally__series_key(key, ns, strlen(ns), "http_requests", 13, &l, 1);
-        tally__strtab_intern(tab, key, (uint32_t)n, &ids[i]);
-    }
+    if (!ids)
+        return 1;
+    intern_series(tab, ids, series, 0);
     int64_t hour = 1795712400; /* 2026-11-26T17:00:00Z */
+    double p, c;
     /* earlier hours of every series, as a daemon that has run a while holds */
     for (int hh = history; hh > 0; hh--) {
-        for (int i = 0; i < series; i++)
-            tally__cells_add(cells, ids[i], hour - 3600 * hh, 0, 1, 0, (hour - 3600 * hh) * 1000);
-        const tally__store_put_t *h, *m;
-        size_t nh, nm;
-        double t0 = now_ms();
-        if (tally__cells_prepare(cells, &h, &nh, &m, &nm) ||
-            tally__store_commit(store, h, nh, m, nm, NULL, 0)) {
-            fprintf(stderr, "history commit failed\n");
+        if (flush_once(cells, store, ids, series, hour - 3600 * hh, (hour - 3600 * hh) * 1000, &p,
+                       &c))
             return 1;
-        }
-        tally__cells_reset(cells);
-        printf("history hour -%d: %.1f ms\n", hh, now_ms() - t0);
+        printf("history hour -%d: %.1f ms\n", hh, p + c);
     }
     double worst = 0;
     for (int round = 0; round < rounds; round++) {
-        for (int i = 0; i < series; i++)
-            tally__cells_add(cells, ids[i], hour, 0, 1 + i % 7, 0, hour * 1000 + round);
-        const tally__store_put_t *h, *m;
-        size_t nh, nm;
-        double t0 = now_ms();
-        tally__cells_prepare(cells, &h, &nh, &m, &nm);
-        double t1 = now_ms();
-        int rc = tally__store_commit(store, h, nh, m, nm, NULL, 0);
-        double t2 = now_ms();
-        if (rc) {
-            fprintf(stderr, "commit: %s\n", tally_strerror(rc));
+        if (flush_once(cells, store, ids, series, hour, hour * 1000 + round, &p, &c))
             return 1;
-        }
-        tally__cells_reset(cells);
         printf("flush %d (%s): %d series, prepare %.1f ms, commit %.1f ms, total %.1f ms\n",
-               round + 1, round ? "update" : "insert", series, t1 - t0, t2 - t1, t2 - t0);
-        if (round && t2 - t0 > worst)
-            worst = t2 - t0;
+               round + 1, round ? "update" : "insert", series, p, c, p + c);
+        if (round && p + c > worst)
+            worst = p + c;
     }
     uint64_t size, used;
     tally__store_map_info(store, &size, &used);
@@ -137,28 +155,11 @@ main(int argc, char **argv)
     if (tally__store_open(dir, 4096ull << 20, 0, &store) || tally__strtab_create(&tab) ||
         tally__cells_create(tab, &cells))
         return 1;
-    srand(42);
-    for (int i = series - 1; i >= 0; i--) {
-        char key[TALLY_SERIES_KEY_MAX], ns[32], obj[32];
-        snprintf(ns, sizeof ns, "ns-%d", rand() % 100);
-        snprintf(obj, sizeof obj, "o-%d", i);
-        tally_label_t l = {"object", obj};
-        size_t n = tally__series_key(key, ns, strlen(ns), "http_requests", 13, &l, 1);
-        tally__strtab_intern(tab, key, (uint32_t)n, &ids[i]);
-    }
+    intern_series(tab, ids, series, 1);
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < series; i++)
-            tally__cells_add(cells, ids[i], hour, 0, 1, 0, hour * 1000 + rounds + pass);
-        const tally__store_put_t *h, *m;
-        size_t nh, nm;
-        double t0 = now_ms();
-        if (tally__cells_prepare(cells, &h, &nh, &m, &nm) ||
-            tally__store_commit(store, h, nh, m, nm, NULL, 0)) {
-            fprintf(stderr, "commit after restart failed\n");
+        if (flush_once(cells, store, ids, series, hour, hour * 1000 + rounds + pass, &p, &c))
             return 1;
-        }
-        tally__cells_reset(cells);
-        printf("%s flush after a restart: %.1f ms\n", pass ? "second" : "first", now_ms() - t0);
+        printf("%s flush after a restart: %.1f ms\n", pass ? "second" : "first", p + c);
     }
     tally__cells_destroy(cells);
     tally__strtab_destroy(tab);
