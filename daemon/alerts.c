@@ -13,6 +13,7 @@
 #include "quota.h"
 #include "rollup.h"
 #include "stats.h"
+#include "strtab.h"
 #include "timeutil.h"
 
 #define MAX_STATE 65536     /* (namespace, key) levels remembered */
@@ -26,7 +27,12 @@ typedef struct ns_list {
     ns_name_t *v;
     size_t n, cap;
     int truncated;
+    /* optional set over v (index + 1 by name hash, NS_SLOTS entries), for
+     * sources that repeat names in any order */
+    uint32_t *slots;
 } ns_list_t;
+
+#define NS_SLOTS (2 * MAX_NAMESPACES) /* a power of two: at most half full */
 
 struct tally_alerts {
     uv_timer_t timer;
@@ -54,7 +60,16 @@ ns_add(ns_list_t *l, const char *ns, size_t len)
     if (len == 0 || len > TALLY_MAX_NS_LEN)
         return 0;
     if (l->n && strlen(l->v[l->n - 1]) == len && memcmp(l->v[l->n - 1], ns, len) == 0)
-        return 0; /* sources are ordered by namespace: duplicates are adjacent */
+        return 0; /* the common repeat, whatever the source's order */
+    uint32_t slot = 0;
+    if (l->slots) {
+        slot = (uint32_t)tally__hash_bytes(ns, len) & (NS_SLOTS - 1);
+        for (; l->slots[slot]; slot = (slot + 1) & (NS_SLOTS - 1)) {
+            const char *have = l->v[l->slots[slot] - 1];
+            if (strlen(have) == len && memcmp(have, ns, len) == 0)
+                return 0;
+        }
+    }
     if (l->n >= MAX_NAMESPACES) {
         l->truncated = 1;
         return 0;
@@ -70,6 +85,8 @@ ns_add(ns_list_t *l, const char *ns, size_t len)
     memcpy(l->v[l->n], ns, len);
     l->v[l->n][len] = '\0';
     l->n++;
+    if (l->slots)
+        l->slots[slot] = (uint32_t)l->n;
     return 0;
 }
 
@@ -124,8 +141,14 @@ refresh_data_namespaces(tally_alerts_t *a, int64_t now_s, int64_t mono_ms)
     a->data_month = month;
     a->data_ns.n = 0;
     a->data_ns.truncated = 0;
-    int rc = tally__store_scan(a->o.store, TALLY_STORE_MONTHLY, NULL, 0, month, month + 1,
-                               on_month_rollup, &a->data_ns);
+    /* the scan visits the month's records by series id, so namespaces
+     * repeat in any order: a set keeps each once */
+    a->data_ns.slots = calloc(NS_SLOTS, sizeof *a->data_ns.slots);
+    int rc = a->data_ns.slots ? tally__store_scan(a->o.store, TALLY_STORE_MONTHLY, NULL, 0, month,
+                                                  month + 1, on_month_rollup, &a->data_ns)
+                              : -ENOMEM;
+    free(a->data_ns.slots);
+    a->data_ns.slots = NULL;
     if (rc < 0)
         tally__log_warn("alerts: cannot list namespaces with data err=\"%s\"", tally_strerror(rc));
     if (a->data_ns.truncated)

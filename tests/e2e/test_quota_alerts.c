@@ -245,3 +245,32 @@ Test(quota_alerts, api_limits_give_429_with_retry_after_per_token)
     cr_assert_eq(r.status, 200, "other operation: %d %s", r.status, r.body);
     harness_resp_free(&r);
 }
+
+Test(quota_alerts, plan_limits_reach_a_namespace_behind_thousands_of_interleaved_series)
+{
+    /* 5,000 series of two namespaces, written alternately, then one of a
+     * third over the default plan's lb_count limit (2). The month's records
+     * are scanned by series id, so the two namespaces repeat all the way:
+     * the alerter must still list the third (it once stopped at 4,096
+     * entries of repeats) and alert on it. */
+    int sub = subscribe("far-ns");
+    for (int i = 0; i < 5000; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "object=o-%d", i);
+        harness_emit(H, i % 2 ? "near-a" : "near-b", "http_requests", 1, 0, labels);
+    }
+    harness_flush(H);
+    harness_emit(H, "far-ns", "lb_count", 3, 0, NULL);
+    harness_flush(H);
+    tally__wire_alert_t a;
+    char ns[80], key[80];
+    /* namespaces with data are rediscovered every 10 s */
+    cr_assert_eq(recv_alert(sub, 25000, &a, ns, sizeof ns, key, sizeof key), 1,
+                 "no alert for the namespace behind the interleaved ones");
+    cr_assert_str_eq(ns, "far-ns");
+    cr_assert_str_eq(key, "lb_count");
+    cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED);
+    cr_assert_eq(a.usage, 3.0);
+    cr_assert_eq(a.limit, 2.0);
+    nn_close(sub);
+}
