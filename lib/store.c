@@ -183,6 +183,8 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
         rc = map_err(rc);
         goto fail;
     }
+    int sized_for_upgrade = 0;
+again:
     if ((rc = map_err(mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) != 0)
         goto fail;
     unsigned dflags = readonly ? 0 : MDB_CREATE;
@@ -204,6 +206,24 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
             goto fail;
         }
         memcpy(&fmt, v.mv_data, sizeof fmt);
+        if (fmt == 5 && !readonly && !sized_for_upgrade) {
+            /* the upgrade holds the old tables, a scratch copy and the new
+             * ones at once: make room for three times the data first (the
+             * map can only be resized with no transaction open) */
+            MDB_envinfo info;
+            MDB_stat st;
+            mdb_env_info(s->env, &info);
+            mdb_env_stat(s->env, &st);
+            uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+            uint64_t need = 3 * used + (64u << 20);
+            mdb_txn_abort(txn);
+            txn = NULL;
+            if (need > info.me_mapsize &&
+                (rc = map_err(mdb_env_set_mapsize(s->env, need))) != 0)
+                goto fail;
+            sized_for_upgrade = 1;
+            goto again;
+        }
         if (fmt == 5 && !readonly) {
             uint32_t next = 0;
             size_t moved = 0;
@@ -1146,15 +1166,10 @@ validate_and_swap(const char *tmp, const char *dir)
     if ((rc = join_path(from, sizeof from, tmp, "data.mdb")) != 0 ||
         (rc = join_path(to, sizeof to, dir, "data.mdb")) != 0)
         return rc;
-    rc = tally__store_open(tmp, 0, 1, &t);
-    if (rc == TALLY_ECORRUPT && store_format(tmp) == 5) {
-        /* a backup from an older tallyd: upgrade our own copy, with room
-         * for the upgrade's scratch database */
-        struct stat st;
-        if (stat(from, &st) != 0)
-            return -errno;
-        rc = tally__store_open(tmp, 2 * (uint64_t)st.st_size + (64u << 20), 0, &t);
-    }
+    if (store_format(tmp) == 5)
+        rc = tally__store_open(tmp, 0, 0, &t); /* a backup from an older tallyd: upgrade our copy */
+    else
+        rc = tally__store_open(tmp, 0, 1, &t);
     if (rc)
         return rc;
     tally__store_close(t);

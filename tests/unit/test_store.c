@@ -1093,3 +1093,60 @@ Test(store, a_namespace_scan_stops_cleanly_after_its_last_series_in_a_period)
     tally__store_close(s);
     rm_tree(dir);
 }
+
+Test(store, a_format_5_store_filling_its_map_is_upgraded_with_room_made_first)
+{
+    /* 20,000 records in a 4 MiB map, over half of it: the upgrade needs
+     * about three times the data at once, so the open must grow the map */
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dh, dm, dmeta;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    cr_assert_eq(mdb_env_set_mapsize(env, 4 * MiB), 0);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0640), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "hourly", MDB_CREATE, &dh), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "monthly", MDB_CREATE, &dm), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &dmeta), 0);
+    MDB_dbi other;
+    cr_assert_eq(mdb_dbi_open(txn, "producers", MDB_CREATE, &other), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "objects", MDB_CREATE, &other), 0);
+    uint32_t fmt = 5;
+    MDB_val mk = {7, "format"}, mv = {sizeof fmt, &fmt};
+    cr_assert_eq(mdb_put(txn, dmeta, &mk, &mv, 0), 0);
+    unsigned char key[TALLY_SERIES_KEY_MAX + 9];
+    tally__rollup_t r = rollup_of(1, 1, T0 * 1000);
+    enum { NS = 400, NH = 50 };
+    for (int i = 0; i < NS; i++) {
+        char val[8];
+        snprintf(val, sizeof val, "%d", i);
+        const tally_label_t l[] = {{"i", val}};
+        skey_t k;
+        mk_series(&k, "bulk", "m", l, 1);
+        for (int h = 0; h < NH; h++) {
+            MDB_val kv = {v5_key(key, &k, T0 + h * HOUR), key};
+            MDB_val vv = {TALLY_ROLLUP_HOURLY_SIZE, &r};
+            cr_assert_eq(mdb_put(txn, dh, &kv, &vv, 0), 0);
+        }
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(env, &info);
+    mdb_env_stat(env, &st);
+    cr_assert_gt(((uint64_t)info.me_last_pgno + 1) * st.ms_psize, 2 * MiB,
+                 "the old store fills over half of its map");
+    mdb_env_close(env);
+
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 4 * MiB, 0, &s), 0);
+    recs_t rs = {0};
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "bulk", T0, T0 + NH * HOUR, &rs), 0);
+    cr_assert_eq(rs.n, (size_t)NS * NH);
+    recs_free(&rs);
+    tally__store_close(s);
+    rm_tree(dir);
+}
