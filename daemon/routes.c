@@ -478,3 +478,112 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
 done:
     observe(found, res->status, uv_hrtime() - t0);
 }
+
+/* ---- helpers shared by the handlers ---------------------------------------- */
+
+void
+tally_route_respond(tally_http_res_t *res, tally__jw_t *w)
+{
+    size_t len;
+    char *text = tally__jw_take(w, &len);
+    if (!text) {
+        tally_http_error(res, 500, "EINTERNAL", "out of memory rendering the response");
+        return;
+    }
+    tally_http_take_body(res, 200, "application/json", text, len);
+}
+
+void
+tally_route_put_time(tally__jw_t *w, int64_t unix_s)
+{
+    /* most timestamps of a response are a window's two ends; the loop
+     * thread is the only caller */
+    static int64_t memo_s[2] = {INT64_MIN, INT64_MIN};
+    static char memo[2][TALLY_TIME_RFC3339_LEN];
+    static int next;
+    static size_t memo_len[2];
+    for (int i = 0; i < 2; i++)
+        if (memo_s[i] == unix_s) {
+            tally__jw_str_plain(w, memo[i], memo_len[i]);
+            return;
+        }
+    next ^= 1;
+    memo_s[next] = unix_s;
+    memo_len[next] = tally__time_format_rfc3339(unix_s, memo[next], sizeof memo[next]);
+    tally__jw_str_plain(w, memo[next], memo_len[next]);
+}
+
+void
+tally_route_fail(tally_http_res_t *res, int rc, const char *msg, const char *what)
+{
+    const char *m = msg && msg[0] ? msg : NULL;
+    switch (rc) {
+    case TALLY_EINVAL:
+        tally_http_error(res, 400, "EBADINPUT", "%s", m ? m : "invalid request");
+        break;
+    case -EPERM:
+        tally_http_error(res, 403, "EPERMS", "%s", m ? m : "not allowed");
+        break;
+    case TALLY_ENOTFOUND:
+        tally_http_error(res, 404, "ENOTFOUND", "%s", m ? m : "not found");
+        break;
+    case TALLY_EEXISTS:
+        tally_http_error(res, 409, "EEXISTS", "%s", m ? m : "already exists");
+        break;
+    case TALLY_EBUSY:
+        tally_http_error(res, 409, "ECONFLICT", "%s", m ? m : "conflicts with the current state");
+        break;
+    case TALLY_EMAPFULL:
+        tally_http_error(res, 503, "EUNAVAILABLE", "the store is full; retry later");
+        break;
+    default:
+        tally__log_error("\"%s failed\" err=\"%s\"", what, tally_strerror(rc));
+        tally_http_error(res, 500, "EINTERNAL", "%s failed: %s", what, tally_strerror(rc));
+        break;
+    }
+}
+
+int
+tally_route_body_ns(json_t *body, const char *path_ns, tally_http_res_t *res)
+{
+    json_t *v = json_object_get(body, "namespace");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        tally_http_error(res, 400, "EBADINPUT", "namespace: must be a string");
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    if (s[0] && strcmp(s, path_ns) != 0) {
+        tally_http_error(res, 400, "EBADINPUT",
+                         "namespace: '%.64s' differs from the namespace of the path '%s'", s,
+                         path_ns);
+        return -1;
+    }
+    return 0;
+}
+
+int
+tally_route_body_time(json_t *body, const char *key, int syntax, int64_t *ms,
+                      tally_http_res_t *res)
+{
+    const char *want = syntax == TALLY_ROUTE_TIME_RFC3339 ? "an RFC 3339 date-time"
+                                                          : "unix seconds or an RFC 3339 date-time";
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        tally_http_error(res, 400, "EBADINPUT", "%s: must be a string (%s)", key, want);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    if (!s[0])
+        return 0;
+    int rc = syntax == TALLY_ROUTE_TIME_RFC3339 ? tally__time_parse_rfc3339(s, ms)
+                                                : tally__time_parse_any(s, ms);
+    if (rc != 0) {
+        tally_http_error(res, 400, "EBADINPUT", "%s: not %s: '%.64s'", key, want, s);
+        return -1;
+    }
+    return 1;
+}

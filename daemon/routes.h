@@ -20,6 +20,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "http.h"
+#include "jsonw.h"
 #include "plans.h"
 #include "prom.h"
 #include "store.h"
@@ -55,6 +56,37 @@ json_t *tally_route_body_json(const tally_http_req_t *req, tally_http_res_t *res
 
 /** @brief Render a JSON value (reference stolen) as the 200 response. */
 void tally_route_json(tally_http_res_t *res, int status, json_t *v);
+
+/** @brief Hand a finished writer to res as the 200 JSON response (a 500 when
+ *         memory ran out while writing). */
+void tally_route_respond(tally_http_res_t *res, tally__jw_t *w);
+
+/** @brief Write unix seconds as an RFC 3339 string value. */
+void tally_route_put_time(tally__jw_t *w, int64_t unix_s);
+
+/**
+ * @brief Answer a failure of a lib call: rc picks the status (EINVAL 400,
+ *        -EPERM 403, ENOTFOUND 404, EEXISTS 409, EBUSY 409 ECONFLICT,
+ *        EMAPFULL 503, anything else 500, which is logged).
+ * @param msg the library's reason, or NULL/"" for the status' default.
+ * @param what the operation, named in a 500 and its log line.
+ */
+void tally_route_fail(tally_http_res_t *res, int rc, const char *msg, const char *what);
+
+/** @brief The body's optional `namespace` must be a string naming path_ns.
+ *  @return 0, or -1 after writing a 400. */
+int tally_route_body_ns(json_t *body, const char *path_ns, tally_http_res_t *res);
+
+enum { TALLY_ROUTE_TIME_RFC3339, TALLY_ROUTE_TIME_ANY };
+
+/**
+ * @brief An optional time field of the body, an RFC 3339 string (or, with
+ *        TALLY_ROUTE_TIME_ANY, unix seconds in a string too), in unix ms.
+ * @return 0 when absent (null or ""), 1 when read, -1 after writing a 400
+ *         that names the field.
+ */
+int tally_route_body_time(json_t *body, const char *key, int syntax, int64_t *ms,
+                          tally_http_res_t *res);
 
 /** @brief Append the Prometheus counters of the HTTP layer (for /metrics). */
 void tally_routes_metrics(tally_prom_t *p);

@@ -26,27 +26,7 @@ now_s(void)
 static void
 billing_error(tally_http_res_t *res, int rc, const char *msg)
 {
-    switch (rc) {
-    case TALLY_EINVAL:
-        tally_http_error(res, 400, "EBADINPUT", "%s", msg);
-        break;
-    case -EPERM:
-        tally_http_error(res, 403, "EPERMS", "%s", msg);
-        break;
-    case TALLY_ENOTFOUND:
-        tally_http_error(res, 404, "ENOTFOUND", "%s", msg[0] ? msg : "not found");
-        break;
-    case TALLY_EEXISTS:
-        tally_http_error(res, 409, "EEXISTS", "%s", msg);
-        break;
-    case TALLY_EBUSY:
-        tally_http_error(res, 409, "ECONFLICT", "%s", msg);
-        break;
-    default:
-        tally_http_error(res, 500, "EINTERNAL", "billing objects in the store: %s",
-                         tally_strerror(rc));
-        break;
-    }
+    tally_route_fail(res, rc, msg, "billing objects in the store");
 }
 
 void

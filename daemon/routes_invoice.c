@@ -30,20 +30,8 @@ now_s(void)
 static void
 invoice_error(tally_http_res_t *res, int rc, const char *msg)
 {
-    switch (rc) {
-    case TALLY_EINVAL:
-        tally_http_error(res, 400, "EBADINPUT", "%s", msg);
-        break;
-    case TALLY_ENOTFOUND:
-        tally_http_error(res, 404, "ENOTFOUND", "%s", msg[0] ? msg : "no such invoice");
-        break;
-    case TALLY_EBUSY:
-        tally_http_error(res, 409, "ECONFLICT", "%s", msg);
-        break;
-    default:
-        tally_http_error(res, 500, "EINTERNAL", "invoices: %s", tally_strerror(rc));
-        break;
-    }
+    tally_route_fail(res, rc, rc == TALLY_ENOTFOUND && !msg[0] ? "no such invoice" : msg,
+                     "invoices");
 }
 
 /* 1 when the request may see the tenant's invoices (see the file comment). */

@@ -17,30 +17,18 @@ static void
 fail(tally_http_res_t *res, int rc, const char *ns, const char *name, const char *msg,
      const char *what)
 {
-    switch (rc) {
-    case TALLY_EINVAL:
-        tally_http_error(res, 400, "EBADINPUT", "%s", msg && msg[0] ? msg : "invalid request");
-        break;
-    case TALLY_ENOTFOUND:
-        tally_http_error(res, 404, "ENOTFOUND", "no payment method '%.128s' in namespace '%s'",
-                         name ? name : "", ns);
-        break;
-    case TALLY_EBUSY:
-        tally_http_error(res, 409, "ECONFLICT", "%s",
-                         msg && msg[0] ? msg : "conflicts with the current payment method roles");
-        break;
-    case TALLY_EEXISTS: /* a generated name collided: practically never */
-        tally_http_error(res, 409, "EEXISTS", "payment method name collision; retry");
-        break;
-    case TALLY_EMAPFULL:
-        tally_http_error(res, 503, "EUNAVAILABLE", "the store is full; retry later");
-        break;
-    default:
-        tally__log_error("\"payment method %s failed\" ns=%s err=\"%s\"", what, ns,
-                         tally_strerror(rc));
-        tally_http_error(res, 500, "EINTERNAL", "%s failed: %s", what, tally_strerror(rc));
-        break;
+    char buf[256], op[48];
+    if (rc == TALLY_ENOTFOUND) {
+        snprintf(buf, sizeof buf, "no payment method '%.128s' in namespace '%s'", name ? name : "",
+                 ns);
+        msg = buf;
+    } else if (rc == TALLY_EBUSY && !(msg && msg[0])) {
+        msg = "conflicts with the current payment method roles";
+    } else if (rc == TALLY_EEXISTS) { /* a generated name collided: practically never */
+        msg = "payment method name collision; retry";
     }
+    snprintf(op, sizeof op, "payment method %s", what);
+    tally_route_fail(res, rc, msg, op);
 }
 
 /*

@@ -13,14 +13,6 @@
 /* monthly_usage lists at most this many months (100 years), newest first. */
 #define MAX_MONTHS 1200
 
-static void
-put_time(tally__jw_t *w, int64_t unix_s)
-{
-    char buf[TALLY_TIME_RFC3339_LEN];
-    tally__time_format_rfc3339(unix_s, buf, sizeof buf);
-    tally__jw_str(w, buf);
-}
-
 /* An int64 the spec carries as a JSON string. */
 static void
 put_i64(tally__jw_t *w, int64_t v)
@@ -31,24 +23,11 @@ put_i64(tally__jw_t *w, int64_t v)
 }
 
 static void
-respond(tally_http_res_t *res, tally__jw_t *w)
-{
-    size_t len;
-    char *text = tally__jw_take(w, &len);
-    if (!text) {
-        tally_http_error(res, 500, "EINTERNAL", "out of memory rendering the response");
-        return;
-    }
-    tally_http_take_body(res, 200, "application/json", text, len);
-}
-
-static void
 pricing_error(tally_http_res_t *res, int rc)
 {
-    if (rc == TALLY_EINVAL)
-        tally_http_error(res, 400, "EBADINPUT", "the period must lie within one calendar month");
-    else
-        tally_http_error(res, 500, "EINTERNAL", "cannot price usage: %s", tally_strerror(rc));
+    tally_route_fail(res, rc,
+                     rc == TALLY_EINVAL ? "the period must lie within one calendar month" : NULL,
+                     "pricing usage");
 }
 
 static const char *
@@ -61,43 +40,6 @@ static const char *
 default_plan(const tally_ctx_t *ctx)
 {
     return ctx->cfg ? ctx->cfg->billing.default_plan : NULL;
-}
-
-/* The body's optional `namespace` must be a string naming the path namespace. */
-static int
-check_body_ns(json_t *body, const char *path_ns, tally_http_res_t *res)
-{
-    json_t *v = json_object_get(body, "namespace");
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v)) {
-        tally_http_error(res, 400, "EBADINPUT", "namespace: must be a string");
-        return -1;
-    }
-    const char *s = json_string_value(v);
-    if (s[0] && strcmp(s, path_ns) != 0) {
-        tally_http_error(res, 400, "EBADINPUT",
-                         "namespace: '%.64s' differs from the namespace of the path '%s'", s,
-                         path_ns);
-        return -1;
-    }
-    return 0;
-}
-
-/* Optional RFC 3339 field into *s (unix seconds): 0 absent, 1 read, -1 after a 400. */
-static int
-get_time(json_t *body, const char *key, int64_t *s, tally_http_res_t *res)
-{
-    json_t *v = json_object_get(body, key);
-    int64_t ms;
-    if (!v || json_is_null(v) || (json_is_string(v) && !json_string_value(v)[0]))
-        return 0;
-    if (!json_is_string(v) || tally__time_parse_rfc3339(json_string_value(v), &ms) != 0) {
-        tally_http_error(res, 400, "EBADINPUT", "%s: must be an RFC 3339 date-time", key);
-        return -1;
-    }
-    *s = ms / 1000;
-    return 1;
 }
 
 static void
@@ -128,9 +70,9 @@ put_line(tally__jw_t *w, const tally__price_line_t *l, const char *cur)
     tally__jw_key(w, "fixed");
     tally__jw_bool(w, l->fixed);
     tally__jw_key(w, "start_timestamp");
-    put_time(w, l->start_s);
+    tally_route_put_time(w, l->start_s);
     tally__jw_key(w, "end_timestamp");
-    put_time(w, l->end_s);
+    tally_route_put_time(w, l->end_s);
     tally__jw_obj_end(w);
 }
 
@@ -148,11 +90,17 @@ tally_route_current_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         return;
     int64_t now = tally__time_now_ms() / 1000;
     int64_t from = tally__time_month_start(now), to = now;
+    int64_t from_ms, to_ms;
     int hf, ht, rc;
     tally__priced_t p;
-    if (check_body_ns(body, path_ns, res) != 0 || (hf = get_time(body, "from", &from, res)) < 0 ||
-        (ht = get_time(body, "to", &to, res)) < 0)
+    if (tally_route_body_ns(body, path_ns, res) != 0 ||
+        (hf = tally_route_body_time(body, "from", TALLY_ROUTE_TIME_RFC3339, &from_ms, res)) < 0 ||
+        (ht = tally_route_body_time(body, "to", TALLY_ROUTE_TIME_RFC3339, &to_ms, res)) < 0)
         goto out;
+    if (hf)
+        from = from_ms / 1000;
+    if (ht)
+        to = to_ms / 1000;
     if (hf && !ht) /* from given alone: to the end of its month, or now in the current one */
         to = tally__time_next_month(from) < now ? tally__time_next_month(from) : now;
     if (!hf && ht)
@@ -202,7 +150,7 @@ tally_route_current_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__jw_arr_end(&jw);
     tally__jw_obj_end(&jw);
     tally__priced_free(&p);
-    respond(res, &jw);
+    tally_route_respond(res, &jw);
 out:
     json_decref(body);
 }
@@ -222,7 +170,7 @@ tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     const char *ns = tally__usage_scope(path_ns);
     int64_t now = tally__time_now_ms() / 1000, first;
     int rc;
-    if (check_body_ns(body, path_ns, res) != 0)
+    if (tally_route_body_ns(body, path_ns, res) != 0)
         goto out;
     if ((rc = tally__pricing_first_month(ctx->store, ns, now, &first)) != 0) {
         pricing_error(res, rc);
@@ -252,16 +200,16 @@ tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         tally__jw_key(&jw, "currency_code");
         tally__jw_str(&jw, cur);
         tally__jw_key(&jw, "start_timestamp");
-        put_time(&jw, m);
+        tally_route_put_time(&jw, m);
         tally__jw_key(&jw, "end_timestamp");
-        put_time(&jw, end);
+        tally_route_put_time(&jw, end);
         tally__jw_obj_end(&jw);
         tally__priced_free(&p);
         m = tally__time_month_start(m - 1);
     }
     tally__jw_arr_end(&jw);
     tally__jw_obj_end(&jw);
-    respond(res, &jw);
+    tally_route_respond(res, &jw);
 out:
     json_decref(body);
 }

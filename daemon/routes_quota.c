@@ -17,24 +17,9 @@
 static void
 fail(tally_http_res_t *res, int rc, const char *err, const char *what)
 {
-    switch (rc) {
-    case TALLY_EINVAL:
-        tally_http_error(res, 400, "EBADINPUT", "%s", err && err[0] ? err : "invalid request");
-        break;
-    case TALLY_ENOTFOUND:
-        tally_http_error(res, 404, "ENOTFOUND", "%s", err && err[0] ? err : "not found");
-        break;
-    case TALLY_EEXISTS:
-        tally_http_error(res, 409, "EEXISTS", "%s", err && err[0] ? err : "already exists");
-        break;
-    case TALLY_EMAPFULL:
-        tally_http_error(res, 503, "EUNAVAILABLE", "the store is full; retry later");
-        break;
-    default:
-        tally__log_error("msg=\"quota %s failed\" err=\"%s\"", what, tally_strerror(rc));
-        tally_http_error(res, 500, "EINTERNAL", "%s failed: %s", what, tally_strerror(rc));
-        break;
-    }
+    char op[32];
+    snprintf(op, sizeof op, "quota %s", what);
+    tally_route_fail(res, rc, err, op);
 }
 
 /* Whether the raw query names parameter `name` at all (with or without a value). */

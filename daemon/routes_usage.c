@@ -18,60 +18,6 @@
 /* ---- parsing ------------------------------------------------------------------ */
 
 /* Time syntaxes a field accepts. */
-enum { TIME_RFC3339, TIME_ANY };
-
-/*
- * Read optional time field `key` of body into *ms. Absent, null and ""
- * (what protobuf-JSON clients send for unset strings) leave *ms alone and
- * return 0. Returns 1 when a value was read, -1 after writing a 400.
- */
-static int
-get_time(json_t *body, const char *key, int syntax, int64_t *ms, tally_http_res_t *res)
-{
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v)) {
-        tally_http_error(res, 400, "EBADINPUT", "%s: must be a string (%s)", key,
-                         syntax == TIME_RFC3339 ? "an RFC 3339 date-time"
-                                                : "unix seconds or an RFC 3339 date-time");
-        return -1;
-    }
-    const char *s = json_string_value(v);
-    if (!s[0])
-        return 0;
-    int rc =
-        syntax == TIME_RFC3339 ? tally__time_parse_rfc3339(s, ms) : tally__time_parse_any(s, ms);
-    if (rc != 0) {
-        tally_http_error(res, 400, "EBADINPUT", "%s: not %s: '%.64s'", key,
-                         syntax == TIME_RFC3339 ? "an RFC 3339 date-time"
-                                                : "unix seconds or an RFC 3339 date-time",
-                         s);
-        return -1;
-    }
-    return 1;
-}
-
-/* The body's optional `namespace` must be a string naming the path namespace. */
-static int
-check_body_ns(json_t *body, const char *path_ns, tally_http_res_t *res)
-{
-    json_t *v = json_object_get(body, "namespace");
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v)) {
-        tally_http_error(res, 400, "EBADINPUT", "namespace: must be a string");
-        return -1;
-    }
-    const char *s = json_string_value(v);
-    if (s[0] && strcmp(s, path_ns) != 0) {
-        tally_http_error(res, 400, "EBADINPUT",
-                         "namespace: '%.64s' differs from the namespace of the path '%s'", s,
-                         path_ns);
-        return -1;
-    }
-    return 0;
-}
 
 /* Turn a requested [from, to) into the effective window, or write a 400. */
 static int
@@ -103,25 +49,6 @@ put_qty(tally__jw_t *w, const tally__usage_qty_t *q)
         tally__jw_double(w, tally__usage_qty_value(q));
 }
 
-static void
-put_time(tally__jw_t *w, int64_t unix_s)
-{
-    /* most timestamps of a response are the window's two ends */
-    static int64_t memo_s[2] = {INT64_MIN, INT64_MIN};
-    static char memo[2][TALLY_TIME_RFC3339_LEN];
-    static int next;
-    static size_t memo_len[2];
-    for (int i = 0; i < 2; i++)
-        if (memo_s[i] == unix_s) {
-            tally__jw_str_plain(w, memo[i], memo_len[i]);
-            return;
-        }
-    next ^= 1;
-    memo_s[next] = unix_s;
-    memo_len[next] = tally__time_format_rfc3339(unix_s, memo[next], sizeof memo[next]);
-    tally__jw_str_plain(w, memo[next], memo_len[next]);
-}
-
 /* Standard base64 of the compact JSON {namespace, metric_label, object_name, from, to}. */
 static void
 put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__usage_window_t *win)
@@ -136,9 +63,9 @@ put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__
     tally__jw_key(&q, "object_name");
     tally__jw_str(&q, it->object);
     tally__jw_key(&q, "from");
-    put_time(&q, win->from_s);
+    tally_route_put_time(&q, win->from_s);
     tally__jw_key(&q, "to");
-    put_time(&q, win->to_s);
+    tally_route_put_time(&q, win->to_s);
     tally__jw_obj_end(&q);
     size_t len;
     char *text = tally__jw_take(&q, &len);
@@ -149,19 +76,6 @@ put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__
     else
         w->err = 1;
     free(text);
-}
-
-/* Hand a finished writer to the response (500 when memory ran out). */
-static void
-respond(tally_http_res_t *res, tally__jw_t *w)
-{
-    size_t len;
-    char *text = tally__jw_take(w, &len);
-    if (!text) {
-        tally_http_error(res, 500, "EINTERNAL", "out of memory rendering the response");
-        return;
-    }
-    tally_http_take_body(res, 200, "application/json", text, len);
 }
 
 /* ---- response cache ------------------------------------------------------------
@@ -254,9 +168,9 @@ tally_route_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__usage_item_t *items = NULL;
     size_t n = 0;
     int has_from = 0, has_to = 0, rc;
-    if (check_body_ns(body, path_ns, res) != 0 ||
-        (has_from = get_time(body, "from", TIME_RFC3339, &from_ms, res)) < 0 ||
-        (has_to = get_time(body, "to", TIME_RFC3339, &to_ms, res)) < 0)
+    if (tally_route_body_ns(body, path_ns, res) != 0 ||
+        (has_from = tally_route_body_time(body, "from", TALLY_ROUTE_TIME_RFC3339, &from_ms, res)) < 0 ||
+        (has_to = tally_route_body_time(body, "to", TALLY_ROUTE_TIME_RFC3339, &to_ms, res)) < 0)
         goto out;
     /* Default: month to date (the month of `to` when only `to` is given). */
     if (!has_from)
@@ -297,9 +211,9 @@ tally_route_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         tally__jw_key(&jw, "quantity");
         put_qty(&jw, &it->quantity);
         tally__jw_key(&jw, "start_timestamp");
-        put_time(&jw, w.from_s);
+        tally_route_put_time(&jw, w.from_s);
         tally__jw_key(&jw, "end_timestamp");
-        put_time(&jw, w.to_s);
+        tally_route_put_time(&jw, w.to_s);
         tally__jw_key(&jw, "hourly_breakdown_query");
         put_breakdown_query(&jw, it, &w);
         tally__jw_key(&jw, "hourly_breakdown");
@@ -310,7 +224,7 @@ tally_route_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__jw_arr_end(&jw);
     tally__jw_obj_end(&jw);
     tally__usage_items_free(items);
-    respond(res, &jw);
+    tally_route_respond(res, &jw);
     if (res->status == 200)
         cache_put(key, gen, res->body, res->body_len);
 out:
@@ -396,7 +310,7 @@ tally_route_hourly_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_
     tally__usage_hour_t *hours = NULL;
     size_t n = 0;
     int rc;
-    if (check_body_ns(body, path_ns, res) != 0)
+    if (tally_route_body_ns(body, path_ns, res) != 0)
         goto out;
     json_t *qv = json_object_get(body, "query");
     if (!json_is_string(qv)) {
@@ -432,9 +346,9 @@ tally_route_hourly_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_
     for (size_t i = 0; i < n; i++) {
         tally__jw_obj_begin(&jw);
         tally__jw_key(&jw, "start_timestamp");
-        put_time(&jw, hours[i].hour_s);
+        tally_route_put_time(&jw, hours[i].hour_s);
         tally__jw_key(&jw, "end_timestamp");
-        put_time(&jw, hours[i].hour_s + 3600);
+        tally_route_put_time(&jw, hours[i].hour_s + 3600);
         tally__jw_key(&jw, "quantity");
         put_qty(&jw, &hours[i].quantity);
         tally__jw_key(&jw, "unit_name");
@@ -448,7 +362,7 @@ tally_route_hourly_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_
     tally__jw_arr_end(&jw);
     tally__jw_obj_end(&jw);
     tally__usage_hours_free(hours);
-    respond(res, &jw);
+    tally_route_respond(res, &jw);
 out:
     json_decref(q.doc);
     json_decref(body);
@@ -467,8 +381,8 @@ tally_route_usage_summary(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__usage_summary_t *sums = NULL;
     size_t n = 0;
     int has_start = 0, has_end = 0, rc;
-    if ((has_start = get_time(body, "start_time", TIME_ANY, &start_ms, res)) < 0 ||
-        (has_end = get_time(body, "end_time", TIME_ANY, &end_ms, res)) < 0)
+    if ((has_start = tally_route_body_time(body, "start_time", TALLY_ROUTE_TIME_ANY, &start_ms, res)) < 0 ||
+        (has_end = tally_route_body_time(body, "end_time", TALLY_ROUTE_TIME_ANY, &end_ms, res)) < 0)
         goto out;
     /* The spec's defaults: a 6-hour window ending now, or 6 hours from/to the given end. */
     if (!has_start && !has_end) {
@@ -522,7 +436,7 @@ tally_route_usage_summary(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__jw_arr_end(&jw);
     tally__jw_obj_end(&jw);
     tally__usage_summaries_free(sums);
-    respond(res, &jw);
+    tally_route_respond(res, &jw);
 out:
     json_decref(body);
 }
