@@ -16,6 +16,7 @@
 #include "store.h"
 #include "tally/tally.h"
 #include "timeutil.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 
@@ -59,24 +60,6 @@ static tally__store_t *store;
 static tally__billing_env_t env;
 static char msg[512];
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
 static void
 open_store(void)
 {
@@ -90,15 +73,14 @@ open_store(void)
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-billing-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    testdir_make(dir, sizeof dir, "billing");
     char path[128], err[256] = "";
     snprintf(path, sizeof path, "%s/metrics.ini", dir);
-    write_file(path, metrics_ini);
+    testdir_write(path, metrics_ini);
     int rc = tally__catalog_load(path, &metrics, err, sizeof err);
     cr_assert_eq(rc, 0, "metrics: %s", err);
     snprintf(path, sizeof path, "%s/plans.ini", dir);
-    write_file(path, plans_ini);
+    testdir_write(path, plans_ini);
     rc = tally__plans_load(path, metrics, &plans, err, sizeof err);
     cr_assert_eq(rc, 0, "plans: %s", err);
     open_store();
@@ -112,7 +94,7 @@ teardown(void)
     tally__store_close(store);
     tally__plans_destroy(plans);
     tally__catalog_destroy(metrics);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(billing, .init = setup, .fini = teardown, .timeout = 60);

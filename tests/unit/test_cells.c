@@ -11,6 +11,7 @@
 #include "rollup.h"
 #include "store.h"
 #include "strtab.h"
+#include "testdir.h"
 #include "timeutil.h"
 
 /* Checked with `date -u -d <iso> +%s`. */
@@ -68,8 +69,7 @@ assert_puts_in_key_order(const tally__strtab_t *t, const tally__store_put_t *p, 
 static tally__store_t *
 temp_store(char *dir, size_t size)
 {
-    snprintf(dir, size, "/tmp/tally-test-cells-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    testdir_make(dir, size, "cells");
     tally__store_t *st;
     cr_assert_eq(tally__store_open(dir, 64ull << 20, 0, &st), 0);
     return st;
@@ -79,9 +79,7 @@ static void
 temp_store_close(tally__store_t *st, const char *dir)
 {
     tally__store_close(st);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    testdir_remove(dir);
 }
 
 static uint32_t

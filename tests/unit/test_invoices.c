@@ -15,6 +15,7 @@
 #include "store.h"
 #include "tally/tally.h"
 #include "timeutil.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define DAY 86400LL
@@ -70,13 +71,6 @@ fake_free(tally__priced_t *p)
     memset(p, 0, sizeof *p);
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb, (void)type, (void)ftw;
-    return remove(path);
-}
-
 static void
 open_store(void)
 {
@@ -90,8 +84,7 @@ open_store(void)
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-invoices-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    testdir_make(dir, sizeof dir, "invoices");
     open_store();
     env.default_plan = "free";
     env.tenant = "acme";
@@ -106,7 +99,7 @@ static void
 teardown(void)
 {
     tally__store_close(store);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(invoices, .init = setup, .fini = teardown, .timeout = 60);

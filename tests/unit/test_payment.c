@@ -14,6 +14,7 @@
 #include "payment.h"
 #include "store.h"
 #include "tally/tally.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define T0 1709247600LL /* 2024-02-29T23:00:00Z */
@@ -24,15 +25,6 @@
 
 static char dir[64];
 static tally__store_t *store;
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
 
 static void
 open_store(void)
@@ -46,8 +38,7 @@ open_store(void)
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-payment-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    testdir_make(dir, sizeof dir, "payment");
     open_store();
 }
 
@@ -56,7 +47,7 @@ teardown(void)
 {
     tally__store_close(store);
     store = NULL;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(payment, .init = setup, .fini = teardown, .timeout = 60);

@@ -20,6 +20,7 @@
 #include "tally/tally.h"
 #include "timeutil.h"
 #include "usage.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define DAY 86400LL
@@ -307,35 +308,16 @@ static tally__store_t *store;
 static tally__catalog_t *cat;
 static tally__plans_t *plans;
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    cr_assert_not_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-pricing-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    testdir_make(dir, sizeof dir, "pricing");
     char path[128], err[256] = "";
     snprintf(path, sizeof path, "%s/metrics.ini", dir);
-    write_file(path, metrics_ini);
+    testdir_write(path, metrics_ini);
     cr_assert_eq(tally__catalog_load(path, &cat, err, sizeof err), 0, "%s", err);
     snprintf(path, sizeof path, "%s/plans.ini", dir);
-    write_file(path, plans_ini);
+    testdir_write(path, plans_ini);
     cr_assert_eq(tally__plans_load(path, cat, &plans, err, sizeof err), 0, "%s", err);
     snprintf(path, sizeof path, "%s/store", dir);
     cr_assert_eq(tally__store_open(path, 64 * MiB, 0, &store), 0);
@@ -350,7 +332,7 @@ teardown(void)
     store = NULL;
     plans = NULL;
     cat = NULL;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(pricing_period, .init = setup, .fini = teardown);

@@ -21,6 +21,7 @@
 #include "store.h"
 #include "tally/tally.h"
 #include "timeutil.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define HOUR 3600LL
@@ -47,24 +48,6 @@ static tally__store_t *store;
 static char err[512];
 static const tally__quota_origin_t origin = {"acme", "dev-admin", T0};
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
 static void
 open_store(void)
 {
@@ -77,14 +60,13 @@ open_store(void)
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-quota-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    testdir_make(dir, sizeof dir, "quota");
     char path[128], e[256] = "";
     snprintf(path, sizeof path, "%s/metrics.ini", dir);
-    write_file(path, metrics_ini);
+    testdir_write(path, metrics_ini);
     cr_assert_eq(tally__catalog_load(path, &cat, e, sizeof e), 0, "metrics: %s", e);
     snprintf(path, sizeof path, "%s/plans.ini", dir);
-    write_file(path, plans_ini);
+    testdir_write(path, plans_ini);
     cr_assert_eq(tally__plans_load(path, cat, &plans, e, sizeof e), 0, "plans: %s", e);
     open_store();
 }
@@ -96,7 +78,7 @@ teardown(void)
     store = NULL;
     tally__plans_destroy(plans);
     tally__catalog_destroy(cat);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(quota, .init = setup, .fini = teardown, .timeout = 60);

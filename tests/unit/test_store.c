@@ -15,6 +15,7 @@
 #include "rollup.h"
 #include "store.h"
 #include "tally/tally.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define HOUR 3600LL
@@ -30,28 +31,6 @@ rnd(uint64_t *s)
 }
 
 /* ---- temp directories -------------------------------------------------------- */
-
-static void
-make_tmpdir(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "/tmp/tally-test-store-XXXXXX");
-    cr_assert_not_null(mkdtemp(buf), "mkdtemp: %s", strerror(errno));
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* ---- building puts -------------------------------------------------------------- */
 
@@ -248,7 +227,7 @@ assert_same_rollup(const tally__rollup_t *pa, const tally__rollup_t *pb)
 Test(store, commit_reopen_and_scan_back)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     fixture_t f;
     fixture_init(&f);
     tally__store_t *s = NULL;
@@ -339,13 +318,13 @@ Test(store, commit_reopen_and_scan_back)
     cr_assert_lt(used, map);
     tally__store_close(s);
     tally__store_close(NULL);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, producer_state_is_replaced_not_merged)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     tally__store_producer_t p = {"p1", 2, {0}};
@@ -362,13 +341,13 @@ Test(store, producer_state_is_replaced_not_merged)
     cr_assert_eq(got.n, 1);
     cr_assert(memcmp(&got.st[0], &p.state, sizeof p.state) == 0);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, commits_to_the_same_key_merge)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     skey_t k;
@@ -416,13 +395,13 @@ Test(store, commits_to_the_same_key_merge)
     cr_assert_eq(rs.v[0].r.count, 6);
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, a_namespace_prefix_does_not_leak)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     const tally_label_t l[] = {{"k", "v"}};
@@ -459,7 +438,7 @@ Test(store, a_namespace_prefix_does_not_leak)
         }
     }
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, bounded_scans_match_a_brute_force_filter)
@@ -467,7 +446,7 @@ Test(store, bounded_scans_match_a_brute_force_filter)
     /* random series and hours (before and after 1970), random [from, to):
      * the scan must return exactly the records a filter would keep */
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
     enum { NSER = 24, NHR = 40 };
@@ -520,13 +499,13 @@ Test(store, bounded_scans_match_a_brute_force_filter)
         recs_free(&rs);
     }
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, scan_callback_stops_the_scan_with_its_value)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     fixture_t f;
     fixture_init(&f);
     tally__store_t *s;
@@ -551,7 +530,7 @@ Test(store, scan_callback_stops_the_scan_with_its_value)
     cr_assert_eq(tally__store_commit(s, f.hourly, 1, NULL, 0, NULL, 0), 0);
     cr_assert_eq(tally__store_grow(s, 32 * MiB), 0, "no read transaction left open");
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 /* Puts with long series keys (about 400 bytes each) into their own storage. */
@@ -592,7 +571,7 @@ bulk_fini(bulk_t *b)
 Test(store, map_full_commits_nothing_then_grow_lets_it_through)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 1 * MiB, 0, &s), 0);
     /* a small commit that fits */
@@ -653,13 +632,13 @@ Test(store, map_full_commits_nothing_then_grow_lets_it_through)
     cr_assert_eq(rs.n, 1);
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, readonly_open_of_a_fresh_dir_fails_cleanly)
 {
     char dir[64], missing[96];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s = NULL;
     int rc = tally__store_open(dir, 0, 1, &s);
     cr_assert_lt(rc, 0, "read-only open of an empty directory: rc %d", rc);
@@ -669,13 +648,13 @@ Test(store, readonly_open_of_a_fresh_dir_fails_cleanly)
     cr_assert_lt(rc, 0);
     cr_assert_null(s);
     cr_assert_neq(access(missing, F_OK), 0, "a read-only open creates no directory");
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, readonly_open_of_a_written_store_reads)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     fixture_t f;
     fixture_init(&f);
     tally__store_t *s;
@@ -688,19 +667,19 @@ Test(store, readonly_open_of_a_written_store_reads)
     cr_assert_eq(rs.n, 15);
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, open_creates_missing_parent_directories)
 {
     char dir[64], nested[128];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     snprintf(nested, sizeof nested, "%s/x/y/z", dir);
     tally__store_t *s;
     cr_assert_eq(tally__store_open(nested, 8 * MiB, 0, &s), 0);
     tally__store_close(s);
     cr_assert_eq(access(nested, F_OK), 0);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 static void
@@ -718,8 +697,8 @@ assert_same_scan(const recs_t *a, const recs_t *b)
 Test(store, backup_copy_scans_the_same)
 {
     char dir[64], bdir[64];
-    make_tmpdir(dir, sizeof dir);
-    make_tmpdir(bdir, sizeof bdir);
+    testdir_make(dir, sizeof dir, "store");
+    testdir_make(bdir, sizeof bdir, "store");
     fixture_t f;
     fixture_init(&f);
     tally__store_t *s, *c;
@@ -752,8 +731,8 @@ Test(store, backup_copy_scans_the_same)
     recs_free(&rb);
     tally__store_close(c);
     tally__store_close(s);
-    rm_tree(bdir);
-    rm_tree(dir);
+    testdir_remove(bdir);
+    testdir_remove(dir);
 }
 
 /* A gauge's month total is the sum of each hour's last value: the store
@@ -781,7 +760,7 @@ ls_cb(void *vctx, const char *series, size_t slen, int64_t period_s, const tally
 Test(store, gauge_month_totals_hourly_lasts)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *st;
     cr_assert_eq(tally__store_open(dir, 16u << 20, 0, &st), 0);
     const char series[] = "demo\0lb_count\0";
@@ -832,7 +811,7 @@ Test(store, gauge_month_totals_hourly_lasts)
     cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
     cr_assert_float_eq(c.month_last_sum, 10.0, 1e-9, "unchanged, got %g", c.month_last_sum);
     tally__store_close(st);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 typedef struct obj_seen {
@@ -860,7 +839,7 @@ obj_cb(void *vctx, const char *ns, const char *name, const void *value, size_t l
 Test(store, objects_write_atomically_and_list_in_order)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *st;
     cr_assert_eq(tally__store_open(dir, 16u << 20, 0, &st), 0);
     tally__obj_op_t create[3] = {
@@ -908,7 +887,7 @@ Test(store, objects_write_atomically_and_list_in_order)
     cr_assert_eq(tally__store_obj_list(st, "quota", "demo", obj_cb, &seen), 0);
     cr_assert_eq(seen.n, 1);
     tally__store_close(st);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 /* ---- upgrading a format-5 store ------------------------------------------------ */
@@ -972,7 +951,7 @@ write_v5_store(const char *dir, skey_t k[3])
 Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     skey_t k[3];
     write_v5_store(dir, k);
 
@@ -1013,14 +992,14 @@ Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
     cr_assert_eq(rs.v[2].r.sum_i, 101 + 5);
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, a_format_5_backup_is_restored_upgraded)
 {
     char from[64], dir[64];
-    make_tmpdir(from, sizeof from);
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(from, sizeof from, "store");
+    testdir_make(dir, sizeof dir, "store");
     skey_t k[3];
     write_v5_store(from, k);
     cr_assert_eq(tally__store_restore(from, dir, 0), 0);
@@ -1037,7 +1016,7 @@ Test(store, a_format_5_backup_is_restored_upgraded)
     tally__store_close(s);
     /* a foreign LMDB environment is still refused, not adopted */
     char foreign[64];
-    make_tmpdir(foreign, sizeof foreign);
+    testdir_make(foreign, sizeof foreign, "store");
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi d;
@@ -1053,9 +1032,9 @@ Test(store, a_format_5_backup_is_restored_upgraded)
     cr_assert_eq(tally__store_restore(foreign, dir, 1), TALLY_ECORRUPT);
     cr_assert_eq(tally__store_open(dir, 0, 1, &s), 0, "the store is untouched");
     tally__store_close(s);
-    rm_tree(foreign);
-    rm_tree(from);
-    rm_tree(dir);
+    testdir_remove(foreign);
+    testdir_remove(from);
+    testdir_remove(dir);
 }
 
 Test(store, a_namespace_scan_stops_cleanly_after_its_last_series_in_a_period)
@@ -1064,7 +1043,7 @@ Test(store, a_namespace_scan_stops_cleanly_after_its_last_series_in_a_period)
      * "b" with a higher id in the same hours: after a's last record of an
      * hour, the next record is b's. Under ASan this read past the end. */
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
     enum { NA = 64 };
@@ -1091,7 +1070,7 @@ Test(store, a_namespace_scan_stops_cleanly_after_its_last_series_in_a_period)
     cr_assert(rec_is(&rs.v[0], &k[NA], T0));
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store, a_format_5_store_filling_its_map_is_upgraded_with_room_made_first)
@@ -1099,7 +1078,7 @@ Test(store, a_format_5_store_filling_its_map_is_upgraded_with_room_made_first)
     /* 20,000 records in a 4 MiB map, over half of it: the upgrade needs
      * about three times the data at once, so the open must grow the map */
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "store");
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dh, dm, dmeta;
@@ -1148,5 +1127,5 @@ Test(store, a_format_5_store_filling_its_map_is_upgraded_with_room_made_first)
     cr_assert_eq(rs.n, (size_t)NS * NH);
     recs_free(&rs);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }

@@ -14,34 +14,13 @@
 #include "rollup.h"
 #include "store.h"
 #include "tally/tally.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define HOUR 3600LL
 #define T0 1709247600LL /* 2024-02-29T23:00:00Z */
 
 /* ---- temp directories ------------------------------------------------------ */
-
-static void
-make_tmpdir(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "/tmp/tally-test-retention-XXXXXX");
-    cr_assert_not_null(mkdtemp(buf), "mkdtemp: %s", strerror(errno));
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-rm_tree(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* ---- filling a store ------------------------------------------------------- */
 
@@ -124,7 +103,7 @@ count_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *s
 Test(store_retention, prune_deletes_only_hourly_records_older_than_the_cut)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "retention");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
     fill(s, 3, 48);
@@ -150,13 +129,13 @@ Test(store_retention, prune_deletes_only_hourly_records_older_than_the_cut)
     cr_assert_eq(tally__store_prune_hourly(s, T0 - HOUR, SIZE_MAX, &deleted), 0);
     cr_expect_eq(deleted, 0);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store_retention, prune_works_in_bounded_batches)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "retention");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
     /* 40 series x 40 hours: 40 x 30 = 1200 records before the cut, on many pages */
@@ -184,13 +163,13 @@ Test(store_retention, prune_works_in_bounded_batches)
     cr_assert_eq(tally__store_prune_hourly(s, cut + HOUR, 1, &deleted), 0);
     cr_expect_eq(deleted, 1);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 Test(store_retention, prune_refuses_a_read_only_store)
 {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "retention");
     tally__store_t *s, *r;
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     fill(s, 1, 4);
@@ -200,7 +179,7 @@ Test(store_retention, prune_refuses_a_read_only_store)
     cr_expect_eq(tally__store_prune_hourly(r, T0 + 10 * HOUR, 100, &deleted), TALLY_EINVAL);
     cr_expect_eq(deleted, 0);
     tally__store_close(r);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 /* ---- the store lock ------------------------------------------------------------ */
@@ -208,7 +187,7 @@ Test(store_retention, prune_refuses_a_read_only_store)
 Test(store_retention, locked_while_a_writable_store_is_open_and_not_after_close)
 {
     char dir[64], missing[96];
-    make_tmpdir(dir, sizeof dir);
+    testdir_make(dir, sizeof dir, "retention");
     snprintf(missing, sizeof missing, "%s/nothing-here", dir);
     cr_expect_eq(tally__store_locked(missing), 0);
     cr_expect_eq(tally__store_locked(dir), 0, "no lock file yet");
@@ -235,7 +214,7 @@ Test(store_retention, locked_while_a_writable_store_is_open_and_not_after_close)
     cr_expect_eq(tally__store_locked(dir), 0);
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     tally__store_close(s);
-    rm_tree(dir);
+    testdir_remove(dir);
 }
 
 /* ---- restore and compact -------------------------------------------------------- */
@@ -243,10 +222,10 @@ Test(store_retention, locked_while_a_writable_store_is_open_and_not_after_close)
 Test(store_retention, restore_refuses_live_and_nonempty_stores_and_checks_the_backup)
 {
     char src[64], bak[64], dst[64], junk[64];
-    make_tmpdir(src, sizeof src);
-    make_tmpdir(bak, sizeof bak);
-    make_tmpdir(dst, sizeof dst);
-    make_tmpdir(junk, sizeof junk);
+    testdir_make(src, sizeof src, "retention");
+    testdir_make(bak, sizeof bak, "retention");
+    testdir_make(dst, sizeof dst, "retention");
+    testdir_make(junk, sizeof junk, "retention");
     tally__store_t *s, *d;
     cr_assert_eq(tally__store_open(src, 16 * MiB, 0, &s), 0);
     fill(s, 5, 10);
@@ -281,17 +260,17 @@ Test(store_retention, restore_refuses_live_and_nonempty_stores_and_checks_the_ba
     tally__store_close(d);
     cr_expect_eq(tally__store_restore(bak, dst, 1), 0);
     cr_expect_eq(tally__store_restore(dst, dst, 1), TALLY_EINVAL);
-    rm_tree(src);
-    rm_tree(bak);
-    rm_tree(dst);
-    rm_tree(junk);
+    testdir_remove(src);
+    testdir_remove(bak);
+    testdir_remove(dst);
+    testdir_remove(junk);
 }
 
 Test(store_retention, compact_refuses_a_live_store_and_keeps_every_record)
 {
     char dir[64], out[64];
-    make_tmpdir(dir, sizeof dir);
-    make_tmpdir(out, sizeof out);
+    testdir_make(dir, sizeof dir, "retention");
+    testdir_make(out, sizeof out, "retention");
     tally__store_t *s;
     cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
     fill(s, 50, 48);
@@ -315,6 +294,6 @@ Test(store_retention, compact_refuses_a_live_store_and_keeps_every_record)
     cr_assert_eq(tally__store_open(out, 64 * MiB, 0, &s), 0);
     cr_expect_eq(count(s, TALLY_STORE_HOURLY).n, 50 * 8);
     tally__store_close(s);
-    rm_tree(dir);
-    rm_tree(out);
+    testdir_remove(dir);
+    testdir_remove(out);
 }

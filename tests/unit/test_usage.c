@@ -16,6 +16,7 @@
 #include "store.h"
 #include "tally/tally.h"
 #include "usage.h"
+#include "testdir.h"
 
 #define MiB (1024ull * 1024ull)
 #define HOUR 3600LL
@@ -64,20 +65,10 @@ static const char catalog_text[] = "[http_requests]\n"
                                    "billable_unit = vCPU-hours\n"
                                    "division_factor = 3600000\n";
 
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static void
 setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/tally-test-usage-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+    testdir_make(dir, sizeof dir, "usage");
     char path[128], sdir[128], err[256];
     snprintf(path, sizeof path, "%s/metrics.ini", dir);
     FILE *fp = fopen(path, "w");
@@ -96,7 +87,7 @@ teardown(void)
     store = NULL;
     tally__catalog_destroy(cat);
     cat = NULL;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    testdir_remove(dir);
 }
 
 TestSuite(usage, .init = setup, .fini = teardown);
