@@ -122,11 +122,7 @@ kind_of(const char *path)
 static size_t
 load_ops(op_t *ops, size_t cap, size_t *napi_paths, size_t *napi_ops)
 {
-    char file[1100];
-    snprintf(file, sizeof file, "%s/daemon/openapi.json", H->src_dir);
-    json_error_t err;
-    json_t *spec = json_load_file(file, 0, &err);
-    cr_assert_not_null(spec, "%s: %s", file, err.text);
+    json_t *spec = harness_openapi(H);
     json_t *paths = json_object_get(spec, "paths");
     cr_assert(json_is_object(paths));
     *napi_paths = *napi_ops = 0;

@@ -27,11 +27,7 @@ setup(void)
     /* debug logging: the strictest check that no token reaches the log */
     static const char *const env[] = {"TALLY_LOG_LEVEL=debug", NULL};
     H = harness_start(env);
-    char path[2048];
-    snprintf(path, sizeof path, "%s/daemon/openapi.json", H->src_dir);
-    json_error_t e;
-    doc = json_load_file(path, 0, &e);
-    cr_assert_not_null(doc, "cannot load %s: %s", path, e.text);
+    doc = harness_openapi(H);
 }
 
 static void
@@ -53,17 +49,7 @@ static json_t *
 call(const char *method, const char *path, const char *token, const char *body, int status,
      const char *schema)
 {
-    harness_resp_t r;
-    harness_http(H, method, path, token, body, &r);
-    cr_assert_eq(r.status, status, "%s %s: want %d, got %d %s", method, path, status, r.status,
-                 r.body);
-    cr_assert_not_null(r.json, "%s %s: not JSON: %s", method, path, r.body);
-    char err[512];
-    cr_assert_eq(openapi_validate_strict(doc, schema, r.json, err, sizeof err), 0,
-                 "%s %s does not match %s: %s\n%s", method, path, schema, err, r.body);
-    json_t *j = json_incref(r.json);
-    harness_resp_free(&r);
-    return j;
+    return harness_call(H, doc, method, path, token, body, status, schema);
 }
 
 /* An error answer: status, tallyError shape and code; returns the message (static copy). */
@@ -71,12 +57,7 @@ static const char *
 call_err(const char *method, const char *path, const char *token, const char *body, int status,
          const char *code)
 {
-    static char msg[1024];
-    json_t *j = call(method, path, token, body, status, "tallyError");
-    cr_expect_str_eq(json_string_value(json_object_get(j, "code")), code, "%s %s", method, path);
-    snprintf(msg, sizeof msg, "%s", json_string_value(json_object_get(j, "message")));
-    json_decref(j);
-    return msg;
+    return harness_call_err(H, doc, method, path, token, body, status, code);
 }
 
 /* A 200 with an empty object, the answer of delete and the role calls. */

@@ -24,11 +24,7 @@ static void
 setup(void)
 {
     H = harness_start(NULL);
-    char path[2048];
-    snprintf(path, sizeof path, "%s/daemon/openapi.json", H->src_dir);
-    json_error_t e;
-    doc = json_load_file(path, 0, &e);
-    cr_assert_not_null(doc, "cannot load %s: %s", path, e.text);
+    doc = harness_openapi(H);
 }
 
 static void

@@ -22,6 +22,7 @@
 #include <criterion/criterion.h>
 
 #include "harness.h"
+#include "openapi_validate.h"
 
 extern char **environ;
 
@@ -650,4 +651,46 @@ harness_dump_json(harness_t *h, const char *const *extra)
     free(out);
     cr_assert(json_is_array(j), "tallyctl dump --json: not a JSON array (%s)", e.text);
     return j;
+}
+
+/* ---- calls checked against the OpenAPI document ------------------------------ */
+
+json_t *
+harness_openapi(harness_t *h)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/daemon/openapi.json", h->src_dir);
+    json_error_t e;
+    json_t *doc = json_load_file(path, 0, &e);
+    cr_assert_not_null(doc, "cannot load %s: %s", path, e.text);
+    return doc;
+}
+
+json_t *
+harness_call(harness_t *h, json_t *doc, const char *method, const char *path, const char *token,
+             const char *body, int status, const char *schema)
+{
+    harness_resp_t r;
+    harness_http(h, method, path, token, body, &r);
+    cr_assert_eq(r.status, status, "%s %s: want %d, got %d %s", method, path, status, r.status,
+                 r.body);
+    cr_assert_not_null(r.json, "%s %s: not JSON: %s", method, path, r.body);
+    char err[512];
+    cr_assert_eq(openapi_validate_strict(doc, schema, r.json, err, sizeof err), 0,
+                 "%s %s does not match %s: %s\n%s", method, path, schema, err, r.body);
+    json_t *j = json_incref(r.json);
+    harness_resp_free(&r);
+    return j;
+}
+
+const char *
+harness_call_err(harness_t *h, json_t *doc, const char *method, const char *path,
+                 const char *token, const char *body, int status, const char *code)
+{
+    static char msg[1024];
+    json_t *j = harness_call(h, doc, method, path, token, body, status, "tallyError");
+    cr_expect_str_eq(json_string_value(json_object_get(j, "code")), code, "%s %s", method, path);
+    snprintf(msg, sizeof msg, "%s", json_string_value(json_object_get(j, "message")));
+    json_decref(j);
+    return msg;
 }

@@ -143,6 +143,25 @@ void harness_resp_free(harness_resp_t *r);
 json_t *harness_post_json(harness_t *h, const char *path, const char *token, const char *body,
                           int *status);
 
+/** @brief The project's own OpenAPI document, daemon/openapi.json, parsed
+ *         (asserts; the caller decrefs). */
+json_t *harness_openapi(harness_t *h);
+
+/**
+ * @brief One request whose answer must have the given status and a JSON
+ *        body matching schema of doc strictly (asserts both).
+ * @return the body (caller decrefs).
+ */
+json_t *harness_call(harness_t *h, json_t *doc, const char *method, const char *path,
+                     const char *token, const char *body, int status, const char *schema);
+
+/**
+ * @brief An error answer: asserts the status, the tallyError shape and code.
+ * @return its message (a static copy, valid until the next call).
+ */
+const char *harness_call_err(harness_t *h, json_t *doc, const char *method, const char *path,
+                             const char *token, const char *body, int status, const char *code);
+
 /* ---- tallyctl ------------------------------------------------------------------ */
 
 /**
