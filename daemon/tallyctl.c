@@ -398,16 +398,24 @@ dump_one(void *ctx, const char *series, size_t series_len, int64_t period_s,
     return 0;
 }
 
+/* Load the config (defaults, FILE, TALLY_* overrides), or say why not. */
+static int
+load_config(const char *config, tally__config_t **cfg)
+{
+    char err[1024];
+    int rc = tally__config_load(config, cfg, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "tallyctl: %s\n", err);
+    return rc;
+}
+
 static int
 open_store_from_config(const char *config, int readonly, tally__config_t **cfg,
                        tally__store_t **store)
 {
-    char err[1024];
-    int rc = tally__config_load(config, cfg, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tallyctl: %s\n", err);
+    int rc = load_config(config, cfg);
+    if (rc)
         return rc;
-    }
     rc = tally__store_open((*cfg)->storage.dir, (*cfg)->storage.map_size_mb << 20, readonly, store);
     if (rc) {
         fprintf(stderr, "tallyctl: cannot open the store in %s: %s\n", (*cfg)->storage.dir,
@@ -682,13 +690,10 @@ cmd_restore(int argc, char **argv)
         usage_restore(stderr);
         return 2;
     }
-    char err[1024];
     tally__config_t *cfg;
-    int rc = tally__config_load(config, &cfg, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tallyctl: %s\n", err);
+    int rc = load_config(config, &cfg);
+    if (rc)
         return 1;
-    }
     const char *dir = cfg->storage.dir;
     rc = tally__store_restore(from, dir, force);
     if (rc == 0)
@@ -772,13 +777,10 @@ cmd_compact(int argc, char **argv)
             return 1;
         }
     }
-    char err[1024];
     tally__config_t *cfg;
-    int rc = tally__config_load(config, &cfg, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tallyctl: %s\n", err);
+    int rc = load_config(config, &cfg);
+    if (rc)
         return 1;
-    }
     const char *dir = cfg->storage.dir;
     uint64_t before = 0, after = 0;
     rc = tally__store_compact(dir, outdir, &before, &after);
