@@ -13,27 +13,12 @@ cd "$(dirname "$0")"
 PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
       libhpdf-dev libinih-dev libsystemd-dev libsodium-dev"
-# what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser
-TEST_PKGS="curl systemd poppler-utils chromium"
+# what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser,
+# libfaketime (the retention part of the backup test)
+TEST_PKGS="curl systemd poppler-utils chromium faketime"
 
-deps() {
-    missing=""
-    for p in $PKGS; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-            missing="$missing $p"
-    done
-    if [ -n "$missing" ]; then
-        echo "dev.sh: installing:$missing"
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "dev.sh: need root to install packages (or install them yourself)" >&2
-            exit 1
-        fi
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq || true
-        # shellcheck disable=SC2086
-        apt-get install -y -qq $missing >/dev/null
-    fi
-}
+. tests/pkgs.sh
+deps() { need_pkgs dev.sh $PKGS; }
 
 build() { # build DIR [cmake args...]
     dir=$1

@@ -17,22 +17,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 # ---- what the scenarios need -------------------------------------------------
-need=""
-command -v nanocat >/dev/null || need="$need nanomsg-utils"
-command -v curl >/dev/null || need="$need curl"
-command -v ss >/dev/null || need="$need iproute2"
-ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need="$need faketime"
-if [ -n "$need" ]; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        echo "faults: installing:$need"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/dev/null 2>&1 || true
-        # shellcheck disable=SC2086
-        apt-get install -y -qq $need >/dev/null 2>&1 || echo "faults: could not install:$need (scenarios needing them skip or fail)"
-    else
-        echo "faults: missing:$need (not root: scenarios needing them skip or fail)"
-    fi
-fi
+. tests/pkgs.sh
+need_pkgs faults nanomsg-utils curl iproute2 faketime
 
 # ---- build ---------------------------------------------------------------------
 BUILD=${FAULTS_BUILD_DIR:-build-faults}

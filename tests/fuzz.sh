@@ -22,22 +22,8 @@ JOBS=${FUZZ_JOBS:-$(nproc)}
 [ $# -gt 0 ] && HARNESSES="$*"
 
 # ---- tools -----------------------------------------------------------------
-missing=""
-for p in clang libclang-rt-14-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-        missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "fuzz.sh: installing:$missing"
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "fuzz.sh: need root to install packages (or install them yourself)" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || true
-    # shellcheck disable=SC2086
-    apt-get install -y -qq $missing >/dev/null
-fi
+. tests/pkgs.sh
+need_pkgs fuzz.sh clang libclang-rt-14-dev
 
 # ---- build -----------------------------------------------------------------
 CC=clang cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_WERROR=OFF >/dev/null

@@ -21,12 +21,8 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 say() { printf 'lint.sh: %s\n' "$*" >&2; }
 
-need=
-command -v cppcheck >/dev/null 2>&1 || need="$need cppcheck"
-command -v clang-tidy >/dev/null 2>&1 || need="$need clang-tidy"
-if [ -n "$need" ]; then
-    say "installing$need"
-    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+. "$SRC/tests/pkgs.sh"
+need_pkgs lint.sh cppcheck clang-tidy
     # shellcheck disable=SC2086
     $SUDO apt-get install -y $need >/dev/null
 fi

@@ -35,9 +35,8 @@ LOGS=$BUILD/valgrind-logs
 
 say() { printf 'valgrind.sh: %s\n' "$*" >&2; }
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    say "installing valgrind"
-    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+. "$SRC/tests/pkgs.sh"
+need_pkgs valgrind.sh valgrind
     $SUDO apt-get install -y valgrind >/dev/null
 fi
 
