@@ -23,9 +23,6 @@ say() { printf 'lint.sh: %s\n' "$*" >&2; }
 
 . "$SRC/tests/pkgs.sh"
 need_pkgs lint.sh cppcheck clang-tidy
-    # shellcheck disable=SC2086
-    $SUDO apt-get install -y $need >/dev/null
-fi
 
 start=$(date +%s)
 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \

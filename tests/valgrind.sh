@@ -37,8 +37,6 @@ say() { printf 'valgrind.sh: %s\n' "$*" >&2; }
 
 . "$SRC/tests/pkgs.sh"
 need_pkgs valgrind.sh valgrind
-    $SUDO apt-get install -y valgrind >/dev/null
-fi
 
 start=$(date +%s)
 say "configuring and building $BUILD (Debug, no sanitizers)"
