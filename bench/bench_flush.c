@@ -89,11 +89,11 @@ int
 main(int argc, char **argv)
 {
     int series = 100000, rounds = 5, history = 0, opt;
-    static const struct option lo[] = {{"series", required_argument, NULL, 's'},
-                                       {"rounds", required_argument, NULL, 'r'},
-                                       {"history-hours", required_argument, NULL, 'H'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+    unsigned oflags = TALLY_STORE_WRITEMAP; /* as tallyd opens it */
+    static const struct option lo[] = {
+        {"series", required_argument, NULL, 's'}, {"copy-mode", no_argument, NULL, 'c'},
+        {"rounds", required_argument, NULL, 'r'}, {"history-hours", required_argument, NULL, 'H'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         if (opt == 's')
             series = atoi(optarg);
@@ -101,8 +101,12 @@ main(int argc, char **argv)
             rounds = atoi(optarg);
         else if (opt == 'H')
             history = atoi(optarg);
+        else if (opt == 'c')
+            oflags = 0;
         else {
-            fprintf(stderr, "usage: tally-bench-flush [--series N] [--rounds N] [--history-hours N]\n");
+            fprintf(stderr,
+                    "usage: tally-bench-flush [--series N] [--rounds N] [--history-hours N] "
+                    "[--copy-mode]\n");
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -113,7 +117,7 @@ main(int argc, char **argv)
     tally__store_t *store;
     tally__strtab_t *tab;
     tally__cells_t *cells;
-    if (tally__store_open(dir, 4096ull << 20, 0, &store) || tally__strtab_create(&tab) ||
+    if (tally__store_open_ex(dir, 1024ull << 20, oflags, &store) || tally__strtab_create(&tab) ||
         tally__cells_create(tab, &cells))
         return 1;
     uint32_t *ids = malloc(sizeof *ids * (size_t)series);
@@ -140,8 +144,9 @@ main(int argc, char **argv)
     }
     uint64_t size, used;
     tally__store_map_info(store, &size, &used);
-    printf("steady-state flush of %d active series: worst %.1f ms; store %.1f MiB\n", series, worst,
-           (double)used / 1048576.0);
+    printf("steady-state flush of %d active series: worst %.1f ms; store %.1f MiB; %s\n", series,
+           worst, (double)used / 1048576.0,
+           tally__store_writemap(store) ? "writes through the map" : "LMDB copy mode");
     long anon = rss_anon_kib();
     size_t sb = tally__strtab_bytes(tab), cb = tally__cells_bytes(cells);
     printf("anonymous memory: %.0f B/series (series keys %.0f, cells and flush scratch %.0f, "
@@ -152,7 +157,7 @@ main(int argc, char **argv)
     tally__cells_destroy(cells);
     tally__strtab_destroy(tab);
     tally__store_close(store);
-    if (tally__store_open(dir, 4096ull << 20, 0, &store) || tally__strtab_create(&tab) ||
+    if (tally__store_open_ex(dir, 1024ull << 20, oflags, &store) || tally__strtab_create(&tab) ||
         tally__cells_create(tab, &cells))
         return 1;
     intern_series(tab, ids, series, 1);

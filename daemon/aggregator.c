@@ -183,7 +183,12 @@ flush(tally_aggregator_t *a)
             if (max <= size)
                 break;
             uint64_t nsize = size * 2 > max ? max : size * 2;
-            if (tally__store_grow(a->o.store, nsize) != 0)
+            int grc = tally__store_grow(a->o.store, nsize);
+            if (grc == -ENOSPC || grc == -EDQUOT || grc == -EFBIG) {
+                rc = grc; /* the disk cannot hold the larger map: say so */
+                break;
+            }
+            if (grc != 0)
                 break;
             TALLY_STAT_ADD(map_grows, 1);
             tally__log_info("storage map grown map_size_bytes=%llu", (unsigned long long)nsize);
@@ -203,7 +208,7 @@ flush(tally_aggregator_t *a)
             rc = -ENOSPC;
             why = "no space left on device (LMDB reported a short write as EIO)";
         }
-        if (rc == TALLY_EMAPFULL || rc == -ENOSPC)
+        if (rc == TALLY_EMAPFULL || rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
             TALLY_STAT_SET(store_full, 1);
         TALLY_STAT_SET(store_stalled, 1);
         if (tally__ratelimit_ok(&a->rl_fail, 1, 10000, &supp))

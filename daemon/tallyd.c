@@ -1,4 +1,5 @@
-/* tallyd.c — the tally daemon: configuration, wiring of store, ingest and aggregator, signals, readiness. */
+/* tallyd.c — the tally daemon: configuration, wiring of store, ingest and aggregator, signals,
+ * readiness. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -58,12 +59,13 @@ typedef struct daemon {
 static void
 usage(FILE *fp)
 {
-    fprintf(fp, "usage: tallyd [--config FILE] [--check-config] [--version]\n"
-                "  -c, --config FILE   configuration file (INI); without it, built-in defaults\n"
-                "                      and TALLY_SECTION_KEY environment overrides apply\n"
-                "  -t, --check-config  load and validate the configuration and catalogs, then exit\n"
-                "  -V, --version       print the version and exit\n"
-                "  -h, --help          this text\n");
+    fprintf(fp,
+            "usage: tallyd [--config FILE] [--check-config] [--version]\n"
+            "  -c, --config FILE   configuration file (INI); without it, built-in defaults\n"
+            "                      and TALLY_SECTION_KEY environment overrides apply\n"
+            "  -t, --check-config  load and validate the configuration and catalogs, then exit\n"
+            "  -V, --version       print the version and exit\n"
+            "  -h, --help          this text\n");
 }
 
 /* ipc:// endpoints need their directory. */
@@ -287,8 +289,8 @@ main(int argc, char **argv)
         printf("tallyd: configuration ok (%s; %zu metrics in %s; %zu plans in %s; %zu tokens in "
                "%s)\n",
                d.cfg->path ? d.cfg->path : "built-in defaults", tally__catalog_count(d.catalog),
-               d.cfg->billing.metrics_file, tally__plans_count(d.plans),
-               d.cfg->billing.plans_file, tally__tokens_count(d.tokens), d.cfg->auth.tokens_file);
+               d.cfg->billing.metrics_file, tally__plans_count(d.plans), d.cfg->billing.plans_file,
+               tally__tokens_count(d.tokens), d.cfg->auth.tokens_file);
         status = 0;
         goto out;
     }
@@ -302,8 +304,8 @@ main(int argc, char **argv)
     }
     make_ipc_dirs(d.cfg->ingest.listen, d.cfg->ingest.nlisten);
     make_ipc_dirs(d.cfg->ingest.acks, d.cfg->ingest.nacks);
-    if ((rc = tally__store_open(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20, 0,
-                                &d.store)) != 0) {
+    if ((rc = tally__store_open_ex(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20,
+                                   TALLY_STORE_WRITEMAP, &d.store)) != 0) {
         tally__log_error("cannot open the store dir=%s err=\"%s\"", d.cfg->storage.dir,
                          tally_strerror(rc));
         goto out;
@@ -379,8 +381,12 @@ main(int argc, char **argv)
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
-    d.ctx = (tally_ctx_t){.cfg = d.cfg, .catalog = d.catalog, .plans = d.plans, .store = d.store,
-                          .tokens = d.tokens, .started_ms = tally__time_now_ms()};
+    d.ctx = (tally_ctx_t){.cfg = d.cfg,
+                          .catalog = d.catalog,
+                          .plans = d.plans,
+                          .store = d.store,
+                          .tokens = d.tokens,
+                          .started_ms = tally__time_now_ms()};
     tally_http_limits_t lim = {
         .max_header_bytes = d.cfg->http.max_header_bytes,
         .max_headers = d.cfg->http.max_headers,
@@ -399,13 +405,13 @@ main(int argc, char **argv)
     }
     d.ctx.http = d.http;
     make_ipc_dirs(&d.cfg->quota.alerts, 1);
-    tally_alerts_opts_t alo = {.loop = d.loop, .cfg = d.cfg, .catalog = d.catalog,
-                               .plans = d.plans, .store = d.store};
+    tally_alerts_opts_t alo = {
+        .loop = d.loop, .cfg = d.cfg, .catalog = d.catalog, .plans = d.plans, .store = d.store};
     if ((rc = tally_alerts_start(&alo, &d.alerts)) != 0)
         tally__log_error("quota alerts disabled: cannot start the alerter endpoint=%s err=\"%s\"",
                          d.cfg->quota.alerts, tally_strerror(rc));
-    tally_invoicer_opts_t ivo = {.loop = d.loop, .cfg = d.cfg, .catalog = d.catalog,
-                                 .plans = d.plans, .store = d.store};
+    tally_invoicer_opts_t ivo = {
+        .loop = d.loop, .cfg = d.cfg, .catalog = d.catalog, .plans = d.plans, .store = d.store};
     if ((rc = tally_invoicer_start(&ivo, &d.invoicer)) != 0)
         tally__log_error("invoices will not close by themselves err=\"%s\"", tally_strerror(rc));
     {
@@ -417,11 +423,11 @@ main(int argc, char **argv)
         for (size_t i = 0; i < d.cfg->ingest.nlisten; i++)
             snprintf(eps + strlen(eps), sizeof eps - strlen(eps), "%s%s", i ? "," : "",
                      d.cfg->ingest.listen[i]);
-        tally__log_info("ready version=%s ingest=%s http=%s:%u store=%s producers=%u "
-                        "flush_ms=%u tokens=%zu",
+        tally__log_info("ready version=%s ingest=%s http=%s:%u store=%s store_writes=%s "
+                        "producers=%u flush_ms=%u tokens=%zu",
                         TALLY_VERSION, eps, d.cfg->http.host, tally_http_port(d.http),
-                        d.cfg->storage.dir, d.ninitial, d.cfg->flush.interval_ms,
-                        tally__tokens_count(d.tokens));
+                        d.cfg->storage.dir, tally__store_writemap(d.store) ? "map" : "copy",
+                        d.ninitial, d.cfg->flush.interval_ms, tally__tokens_count(d.tokens));
     }
     uint64_t wd_usec;
     if (sd_watchdog_enabled(0, &wd_usec) > 0) {

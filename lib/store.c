@@ -1,5 +1,6 @@
 /* store.c — LMDB behind tally__store: environment, named databases, flush commits, snapshot scans.
  */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -39,7 +40,8 @@ struct tally__store {
     learned_t *learn;
     size_t nlearn, cap_learn;
     int readonly;
-    int lockfd; /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
+    int writemap; /* MDB_WRITEMAP over a map reserved on disk */
+    int lockfd;   /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
 };
@@ -139,11 +141,67 @@ upgrade_rollups(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next, si
     return mdb_drop(txn, tmp, 1);
 }
 
+/* Allocate the data file's blocks up to size: with MDB_WRITEMAP, a write
+ * to a page the disk has no block for is SIGBUS when the disk is full. */
+static int
+reserve(tally__store_t *s, uint64_t size)
+{
+    int fd;
+    if (mdb_env_get_fd(s->env, &fd) != 0)
+        return TALLY_ESTORE;
+    while (fallocate(fd, 0, 0, (off_t)size) != 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+/* mdb_env_set_mapsize, reserving the disk first when writing through the map. */
+static int
+resize(tally__store_t *s, uint64_t size)
+{
+    int rc;
+    if (s->writemap && (rc = reserve(s, size)) != 0)
+        return rc;
+    return map_err(mdb_env_set_mapsize(s->env, size));
+}
+
+static int
+env_open(tally__store_t *s, const char *dir, uint64_t map_size_bytes, unsigned flags)
+{
+    int rc;
+    if ((rc = map_err(mdb_env_create(&s->env))) != 0)
+        return rc;
+    mdb_env_set_maxdbs(s->env, 32);
+    mdb_env_set_maxreaders(s->env, 256);
+    if (map_size_bytes && (rc = map_err(mdb_env_set_mapsize(s->env, map_size_bytes))) != 0)
+        return rc;
+    if ((rc = mdb_env_open(s->env, dir, flags, 0640)) != 0) {
+        if (!(flags & MDB_WRITEMAP)) /* the caller retries without it */
+            tally__log_error("cannot open store dir=%s err=\"%s\"", dir, mdb_strerror(rc));
+        return map_err(rc);
+    }
+    return 0;
+}
+
 int
 tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally__store_t **out)
 {
+    return tally__store_open_ex(dir, map_size_bytes, readonly ? TALLY_STORE_RDONLY : 0, out);
+}
+
+int
+tally__store_writemap(const tally__store_t *s)
+{
+    return s->writemap;
+}
+
+int
+tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
+                     tally__store_t **out)
+{
     int rc;
     MDB_txn *txn = NULL;
+    int readonly = (oflags & TALLY_STORE_RDONLY) != 0;
     tally__store_t *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
@@ -168,20 +226,38 @@ tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally_
             goto fail;
         }
     }
-    if ((rc = map_err(mdb_env_create(&s->env))) != 0)
-        goto fail;
-    mdb_env_set_maxdbs(s->env, 32);
-    mdb_env_set_maxreaders(s->env, 256);
-    if (map_size_bytes && (rc = map_err(mdb_env_set_mapsize(s->env, map_size_bytes))) != 0)
-        goto fail;
     /* NOTLS: read transactions are not tied to threads (HTTP workers,
      * tools). Durability is LMDB's default: every commit is synced, because
      * an ack promises the events are on disk. */
     unsigned flags = MDB_NOTLS | (readonly ? MDB_RDONLY : 0);
-    if ((rc = mdb_env_open(s->env, dir, flags, 0640)) != 0) {
-        tally__log_error("cannot open store dir=%s err=\"%s\"", dir, mdb_strerror(rc));
-        rc = map_err(rc);
+    int writemap = !readonly && (oflags & TALLY_STORE_WRITEMAP);
+    rc = env_open(s, dir, map_size_bytes, flags | (writemap ? MDB_WRITEMAP : 0));
+    if (rc && !writemap)
         goto fail;
+    if (writemap) {
+        /* LMDB has sized the file to the map (sparse: that succeeds on a
+         * full disk, but not past RLIMIT_FSIZE) and written nothing through
+         * it yet: reserve it now, before the first write txn */
+        MDB_envinfo info = {0};
+        if (rc == 0) {
+            mdb_env_info(s->env, &info);
+            s->writemap = 1;
+            rc = reserve(s, info.me_mapsize);
+        }
+        if (rc != 0) {
+            tally__log_warn(
+                "cannot reserve the store's map on disk; using LMDB's copy mode, "
+                "which holds a malloc'd copy of every page a flush writes dir=%s "
+                "map_size_bytes=%llu err=\"%s\"",
+                dir, (unsigned long long)(info.me_mapsize ? info.me_mapsize : map_size_bytes),
+                tally_strerror(rc));
+            s->writemap = 0;
+            if (s->env)
+                mdb_env_close(s->env);
+            s->env = NULL;
+            if ((rc = env_open(s, dir, map_size_bytes, flags)) != 0)
+                goto fail;
+        }
     }
     int sized_for_upgrade = 0;
 again:
@@ -218,8 +294,7 @@ again:
             uint64_t need = 3 * used + (64u << 20);
             mdb_txn_abort(txn);
             txn = NULL;
-            if (need > info.me_mapsize &&
-                (rc = map_err(mdb_env_set_mapsize(s->env, need))) != 0)
+            if (need > info.me_mapsize && (rc = resize(s, need)) != 0)
                 goto fail;
             sized_for_upgrade = 1;
             goto again;
@@ -240,8 +315,9 @@ again:
             v.mv_data = &fmt;
             if ((rc = map_err(mdb_put(txn, s->meta, &k, &v, 0))) != 0)
                 goto fail;
-            tally__log_info("store upgraded dir=%s from_format=5 to_format=%u series=%u records=%zu",
-                            dir, STORE_FORMAT, next, moved);
+            tally__log_info(
+                "store upgraded dir=%s from_format=5 to_format=%u series=%u records=%zu", dir,
+                STORE_FORMAT, next, moved);
         } else if (fmt == 5) {
             tally__log_error("store dir=%s has format 5 (an older tallyd); start tallyd once to "
                              "upgrade it",
@@ -454,8 +530,7 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
     }
     uint32_t next = s->next_sid;
     s->nlearn = 0;
-    rc = merge_puts(s, txn, s->hourly, &next, hourly, nh, diffs ? diffs : (double[1]){0}, nm,
-                    NULL);
+    rc = merge_puts(s, txn, s->hourly, &next, hourly, nh, diffs ? diffs : (double[1]){0}, nm, NULL);
     if (rc == 0)
         rc = merge_puts(s, txn, s->monthly, &next, monthly, nm, NULL, 0, diffs);
     free(diffs);
@@ -484,9 +559,9 @@ int
 tally__store_grow(tally__store_t *s, uint64_t new_size)
 {
     pthread_rwlock_wrlock(&s->lock);
-    int rc = mdb_env_set_mapsize(s->env, new_size);
+    int rc = resize(s, new_size);
     pthread_rwlock_unlock(&s->lock);
-    return map_err(rc);
+    return rc;
 }
 
 uint64_t
@@ -647,7 +722,8 @@ tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, i
         goto done;
     if (ns)
         qsort(v, n, sizeof *v, cmp_scope_sid);
-    size_t vsize = which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
+    size_t vsize =
+        which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
     /* Walk the periods in order. A whole-store scan reads every record of
      * the range; a namespace's joins each period's records with its ids,
      * seeking over the other namespaces' runs. */

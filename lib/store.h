@@ -39,6 +39,29 @@ enum { TALLY_STORE_HOURLY = 0, TALLY_STORE_MONTHLY = 1 };
  * @return 0, TALLY_ECORRUPT (another format), TALLY_ESTORE, or -errno.
  */
 int tally__store_open(const char *dir, uint64_t map_size_bytes, int readonly, tally__store_t **out);
+
+enum {
+    TALLY_STORE_RDONLY = 1, /**< as readonly above */
+    /** Write through the map (MDB_WRITEMAP) when the whole map can be
+     *  reserved on disk first (fallocate), else fall back to LMDB's copy
+     *  mode with a warning. LMDB's copy mode mallocs a copy of every page a
+     *  transaction touches and keeps as many buffers as its largest
+     *  transaction needed; writing through the map needs none. Reserving
+     *  first is what makes it safe: a write to an unallocated page of a
+     *  shared map on a full disk is SIGBUS, not an error. The reservation
+     *  grows with the map (tally__store_grow), so a full disk is then seen
+     *  as a map that cannot grow. For the one long-lived writer (tallyd);
+     *  it reserves map_size_bytes of disk up front. */
+    TALLY_STORE_WRITEMAP = 2,
+};
+
+/** @brief tally__store_open() with TALLY_STORE_* flags. */
+int tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned flags,
+                         tally__store_t **out);
+
+/** @brief 1 when the store writes through its map (TALLY_STORE_WRITEMAP took effect). */
+int tally__store_writemap(const tally__store_t *s);
+
 void tally__store_close(tally__store_t *s);
 
 /** One rollup update for (series, period): merged into what the store holds. */
@@ -79,7 +102,12 @@ int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, siz
                         const tally__store_put_t *monthly, size_t nm,
                         const tally__store_producer_t *producers, size_t np);
 
-/** @brief Grow the map to new_size bytes; waits for readers. @return 0 or TALLY_ESTORE. */
+/**
+ * @brief Grow the map to new_size bytes; waits for readers.
+ * @return 0, TALLY_ESTORE, or (writing through the map) -errno when the
+ *         disk cannot reserve the larger map: -ENOSPC for a full disk.
+ *         The map is then unchanged.
+ */
 int tally__store_grow(tally__store_t *s, uint64_t new_size);
 
 /**

@@ -3,10 +3,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -109,8 +112,8 @@ rec_is(const rec_t *x, const skey_t *k, int64_t period)
 static int
 series_cmp(const rec_t *a, const rec_t *b)
 {
-    int c = memcmp(a->series, b->series, a->series_len < b->series_len ? a->series_len
-                                                                         : b->series_len);
+    int c =
+        memcmp(a->series, b->series, a->series_len < b->series_len ? a->series_len : b->series_len);
     if (c == 0)
         c = a->series_len < b->series_len ? -1 : a->series_len > b->series_len;
     return c;
@@ -779,7 +782,8 @@ Test(store, gauge_month_totals_hourly_lasts)
     tally__store_put_t mp[1] = {{series, sl, month, &m, 0}};
     cr_assert_eq(tally__store_commit(st, hp, 2, mp, 1, NULL, 0), 0);
     ls_ctx_t c = {0};
-    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c),
+                 0);
     cr_assert_float_eq(c.month_last_sum, 8.0, 1e-9, "3 + 5 object-hours, got %g", c.month_last_sum);
     /* flush 2: hour 18's last becomes 7 (a later event in the same hour) */
     tally__rollup_t b2, m2;
@@ -791,7 +795,8 @@ Test(store, gauge_month_totals_hourly_lasts)
     tally__store_put_t mp2[1] = {{series, sl, month, &m2, 0}};
     cr_assert_eq(tally__store_commit(st, hp2, 1, mp2, 1, NULL, 0), 0);
     c = (ls_ctx_t){0};
-    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c),
+                 0);
     cr_assert_float_eq(c.month_last_sum, 10.0, 1e-9, "3 + 7, got %g", c.month_last_sum);
     c = (ls_ctx_t){0};
     cr_assert_eq(tally__store_scan(st, TALLY_STORE_HOURLY, "demo", 4, h0, h0 + 7200, ls_cb, &c), 0);
@@ -808,7 +813,8 @@ Test(store, gauge_month_totals_hourly_lasts)
     tally__store_put_t mp3[1] = {{series, sl, month, &m3, 0}};
     cr_assert_eq(tally__store_commit(st, hp3, 1, mp3, 1, NULL, 0), 0);
     c = (ls_ctx_t){0};
-    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c), 0);
+    cr_assert_eq(tally__store_scan(st, TALLY_STORE_MONTHLY, "demo", 4, month, month + 1, ls_cb, &c),
+                 0);
     cr_assert_float_eq(c.month_last_sum, 10.0, 1e-9, "unchanged, got %g", c.month_last_sum);
     tally__store_close(st);
     testdir_remove(dir);
@@ -945,7 +951,6 @@ write_v5_store(const char *dir, skey_t k[3])
     }
     cr_assert_eq(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-
 }
 
 Test(store, a_format_5_store_is_upgraded_in_place_and_reads_back_exactly)
@@ -1125,6 +1130,96 @@ Test(store, a_format_5_store_filling_its_map_is_upgraded_with_room_made_first)
     recs_t rs = {0};
     cr_assert_eq(scan(s, TALLY_STORE_HOURLY, "bulk", T0, T0 + NH * HOUR, &rs), 0);
     cr_assert_eq(rs.n, (size_t)NS * NH);
+    recs_free(&rs);
+    tally__store_close(s);
+    testdir_remove(dir);
+}
+
+/* ---- writing through the map ----------------------------------------------------- */
+
+/* Bytes of disk the store's data file holds (allocated, not its size). */
+static uint64_t
+data_file_blocks(const char *dir)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
+    return (uint64_t)st.st_blocks * 512;
+}
+
+Test(store, writemap_reserves_its_map_on_disk_and_grows_the_reservation_first)
+{
+    char dir[64];
+    testdir_make(dir, sizeof dir, "store");
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open_ex(dir, 1 * MiB, TALLY_STORE_WRITEMAP, &s), 0);
+    cr_assert_eq(tally__store_writemap(s), 1);
+    cr_assert_geq(data_file_blocks(dir), 1 * MiB, "the whole map is reserved");
+
+    /* the map-full contract holds when writing through the map: nothing of
+     * the failed commit is left, and it goes through once the map grows */
+    bulk_t b;
+    bulk_init(&b, 5000);
+    cr_assert_eq(tally__store_commit(s, b.p, b.n, b.p, b.n, NULL, 0), TALLY_EMAPFULL);
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 0);
+    recs_free(&rs);
+    cr_assert_eq(tally__store_grow(s, 64 * MiB), 0);
+    cr_assert_geq(data_file_blocks(dir), 64 * MiB, "growing reserves the larger map");
+    cr_assert_eq(tally__store_commit(s, b.p, b.n, b.p, b.n, NULL, 0), 0);
+    tally__store_close(s);
+
+    /* the file is an ordinary LMDB store: copy mode and readers see it all */
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 1, &s), 0);
+    cr_assert_eq(tally__store_writemap(s), 0);
+    cr_assert_eq(scan(s, TALLY_STORE_HOURLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, b.n);
+    for (size_t i = 0; i < rs.n; i++) {
+        cr_assert(rec_is(&rs.v[i], &b.k[i], T0), "record %zu", i);
+        cr_assert_eq(rs.v[i].r.count, 1, "record %zu merged once", i);
+    }
+    recs_free(&rs);
+    tally__store_close(s);
+    bulk_fini(&b);
+    testdir_remove(dir);
+}
+
+Test(store, writemap_falls_back_to_copy_mode_and_refuses_to_grow_past_the_disk)
+{
+    char dir[64];
+    testdir_make(dir, sizeof dir, "store");
+    /* a file size limit stands in for a full disk: fallocate and ftruncate
+     * past it fail with EFBIG (and SIGXFSZ, ignored here) */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {4 * MiB, 4 * MiB};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open_ex(dir, 8 * MiB, TALLY_STORE_WRITEMAP, &s), 0,
+                 "a map the disk cannot hold still opens");
+    cr_assert_eq(tally__store_writemap(s), 0, "in LMDB's copy mode");
+    skey_t k;
+    mk_series(&k, "fallback", "m", NULL, 0);
+    tally__rollup_t one = rollup_of(5, 1, 0);
+    tally__store_put_t p = {k.b, k.n, T0, &one};
+    cr_assert_eq(tally__store_commit(s, &p, 1, &p, 1, NULL, 0), 0);
+    tally__store_close(s);
+
+    /* a map that fits is reserved; growing past the disk fails and leaves
+     * the map as it was, still taking commits */
+    cr_assert_eq(tally__store_open_ex(dir, 2 * MiB, TALLY_STORE_WRITEMAP, &s), 0);
+    cr_assert_eq(tally__store_writemap(s), 1);
+    cr_assert_eq(tally__store_grow(s, 16 * MiB), -EFBIG);
+    uint64_t map;
+    tally__store_map_info(s, &map, NULL);
+    cr_assert_eq(map, 2 * MiB);
+    cr_assert_eq(tally__store_commit(s, &p, 1, &p, 1, NULL, 0), 0);
+    recs_t rs;
+    cr_assert_eq(scan(s, TALLY_STORE_MONTHLY, NULL, INT64_MIN, INT64_MAX, &rs), 0);
+    cr_assert_eq(rs.n, 1);
+    cr_assert_eq(rs.v[0].r.count, 2);
+    cr_assert_eq(rs.v[0].r.sum_i, 10);
     recs_free(&rs);
     tally__store_close(s);
     testdir_remove(dir);
