@@ -1,9 +1,29 @@
 #!/bin/sh
 # scenario_disk_full.sh — the store's disk fills up: ingestion pauses, reads keep working, /metrics and the log say so, nothing acked is lost, ingestion resumes when space returns.
 #
-# The LMDB store lives on a 2 MiB tmpfs (we are root; without mount rights
-# the scenario falls back to a 1 MiB LMDB map, as tests/e2e/test_store_full.sh
-# does). A bench with 20,000 series fills it; then:
+# tallyd writes its store through the LMDB map (MDB_WRITEMAP) when it can
+# reserve the whole map on disk (fallocate), and in LMDB's copy mode when it
+# cannot; a full disk reaches each mode differently. Knob: DF_STORE_MODE,
+#   map  (default) the store on a 6 MiB tmpfs with map_size_mb 2 and
+#        map_max_mb 64: the 2 MiB map is reserved at open (the ready line
+#        says store_writes=map); the bench fills it, the aggregator doubles
+#        it to 4 MiB (reserved: it fits) and, full again, fails to reserve
+#        8 MiB (2 MiB short, whatever LMDB's lock file holds) with ENOSPC.
+#        The bench's data needs more than 8 MiB. The flush failure must
+#        name the lack of space, and /metrics and /healthz must say the
+#        store is full.
+#   copy the store on a 2 MiB tmpfs under a 256 MiB map (map_max_mb 0): the
+#        map cannot be reserved, so tallyd warns "cannot reserve the store's
+#        map on disk" and runs in copy mode (store_writes=copy); the disk
+#        fills under LMDB's own writes, which report it as EIO (the checks
+#        of that path are known_bug). scenario_disk_full_copy.sh runs this.
+# We are root; without mount rights (or with FAULTS_NO_MOUNT=1) either mode
+# falls back to a 1 MiB LMDB map on the test's own disk, as
+# tests/e2e/test_store_full.sh does: the map fills, not the disk, and a map
+# that small is always reserved, so the store writes through the map
+# whatever DF_STORE_MODE says.
+#
+# A bench with 2 x 20,000 series fills it; then:
 #   - the log says "flush failed ... ingest paused", /metrics tally_store_full 1,
 #     /healthz degraded;
 #   - reads work: tallyctl dump and POST usage_details (200) still show the
@@ -20,20 +40,42 @@ command -v curl >/dev/null || fail "curl is needed"
 [ -x "$BENCH" ] || fail "no $BENCH"
 t_begin=$(now_ms)
 mkdir -p "$T/fs"
-MODE=tmpfs
-if [ "${FAULTS_NO_MOUNT:-0}" != 1 ] && mount -t tmpfs -o size=2m tmpfs "$T/fs" 2>"$T/mount.err"; then
+DF_STORE_MODE=${DF_STORE_MODE:-map}
+# FILLS: what fills up, the disk (a tmpfs) or the LMDB map (no mount rights);
+# WRITES: the store mode the ready line must show
+case $DF_STORE_MODE in
+map) TMPFS_MB=6 MAP_MB=2 MAP_MAX_MB=64 ;;
+copy) TMPFS_MB=2 MAP_MB=256 MAP_MAX_MB=0 ;;
+*) fail "DF_STORE_MODE must be map or copy, not '$DF_STORE_MODE'" ;;
+esac
+if [ "${FAULTS_NO_MOUNT:-0}" != 1 ] &&
+    mount -t tmpfs -o "size=${TMPFS_MB}m" tmpfs "$T/fs" 2>"$T/mount.err"; then
+    FILLS=tmpfs
+    WRITES=$DF_STORE_MODE
     # shellcheck disable=SC2034 # read by faults_cleanup (lib.sh)
     FAULTS_UMOUNT=$T/fs # faults_cleanup unmounts it before $T is removed
     export TALLY_STORAGE_DIR="$T/fs/store"
-    say "store on a 2 MiB tmpfs at $T/fs (map 256 MiB: the disk fills, not the map)"
+    sed -i "s/^map_size_mb = .*/map_size_mb = $MAP_MB/; s/^map_max_mb = .*/map_max_mb = $MAP_MAX_MB/" "$CONF"
+    say "store_writes=$WRITES: store on a $TMPFS_MB MiB tmpfs at $T/fs, map $MAP_MB MiB, map_max $MAP_MAX_MB MiB (the disk fills, not the map)"
 else
-    MODE=map
-    say "cannot mount a tmpfs ($(cat "$T/mount.err" 2>/dev/null)); falling back to a 1 MiB LMDB map"
-    sed -i 's/^map_size_mb = .*/map_size_mb = 1/' "$CONF"
+    FILLS=lmdb_map
+    WRITES=map
+    say "cannot mount a tmpfs ($(cat "$T/mount.err" 2>/dev/null || echo FAULTS_NO_MOUNT=1)); falling back to a 1 MiB LMDB map (store_writes=map, whatever DF_STORE_MODE=$DF_STORE_MODE says)"
+    sed -i 's/^map_size_mb = .*/map_size_mb = 1/; s/^map_max_mb = .*/map_max_mb = 0/' "$CONF"
 fi
 export TALLY_FLUSH_INTERVAL_MS=50
 start_tallyd "$T/tallyd.log"
 URL=$(http_url)
+ready=$(grep 'msg=ready' "$T/tallyd.log" | tail -n 1)
+echo "$ready" | grep -q " store_writes=$WRITES " || fail "the ready line does not say store_writes=$WRITES: $ready"
+reserve_warn=$(grep "cannot reserve the store's map on disk" "$T/tallyd.log" || true)
+if [ "$WRITES" = copy ]; then
+    echo "$reserve_warn" | grep -q 'level=warn' ||
+        fail "no warning that the map cannot be reserved on disk (copy mode): '$reserve_warn'"
+    say "copy mode: $reserve_warn"
+else
+    [ -z "$reserve_warn" ] || fail "the map could not be reserved although the store writes through it: $reserve_warn"
+fi
 TS=$(($(now_s) - 30)) # every df-* event carries this time: its hour is known
 
 # 1. committed before the disk fills
@@ -57,17 +99,28 @@ logline=$(grep -m1 'flush failed' "$T/tallyd.log")
 say "store full: $logline"
 echo "$logline" | grep -q 'level=error' || fail "the flush failure is not logged at level error"
 echo "$logline" | grep -qi 'ingest paused' || fail "the log line does not say ingest is paused"
-[ "$MODE" = map ] || echo "$logline" | grep -qi 'space' ||
-    known_bug "a full disk is logged as err=\"$(echo "$logline" | sed -n 's/.*err="\([^"]*\)".*/\1/p')\", not as lack of space (LMDB reports a short pwrite as EIO)"
+case $FILLS/$WRITES in
+tmpfs/map)
+    # the map grew at least once, then reserving the next size failed
+    grep -q 'storage map grown' "$T/tallyd.log" || fail "the map never grew before the disk filled"
+    say "map grown: $(grep 'storage map grown' "$T/tallyd.log" | sed -n 's/.*map_size_bytes=\([0-9]*\).*/\1/p' | tr '\n' ' ')bytes; tmpfs: $(df -k "$T/fs" | awk 'NR == 2 { print $3 " KiB used, " $4 " KiB free" }')"
+    echo "$logline" | grep -qi 'space' || fail "the flush failure does not name the lack of space: $logline"
+    ;;
+tmpfs/copy)
+    echo "$logline" | grep -qi 'space' ||
+        known_bug "a full disk is logged as err=\"$(echo "$logline" | sed -n 's/.*err="\([^"]*\)".*/\1/p')\", not as lack of space (LMDB reports a short pwrite as EIO)"
+    ;;
+esac
 curl -sf "$URL/metrics" >"$T/metrics.full" || fail "/metrics unreachable while full"
 if ! grep -q '^tally_store_full 1$' "$T/metrics.full"; then
-    [ "$MODE" = tmpfs ] || fail "/metrics lacks tally_store_full 1"
+    [ "$FILLS/$WRITES" = tmpfs/copy ] || fail "/metrics lacks tally_store_full 1: '$(grep '^tally_store_full ' "$T/metrics.full")'"
     known_bug "disk full (tmpfs ENOSPC surfacing as EIO): /metrics shows '$(grep '^tally_store_full ' "$T/metrics.full")', want 1"
 fi
 grep -q '^tally_flush_errors_total [1-9]' "$T/metrics.full" || fail "/metrics counts no flush errors"
 health=$(curl -s "$URL/healthz")
+say "/healthz while full: $health"
 if ! echo "$health" | grep -q '"degraded"'; then
-    [ "$MODE" = tmpfs ] || fail "/healthz does not say degraded: $health"
+    [ "$FILLS/$WRITES" = tmpfs/copy ] || fail "/healthz does not say degraded: $health"
     known_bug "disk full (tmpfs): /healthz answers $health while no flush can commit"
 fi
 
@@ -92,7 +145,7 @@ sleep 1
 [ "$(metric tally_flushes_total)" = "$flushes_full" ] || fail "flushes committed while the store was full"
 
 # 5. space returns
-if [ "$MODE" = tmpfs ]; then
+if [ "$FILLS" = tmpfs ]; then
     mount -o remount,size=256m "$T/fs" || fail "cannot grow the tmpfs"
     say "tmpfs grown to 256 MiB after $(elapsed_since "$t_full")s full"
 else
@@ -123,6 +176,7 @@ EOF
     --value 7 --count 200 --ts "$TS" --timeout 20 >/dev/null || fail "emit after resume not acked"
 expect_at df-after http_requests 7 200 $((TS * 1000))
 errors=$(metric tally_flush_errors_total)
+map_mb=$(($(metric tally_store_map_size_bytes) >> 20))
 resends=$(json_field resends "$T/during.out")
 bench_resends=$(sed -n 's/^resends: \([0-9]*\).*/\1/p' "$T/bench.out")
 stop_tallyd
@@ -138,5 +192,5 @@ agg() { awk '$1 !~ /^ns-/ { k = $1 " " $2 " " $3; s[k] += $4; c[k] += $5 }
 agg "$T/expected.raw" >"$T/e"
 agg "$T/all.rec" >"$T/g"
 cmp -s "$T/e" "$T/g" || { diff "$T/e" "$T/g" >&2 || true; fail "events of df-* lost or double counted"; }
-summary "mode=$MODE full_for_s=$(elapsed_since "$t_full") flush_errors=$errors events=$((40000 + 500 + 300 + 200)) resends=$((${resends:-0} + ${bench_resends:-0})) seconds=$(elapsed_since "$t_begin")"
+summary "store_writes=$WRITES fills=$FILLS map_mb=$map_mb full_for_s=$(elapsed_since "$t_full") flush_errors=$errors events=$((40000 + 500 + 300 + 200)) resends=$((${resends:-0} + ${bench_resends:-0})) seconds=$(elapsed_since "$t_begin")"
 e2e_pass
