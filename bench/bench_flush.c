@@ -67,13 +67,12 @@ flush_once(tally__cells_t *cells, tally__store_t *store, const uint32_t *ids, in
 {
     for (int i = 0; i < n; i++)
         tally__cells_add(cells, ids[i], hour, 0, 1 + i % 7, 0, ts_ms);
-    const tally__store_put_t *h, *m;
-    size_t nh, nm;
+    tally__store_src_t src;
     double t0 = now_ms();
-    int rc = tally__cells_prepare(cells, &h, &nh, &m, &nm);
+    int rc = tally__cells_prepare(cells, &src);
     double t1 = now_ms();
     if (rc == 0)
-        rc = tally__store_commit(store, h, nh, m, nm, NULL, 0);
+        rc = tally__store_commit_src(store, &src, NULL, 0);
     double t2 = now_ms();
     if (rc) {
         fprintf(stderr, "tally-bench-flush: flush failed: %s\n", tally_strerror(rc));

@@ -157,7 +157,7 @@ spawn_tallyd(const opts_t *o, const char *dir, char *endpoint, size_t cap, FILE 
         setenv("TALLY_QUOTA_ALERTS", buf, 1);
         snprintf(buf, sizeof buf, "%d", o->interval_ms);
         setenv("TALLY_FLUSH_INTERVAL_MS", buf, 1);
-        setenv("TALLY_STORAGE_MAP_SIZE_MB", "4096", 1);
+        setenv("TALLY_STORAGE_MAP_SIZE_MB", "1024", 1);
         setenv("TALLY_HTTP_LISTEN", "127.0.0.1:0", 0);
         /* the shipped config beside the build (catalogs, tokens); the
          * environment above gives this run its own store and endpoints */
@@ -218,7 +218,8 @@ main(int argc, char **argv)
                                        {"endpoint", required_argument, NULL, 'E'},
                                        {"tallyd", required_argument, NULL, 't'},
                                        {"json", no_argument, NULL, 'j'},
-                                       {"in-flight", required_argument, NULL, 'F'}, {"config", required_argument, NULL, 'C'},
+                                       {"in-flight", required_argument, NULL, 'F'},
+                                       {"config", required_argument, NULL, 'C'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     opts_t o = {

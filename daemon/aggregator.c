@@ -145,13 +145,12 @@ publish_acks(tally_aggregator_t *a)
 static int
 flush(tally_aggregator_t *a)
 {
-    const tally__store_put_t *hourly, *monthly;
-    size_t nh, nm;
+    tally__store_src_t src;
     uint32_t np = 0;
     if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0)
         return 0;
     uint64_t t0 = uv_hrtime();
-    if (tally__cells_prepare(a->cells, &hourly, &nh, &monthly, &nm) != 0)
+    if (tally__cells_prepare(a->cells, &src) != 0)
         return -ENOMEM;
     if (a->ntouched > a->cap_pput) {
         tally__store_producer_t *pp = realloc(a->pput, (size_t)a->ntouched * sizeof *pp);
@@ -172,9 +171,9 @@ flush(tally_aggregator_t *a)
         np++;
     }
     int rc = 0;
-    if (nh || nm || np) {
+    if (src.nh || src.nm || np) {
         for (int attempt = 0; attempt < 8; attempt++) {
-            rc = tally__store_commit(a->o.store, hourly, nh, monthly, nm, a->pput, np);
+            rc = tally__store_commit_src(a->o.store, &src, a->pput, np);
             if (rc != TALLY_EMAPFULL)
                 break;
             uint64_t size, used;
@@ -214,7 +213,7 @@ flush(tally_aggregator_t *a)
         if (tally__ratelimit_ok(&a->rl_fail, 1, 10000, &supp))
             tally__log_error("flush failed; ingest paused until it succeeds err=\"%s\" "
                              "cells=%zu map_size_bytes=%llu suppressed=%u",
-                             why, nh, (unsigned long long)size, supp);
+                             why, src.nh, (unsigned long long)size, supp);
         a->stalled = 1;
         return rc;
     }

@@ -1,6 +1,7 @@
 /* tallyd.c — the tally daemon: configuration, wiring of store, ingest and aggregator, signals,
  * readiness. */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -239,6 +240,12 @@ main(int argc, char **argv)
     char err[1024];
     daemon_t d;
     memset(&d, 0, sizeof d);
+    /* Large buffers that live for one flush or one request (a commit's
+     * month diffs, scan maps) go back to the kernel when freed. glibc's
+     * default raises this threshold to the size of each large block freed,
+     * after which such buffers come from the heap and stay resident at
+     * the size of the largest one: a fixed threshold stops that. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':

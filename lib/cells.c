@@ -1,4 +1,4 @@
-/* cells.c — open-addressing cell table and flush preparation in store key order. */
+/* cells.c — open-addressing cell table, and the flush it yields to the store in key order. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -7,14 +7,26 @@
 #include "cells.h"
 #include "timeutil.h"
 
+/* A (series, hour) rollup between two flushes: the rollup record less
+ * last_sum (always 0 in a delta), with the float flag in the series word.
+ * 56 bytes, and with 100k active series they are most of the table. */
 typedef struct cell {
-    uint32_t series;
-    uint32_t hour; /* hours since the epoch */
-    tally__rollup_t r;
+    uint32_t series; /* table id | CELL_FLOAT */
+    uint32_t hour;   /* hours since the epoch */
+    int64_t sum_i;
+    double sum_f;
+    uint64_t count;
+    double max;
+    double last;
+    int64_t last_ts_ms;
 } cell_t;
 
+/* strtab ids stay below 2^28, so the top bit is free */
+#define CELL_FLOAT 0x80000000u
+#define CELL_SERIES(c) ((c)->series & ~CELL_FLOAT)
+
 typedef struct sortent {
-    uint64_t key; /* sort_key() */
+    uint64_t key;
     uint32_t cell;
 } sortent_t;
 
@@ -30,15 +42,17 @@ struct tally__cells {
     uint32_t *sid1;
     uint32_t cap_sid;
     uint32_t max_series_seen; /* highest id added + 1 */
-    /* flush scratch, reused */
-    sortent_t *order;
-    tally__store_put_t *hourly, *monthly;
-    tally__rollup_t *month_r;
-    uint32_t cap_scratch;
-    uint32_t *count; /* counting sort by store id: cap_count entries */
+    uint32_t *count;          /* counting sort by store id: cap_count entries */
     uint32_t cap_count;
-    uint32_t *remap; /* monthly put moves, when a flush spans months */
-    uint32_t cap_remap;
+    /* the prepared flush: cells in hourly key order; one hour (the steady
+     * state) is also the monthly order, one put per cell. A flush that
+     * spans hours has its own monthly order and each cell's monthly put
+     * (mput), freed by the reset. */
+    uint32_t *order;
+    uint32_t cap_order;
+    uint32_t *morder, *mput;
+    uint32_t nmonthly;
+    uint32_t pos[2]; /* fill() cursors: hourly, monthly */
 };
 
 static uint32_t
@@ -65,6 +79,14 @@ tally__cells_create(const tally__strtab_t *series, tally__cells_t **out)
     return 0;
 }
 
+static void
+free_spans(tally__cells_t *a)
+{
+    free(a->morder);
+    free(a->mput);
+    a->morder = a->mput = NULL;
+}
+
 void
 tally__cells_destroy(tally__cells_t *a)
 {
@@ -73,12 +95,9 @@ tally__cells_destroy(tally__cells_t *a)
     free(a->cells);
     free(a->index);
     free(a->sid1);
-    free(a->remap);
-    free(a->order);
-    free(a->hourly);
-    free(a->monthly);
-    free(a->month_r);
     free(a->count);
+    free(a->order);
+    free_spans(a);
     free(a);
 }
 
@@ -90,7 +109,7 @@ index_grow(tally__cells_t *a)
     if (!ni)
         return -ENOMEM;
     for (uint32_t i = 0; i < a->ncells; i++) {
-        uint32_t pos = cell_hash(a->cells[i].series, a->cells[i].hour) & nmask;
+        uint32_t pos = cell_hash(CELL_SERIES(&a->cells[i]), a->cells[i].hour) & nmask;
         while (ni[pos])
             pos = (pos + 1) & nmask;
         ni[pos] = i + 1;
@@ -99,6 +118,46 @@ index_grow(tally__cells_t *a)
     a->index = ni;
     a->index_mask = nmask;
     return 0;
+}
+
+/* tally__rollup_add() on a cell. */
+static void
+cell_add(cell_t *c, int is_float, int64_t ival, double fval, int64_t ts_ms)
+{
+    double v;
+    if (is_float) {
+        c->sum_f += fval;
+        c->series |= CELL_FLOAT;
+        v = fval;
+    } else {
+        int64_t sum;
+        if (__builtin_add_overflow(c->sum_i, ival, &sum)) {
+            c->sum_f += (double)ival; /* past int64: as the record does */
+            c->series |= CELL_FLOAT;
+        } else {
+            c->sum_i = sum;
+        }
+        v = (double)ival;
+    }
+    if (c->count == 0 || v > c->max)
+        c->max = v;
+    if (c->count == 0 || ts_ms >= c->last_ts_ms) {
+        c->last = v;
+        c->last_ts_ms = ts_ms;
+    }
+    c->count++;
+}
+
+static void
+cell_rollup(const cell_t *c, tally__rollup_t *r)
+{
+    *r = (tally__rollup_t){.sum_i = c->sum_i,
+                           .sum_f = c->sum_f,
+                           .count = c->count,
+                           .max = c->max,
+                           .last = c->last,
+                           .last_ts_ms = c->last_ts_ms,
+                           .flags = (c->series & CELL_FLOAT) ? TALLY_ROLLUP_FLOAT : 0};
 }
 
 int
@@ -112,12 +171,14 @@ tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_floa
         if (!v)
             break;
         cell_t *c = &a->cells[v - 1];
-        if (c->series == series && c->hour == hour) {
-            tally__rollup_add(&c->r, is_float, ival, fval, ts_ms);
+        if (CELL_SERIES(c) == series && c->hour == hour) {
+            cell_add(c, is_float, ival, fval, ts_ms);
             return 0;
         }
         pos = (pos + 1) & a->index_mask;
     }
+    if (series & CELL_FLOAT)
+        return -EINVAL; /* not a strtab id */
     if (a->ncells == a->cap_cells) {
         uint32_t ncap = a->cap_cells ? a->cap_cells * 2 : 1024;
         cell_t *nc = realloc(a->cells, (size_t)ncap * sizeof *nc);
@@ -127,10 +188,8 @@ tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_floa
         a->cap_cells = ncap;
     }
     cell_t *c = &a->cells[a->ncells];
-    c->series = series;
-    c->hour = hour;
-    tally__rollup_init(&c->r);
-    tally__rollup_add(&c->r, is_float, ival, fval, ts_ms);
+    *c = (cell_t){.series = series, .hour = hour};
+    cell_add(c, is_float, ival, fval, ts_ms);
     a->index[pos] = ++a->ncells;
     if (series + 1 > a->max_series_seen)
         a->max_series_seen = series + 1;
@@ -151,6 +210,7 @@ tally__cells_reset(tally__cells_t *a)
     if (a->ncells)
         memset(a->index, 0, ((size_t)a->index_mask + 1) * sizeof *a->index);
     a->ncells = 0;
+    free_spans(a);
 }
 
 static int
@@ -178,194 +238,192 @@ grow_u32(uint32_t **v, uint32_t *cap, uint32_t need, int zero)
     return 0;
 }
 
-/* Sort key of a cell: (1 + store id, hour) for series the store has
- * named; series not yet named follow all of them, by table id. */
-static uint64_t
-sort_key(const tally__cells_t *a, const cell_t *c)
+/* A series' place in a period: named series by store id, then the ones
+ * the store has not named yet, by table id. */
+static uint32_t
+rank(const tally__cells_t *a, const cell_t *c)
 {
-    uint32_t s1 = a->sid1[c->series];
-    uint64_t hi = s1 ? s1 : 0x80000000u | c->series;
-    return hi << 32 | c->hour;
+    uint32_t s1 = a->sid1[CELL_SERIES(c)];
+    return s1 ? s1 : 0x80000000u | CELL_SERIES(c);
 }
 
-/* order[] = the cells in sort_key order. Steady state (every series named,
- * ids not much sparser than the cells): a counting sort by id, then the few
- * hours of one series by insertion. */
+/* out[] = the cells in the order of key(), by a sort of (key, cell)
+ * pairs; the pairs are freed before returning. */
 static int
-sort_cells(tally__cells_t *a)
+sort_by(tally__cells_t *a, uint32_t *out, int monthly, uint32_t min_hour)
 {
-    uint32_t max1 = 0, nknown = 0;
+    sortent_t *e = malloc((size_t)a->ncells * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    int64_t memo_hour = -1, memo_month = 0;
     for (uint32_t i = 0; i < a->ncells; i++) {
-        uint32_t s1 = a->sid1[a->cells[i].series];
-        if (s1) {
-            nknown++;
-            if (s1 > max1)
-                max1 = s1;
-        }
-    }
-    if (nknown == a->ncells && max1 <= 8u * a->ncells + 1024) {
-        if (grow_u32(&a->count, &a->cap_count, max1 + 1, 0) != 0)
-            return -ENOMEM;
-        uint32_t *cnt = a->count;
-        memset(cnt, 0, ((size_t)max1 + 1) * sizeof *cnt);
-        for (uint32_t i = 0; i < a->ncells; i++)
-            cnt[a->sid1[a->cells[i].series]]++;
-        uint32_t sum = 0;
-        for (uint32_t r = 0; r <= max1; r++) {
-            uint32_t c = cnt[r];
-            cnt[r] = sum;
-            sum += c;
-        }
-        for (uint32_t i = 0; i < a->ncells; i++) {
-            sortent_t *e = &a->order[cnt[a->sid1[a->cells[i].series]]++];
-            e->key = sort_key(a, &a->cells[i]);
-            e->cell = i;
-        }
-        for (uint32_t i = 1; i < a->ncells; i++) {
-            sortent_t e = a->order[i];
-            uint32_t j = i;
-            while (j > 0 && a->order[j - 1].key > e.key) {
-                a->order[j] = a->order[j - 1];
-                j--;
+        const cell_t *c = &a->cells[i];
+        uint64_t key;
+        if (!monthly) {
+            key = (uint64_t)(c->hour - min_hour) << 32 | rank(a, c);
+        } else {
+            /* (month, series, hour): month as hours from min_hour (22
+             * bits: centuries), hour within the month (10 bits) */
+            if (c->hour != memo_hour) {
+                memo_hour = c->hour;
+                memo_month = tally__time_month_start((int64_t)c->hour * 3600) / 3600;
             }
-            a->order[j] = e;
+            uint64_t mrel = (uint64_t)(memo_month - (int64_t)min_hour + 744);
+            key = mrel << 42 | (uint64_t)rank(a, c) << 10 | (uint64_t)(c->hour - memo_month);
         }
-        return 0;
+        e[i] = (sortent_t){key, i};
     }
-    for (uint32_t i = 0; i < a->ncells; i++) {
-        a->order[i].key = sort_key(a, &a->cells[i]);
-        a->order[i].cell = i;
-    }
-    qsort(a->order, a->ncells, sizeof *a->order, cmp_sortent);
+    qsort(e, a->ncells, sizeof *e, cmp_sortent);
+    for (uint32_t i = 0; i < a->ncells; i++)
+        out[i] = e[i].cell;
+    free(e);
     return 0;
 }
 
-/* Put p in time-major order (period, then the order they are in), the
- * store's key order: o[] is scratch. Steady state, one hour and one month,
- * finds them in order already. With moved non-NULL, moved[old] = new. */
-static void
-order_by_period(tally__store_put_t *p, size_t n, sortent_t *o, uint32_t *moved)
+/* order[] = the cells by store id when every one is named, in one hour,
+ * and ids are not much sparser than the cells: a counting sort. Returns 1
+ * when it sorted, 0 when the general sort is needed, -ENOMEM. */
+static int
+counting_sort(tally__cells_t *a)
 {
-    int64_t lo = INT64_MAX;
-    int sorted = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (i && p[i].period_s < p[i - 1].period_s)
-            sorted = 0;
-        if (p[i].period_s < lo)
-            lo = p[i].period_s;
+    uint32_t max1 = 0;
+    for (uint32_t i = 0; i < a->ncells; i++) {
+        uint32_t s1 = a->sid1[CELL_SERIES(&a->cells[i])];
+        if (!s1)
+            return 0;
+        if (s1 > max1)
+            max1 = s1;
     }
-    if (sorted) {
-        for (size_t i = 0; moved && i < n; i++)
-            moved[i] = (uint32_t)i;
-        return;
+    if (max1 > 8u * a->ncells + 1024)
+        return 0;
+    if (grow_u32(&a->count, &a->cap_count, max1 + 1, 0) != 0)
+        return -ENOMEM;
+    uint32_t *cnt = a->count;
+    memset(cnt, 0, ((size_t)max1 + 1) * sizeof *cnt);
+    for (uint32_t i = 0; i < a->ncells; i++)
+        cnt[a->sid1[CELL_SERIES(&a->cells[i])]]++;
+    uint32_t sum = 0;
+    for (uint32_t r = 0; r <= max1; r++) {
+        uint32_t c = cnt[r];
+        cnt[r] = sum;
+        sum += c;
     }
-    /* periods are whole hours, at most a late window apart: (hours since
-     * the earliest, index) fits 64 bits and keeps the sort stable */
-    for (size_t i = 0; i < n; i++) {
-        o[i].key = (uint64_t)((p[i].period_s - lo) / 3600) << 32 | i;
-        o[i].cell = (uint32_t)i;
-    }
-    qsort(o, n, sizeof *o, cmp_sortent);
-    for (size_t i = 0; moved && i < n; i++)
-        moved[o[i].cell] = (uint32_t)i;
-    /* p_new[i] = p_old[o[i].cell], cycle by cycle; key UINT64_MAX = placed */
-    for (size_t i = 0; i < n; i++) {
-        if (o[i].key == UINT64_MAX)
-            continue;
-        tally__store_put_t t = p[i];
-        size_t j = i;
-        for (;;) {
-            size_t k = o[j].cell;
-            o[j].key = UINT64_MAX;
-            if (k == i) {
-                p[j] = t;
-                break;
-            }
-            p[j] = p[k];
-            j = k;
-        }
-    }
+    for (uint32_t i = 0; i < a->ncells; i++)
+        a->order[cnt[a->sid1[CELL_SERIES(&a->cells[i])]]++] = i;
+    return 1;
 }
+
+static size_t fill(void *ctx, int which, int first, tally__store_put_t *puts,
+                   tally__rollup_t *deltas, size_t cap);
 
 int
-tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
-                     const tally__store_put_t **monthly, size_t *nm)
+tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
 {
-    *nh = *nm = 0;
+    *src = (tally__store_src_t){fill, a, 0, 0};
+    free_spans(a);
+    a->nmonthly = 0;
     if (a->ncells == 0)
         return 0;
-    if (grow_u32(&a->sid1, &a->cap_sid, a->max_series_seen, 1) != 0)
+    if (grow_u32(&a->sid1, &a->cap_sid, a->max_series_seen, 1) != 0 ||
+        grow_u32(&a->order, &a->cap_order, a->ncells, 0) != 0)
         return -ENOMEM;
-    if (a->ncells > a->cap_scratch) {
-        uint32_t ncap = a->ncells;
-        sortent_t *o = realloc(a->order, (size_t)ncap * sizeof *o);
-        if (!o)
-            return -ENOMEM;
-        a->order = o;
-        tally__store_put_t *h = realloc(a->hourly, (size_t)ncap * sizeof *h);
-        if (!h)
-            return -ENOMEM;
-        a->hourly = h;
-        tally__store_put_t *m = realloc(a->monthly, (size_t)ncap * sizeof *m);
-        if (!m)
-            return -ENOMEM;
-        a->monthly = m;
-        tally__rollup_t *mr = realloc(a->month_r, (size_t)ncap * sizeof *mr);
-        if (!mr)
-            return -ENOMEM;
-        a->month_r = mr;
-        a->cap_scratch = ncap;
-    }
-    if (sort_cells(a) != 0)
-        return -ENOMEM;
-    size_t m = 0;
-    uint32_t prev_series = UINT32_MAX;
-    int64_t prev_month = 0, memo_hour = INT64_MIN, memo_month = 0;
+    uint32_t min_hour = UINT32_MAX, max_hour = 0;
     for (uint32_t i = 0; i < a->ncells; i++) {
-        const cell_t *c = &a->cells[a->order[i].cell];
-        uint32_t len;
-        const char *s = tally__strtab_get(a->series_tab, c->series, &len);
-        uint32_t s1 = a->sid1[c->series];
-        uint32_t *learn = s1 ? NULL : &a->sid1[c->series];
-        int64_t hour_s = (int64_t)c->hour * 3600;
-        a->hourly[i] = (tally__store_put_t){s, len, hour_s, &c->r, 0, s1, learn};
-        if (hour_s != memo_hour) { /* most cells share the current hour */
-            memo_hour = hour_s;
-            memo_month = tally__time_month_start(hour_s);
-        }
-        int64_t month = memo_month;
-        if (m > 0 && c->series == prev_series && month == prev_month) {
-            /* a second hour of the month: merge into a copy */
-            tally__rollup_t *mr = &a->month_r[m - 1];
-            if (a->monthly[m - 1].delta != mr) {
-                *mr = *a->monthly[m - 1].delta;
-                a->monthly[m - 1].delta = mr;
-            }
-            tally__rollup_merge(mr, &c->r);
-        } else {
-            /* one hour of the month (the steady state): its cell is the
-             * month's delta, no copy. Cells' last_sum is 0: the store turns
-             * changes of the hour's last into the month's last_sum. */
-            a->monthly[m] = (tally__store_put_t){s, len, month, &c->r, 0, s1, NULL};
-            m++;
-            prev_series = c->series;
-            prev_month = month;
-        }
-        a->hourly[i].month_plus1 = (uint32_t)m;
+        uint32_t h = a->cells[i].hour;
+        min_hour = h < min_hour ? h : min_hour;
+        max_hour = h > max_hour ? h : max_hour;
     }
-    /* built series by series (which groups months); the store wants time
-     * first (rollup.h) */
-    if (grow_u32(&a->remap, &a->cap_remap, (uint32_t)m, 0) != 0)
-        return -ENOMEM;
-    order_by_period(a->monthly, m, a->order, a->remap);
-    for (uint32_t i = 0; i < a->ncells; i++)
-        a->hourly[i].month_plus1 = a->remap[a->hourly[i].month_plus1 - 1] + 1;
-    order_by_period(a->hourly, a->ncells, a->order, NULL);
-    *hourly = a->hourly;
-    *nh = a->ncells;
-    *monthly = a->monthly;
-    *nm = m;
+    if (min_hour == max_hour) {
+        /* one hour: one cell per series, the same order for both kinds */
+        int rc = counting_sort(a);
+        if (rc < 0 || (rc == 0 && sort_by(a, a->order, 0, min_hour) != 0))
+            return -ENOMEM;
+        a->nmonthly = a->ncells;
+    } else {
+        a->morder = malloc((size_t)a->ncells * sizeof *a->morder);
+        a->mput = malloc((size_t)a->ncells * sizeof *a->mput);
+        if (!a->morder || !a->mput || sort_by(a, a->order, 0, min_hour) != 0 ||
+            sort_by(a, a->morder, 1, min_hour) != 0) {
+            free_spans(a);
+            return -ENOMEM;
+        }
+        /* a series' hours of one month are adjacent in morder: one put */
+        uint32_t m = 0;
+        int64_t memo_hour = -1, memo_month = 0, prev_month = 0;
+        uint32_t prev_series = UINT32_MAX;
+        for (uint32_t i = 0; i < a->ncells; i++) {
+            const cell_t *c = &a->cells[a->morder[i]];
+            if (c->hour != memo_hour) {
+                memo_hour = c->hour;
+                memo_month = tally__time_month_start((int64_t)c->hour * 3600);
+            }
+            if (i == 0 || CELL_SERIES(c) != prev_series || memo_month != prev_month)
+                m++;
+            prev_series = CELL_SERIES(c);
+            prev_month = memo_month;
+            a->mput[a->morder[i]] = m - 1;
+        }
+        a->nmonthly = m;
+    }
+    src->nh = a->ncells;
+    src->nm = a->nmonthly;
     return 0;
+}
+
+/* The store's put of cell i in period_s, with its delta in *r. */
+static tally__store_put_t
+put_of(tally__cells_t *a, uint32_t i, int64_t period_s, tally__rollup_t *r)
+{
+    const cell_t *c = &a->cells[i];
+    uint32_t series = CELL_SERIES(c);
+    uint32_t s1 = a->sid1[series];
+    tally__store_put_t p = {.period_s = period_s, .delta = r, .sid1 = s1};
+    p.series = tally__strtab_get(a->series_tab, series, &p.series_len);
+    if (!s1)
+        p.learn = &a->sid1[series];
+    cell_rollup(c, r);
+    return p;
+}
+
+/* tally__store_src_t.fill over the prepared cells. Cells' last_sum is 0:
+ * the store turns changes of an hour's last into its month's last_sum. */
+static size_t
+fill(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t *deltas, size_t cap)
+{
+    tally__cells_t *a = ctx;
+    uint32_t *pos = &a->pos[which == TALLY_STORE_MONTHLY];
+    if (first)
+        *pos = 0;
+    size_t k = 0;
+    if (which == TALLY_STORE_HOURLY) {
+        for (; k < cap && *pos < a->ncells; k++, (*pos)++) {
+            uint32_t i = a->order[*pos];
+            puts[k] = put_of(a, i, (int64_t)a->cells[i].hour * 3600, &deltas[k]);
+            puts[k].month_plus1 = 1 + (a->mput ? a->mput[i] : *pos);
+        }
+        return k;
+    }
+    const uint32_t *mo = a->morder ? a->morder : a->order;
+    int64_t memo_hour = -1, memo_month = 0;
+    while (k < cap && *pos < a->ncells) {
+        uint32_t i = mo[*pos];
+        const cell_t *c = &a->cells[i];
+        if (c->hour != memo_hour) {
+            memo_hour = c->hour;
+            memo_month = tally__time_month_start((int64_t)c->hour * 3600);
+        }
+        puts[k] = put_of(a, i, memo_month, &deltas[k]);
+        (*pos)++;
+        /* more hours of the same series and month: fold them in */
+        while (a->mput && *pos < a->ncells && a->mput[mo[*pos]] == a->mput[i]) {
+            tally__rollup_t r;
+            cell_rollup(&a->cells[mo[*pos]], &r);
+            tally__rollup_merge(&deltas[k], &r);
+            (*pos)++;
+        }
+        k++;
+    }
+    return k;
 }
 
 size_t
@@ -373,7 +431,6 @@ tally__cells_bytes(const tally__cells_t *a)
 {
     return sizeof *a + (size_t)a->cap_cells * sizeof(cell_t) +
            ((size_t)a->index_mask + 1) * sizeof(uint32_t) +
-           ((size_t)a->cap_sid + a->cap_count + a->cap_remap) * sizeof(uint32_t) +
-           (size_t)a->cap_scratch *
-               (sizeof(sortent_t) + 2 * sizeof(tally__store_put_t) + sizeof(tally__rollup_t));
+           ((size_t)a->cap_sid + a->cap_count + a->cap_order) * sizeof(uint32_t) +
+           (a->mput ? 2 * (size_t)a->ncells * sizeof(uint32_t) : 0);
 }

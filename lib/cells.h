@@ -1,8 +1,8 @@
 /* cells.h — the aggregator's table of (series, hour) rollup cells between two flushes.
  *
  * Owned by one thread (the aggregator). Events add into cells keyed by
- * integer series id and hour; tally__cells_prepare() turns the cells into
- * hourly and monthly store updates sorted in LMDB key order: by period,
+ * integer series id and hour; tally__cells_prepare() yields the cells as
+ * hourly and monthly store updates in LMDB key order: by period,
  * then by the store's id of each series, learnt from the commit that first
  * wrote it, so that steady-state flushes sort only integers (a counting
  * sort). In a period, series the store has not named yet go last, and the
@@ -38,13 +38,14 @@ int tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_
 size_t tally__cells_cells(const tally__cells_t *a);
 
 /**
- * @brief Build the flush: hourly and monthly updates in key order.
- * @param[out] hourly,monthly arrays owned by the table, valid until the next
- *             prepare, reset or destroy.
+ * @brief Build the flush: a source of the hourly and monthly updates in
+ *        key order, read straight from the cells (no copy of them is
+ *        made). Pass it to tally__store_commit_src(); it stays valid, and
+ *        may be committed again after a failed commit, until the next add,
+ *        prepare, reset or destroy.
  * @return 0 or -ENOMEM.
  */
-int tally__cells_prepare(tally__cells_t *a, const tally__store_put_t **hourly, size_t *nh,
-                         const tally__store_put_t **monthly, size_t *nm);
+int tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src);
 
 /** @brief Forget every cell (after their commit). Keeps capacity. */
 void tally__cells_reset(tally__cells_t *a);

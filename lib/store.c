@@ -26,6 +26,9 @@
  * together on few pages, whatever history the store holds. */
 #define IDKEY_LEN TALLY_ROLLUP_KEY_LEN
 
+/* Puts asked of a tally__store_src_t at a time. */
+#define CHUNK 256
+
 /* A commit learns the ids of series it resolved from their strings; they
  * are handed to the caller only when the commit succeeds. */
 typedef struct learned {
@@ -39,6 +42,9 @@ struct tally__store {
     uint32_t next_sid; /* ids are dense: the next one is the "series" count */
     learned_t *learn;
     size_t nlearn, cap_learn;
+    /* a commit's puts, one chunk at a time (tally__store_src_t) */
+    tally__store_put_t *chunk_puts;
+    tally__rollup_t *chunk_deltas;
     int readonly;
     int writemap; /* MDB_WRITEMAP over a map reserved on disk */
     int lockfd;   /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
@@ -380,6 +386,8 @@ tally__store_close(tally__store_t *s)
     tally__store_unlock(s->lockfd); /* after the environment: its last commit is on disk */
     pthread_rwlock_destroy(&s->lock);
     free(s->learn);
+    free(s->chunk_puts);
+    free(s->chunk_deltas);
     free(s);
 }
 
@@ -424,13 +432,14 @@ learn(tally__store_t *s, uint32_t *dst, uint32_t sid1)
     s->learn[s->nlearn++] = (learned_t){dst, sid1};
 }
 
-/* Merge puts into dbi. Hourly (diffs != NULL): each record's last_sum is
- * its last, and the change of it is added to diffs[month] for the monthly
- * put of that series. Monthly (adds != NULL): adds[i] joins put i's last_sum. */
+/* Merge the puts of one kind from src into dbi. Hourly (diffs != NULL):
+ * each record's last_sum is its last, and the change of it is added to
+ * diffs[month] for the monthly put of that series. Monthly (adds != NULL):
+ * adds[i] joins put i's last_sum. */
 static int
 merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
-           const tally__store_put_t *puts, size_t n, double *diffs, size_t ndiffs,
-           const double *adds)
+           const tally__store_src_t *src, int which, double *diffs, size_t ndiffs,
+           const double *adds, size_t nadds)
 {
     MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, dbi, &cur);
@@ -451,65 +460,94 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
     }
     if (rc == MDB_NOTFOUND)
         rc = MDB_SUCCESS; /* empty: every key appends */
-    for (size_t i = 0; i < n && rc == MDB_SUCCESS; i++) {
-        uint32_t sid;
-        if (puts[i].sid1) {
-            sid = puts[i].sid1 - 1;
-            if (sid >= *next) {
-                rc = EINVAL; /* an id this store never gave out */
-                break;
-            }
-        } else {
-            if (puts[i].series_len > TALLY_SERIES_KEY_MAX || puts[i].series_len == 0) {
-                rc = EINVAL;
-                break;
-            }
-            if ((rc = series_id(s, txn, next, puts[i].series, puts[i].series_len, &sid)) != 0)
-                break;
-            if (puts[i].learn)
-                learn(s, puts[i].learn, sid + 1);
-        }
-        tally__rollup_key(key, sid, puts[i].period_s);
-        MDB_val k = {IDKEY_LEN, key}, v;
-        tally__rollup_t r, d = *puts[i].delta;
-        double old_last = 0;
-        if (adds)
-            d.last_sum += adds[i];
-        size_t vsize = diffs ? TALLY_ROLLUP_HOURLY_SIZE : sizeof r;
-        int append = !have_last || memcmp(key, last, IDKEY_LEN) > 0;
-        rc = append ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-        if (rc == MDB_SUCCESS && v.mv_size == vsize) {
-            memcpy(&r, v.mv_data, vsize);
-            if (diffs)
-                r.last_sum = r.last;
-            old_last = r.last;
-            tally__rollup_merge(&r, &d);
-            if (diffs)
-                r.last_sum = r.last;
-            v.mv_size = vsize;
-            v.mv_data = &r;
-            rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
-        } else if (rc == MDB_NOTFOUND) {
-            r = d;
-            if (diffs)
-                r.last_sum = r.last;
-            v.mv_size = vsize;
-            v.mv_data = &r;
-            rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
-            if (rc == MDB_SUCCESS && append) {
-                memcpy(last, key, IDKEY_LEN);
-                have_last = 1;
-            }
-        } else if (rc == MDB_SUCCESS) {
-            rc = MDB_CORRUPTED;
-        }
-        if (rc == MDB_SUCCESS && diffs && puts[i].month_plus1 && puts[i].month_plus1 <= ndiffs)
-            diffs[puts[i].month_plus1 - 1] += r.last - old_last;
-        if (rc)
+    size_t i = 0;         /* index of the put among all of this kind */
+    for (int first = 1; rc == MDB_SUCCESS; first = 0) {
+        size_t got = src->fill(src->ctx, which, first, s->chunk_puts, s->chunk_deltas, CHUNK);
+        if (got == 0)
             break;
+        for (size_t j = 0; j < got && rc == MDB_SUCCESS; j++, i++) {
+            const tally__store_put_t *put = &s->chunk_puts[j];
+            uint32_t sid;
+            if (put->sid1) {
+                sid = put->sid1 - 1;
+                if (sid >= *next) {
+                    rc = EINVAL; /* an id this store never gave out */
+                    break;
+                }
+            } else {
+                if (put->series_len > TALLY_SERIES_KEY_MAX || put->series_len == 0) {
+                    rc = EINVAL;
+                    break;
+                }
+                if ((rc = series_id(s, txn, next, put->series, put->series_len, &sid)) != 0)
+                    break;
+                if (put->learn)
+                    learn(s, put->learn, sid + 1);
+            }
+            tally__rollup_key(key, sid, put->period_s);
+            MDB_val k = {IDKEY_LEN, key}, v;
+            tally__rollup_t r, d = *put->delta;
+            double old_last = 0;
+            if (adds && i < nadds)
+                d.last_sum += adds[i];
+            size_t vsize = diffs ? TALLY_ROLLUP_HOURLY_SIZE : sizeof r;
+            int append = !have_last || memcmp(key, last, IDKEY_LEN) > 0;
+            rc = append ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            if (rc == MDB_SUCCESS && v.mv_size == vsize) {
+                memcpy(&r, v.mv_data, vsize);
+                if (diffs)
+                    r.last_sum = r.last;
+                old_last = r.last;
+                tally__rollup_merge(&r, &d);
+                if (diffs)
+                    r.last_sum = r.last;
+                v.mv_size = vsize;
+                v.mv_data = &r;
+                rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+            } else if (rc == MDB_NOTFOUND) {
+                r = d;
+                if (diffs)
+                    r.last_sum = r.last;
+                v.mv_size = vsize;
+                v.mv_data = &r;
+                rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
+                if (rc == MDB_SUCCESS && append) {
+                    memcpy(last, key, IDKEY_LEN);
+                    have_last = 1;
+                }
+            } else if (rc == MDB_SUCCESS) {
+                rc = MDB_CORRUPTED;
+            }
+            if (rc == MDB_SUCCESS && diffs && put->month_plus1 && put->month_plus1 <= ndiffs)
+                diffs[put->month_plus1 - 1] += r.last - old_last;
+        }
     }
     mdb_cursor_close(cur);
     return rc;
+}
+
+/* A tally__store_src_t over two arrays. */
+typedef struct array_src {
+    const tally__store_put_t *p[2];
+    size_t n[2], pos[2];
+} array_src_t;
+
+static size_t
+array_fill(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t *deltas,
+           size_t cap)
+{
+    array_src_t *a = ctx;
+    (void)deltas;
+    if (first)
+        a->pos[which] = 0;
+    size_t k = a->n[which] - a->pos[which];
+    if (k > cap)
+        k = cap;
+    if (k == 0)
+        return 0;
+    memcpy(puts, a->p[which] + a->pos[which], k * sizeof *puts);
+    a->pos[which] += k;
+    return k;
 }
 
 int
@@ -517,8 +555,29 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
                     const tally__store_put_t *monthly, size_t nm,
                     const tally__store_producer_t *producers, size_t np)
 {
+    array_src_t a = {{hourly, monthly}, {nh, nm}, {0, 0}};
+    tally__store_src_t src = {array_fill, &a, nh, nm};
+    return tally__store_commit_src(s, &src, producers, np);
+}
+
+int
+tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
+                        const tally__store_producer_t *producers, size_t np)
+{
     MDB_txn *txn = NULL;
     int rc;
+    size_t nm = src->nm;
+    if (!s->chunk_puts) {
+        s->chunk_puts = malloc(CHUNK * sizeof *s->chunk_puts);
+        s->chunk_deltas = malloc(CHUNK * sizeof *s->chunk_deltas);
+        if (!s->chunk_puts || !s->chunk_deltas) {
+            free(s->chunk_puts);
+            free(s->chunk_deltas);
+            s->chunk_puts = NULL;
+            s->chunk_deltas = NULL;
+            return map_err(ENOMEM);
+        }
+    }
     pthread_rwlock_rdlock(&s->lock);
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         goto out;
@@ -530,9 +589,10 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
     }
     uint32_t next = s->next_sid;
     s->nlearn = 0;
-    rc = merge_puts(s, txn, s->hourly, &next, hourly, nh, diffs ? diffs : (double[1]){0}, nm, NULL);
+    rc = merge_puts(s, txn, s->hourly, &next, src, TALLY_STORE_HOURLY,
+                    diffs ? diffs : (double[1]){0}, nm, NULL, 0);
     if (rc == 0)
-        rc = merge_puts(s, txn, s->monthly, &next, monthly, nm, NULL, 0, diffs);
+        rc = merge_puts(s, txn, s->monthly, &next, src, TALLY_STORE_MONTHLY, NULL, 0, diffs, nm);
     free(diffs);
     if (rc)
         goto abort;
@@ -551,6 +611,13 @@ tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t 
 abort:
     mdb_txn_abort(txn);
 out:
+    if (s->cap_learn > 4096) {
+        /* a flush that named many series: do not keep its list */
+        free(s->learn);
+        s->learn = NULL;
+        s->cap_learn = 0;
+    }
+    s->nlearn = 0;
     pthread_rwlock_unlock(&s->lock);
     return map_err(rc);
 }

@@ -66,7 +66,8 @@ void tally__store_close(tally__store_t *s);
 
 /** One rollup update for (series, period): merged into what the store holds. */
 typedef struct tally__store_put {
-    const char *series; /**< series key (rollup.h), borrowed for the call */
+    const char
+        *series; /**< series key (rollup.h), borrowed for the call; read only when sid1 is 0 */
     uint32_t series_len;
     int64_t period_s; /**< hour or month start */
     const tally__rollup_t *delta;
@@ -82,6 +83,27 @@ typedef struct tally__store_put {
      *  succeeded, so the next flush passes it; NULL for none. */
     uint32_t *learn;
 } tally__store_put_t;
+
+/**
+ * A flush's updates, handed to the commit piece by piece so that no one
+ * holds a second copy of every update: the aggregator's cells are the only
+ * copy. The commit asks for the hourly puts, then the monthly ones, each in
+ * key order (see tally__store_commit), and may start over (a commit retried
+ * after the map grew).
+ */
+typedef struct tally__store_src {
+    /**
+     * @brief Write the next puts of `which` (TALLY_STORE_HOURLY or _MONTHLY).
+     * @param first 1: start that kind over from its first put.
+     * @param puts,deltas room for cap puts and cap records; a put's delta
+     *        may point into deltas (or anywhere valid until the next call).
+     * @return puts written, at most cap; 0 when that kind is done.
+     */
+    size_t (*fill)(void *ctx, int which, int first, tally__store_put_t *puts,
+                   tally__rollup_t *deltas, size_t cap);
+    void *ctx;
+    size_t nh, nm; /**< how many hourly and monthly puts fill() yields */
+} tally__store_src_t;
 
 /** One producer's new dedup state. */
 typedef struct tally__store_producer {
@@ -101,6 +123,10 @@ typedef struct tally__store_producer {
 int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, size_t nh,
                         const tally__store_put_t *monthly, size_t nm,
                         const tally__store_producer_t *producers, size_t np);
+
+/** @brief tally__store_commit() of the puts a source yields. Same order, same results. */
+int tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
+                            const tally__store_producer_t *producers, size_t np);
 
 /**
  * @brief Grow the map to new_size bytes; waits for readers.

@@ -14,9 +14,16 @@
 
 typedef struct entry {
     uint32_t len;
-    uint32_t hash;
-    char data[]; /* len bytes + NUL */
+    char data[]; /* len bytes + NUL; entries are 4-byte aligned */
 } entry_t;
+
+/* An index slot: id + 1 in the low 28 bits (0 = empty), and the top 4
+ * bits of the string's hash, so that a probe passing other strings seldom
+ * has to read them. Ids stay below 2^28 - 1. */
+#define SLOT_ID_BITS 28
+#define SLOT_ID(v) ((v) & ((1u << SLOT_ID_BITS) - 1))
+#define SLOT_TAG(h) ((h) >> SLOT_ID_BITS << SLOT_ID_BITS)
+#define MAX_IDS ((1u << SLOT_ID_BITS) - 1)
 
 typedef struct arena {
     struct arena *next;
@@ -103,7 +110,8 @@ index_grow(tally__strtab_t *t)
         uint32_t v = t->index[i];
         if (!v)
             continue;
-        uint32_t pos = slot_get(t, v - 1)->hash & nmask;
+        const entry_t *e = slot_get(t, SLOT_ID(v) - 1);
+        uint32_t pos = (uint32_t)tally__hash_bytes(e->data, e->len) & nmask;
         while (ni[pos])
             pos = (pos + 1) & nmask;
         ni[pos] = v;
@@ -118,7 +126,7 @@ index_grow(tally__strtab_t *t)
 static entry_t *
 arena_alloc(tally__strtab_t *t, uint32_t len)
 {
-    size_t need = (sizeof(entry_t) + len + 1 + 7) & ~(size_t)7;
+    size_t need = (sizeof(entry_t) + len + 1 + 3) & ~(size_t)3;
     if (need > ARENA_BYTES / 4) { /* large strings get their own block */
         arena_t *a = malloc(sizeof *a + need);
         if (!a)
@@ -152,14 +160,16 @@ tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *
         uint32_t v = t->index[pos];
         if (!v)
             break;
-        entry_t *e = slot_get(t, v - 1);
-        if (e->hash == h && e->len == len && memcmp(e->data, s, len) == 0) {
-            *id = v - 1;
-            return 0;
+        if ((v ^ h) >> SLOT_ID_BITS == 0) {
+            entry_t *e = slot_get(t, SLOT_ID(v) - 1);
+            if (e->len == len && memcmp(e->data, s, len) == 0) {
+                *id = SLOT_ID(v) - 1;
+                return 0;
+            }
         }
         pos = (pos + 1) & t->index_mask;
     }
-    if (t->count >= DIR_SLOTS * CHUNK_SLOTS)
+    if (t->count >= MAX_IDS)
         return TALLY_EFULL;
     uint32_t nid = t->count;
     entry_t **chunk = t->dir[nid >> CHUNK_BITS];
@@ -174,11 +184,10 @@ tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *
     if (!e)
         return -ENOMEM;
     e->len = len;
-    e->hash = h;
     memcpy(e->data, s, len);
     e->data[len] = '\0';
     __atomic_store_n(&chunk[nid & (CHUNK_SLOTS - 1)], e, __ATOMIC_RELEASE);
-    t->index[pos] = nid + 1;
+    t->index[pos] = SLOT_TAG(h) | (nid + 1);
     __atomic_store_n(&t->count, nid + 1, __ATOMIC_RELEASE);
     *id = nid;
     /* keep the load factor under 1/2 so probes stay short */

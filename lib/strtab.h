@@ -26,7 +26,7 @@ void tally__strtab_destroy(tally__strtab_t *t);
  * @brief Find or add s[0..len). Writer thread only.
  * @param[out] id the string's id.
  * @return 0 when it existed, 1 when it was added, -ENOMEM, or TALLY_EFULL
- *         past 2^28 strings.
+ *         at 2^28 - 1 strings.
  */
 int tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id);
 

@@ -43,11 +43,12 @@ assert_puts_in_key_order(const tally__strtab_t *t, const tally__store_put_t *p, 
 {
     for (size_t i = 1; i < n; i++) {
         const tally__store_put_t *a = &p[i - 1], *b = &p[i];
-        cr_assert_leq(a->period_s, b->period_s, "%s: put %zu (period %lld) is before put %zu",
-                      what, i, (long long)b->period_s, i - 1);
+        cr_assert_leq(a->period_s, b->period_s, "%s: put %zu (period %lld) is before put %zu", what,
+                      i, (long long)b->period_s, i - 1);
         if (a->period_s < b->period_s)
             continue;
-        int same = a->series_len == b->series_len && memcmp(a->series, b->series, a->series_len) == 0;
+        int same =
+            a->series_len == b->series_len && memcmp(a->series, b->series, a->series_len) == 0;
         cr_assert(!same, "%s: put %zu: the same (series, period) twice", what, i);
         if (a->sid1 && b->sid1) {
             cr_assert_lt(a->sid1, b->sid1, "%s: put %zu: id %u after id %u", what, i, b->sid1,
@@ -116,6 +117,56 @@ series_of(const tally__strtab_t *t, const tally__store_put_t *p)
     return UINT32_MAX;
 }
 
+/* tally__cells_prepare(), read out whole into arrays the way the store
+ * reads it (in chunks, which the small chunk size here exercises), so the
+ * tests can look at every put. The arrays live until the next call; the
+ * puts may be committed with tally__store_commit(). */
+static tally__store_put_t *g_puts[2];
+static tally__rollup_t *g_deltas[2];
+
+static size_t
+read_kind(const tally__store_src_t *src, int which, size_t n)
+{
+    free(g_puts[which]);
+    free(g_deltas[which]);
+    g_puts[which] = calloc(n + 1, sizeof **g_puts);
+    g_deltas[which] = calloc(n + 1, sizeof **g_deltas);
+    cr_assert(g_puts[which] && g_deltas[which]);
+    size_t got = 0, k;
+    for (int first = 1; (k = src->fill(src->ctx, which, first, g_puts[which] + got,
+                                       g_deltas[which] + got, n - got < 7 ? n - got : 7)) > 0;
+         first = 0)
+        got += k;
+    cr_assert_eq(got, n, "the source yields %zu puts of kind %d, and said %zu", got, which, n);
+    /* a second read (a commit retried after the map grew) gives the same */
+    tally__store_put_t again;
+    tally__rollup_t d;
+    if (n) {
+        cr_assert_eq(src->fill(src->ctx, which, 1, &again, &d, 1), 1);
+        cr_assert_eq(again.period_s, g_puts[which][0].period_s);
+        cr_assert_eq(again.sid1, g_puts[which][0].sid1);
+        cr_assert_eq(d.count, g_puts[which][0].delta->count);
+    }
+    return got;
+}
+
+static int
+prepare(tally__cells_t *c, const tally__store_put_t **h, size_t *nh, const tally__store_put_t **m,
+        size_t *nm)
+{
+    tally__store_src_t src;
+    *h = *m = NULL;
+    *nh = *nm = 0;
+    int rc = tally__cells_prepare(c, &src);
+    if (rc)
+        return rc;
+    *nh = read_kind(&src, TALLY_STORE_HOURLY, src.nh);
+    *nm = read_kind(&src, TALLY_STORE_MONTHLY, src.nm);
+    *h = g_puts[TALLY_STORE_HOURLY];
+    *m = g_puts[TALLY_STORE_MONTHLY];
+    return 0;
+}
+
 Test(cells, empty_table_prepares_nothing)
 {
     tally__strtab_t *t;
@@ -124,7 +175,7 @@ Test(cells, empty_table_prepares_nothing)
     cr_assert_eq(tally__cells_create(t, &c), 0);
     const tally__store_put_t *h = NULL, *m = NULL;
     size_t nh = 99, nm = 99;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, 0);
     cr_assert_eq(nm, 0);
     cr_assert_eq(tally__cells_cells(c), 0);
@@ -205,7 +256,7 @@ Test(cells, hourly_and_monthly_puts_across_month_and_year_boundaries)
 
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, nref, "one hourly put per (series, hour)");
     assert_puts_in_key_order(t, h, nh, "hourly");
     for (size_t i = 0; i < nh; i++) {
@@ -284,7 +335,7 @@ Test(cells, monthly_put_of_a_leap_day_and_march_first_are_separate)
     cr_assert_eq(tally__cells_add(c, s, T_2024_02_01, 1, 0, 0.5, T_2024_02_01 * 1000), 0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, 3);
     cr_assert_eq(h[0].period_s, T_2024_02_01);
     cr_assert_eq(h[1].period_s, T_2024_02_29_23);
@@ -333,7 +384,7 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
     cr_assert_eq(tally__cells_add(c, zz, hr, 0, 1, 0, 1), 0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     /* nothing is named yet: table order, every put asks to learn its id */
     static const char *const first[] = {"zz", "aa", "mm"};
     assert_series_order(h, nh, first, 3);
@@ -345,7 +396,7 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
     cr_assert_eq(h[0].delta->sum_i, 1);
     cr_assert_eq(h[1].delta->sum_i, 3);
     /* a prepare without a commit learns nothing */
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(h[0].sid1, 0);
     cr_assert_eq(tally__store_commit(st, h, nh, m, nm, NULL, 0), 0);
     tally__cells_reset(c);
@@ -359,7 +410,7 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
     cr_assert_eq(tally__cells_add(c, b, hr, 0, 50, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr + 3600, 0, 70, 0, 1), 0);
     cr_assert_eq(tally__cells_add(c, aa, hr, 0, 80, 0, 1), 0);
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     static const char *const second[] = {"aa", "mm", "b", "a", "aa"};
     assert_series_order(h, nh, second, 5);
     assert_puts_in_key_order(t, h, nh, "second flush");
@@ -378,7 +429,7 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
 
     /* a prepare without a reset (a failed commit) gives the same puts again */
     size_t nh2, nm2;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh2, &m, &nm2), 0);
+    cr_assert_eq(prepare(c, &h, &nh2, &m, &nm2), 0);
     cr_assert_eq(nh2, nh);
     cr_assert_eq(nm2, nm);
     assert_series_order(h, nh, second, 5);
@@ -389,7 +440,7 @@ Test(cells, unnamed_series_come_out_in_table_order_then_by_learnt_id)
     /* b and a were named 3 and 4: now all five sort by id */
     for (uint32_t id = 0; id < 5; id++)
         cr_assert_eq(tally__cells_add(c, id, hr, 0, 1, 0, 2), 0);
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     static const char *const third[] = {"zz", "aa", "mm", "b", "a"};
     assert_series_order(h, nh, third, 5);
     for (size_t i = 0; i < nh; i++)
@@ -441,7 +492,7 @@ Test(cells, many_flushes_of_named_and_new_series_stay_in_key_order)
         }
         const tally__store_put_t *h, *m;
         size_t nh, nm;
-        cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+        cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
         cr_assert_eq(nh, tally__cells_cells(c));
         char what[32];
         snprintf(what, sizeof what, "round %d hourly", round);
@@ -478,7 +529,7 @@ flush_descending_hours(tally__cells_t *c, const uint32_t *ids, size_t n, int nho
                          0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, n * (size_t)nhours);
     assert_puts_in_key_order(g_t, h, nh, "descending hours");
     assert_puts_in_key_order(g_t, m, nm, "descending hours, monthly");
@@ -551,13 +602,13 @@ Test(cells, reset_empties_the_table)
     cr_assert_eq(tally__cells_cells(c), 0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, 0);
     cr_assert_eq(nm, 0);
     /* the same (series, hour) starts from zero again */
     cr_assert_eq(tally__cells_add(c, s, T_2024_01_01_00, 0, 7, 0, 1), 0);
     cr_assert_eq(tally__cells_cells(c), 1);
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, 1);
     cr_assert_eq(h[0].delta->sum_i, 7);
     cr_assert_eq(h[0].delta->count, 1);
@@ -597,7 +648,7 @@ Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
     cr_assert_gt(tally__cells_bytes(c), bytes0);
     const tally__store_put_t *h, *m;
     size_t nh, nm;
-    cr_assert_eq(tally__cells_prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
     cr_assert_eq(nh, (size_t)NSER * NHRS);
     assert_puts_in_key_order(t, h, nh, "hourly");
     assert_puts_in_key_order(t, m, nm, "monthly");
