@@ -25,6 +25,9 @@ FAULTS_UMOUNT=
 # they race e2e_cleanup's rm -rf), unmount a tmpfs, then e2e_cleanup.
 faults_cleanup() {
     _st=$?
+    # under set -e, "(exit $_st)" below would end the shell before
+    # e2e_cleanup prints the logs of a failed scenario and removes $T
+    set +e
     trap - EXIT
     if [ -n "$TALLYD_PID" ] && [ ! -f "$T/tallyd.rc" ]; then
         kill -KILL "$TALLYD_PID" 2>/dev/null || true
