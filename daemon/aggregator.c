@@ -108,7 +108,8 @@ apply_block(tally_aggregator_t *a, tally_block_t *b)
         const tally_delta_t *d = &b->d[i];
         int64_t iv = d->is_float ? 0 : d->v.i;
         double fv = d->is_float ? d->v.f : 0;
-        if (tally__cells_add(a->cells, d->series, d->hour_s, (int)d->is_float, iv, fv, d->ts_ms)) {
+        int64_t hour_s = tally__time_hour_start(d->ts_ms / 1000); /* as ingest checked it */
+        if (tally__cells_add(a->cells, d->series, hour_s, (int)d->is_float, iv, fv, d->ts_ms)) {
             tally__log_error("out of memory in the aggregator; exiting without acking");
             abort();
         }

@@ -263,7 +263,6 @@ handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
             tally_delta_t *d = &b->d[b->n++];
             d->series = sid;
             d->is_float = (uint32_t)ev->is_float;
-            d->hour_s = hour;
             d->ts_ms = ev->ts_ms;
             if (ev->is_float)
                 d->v.f = ev->fval;

@@ -22,8 +22,8 @@ enum {
 typedef struct tally_delta {
     uint32_t series; /**< id in the series table */
     uint32_t is_float;
-    int64_t hour_s; /**< start of the event's hour */
-    int64_t ts_ms;  /**< event time */
+    int64_t ts_ms; /**< event time; its hour is tally__time_hour_start(ts_ms / 1000).
+                        24 bytes a delta: blocks in flight hold ring_size x batch of them */
     union {
         int64_t i;
         double f;
