@@ -312,7 +312,8 @@ main(int argc, char **argv)
     make_ipc_dirs(d.cfg->ingest.listen, d.cfg->ingest.nlisten);
     make_ipc_dirs(d.cfg->ingest.acks, d.cfg->ingest.nacks);
     if ((rc = tally__store_open_ex(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20,
-                                   TALLY_STORE_WRITEMAP, &d.store)) != 0) {
+                                   d.cfg->storage.writemap ? TALLY_STORE_WRITEMAP : 0u,
+                                   &d.store)) != 0) {
         tally__log_error("cannot open the store dir=%s err=\"%s\"", d.cfg->storage.dir,
                          tally_strerror(rc));
         goto out;

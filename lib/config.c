@@ -468,6 +468,7 @@ static const struct keydef keys[] = {
     {"storage", "dir", K_PATH, "/var/lib/tally", .off = OFF(storage.dir)},
     {"storage", "map_size_mb", K_U64, "1024", 1, MAP_MB_MAX, .off = OFF(storage.map_size_mb)},
     {"storage", "map_max_mb", K_U64, "0", 0, MAP_MB_MAX, .off = OFF(storage.map_max_mb)},
+    {"storage", "writemap", K_BOOL, "true", .off = OFF(storage.writemap)},
     {"storage", "hourly_retention_days", K_U32, "400", 0, 36500,
      .off = OFF(storage.hourly_retention_days)},
     {"ingest", "listen", K_LIST, "ipc:///run/tally/ingest,tcp://127.0.0.1:7410",
@@ -720,8 +721,8 @@ convert(const struct loader *L, size_t k, tally__config_t *cfg, const char *cwd,
         /* tally__config_dump() writes the resolved path: it must fit an
          * INI line so that the dump loads back (found by tests/fuzz) */
         for (const char *c = v; *c; c++)
-            if ((unsigned char)*c < 0x20 || ((c[0] == ' ' || c[0] == '\t') &&
-                                              (c[1] == ';' || c[1] == '#')))
+            if ((unsigned char)*c < 0x20 ||
+                ((c[0] == ' ' || c[0] == '\t') && (c[1] == ';' || c[1] == '#')))
                 return key_fail(L, k, err, errlen,
                                 "a path may not hold control characters or ' ;' / ' #' "
                                 "(they read as a comment)");

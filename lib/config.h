@@ -72,6 +72,10 @@ typedef struct tally__config {
             (a late event must never land in an hour already pruned).
             Default 400. */
         uint32_t hourly_retention_days;
+        /** storage.writemap: write through LMDB's map, with the map
+            reserved on disk (store.h TALLY_STORE_WRITEMAP); false = LMDB's
+            copy mode. Default true. */
+        bool writemap;
     } storage;
 
     struct {

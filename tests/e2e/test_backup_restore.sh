@@ -42,7 +42,15 @@ for p in 1 2 3; do
     bg_run "emit$p" "$TALLYCTL" emit --endpoint "$INGEST" --ns bk --metric http_requests \
         --value 1 --count 4000 --rate 2000 --batch 50 --producer "bk-$p" --timeout 60
 done
-sleep 0.7
+# back up once some of it is committed (not after a fixed sleep: under
+# valgrind the first flush can take longer), while the rest still flows
+i=0
+until [ "$(curl -sf "$URL/metrics" | awk '$1 == "tally_ingest_events_committed_total" { print $2 }')" \
+    -gt 0 ] 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -le 300 ] || fail "no events committed within 30 s of starting the producers"
+    sleep 0.1
+done
 "$TALLYCTL" backup -c "$CONF" --out "$T/bak" >"$T/backup.out" 2>&1 ||
     fail "backup under load failed: $(cat "$T/backup.out")"
 grep -q "backup written to $T/bak" "$T/backup.out" || fail "backup said: $(cat "$T/backup.out")"
