@@ -54,6 +54,30 @@ tally__hash_bytes(const void *s, size_t len)
     return h;
 }
 
+/* The index's hash: eight bytes at a time, then a splitmix64 finish.
+ * Every event's series key is interned, and FNV-1a's byte loop was most of
+ * that; the index is private and never stored, so its hash may differ. */
+static uint32_t
+index_hash(const void *s, size_t len)
+{
+    const unsigned char *p = s;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+    }
+    if (len) {
+        w = 0;
+        memcpy(&w, p, len);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+    }
+    h ^= h >> 30;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return (uint32_t)h;
+}
+
 int
 tally__strtab_create(tally__strtab_t **out)
 {
@@ -111,7 +135,7 @@ index_grow(tally__strtab_t *t)
         if (!v)
             continue;
         const entry_t *e = slot_get(t, SLOT_ID(v) - 1);
-        uint32_t pos = (uint32_t)tally__hash_bytes(e->data, e->len) & nmask;
+        uint32_t pos = index_hash(e->data, e->len) & nmask;
         while (ni[pos])
             pos = (pos + 1) & nmask;
         ni[pos] = v;
@@ -154,7 +178,7 @@ arena_alloc(tally__strtab_t *t, uint32_t len)
 int
 tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id)
 {
-    uint32_t h = (uint32_t)tally__hash_bytes(s, len);
+    uint32_t h = index_hash(s, len);
     uint32_t pos = h & t->index_mask;
     for (;;) {
         uint32_t v = t->index[pos];
