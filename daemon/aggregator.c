@@ -15,6 +15,11 @@
 #include "stats.h"
 #include "timeutil.h"
 
+/* Growing a map reserved on disk when doubling does not fit: leave this
+ * much of the disk free, and grow by at least this much. */
+#define GROW_DISK_MARGIN (16ull << 20)
+#define GROW_MIN_STEP (1ull << 20)
+
 /* Blocks applied per wake-up before yielding to the flush timer. */
 #define DRAIN_BUDGET 4096
 
@@ -184,8 +189,21 @@ flush(tally_aggregator_t *a)
                 break;
             uint64_t nsize = size * 2 > max ? max : size * 2;
             int grc = tally__store_grow(a->o.store, nsize);
+            if (grc == -ENOSPC || grc == -EDQUOT) {
+                /* the map is reserved on disk and the doubled one does not
+                 * fit: take what the disk has, less a margin for the rest
+                 * of the system, before calling the disk full */
+                uint64_t avail = tally__store_free_bytes(a->o.store);
+                uint64_t margin = GROW_DISK_MARGIN, step = 0;
+                if (avail != UINT64_MAX && avail > margin)
+                    step = (avail - margin) & ~(uint64_t)(GROW_MIN_STEP - 1);
+                if (step >= GROW_MIN_STEP && size + step < nsize) {
+                    nsize = size + step;
+                    grc = tally__store_grow(a->o.store, nsize);
+                }
+            }
             if (grc == -ENOSPC || grc == -EDQUOT || grc == -EFBIG) {
-                rc = grc; /* the disk cannot hold the larger map: say so */
+                rc = grc; /* the disk cannot hold a larger map: say so */
                 break;
             }
             if (grc != 0)

@@ -302,6 +302,9 @@ main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* a store file reaching RLIMIT_FSIZE is an error to report (EFBIG),
+     * not a reason to die */
+    signal(SIGXFSZ, SIG_IGN);
     /* connections are bounded by http.max_connections, not by a low
      * default descriptor limit */
     struct rlimit rl;

@@ -413,6 +413,7 @@ fill(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t 
             memo_month = tally__time_month_start((int64_t)c->hour * 3600);
         }
         puts[k] = put_of(a, i, memo_month, &deltas[k]);
+        puts[k].learn = NULL; /* its hourly put learns the id */
         (*pos)++;
         /* more hours of the same series and month: fold them in */
         while (a->mput && *pos < a->ncells && a->mput[mo[*pos]] == a->mput[i]) {

@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,17 +151,54 @@ upgrade_rollups(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next, si
 }
 
 /* Allocate the data file's blocks up to size: with MDB_WRITEMAP, a write
- * to a page the disk has no block for is SIGBUS when the disk is full. */
+ * to a page the disk has no block for is SIGBUS when the disk is full.
+ * Bytes below keep are LMDB's (or reserved already). A failed call gives
+ * back what it took: ext4 and xfs keep the blocks of a failed fallocate,
+ * which would leave the disk full for everyone else. */
 static int
-reserve(tally__store_t *s, uint64_t size)
+reserve(tally__store_t *s, uint64_t size, uint64_t keep)
 {
-    int fd;
-    if (mdb_env_get_fd(s->env, &fd) != 0)
+    int fd, rc = 0;
+    struct rlimit rl;
+    struct stat st;
+    /* past RLIMIT_FSIZE the kernel would also send SIGXFSZ */
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && size > rl.rlim_cur)
+        return -EFBIG;
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
         return TALLY_ESTORE;
-    while (fallocate(fd, 0, 0, (off_t)size) != 0)
-        if (errno != EINTR)
-            return -errno;
-    return 0;
+    while (fallocate(fd, 0, 0, (off_t)size) != 0) {
+        if (errno != EINTR) {
+            rc = -errno;
+            break;
+        }
+    }
+    if (rc != 0 && size > keep) {
+        (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)keep,
+                        (off_t)(size - keep));
+        struct stat now;
+        if (fstat(fd, &now) == 0 && now.st_size > st.st_size)
+            (void)ftruncate(fd, st.st_size);
+    }
+    return rc;
+}
+
+/* Whether a block fallocate reserved stays writable on dir's filesystem:
+ * on copy-on-write ones (btrfs, ZFS) an overwrite needs a new block, so a
+ * reservation does not rule out SIGBUS on a full disk. */
+static int
+reservation_holds(const char *dir)
+{
+    struct statfs st;
+    if (statfs(dir, &st) != 0)
+        return 0;
+    switch ((unsigned long)st.f_type) {
+    case EXT4_SUPER_MAGIC: /* also ext2 and ext3 */
+    case XFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* mdb_env_set_mapsize, reserving the disk first when writing through the map. */
@@ -166,8 +206,12 @@ static int
 resize(tally__store_t *s, uint64_t size)
 {
     int rc;
-    if (s->writemap && (rc = reserve(s, size)) != 0)
-        return rc;
+    if (s->writemap) {
+        MDB_envinfo info;
+        mdb_env_info(s->env, &info);
+        if ((rc = reserve(s, size, info.me_mapsize)) != 0)
+            return rc;
+    }
     return map_err(mdb_env_set_mapsize(s->env, size));
 }
 
@@ -237,25 +281,36 @@ tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
      * an ack promises the events are on disk. */
     unsigned flags = MDB_NOTLS | (readonly ? MDB_RDONLY : 0);
     int writemap = !readonly && (oflags & TALLY_STORE_WRITEMAP);
+    if (writemap && !reservation_holds(dir)) {
+        tally__log_warn("the store's filesystem cannot promise that reserved blocks stay "
+                        "writable (only ext2/3/4, xfs and tmpfs can); using LMDB's copy mode, "
+                        "which holds a malloc'd copy of every page a flush writes dir=%s",
+                        dir);
+        writemap = 0;
+    }
     rc = env_open(s, dir, map_size_bytes, flags | (writemap ? MDB_WRITEMAP : 0));
     if (rc && !writemap)
         goto fail;
     if (writemap) {
         /* LMDB has sized the file to the map (sparse: that succeeds on a
-         * full disk, but not past RLIMIT_FSIZE) and written nothing through
-         * it yet: reserve it now, before the first write txn */
+         * full disk) and written nothing through it yet: reserve it now,
+         * before the first write txn */
+        const char *why = "LMDB cannot open it to write through the map";
         MDB_envinfo info = {0};
         if (rc == 0) {
+            MDB_stat st;
             mdb_env_info(s->env, &info);
+            mdb_env_stat(s->env, &st);
             s->writemap = 1;
-            rc = reserve(s, info.me_mapsize);
+            why = "the disk cannot hold the whole map";
+            rc = reserve(s, info.me_mapsize, ((uint64_t)info.me_last_pgno + 1) * st.ms_psize);
         }
         if (rc != 0) {
             tally__log_warn(
-                "cannot reserve the store's map on disk; using LMDB's copy mode, "
+                "cannot write through the store's map (%s); using LMDB's copy mode, "
                 "which holds a malloc'd copy of every page a flush writes dir=%s "
                 "map_size_bytes=%llu err=\"%s\"",
-                dir, (unsigned long long)(info.me_mapsize ? info.me_mapsize : map_size_bytes),
+                why, dir, (unsigned long long)(info.me_mapsize ? info.me_mapsize : map_size_bytes),
                 tally_strerror(rc));
             s->writemap = 0;
             if (s->env)
