@@ -679,3 +679,58 @@ Test(cells, hundred_thousand_cells_grow_the_index_and_stay_correct)
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
 }
+
+/* A cell keeps the rollup record's arithmetic in its own, smaller layout:
+ * random events, fed to a cell and to tally__rollup_add(), must come out
+ * the same, including floats, int64 overflow, ties of event time and
+ * events out of time order. */
+Test(cells, a_cell_adds_exactly_as_the_rollup_record_does)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    enum { NS = 64, NEV = 20000 };
+    for (int i = 0; i < NS; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "ns\037s%d", i);
+        intern_str(t, s);
+    }
+    tally__rollup_t want[NS];
+    for (int i = 0; i < NS; i++)
+        tally__rollup_init(&want[i]);
+    uint64_t seed = 0x5eed;
+    const int64_t hour = T_2024_02_29_23;
+    for (int e = 0; e < NEV; e++) {
+        uint32_t s = (uint32_t)(rnd(&seed) % NS);
+        uint64_t r = rnd(&seed);
+        int is_float = s % 4 == 0 && r % 3 == 0; /* a quarter of series mix in floats */
+        int64_t iv = s % 8 == 1 ? INT64_MAX / 3 : (int64_t)(r % 2001) - 1000; /* some overflow */
+        double fv = (double)(int64_t)(r % 1000) / 8.0 - 60.0;
+        int64_t ts = hour * 1000 + (int64_t)(rnd(&seed) % 50); /* many ties, out of order */
+        cr_assert_eq(tally__cells_add(c, s, hour, is_float, iv, fv, ts), 0);
+        tally__rollup_add(&want[s], is_float, iv, fv, ts);
+    }
+    const tally__store_put_t *h, *m;
+    size_t nh, nm;
+    cr_assert_eq(prepare(c, &h, &nh, &m, &nm), 0);
+    cr_assert_eq(nh, (size_t)NS);
+    int floats = 0;
+    for (size_t i = 0; i < nh; i++) {
+        uint32_t s = series_of(t, &h[i]);
+        const tally__rollup_t *got = h[i].delta, *w = &want[s];
+        cr_assert_eq(got->sum_i, w->sum_i, "series %u sum_i", s);
+        cr_assert_eq(got->sum_f, w->sum_f, "series %u sum_f", s);
+        cr_assert_eq(got->count, w->count, "series %u count", s);
+        cr_assert_eq(got->max, w->max, "series %u max", s);
+        cr_assert_eq(got->last, w->last, "series %u last", s);
+        cr_assert_eq(got->last_ts_ms, w->last_ts_ms, "series %u last time", s);
+        cr_assert_eq(got->flags, w->flags, "series %u flags", s);
+        cr_assert_eq(got->last_sum, 0.0, "deltas carry no last_sum");
+        floats += (w->flags & TALLY_ROLLUP_FLOAT) != 0;
+    }
+    cr_assert_geq(floats, NS / 4, "the float and overflow paths ran");
+    cr_assert_lt(floats, NS, "so did the exact integer one");
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
