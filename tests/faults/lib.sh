@@ -18,11 +18,13 @@ PERSIST_EMITTER=$TALLY_BIN_DIR/persist_emitter
 SLOW_SUB=$TALLY_BIN_DIR/slow_sub
 FAULTS_RAND_N=0
 
-FAULTS_UMOUNT=
+FAULTS_UMOUNT=     # a mount point to unmount on exit (tmpfs, loop-mounted image)
+FAULTS_LOOP_IMG=   # an image file under $T: its loop devices are detached on exit
 
 # faults_cleanup — the EXIT trap: stop what the scenario started first and
 # give the bg_run wrappers a moment to write their status files (otherwise
-# they race e2e_cleanup's rm -rf), unmount a tmpfs, then e2e_cleanup.
+# they race e2e_cleanup's rm -rf), unmount a tmpfs or image and detach the
+# image's loop device, then e2e_cleanup.
 faults_cleanup() {
     _st=$?
     # under set -e, "(exit $_st)" below would end the shell before
@@ -40,6 +42,14 @@ faults_cleanup() {
     sleep 0.3
     if [ -n "$FAULTS_UMOUNT" ]; then
         umount "$FAULTS_UMOUNT" 2>/dev/null || umount -l "$FAULTS_UMOUNT" 2>/dev/null || true
+    fi
+    # mount -o loop sets autoclear: the device goes with the unmount, but
+    # not after a lazy one while busy, nor if the mount failed half-way.
+    # Only devices backed by our image (losetup -j), never a reused one.
+    if [ -n "$FAULTS_LOOP_IMG" ] && [ -e "$FAULTS_LOOP_IMG" ]; then
+        for _d in $(losetup -j "$FAULTS_LOOP_IMG" -O NAME -n 2>/dev/null); do
+            losetup -d "$_d" 2>/dev/null || true
+        done
     fi
     (exit "$_st")
     e2e_cleanup
