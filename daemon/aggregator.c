@@ -15,8 +15,8 @@
 #include "stats.h"
 #include "timeutil.h"
 
-/* Growing a map reserved on disk when doubling does not fit: leave this
- * much of the disk free, and grow by at least this much. */
+/* Growing a map reserved on disk: leave this much of the disk free (or an
+ * eighth of a smaller disk), and grow by at least this much. */
 #define GROW_DISK_MARGIN (16ull << 20)
 #define GROW_MIN_STEP (1ull << 20)
 
@@ -188,20 +188,25 @@ flush(tally_aggregator_t *a)
             if (max <= size)
                 break;
             uint64_t nsize = size * 2 > max ? max : size * 2;
-            int grc = tally__store_grow(a->o.store, nsize);
-            if (grc == -ENOSPC || grc == -EDQUOT) {
-                /* the map is reserved on disk and the doubled one does not
-                 * fit: take what the disk has, less a margin for the rest
-                 * of the system, before calling the disk full */
-                uint64_t avail = tally__store_free_bytes(a->o.store);
-                uint64_t margin = GROW_DISK_MARGIN, step = 0;
-                if (avail != UINT64_MAX && avail > margin)
-                    step = (avail - margin) & ~(uint64_t)(GROW_MIN_STEP - 1);
-                if (step >= GROW_MIN_STEP && size + step < nsize) {
-                    nsize = size + step;
-                    grc = tally__store_grow(a->o.store, nsize);
+            /* The map is reserved on disk: never ask for more than the disk
+             * has free less a margin for the rest of the system. Asking and
+             * failing would take that space from everyone for a moment at
+             * every retry while the store is full. */
+            uint64_t avail, total;
+            int grc = 0;
+            if (tally__store_writemap(a->o.store) &&
+                tally__store_disk_bytes(a->o.store, &avail, &total) == 0) {
+                uint64_t margin = total / 8 < GROW_DISK_MARGIN ? total / 8 : GROW_DISK_MARGIN;
+                uint64_t room = avail > margin ? (avail - margin) & ~(GROW_MIN_STEP - 1) : 0;
+                if (nsize - size > room) {
+                    if (room < GROW_MIN_STEP)
+                        grc = -ENOSPC;
+                    else
+                        nsize = size + room;
                 }
             }
+            if (grc == 0)
+                grc = tally__store_grow(a->o.store, nsize);
             if (grc == -ENOSPC || grc == -EDQUOT || grc == -EFBIG) {
                 rc = grc; /* the disk cannot hold a larger map: say so */
                 break;

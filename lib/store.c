@@ -686,14 +686,23 @@ tally__store_grow(tally__store_t *s, uint64_t new_size)
     return rc;
 }
 
-uint64_t
-tally__store_free_bytes(tally__store_t *s)
+int
+tally__store_disk_bytes(tally__store_t *s, uint64_t *avail, uint64_t *total)
 {
     const char *path = NULL;
     struct statvfs st;
     if (mdb_env_get_path(s->env, &path) != 0 || !path || statvfs(path, &st) != 0)
-        return UINT64_MAX;
-    return (uint64_t)st.f_bavail * st.f_frsize;
+        return -1;
+    *avail = (uint64_t)st.f_bavail * st.f_frsize;
+    *total = (uint64_t)st.f_blocks * st.f_frsize;
+    return 0;
+}
+
+uint64_t
+tally__store_free_bytes(tally__store_t *s)
+{
+    uint64_t avail, total;
+    return tally__store_disk_bytes(s, &avail, &total) == 0 ? avail : UINT64_MAX;
 }
 
 void

@@ -144,6 +144,12 @@ int tally__store_grow(tally__store_t *s, uint64_t new_size);
  */
 uint64_t tally__store_free_bytes(tally__store_t *s);
 
+/**
+ * @brief Free and total bytes of the filesystem holding the store (statvfs).
+ * @return 0, or -1 when they cannot be told.
+ */
+int tally__store_disk_bytes(tally__store_t *s, uint64_t *avail, uint64_t *total);
+
 /** @brief Current map size and bytes in use (last page * page size). */
 void tally__store_map_info(tally__store_t *s, uint64_t *map_size, uint64_t *used);
 
