@@ -516,6 +516,8 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
     if (rc == MDB_NOTFOUND)
         rc = MDB_SUCCESS; /* empty: every key appends */
     size_t i = 0;         /* index of the put among all of this kind */
+    int on_record = 0;    /* the cursor is on the record of the last put */
+    MDB_val nk;
     for (int first = 1; rc == MDB_SUCCESS; first = 0) {
         size_t got = src->fill(src->ctx, which, first, s->chunk_puts, s->chunk_deltas, CHUNK);
         if (got == 0)
@@ -547,7 +549,16 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
                 d.last_sum += adds[i];
             size_t vsize = diffs ? TALLY_ROLLUP_HOURLY_SIZE : sizeof r;
             int append = !have_last || memcmp(key, last, IDKEY_LEN) > 0;
-            rc = append ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            if (append) {
+                rc = MDB_NOTFOUND;
+            } else if (on_record && (rc = mdb_cursor_get(cur, &nk, &v, MDB_NEXT)) == 0 &&
+                       nk.mv_size == IDKEY_LEN && memcmp(nk.mv_data, key, IDKEY_LEN) == 0) {
+                /* the record after the last one: a steady flush rewrites a
+                 * run of consecutive records, found without a search */
+            } else {
+                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            }
+            on_record = 0;
             if (rc == MDB_SUCCESS && v.mv_size == vsize) {
                 memcpy(&r, v.mv_data, vsize);
                 if (diffs)
@@ -559,6 +570,7 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
                 v.mv_size = vsize;
                 v.mv_data = &r;
                 rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+                on_record = rc == MDB_SUCCESS;
             } else if (rc == MDB_NOTFOUND) {
                 r = d;
                 if (diffs)
@@ -566,6 +578,7 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
                 v.mv_size = vsize;
                 v.mv_data = &r;
                 rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
+                on_record = rc == MDB_SUCCESS; /* LMDB leaves the cursor on it */
                 if (rc == MDB_SUCCESS && append) {
                     memcpy(last, key, IDKEY_LEN);
                     have_last = 1;

@@ -734,3 +734,100 @@ Test(cells, a_cell_adds_exactly_as_the_rollup_record_does)
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
 }
+
+/* ---- the real flush path against a model ---------------------------------------- */
+
+enum { MODEL_SERIES = 300, MODEL_HOURS = 6 };
+
+typedef struct model {
+    int64_t sum[MODEL_SERIES][MODEL_HOURS];
+    uint64_t count[MODEL_SERIES][MODEL_HOURS];
+    uint64_t seen[MODEL_SERIES][MODEL_HOURS]; /* records the scan visited */
+    int64_t h0;
+    const tally__strtab_t *t;
+} model_t;
+
+static int
+model_check(void *ctx, const char *series, size_t len, int64_t period_s, const tally__rollup_t *r)
+{
+    model_t *m = ctx;
+    uint32_t id = UINT32_MAX;
+    for (uint32_t i = 0; i < MODEL_SERIES; i++) {
+        uint32_t l;
+        const char *s = tally__strtab_get(m->t, i, &l);
+        if (l == len && memcmp(s, series, len) == 0)
+            id = i;
+    }
+    cr_assert_neq(id, UINT32_MAX, "the store holds a series never added");
+    int64_t hr = (period_s - m->h0) / 3600;
+    cr_assert(hr >= 0 && hr < MODEL_HOURS && (period_s - m->h0) % 3600 == 0, "period %lld",
+              (long long)period_s);
+    cr_assert_eq(r->sum_i, m->sum[id][hr], "series %u hour %lld: sum", id, (long long)hr);
+    cr_assert_eq(r->count, m->count[id][hr], "series %u hour %lld: count", id, (long long)hr);
+    m->seen[id][hr]++;
+    return 0;
+}
+
+/* Rounds of flushes through tally__cells_prepare and tally__store_commit_src,
+ * as the aggregator does them: each round a random part of the series, in
+ * one or two hours (late events land in earlier hours, among records that
+ * exist), new series now and then; the store must hold exactly what was
+ * added. Runs of consecutive records, gaps between them, records inserted
+ * before others and records appended all occur. */
+Test(cells, flushes_of_random_activity_commit_exactly_what_was_added)
+{
+    char dir[64];
+    tally__store_t *st = temp_store(dir, sizeof dir);
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    model_t *m = calloc(1, sizeof *m);
+    cr_assert_not_null(m);
+    m->h0 = T_2024_02_29_23 - 3 * 3600; /* the hours cross into March */
+    m->t = t;
+    for (int i = 0; i < MODEL_SERIES; i++) {
+        char s[32];
+        snprintf(s, sizeof s, "ns-%d\037m", (i * 7919) % MODEL_SERIES);
+        intern_str(t, s);
+    }
+    uint64_t seed = 42;
+    uint32_t known = 20; /* series in play so far */
+    for (int round = 0; round < 60; round++) {
+        int hr = round * MODEL_HOURS / 60;                /* the current hour */
+        int late = hr > 0 && rnd(&seed) % 3 == 0 ? 1 : 0; /* and an earlier one */
+        uint32_t pct = 20 + (uint32_t)(rnd(&seed) % 81);
+        if (known < MODEL_SERIES && rnd(&seed) % 2)
+            known += 1 + (uint32_t)(rnd(&seed) % 30);
+        if (known > MODEL_SERIES)
+            known = MODEL_SERIES;
+        for (uint32_t s = 0; s < known; s++) {
+            for (int k = 0; k <= late; k++) {
+                if (rnd(&seed) % 100 >= pct)
+                    continue;
+                int h = hr - k;
+                int64_t v = (int64_t)(rnd(&seed) % 1000);
+                int64_t hs = m->h0 + 3600 * h;
+                cr_assert_eq(tally__cells_add(c, s, hs, 0, v, 0, hs * 1000 + round), 0);
+                m->sum[s][h] += v;
+                m->count[s][h]++;
+            }
+        }
+        tally__store_src_t src;
+        cr_assert_eq(tally__cells_prepare(c, &src), 0);
+        cr_assert_eq(tally__store_commit_src(st, &src, NULL, 0), 0, "round %d", round);
+        tally__cells_reset(c);
+    }
+    cr_assert_eq(
+        tally__store_scan(st, TALLY_STORE_HOURLY, NULL, 0, INT64_MIN, INT64_MAX, model_check, m),
+        0);
+    for (int s = 0; s < MODEL_SERIES; s++)
+        for (int h = 0; h < MODEL_HOURS; h++)
+            cr_assert_eq(m->seen[s][h], m->count[s][h] ? 1u : 0u,
+                         "series %d hour %d: %llu records for %llu events", s, h,
+                         (unsigned long long)m->seen[s][h], (unsigned long long)m->count[s][h]);
+    free(m);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+    temp_store_close(st, dir);
+}
