@@ -252,6 +252,8 @@ rank(const tally__cells_t *a, const cell_t *c)
 static int
 sort_by(tally__cells_t *a, uint32_t *out, int monthly, uint32_t min_hour)
 {
+    if (a->ncells == 0)
+        return 0;
     sortent_t *e = malloc((size_t)a->ncells * sizeof *e);
     if (!e)
         return -ENOMEM;
@@ -322,7 +324,8 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
     *src = (tally__store_src_t){fill, a, 0, 0};
     free_spans(a);
     a->nmonthly = 0;
-    if (a->ncells == 0)
+    const size_t n = a->ncells;
+    if (n == 0)
         return 0;
     if (grow_u32(&a->sid1, &a->cap_sid, a->max_series_seen, 1) != 0 ||
         grow_u32(&a->order, &a->cap_order, a->ncells, 0) != 0)
@@ -340,8 +343,8 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
             return -ENOMEM;
         a->nmonthly = a->ncells;
     } else {
-        a->morder = malloc((size_t)a->ncells * sizeof *a->morder);
-        a->mput = malloc((size_t)a->ncells * sizeof *a->mput);
+        a->morder = malloc(n * sizeof *a->morder);
+        a->mput = malloc(n * sizeof *a->mput);
         if (!a->morder || !a->mput || sort_by(a, a->order, 0, min_hour) != 0 ||
             sort_by(a, a->morder, 1, min_hour) != 0) {
             free_spans(a);
