@@ -271,6 +271,25 @@ if [ "$FILLS" = tmpfs ]; then
     mount -o remount,size=256m "$T/fs" || fail "cannot grow the tmpfs"
     say "tmpfs grown to 256 MiB after $(elapsed_since "$t_full")s full"
 elif [ "$FILLS" = ext4 ]; then
+    # first an operator raises map_size_mb past the disk (SIGHUP): that
+    # reservation fails, and gives back what it took (ext4 keeps the blocks
+    # of a failed fallocate, which would leave the disk with 0 bytes free)
+    free_before=$(free_bytes "$T/fs")
+    sed -i 's/^map_size_mb = .*/map_size_mb = 200/' "$CONF"
+    kill -HUP "$TALLYD_PID"
+    i=0
+    until grep -q 'msg=reload: map size' "$T/tallyd.log"; do
+        i=$((i + 1))
+        [ "$i" -le 100 ] || fail "no 'reload: map size' line within 10 s of SIGHUP"
+        sleep 0.1
+    done
+    reload_line=$(grep -m1 'msg=reload: map size' "$T/tallyd.log")
+    echo "$reload_line" | grep -q 'err="No space left on device"' ||
+        fail "raising the map past the disk did not fail for lack of space: $reload_line"
+    free_after=$(free_bytes "$T/fs")
+    [ "$free_after" -ge $((free_before - MiB)) ] ||
+        fail "the failed reservation kept its blocks: $free_before bytes free before, $free_after after"
+    say "map raised past the disk (SIGHUP): refused, free space $free_before -> $free_after bytes"
     rm -f "$T/fs/filler"
     say "filler deleted after $(elapsed_since "$t_full")s full: $(($(free_bytes "$T/fs") / MiB)) MiB free on the ext4"
 else
