@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +21,7 @@
 #include <criterion/criterion.h>
 
 #include "harness.h"
+#include "testdir.h"
 #include "openapi_validate.h"
 
 extern char **environ;
@@ -86,15 +86,6 @@ slurp(const char *path, size_t *len_out)
     if (len_out)
         *len_out = len;
     return buf;
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
 }
 
 /* Directories: $TALLY_SOURCE_DIR, else this file's checkout; $TALLY_BIN_DIR, else SRC/build/bin. */
@@ -321,7 +312,7 @@ harness_stop(harness_t *h)
     if (keep && strcmp(keep, "1") == 0)
         fprintf(stderr, "harness: kept %s\n", h->dir);
     else
-        nftw(h->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        testdir_remove(h->dir);
     free_env(h->env);
     free(h);
     cr_assert(exited, "tallyd did not exit within %d ms of SIGTERM", STOP_TIMEOUT_MS);
@@ -684,8 +675,8 @@ harness_call(harness_t *h, json_t *doc, const char *method, const char *path, co
 }
 
 const char *
-harness_call_err(harness_t *h, json_t *doc, const char *method, const char *path,
-                 const char *token, const char *body, int status, const char *code)
+harness_call_err(harness_t *h, json_t *doc, const char *method, const char *path, const char *token,
+                 const char *body, int status, const char *code)
 {
     static char msg[1024];
     json_t *j = harness_call(h, doc, method, path, token, body, status, "tallyError");
