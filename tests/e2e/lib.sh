@@ -53,6 +53,17 @@ elapsed_since() {
     printf '%d.%03d\n' $((_ms / 1000)) $((_ms % 1000))
 }
 
+# wait_log FILE PATTERN SECONDS — wait until FILE has a line matching
+# PATTERN (grep); status 1 when SECONDS pass first.
+wait_log() {
+    _i=0
+    until grep -q "$2" "$1" 2>/dev/null; do
+        _i=$((_i + 1))
+        [ "$_i" -le $(($3 * 10)) ] || return 1
+        sleep 0.1
+    done
+}
+
 e2e_cleanup() {
     status=$?
     trap - EXIT INT TERM

@@ -196,12 +196,8 @@ else
         fail "want 48 hourly records 420 days old: $(cat "$T/ret.totals")"
     start_tallyd "$T/tallyd-now.log"
     PORT=$(http_port "$T/tallyd-now.log")
-    i=0
-    until grep -q "retention pruned hourly rollups records=48 " "$T/tallyd-now.log"; do
-        i=$((i + 1))
-        [ $i -le 100 ] || fail "no retention log line within 10 s"
-        sleep 0.1
-    done
+    wait_log "$T/tallyd-now.log" "retention pruned hourly rollups records=48 " 10 ||
+        fail "no retention log line within 10 s"
     curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^tally_retention_pruned_total 48$' ||
         fail "/metrics: tally_retention_pruned_total is not 48"
     stop_tallyd

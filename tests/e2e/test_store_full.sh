@@ -21,12 +21,7 @@ URL=http://127.0.0.1:$PORT
 # 20,000 series do not fit in 1 MiB: the first flush fails
 bg_run bench timeout 8 "$BENCH" --endpoint "$INGEST" --producers 1 --events 20000 \
     --series 20000 --batch 100
-i=0
-until grep -q "flush failed" "$T/tallyd.log"; do
-    i=$((i + 1))
-    [ $i -le 100 ] || fail "no 'flush failed' in the log within 10 s"
-    sleep 0.1
-done
+wait_log "$T/tallyd.log" "flush failed" 10 || fail "no 'flush failed' in the log within 10 s"
 say "store full: $(grep -m1 'flush failed' "$T/tallyd.log" | sed 's/.*msg=//')"
 curl -sf "$URL/healthz" | grep -q '"degraded"' || fail "/healthz does not say degraded"
 curl -sf "$URL/metrics" | grep -q '^tally_store_full 1$' || fail "/metrics lacks tally_store_full 1"
@@ -41,12 +36,8 @@ while ! bg_done bench; do sleep 0.2; done
 # give it room: SIGHUP applies the larger map
 sed -i 's/^map_size_mb = .*/map_size_mb = 256/' "$T/small.conf"
 kill -HUP "$TALLYD_PID"
-i=0
-until grep -q "flush succeeded again" "$T/tallyd.log"; do
-    i=$((i + 1))
-    [ $i -le 100 ] || fail "ingest did not resume within 10 s of SIGHUP"
-    sleep 0.1
-done
+wait_log "$T/tallyd.log" "flush succeeded again" 10 ||
+    fail "ingest did not resume within 10 s of SIGHUP"
 curl -sf "$URL/metrics" | grep -q '^tally_store_full 0$' || fail "tally_store_full did not clear"
 "$TALLYCTL" emit --endpoint "$INGEST" --ns after --metric http_requests --value 3 --count 100 \
     --timeout 30 >/dev/null || fail "emit after resume not acked"

@@ -167,15 +167,10 @@ expect_at df-before http_requests 3 500 $((TS * 1000))
 
 # 2. fill it: 2 x SERIES series, unique objects
 bg_run bench "$BENCH" --endpoint "$INGEST" --producers 2 --events "$SERIES" --series "$SERIES" --batch 100
-i=0
-until grep -q "flush failed" "$T/tallyd.log"; do
-    i=$((i + 1))
-    if [ "$i" -gt 300 ]; then
-        df -h "$T/fs" >&2 || true
-        fail "no 'flush failed' in the log within 30 s: the store never filled"
-    fi
-    sleep 0.1
-done
+wait_log "$T/tallyd.log" "flush failed" 30 || {
+    df -h "$T/fs" >&2 || true
+    fail "no 'flush failed' in the log within 30 s: the store never filled"
+}
 t_full=$(now_ms)
 logline=$(grep -m1 'flush failed' "$T/tallyd.log")
 say "store full: $logline"
@@ -277,12 +272,8 @@ elif [ "$FILLS" = ext4 ]; then
     free_before=$(free_bytes "$T/fs")
     sed -i 's/^map_size_mb = .*/map_size_mb = 200/' "$CONF"
     kill -HUP "$TALLYD_PID"
-    i=0
-    until grep -q 'msg=reload: map size' "$T/tallyd.log"; do
-        i=$((i + 1))
-        [ "$i" -le 100 ] || fail "no 'reload: map size' line within 10 s of SIGHUP"
-        sleep 0.1
-    done
+    wait_log "$T/tallyd.log" 'msg=reload: map size' 10 ||
+        fail "no 'reload: map size' line within 10 s of SIGHUP"
     reload_line=$(grep -m1 'msg=reload: map size' "$T/tallyd.log")
     echo "$reload_line" | grep -q 'err="No space left on device"' ||
         fail "raising the map past the disk did not fail for lack of space: $reload_line"
@@ -297,12 +288,7 @@ else
     kill -HUP "$TALLYD_PID"
     say "map raised to 256 MiB (SIGHUP) after $(elapsed_since "$t_full")s full"
 fi
-i=0
-until grep -q "flush succeeded again" "$T/tallyd.log"; do
-    i=$((i + 1))
-    [ "$i" -le 200 ] || fail "ingest did not resume within 20 s"
-    sleep 0.1
-done
+wait_log "$T/tallyd.log" "flush succeeded again" 20 || fail "ingest did not resume within 20 s"
 say "resumed: $(grep -m1 'flush succeeded again' "$T/tallyd.log")"
 i=0
 while ! bg_done bench || ! bg_done during; do
