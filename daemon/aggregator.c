@@ -146,6 +146,40 @@ publish_acks(tally_aggregator_t *a)
     a->ntouched = 0;
 }
 
+/* After a commit found the map full: grow it (doubling, up to map_max).
+ * The map is reserved on disk, so never ask for more than the disk has free
+ * less a margin for the rest of the system: asking and failing would take
+ * that space from everyone for a moment at every retry while the store is
+ * full. Returns 0 when it grew, 1 when it cannot (at map_max, or the store
+ * refused), -ENOSPC, -EDQUOT or -EFBIG when the disk cannot hold more. */
+static int
+grow_map(tally_aggregator_t *a)
+{
+    uint64_t size, used, avail, total;
+    tally__store_map_info(a->o.store, &size, &used);
+    uint64_t max = __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED);
+    if (max <= size)
+        return 1;
+    uint64_t nsize = size * 2 > max ? max : size * 2;
+    if (tally__store_writemap(a->o.store) &&
+        tally__store_disk_bytes(a->o.store, &avail, &total) == 0) {
+        uint64_t margin = total / 8 < GROW_DISK_MARGIN ? total / 8 : GROW_DISK_MARGIN;
+        uint64_t room = avail > margin ? (avail - margin) & ~(GROW_MIN_STEP - 1) : 0;
+        if (nsize - size > room && room < GROW_MIN_STEP)
+            return -ENOSPC;
+        if (nsize - size > room)
+            nsize = size + room;
+    }
+    int rc = tally__store_grow(a->o.store, nsize);
+    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
+        return rc;
+    if (rc != 0)
+        return 1;
+    TALLY_STAT_ADD(map_grows, 1);
+    tally__log_info("storage map grown map_size_bytes=%llu", (unsigned long long)nsize);
+    return 0;
+}
+
 /* One flush: prepare sorted updates, commit them with the producer marks,
  * then ack. On failure everything stays for the next try. */
 static int
@@ -182,39 +216,11 @@ flush(tally_aggregator_t *a)
             rc = tally__store_commit_src(a->o.store, &src, a->pput, np);
             if (rc != TALLY_EMAPFULL)
                 break;
-            uint64_t size, used;
-            tally__store_map_info(a->o.store, &size, &used);
-            uint64_t max = __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED);
-            if (max <= size)
-                break;
-            uint64_t nsize = size * 2 > max ? max : size * 2;
-            /* The map is reserved on disk: never ask for more than the disk
-             * has free less a margin for the rest of the system. Asking and
-             * failing would take that space from everyone for a moment at
-             * every retry while the store is full. */
-            uint64_t avail, total;
-            int grc = 0;
-            if (tally__store_writemap(a->o.store) &&
-                tally__store_disk_bytes(a->o.store, &avail, &total) == 0) {
-                uint64_t margin = total / 8 < GROW_DISK_MARGIN ? total / 8 : GROW_DISK_MARGIN;
-                uint64_t room = avail > margin ? (avail - margin) & ~(GROW_MIN_STEP - 1) : 0;
-                if (nsize - size > room) {
-                    if (room < GROW_MIN_STEP)
-                        grc = -ENOSPC;
-                    else
-                        nsize = size + room;
-                }
-            }
-            if (grc == 0)
-                grc = tally__store_grow(a->o.store, nsize);
-            if (grc == -ENOSPC || grc == -EDQUOT || grc == -EFBIG) {
+            int grc = grow_map(a);
+            if (grc < 0)
                 rc = grc; /* the disk cannot hold a larger map: say so */
-                break;
-            }
             if (grc != 0)
                 break;
-            TALLY_STAT_ADD(map_grows, 1);
-            tally__log_info("storage map grown map_size_bytes=%llu", (unsigned long long)nsize);
         }
     }
     uint64_t size, used;
