@@ -51,7 +51,6 @@ struct tally__cells {
     uint32_t *order;
     uint32_t cap_order;
     uint32_t *morder, *mput;
-    uint32_t nmonthly;
     uint32_t pos[2]; /* fill() cursors: hourly, monthly */
 };
 
@@ -323,7 +322,6 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
 {
     *src = (tally__store_src_t){fill, a, 0, 0};
     free_spans(a);
-    a->nmonthly = 0;
     const size_t n = a->ncells;
     if (n == 0)
         return 0;
@@ -341,7 +339,7 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
         int rc = counting_sort(a);
         if (rc < 0 || (rc == 0 && sort_by(a, a->order, 0, min_hour) != 0))
             return -ENOMEM;
-        a->nmonthly = a->ncells;
+        src->nm = n;
     } else {
         a->morder = malloc(n * sizeof *a->morder);
         a->mput = malloc(n * sizeof *a->mput);
@@ -366,10 +364,9 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
             prev_month = memo_month;
             a->mput[a->morder[i]] = m - 1;
         }
-        a->nmonthly = m;
+        src->nm = m;
     }
-    src->nh = a->ncells;
-    src->nm = a->nmonthly;
+    src->nh = n;
     return 0;
 }
 
