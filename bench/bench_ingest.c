@@ -28,6 +28,7 @@ typedef struct opts {
     int series; /* distinct series per producer */
     int interval_ms;
     int in_flight; /* batches a producer keeps unacked */
+    const char *key; /* emitter credential; NULL: unauthenticated v1 (--no-auth) */
     const char *endpoint;
     const char *tallyd;
     const char *config; /* tallyd config (default: config/tallyd.conf of the source tree) */
@@ -61,7 +62,8 @@ worker_main(void *arg)
     snprintf(producer, sizeof producer, "bench-%d-%d", (int)getpid(), w->id);
     tally_client_options_t co = {.batch_events = (uint32_t)o->batch,
                                  .batch_delay_ms = 5,
-                                 .max_unacked = (uint32_t)o->in_flight};
+                                 .max_unacked = (uint32_t)o->in_flight,
+                                 .credential = o->key};
     tally_client_t *c;
     if ((w->rc = tally_client_create(w->endpoint, producer, &co, &c)) != 0)
         return NULL;
@@ -204,7 +206,10 @@ usage(void)
             "  --in-flight  batches each producer keeps unacked (default 1024, max 4096)\n"
             "  --endpoint   use a running tallyd instead of starting one\n"
             "  --tallyd     tallyd binary (default: beside this program)\n"
-            "  --config     tallyd config (default: ../../config/tallyd.conf from tallyd)\n");
+            "  --config     tallyd config (default: ../../config/tallyd.conf from tallyd)\n"
+            "  --no-auth    unauthenticated v1 batches (the started tallyd gets\n"
+            "               ingest.require_auth = false); default: protocol v2 with the\n"
+            "               credential in TALLY_KEY, else config/tokens' dev-emitter\n");
 }
 
 int
@@ -220,10 +225,13 @@ main(int argc, char **argv)
                                        {"json", no_argument, NULL, 'j'},
                                        {"in-flight", required_argument, NULL, 'F'},
                                        {"config", required_argument, NULL, 'C'},
+                                       {"no-auth", no_argument, NULL, 'N'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     opts_t o = {
         .producers = 2, .events = 2000000, .batch = 100, .series = 1000, .interval_ms = 100};
+    o.key = getenv("TALLY_KEY") ? getenv("TALLY_KEY")
+                                : "dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo";
     char tallyd_path[4096];
     int opt;
     while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -257,6 +265,10 @@ main(int argc, char **argv)
             break;
         case 'C':
             o.config = optarg;
+            break;
+        case 'N':
+            o.key = NULL;
+            setenv("TALLY_INGEST_REQUIRE_AUTH", "false", 1);
             break;
         default:
             usage();

@@ -28,6 +28,8 @@ typedef struct prod {
     tally__dedup_t committed; /* what the store holds */
     uint8_t dirty;            /* pending differs from committed */
     uint8_t need_ack;         /* ack at the next flush even if unchanged */
+    uint8_t signed_ack;       /* v2: keyed topic and MAC under ack_key */
+    uint8_t ack_key[32];      /* from the producer's latest block */
 } prod_t;
 
 struct tally_aggregator {
@@ -36,7 +38,8 @@ struct tally_aggregator {
     uv_async_t wake;
     uv_timer_t flush_timer;
     uv_thread_t thread;
-    int pub;
+    int pub;       /* tcp and ws ack endpoints: signed (v2) acks only */
+    int pub_local; /* ipc and inproc ack endpoints: every ack */
     tally__cells_t *cells;
     prod_t *prods;
     uint32_t nprods, cap_prods;
@@ -48,6 +51,7 @@ struct tally_aggregator {
     int shutting_down;
     int final_status;
     tally__ratelimit_t rl_fail;
+    tally__ratelimit_t rl_ovf; /* int64 overflow warnings */
     msgpack_sbuffer ackbuf;
     tally__store_producer_t *pput;
     uint32_t cap_pput;
@@ -109,6 +113,9 @@ apply_block(tally_aggregator_t *a, tally_block_t *b)
         p->dirty = 1;
     }
     p->need_ack = 1;
+    p->signed_ack = (uint8_t)b->signed_ack;
+    if (b->signed_ack)
+        memcpy(p->ack_key, b->ack_key, sizeof p->ack_key);
     for (uint32_t i = 0; i < b->n; i++) {
         const tally_delta_t *d = &b->d[i];
         int64_t iv = d->is_float ? 0 : d->v.i;
@@ -132,14 +139,37 @@ publish_acks(tally_aggregator_t *a)
         uint32_t len;
         const char *name = tally__strtab_get(a->o.producers, id, &len);
         a->ackbuf.size = 0;
-        /* a PUB socket drops for slow subscribers; the producer resends
-         * after its timeout and gets acked again */
-        if (tally__encode_ack(&a->ackbuf, name, len, p->committed.floor, p->committed.max_seq) ||
-            (a->pub >= 0 && nn_send(a->pub, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0)) {
-            TALLY_STAT_ADD(ack_send_errors, 1);
+        int rc;
+        if (p->signed_ack) {
+            /* the producer table's key is "credential 0x1f producer id" */
+            const char *sep = memchr(name, '\x1f', len);
+            const char *prod = sep ? sep + 1 : name;
+            rc = tally__encode_ack_v2(&a->ackbuf, p->ack_key, prod, len - (size_t)(prod - name),
+                                      p->committed.floor, p->committed.max_seq);
         } else {
-            TALLY_STAT_ADD(acks_sent, 1);
+            rc = tally__encode_ack(&a->ackbuf, name, len, p->committed.floor,
+                                   p->committed.max_seq);
         }
+        /* a PUB socket drops for slow subscribers; the producer resends
+         * after its timeout and gets acked again. A v1 ack names its
+         * producer in the clear, so it goes out on local endpoints only. */
+        int sent = 0, failed = rc != 0;
+        if (!rc && a->pub_local >= 0) {
+            if (nn_send(a->pub_local, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0)
+                failed = 1;
+            else
+                sent = 1;
+        }
+        if (!rc && p->signed_ack && a->pub >= 0) {
+            if (nn_send(a->pub, a->ackbuf.data, a->ackbuf.size, NN_DONTWAIT) < 0)
+                failed = 1;
+            else
+                sent = 1;
+        }
+        if (failed || !sent)
+            TALLY_STAT_ADD(ack_send_errors, 1);
+        else
+            TALLY_STAT_ADD(acks_sent, 1);
         p->need_ack = 0;
         p->dirty = 0;
     }
@@ -258,6 +288,19 @@ flush(tally_aggregator_t *a)
         p->committed = p->pending;
     }
     tally__cells_reset(a->cells);
+    /* int64 overflows of this flush and of the adds before it
+     * (docs/semantics-overflow.md): counted and logged, never silent */
+    char ovc[TALLY_SERIES_TEXT_MAX], ovs[TALLY_SERIES_TEXT_MAX];
+    uint64_t ovn = tally__cells_take_overflows(a->cells, ovc, sizeof ovc);
+    uint64_t ovm = tally__store_take_overflows(a->o.store, ovs, sizeof ovs);
+    uint32_t ovsupp;
+    if (ovn + ovm) {
+        TALLY_STAT_ADD(int_overflows, ovn + ovm);
+        if (tally__ratelimit_ok(&a->rl_ovf, 1, 10000, &ovsupp))
+            tally__log_warn("integer sum passed int64; it goes on in double precision, no longer "
+                            "exact series=\"%s\" overflows=%llu suppressed=%u",
+                            ovn ? ovc : ovs, (unsigned long long)(ovn + ovm), ovsupp);
+    }
     uint64_t us = (uv_hrtime() - t0) / 1000;
     tally_stats_flush_observe(us);
     TALLY_STAT_ADD(flushes, 1);
@@ -396,7 +439,7 @@ tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t
     if (!a)
         return -ENOMEM;
     a->o = *opts;
-    a->pub = -1;
+    a->pub = a->pub_local = -1;
     msgpack_sbuffer_init(&a->ackbuf);
     if ((rc = tally__cells_create(opts->series, &a->cells)) != 0)
         goto fail;
@@ -404,12 +447,14 @@ tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t
         goto fail;
     for (uint32_t i = 0; i < n; i++)
         a->prods[i].pending = a->prods[i].committed = initial[i];
-    if ((a->pub = nn_socket(AF_SP, NN_PUB)) < 0) {
+    if ((a->pub = nn_socket(AF_SP, NN_PUB)) < 0 || (a->pub_local = nn_socket(AF_SP, NN_PUB)) < 0) {
         rc = -nn_errno();
         goto fail;
     }
     for (size_t i = 0; i < opts->nacks; i++) {
-        if (nn_bind(a->pub, opts->acks[i]) < 0) {
+        int local = strncmp(opts->acks[i], "ipc://", 6) == 0 ||
+                    strncmp(opts->acks[i], "inproc://", 9) == 0;
+        if (nn_bind(local ? a->pub_local : a->pub, opts->acks[i]) < 0) {
             rc = -nn_errno();
             tally__log_error("cannot bind ack endpoint endpoint=%s err=\"%s\"", opts->acks[i],
                              nn_strerror(-rc));
@@ -435,6 +480,8 @@ tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t
 fail:
     if (a->pub >= 0)
         nn_close(a->pub);
+    if (a->pub_local >= 0)
+        nn_close(a->pub_local);
     tally__cells_destroy(a->cells);
     free(a->prods);
     msgpack_sbuffer_destroy(&a->ackbuf);
@@ -461,6 +508,7 @@ tally_aggregator_join(tally_aggregator_t *a)
     int status = a->final_status;
     uv_loop_close(&a->loop);
     nn_close(a->pub);
+    nn_close(a->pub_local);
     tally__cells_destroy(a->cells);
     free(a->prods);
     free(a->touched);

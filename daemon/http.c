@@ -1,5 +1,5 @@
-/* http.c — the HTTP/1.1 server: connections, limits, timeouts, responses; requests are parsed
- * by httpreq.c. */
+/* http.c — the HTTP/1.1 server: connections, limits, timeouts, responses and deferred answers;
+ * requests are parsed by httpreq.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,7 +16,16 @@
  * that pipelines without reading must not make us buffer without bound. */
 #define WRITE_QUEUE_MAX (1u << 20)
 
+/* While an answer is pending the socket is still read, only to notice a
+ * peer that goes away; what it sends meanwhile is held unparsed up to this,
+ * then reading stops until the answer is out. */
+#define HELD_MAX (64u * 1024)
+
+/* One socket read at most (on_alloc's slab). */
+#define READ_MAX 65536
+
 typedef struct conn conn_t;
+typedef struct queued queued_t;
 
 struct tally_http_server {
     uv_loop_t *loop;
@@ -27,6 +36,10 @@ struct tally_http_server {
     int log_requests;
     uint16_t port;
     uint32_t nconns;
+    uint64_t pending_ms; /* the pending limit, resolved */
+    tally_http_observe_fn observe;
+    uint32_t npending;
+    uint64_t pending_timeouts, pending_dropped;
     int closing;
     int listener_closed;
     conn_t *conns; /* doubly linked, for shutdown */
@@ -43,7 +56,56 @@ struct conn {
     int reading;
     int close_after; /* close once the queued responses are written */
     int handles_open;
+    int refused;      /* a refusal is queued: the stream is done */
+    int owe_continue; /* "100 Continue" is due once the answers before it are out */
+    /* the deferred answer awaited (borrowed from its owner); requests parsed
+     * behind it, in order; bytes read behind it, unparsed */
+    tally_http_pending_t *pending;
+    queued_t *qhead, *qtail;
+    tally__sbuf_t held;
     char remote[64];
+};
+
+/* What answering a request needs to know of it once dispatch has returned. */
+typedef struct ask {
+    uint64_t t0;      /* the dispatch began (uv_hrtime) */
+    const char *path; /* for the log; NULL for a malformed target */
+    unsigned method;  /* http-parser's, for the log */
+    int head;         /* answer without the body */
+    int keep_alive;   /* what the answer says */
+    int dispatched;   /* the dispatch ran: report to the observer */
+    int quiet;        /* a refusal: not logged as a request */
+} ask_t;
+
+/* One dispatch in progress; req->srv points at it. */
+typedef struct dispatching {
+    conn_t *c;
+    tally_http_res_t *res;
+    const ask_t *ask;
+    tally_http_pending_t *p; /* deferred and not completed yet */
+    int deferred;            /* tally_http_defer() was called */
+} dispatching_t;
+
+/* The handle belongs to whoever called tally_http_defer(); the connection
+ * only borrows it (c->pending) while it waits, and lets go by clearing c. */
+struct tally_http_pending {
+    conn_t *c;         /* the connection waiting; NULL once it closed or got the 503 */
+    dispatching_t *d;  /* set while the deferring dispatch still runs */
+    const char *route; /* as the dispatch set it */
+    ask_t ask;         /* ask.path points at path */
+    char path[];
+};
+
+/* A request parsed while an earlier answer was pending: a deep copy, since
+ * the parser's buffers are reused for the next request. */
+struct queued {
+    queued_t *next;
+    tally_http_req_t req;
+    tally_http_res_t res; /* preset for a malformed target or a refusal */
+    unsigned method;
+    int keep_alive;
+    int quiet;
+    char data[]; /* the request's strings */
 };
 
 typedef struct wreq {
@@ -185,6 +247,7 @@ tally_http_query_get(const char *query, const char *name, char *buf, size_t cap)
 
 static void conn_close(conn_t *c);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static void
 on_handle_closed(uv_handle_t *h)
@@ -202,6 +265,13 @@ on_handle_closed(uv_handle_t *h)
     s->nconns--;
     if (s->listener_closed && s->nconns == 0)
         free(s); /* the last connection of a closed server */
+    while (c->qhead) {
+        queued_t *q = c->qhead;
+        c->qhead = q->next;
+        free(q->res.body);
+        free(q);
+    }
+    tally__sbuf_free(&c->held);
     tally__httpreq_free(&c->req);
     free(c);
 }
@@ -212,6 +282,15 @@ conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->pending) {
+        /* the handle stays its owner's: tally_http_complete() will only free it */
+        tally__log_debug("http deferred answer dropped, connection closed path=%s remote=%s",
+                         c->pending->path, c->remote);
+        c->pending->c = NULL;
+        c->pending = NULL;
+        c->s->npending--;
+        c->s->pending_dropped++;
+    }
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -232,10 +311,29 @@ on_timeout(uv_timer_t *t)
 static void
 arm_timer(conn_t *c)
 {
-    if (c->closing)
+    /* while an answer is pending its own limit runs instead (on_pending_timeout) */
+    if (c->closing || c->pending)
         return;
     uint32_t ms = c->in_request ? c->s->lim.request_timeout_ms : c->s->lim.idle_timeout_ms;
     uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* Read when we can take more: not closing or done, not too much unsent (stop
+ * above WRITE_QUEUE_MAX, resume below half of it), not too much held. */
+static void
+update_reading(conn_t *c)
+{
+    if (c->closing)
+        return;
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    int can = !c->close_after && !c->refused && c->held.len < HELD_MAX;
+    if (c->reading && (!can || queued > WRITE_QUEUE_MAX)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    } else if (!c->reading && can && queued < WRITE_QUEUE_MAX / 2) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+    }
 }
 
 static void
@@ -251,15 +349,11 @@ on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (c->close_after && queued == 0) {
+    if (c->close_after && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         conn_close(c);
         return;
     }
-    if (!c->reading && !c->close_after && queued < WRITE_QUEUE_MAX / 2) {
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
-        c->reading = 1;
-    }
+    update_reading(c);
 }
 
 /* Append s (n bytes) at *p; returns the new end. */
@@ -370,24 +464,154 @@ send_response(conn_t *c, const tally_http_res_t *res, int head, int keep_alive)
         conn_close(c);
         return;
     }
-    if (c->close_after ||
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX) {
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            c->reading = 0;
-        }
-    }
+    update_reading(c);
+}
+
+/* Send res for the request a describes, and report it as every answer is:
+ * the observer (dispatched requests) and the request log. One path for
+ * synchronous, deferred and timed-out answers. */
+static void
+answer(conn_t *c, const ask_t *a, const tally_http_res_t *res)
+{
+    tally_http_server_t *s = c->s;
+    if (a->dispatched && s->observe)
+        s->observe(s->ctx, res->route, res->status, uv_hrtime() - a->t0);
+    send_response(c, res, a->head, a->keep_alive);
+    if (s->log_requests && !a->quiet)
+        tally__log_info("request method=%s path=%s status=%d us=%llu remote=%s",
+                        http_method_str((enum http_method)a->method), a->path ? a->path : "-",
+                        res->status, (unsigned long long)((uv_hrtime() - a->t0) / 1000), c->remote);
 }
 
 /* Refuse the request in progress: answer and close the connection, since
  * the rest of the stream can no longer be trusted to be framed. */
 static void
-refuse(conn_t *c, int status, const char *code, const char *msg)
+refuse_stream(conn_t *c, int status, const char *code, const char *msg)
 {
     tally_http_res_t res = {0};
     tally_http_error(&res, status, code, "%s", msg);
     send_response(c, &res, 0, 0);
     free(res.body);
+}
+
+/* ---- deferred answers ----------------------------------------------------- */
+
+static void drain(conn_t *c);
+
+static void
+on_pending_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    tally_http_pending_t *p = c->pending;
+    TALLY_ASSERT(p != NULL); /* the timer runs this callback only while an answer is pending */
+    tally_http_server_t *s = c->s;
+    /* let go of the handle first: its owner still completes it, which then only frees */
+    p->c = NULL;
+    c->pending = NULL;
+    s->npending--;
+    s->pending_timeouts++;
+    tally__log_warn("http deferred answer timed out ms=%llu path=%s remote=%s",
+                    (unsigned long long)s->pending_ms, p->path, c->remote);
+    tally_http_res_t res = {.route = p->route, .retry_after = 1};
+    tally_http_error(&res, 503, "EUNAVAILABLE",
+                     "no answer within %llu ms (http.pending_timeout_ms); retry later",
+                     (unsigned long long)s->pending_ms);
+    answer(c, &p->ask, &res);
+    free(res.body);
+    drain(c);
+}
+
+/* Dispatch req (unless res is preset) and answer it, or leave the
+ * connection waiting when the dispatch deferred. */
+static void
+serve(conn_t *c, tally_http_req_t *req, tally_http_res_t *res, unsigned method, int keep_alive,
+      int quiet)
+{
+    tally_http_server_t *s = c->s;
+    ask_t a = {.t0 = uv_hrtime(),
+               .path = req->path,
+               .method = method,
+               .head = req->head,
+               .keep_alive = keep_alive,
+               .quiet = quiet};
+    req->remote = c->remote;
+    if (!res->status) {
+        dispatching_t d = {.c = c, .res = res, .ask = &a};
+        req->srv = &d;
+        s->dispatch(s->ctx, req, res);
+        req->srv = NULL;
+        a.dispatched = 1;
+        if (d.p) {
+            tally_http_pending_t *p = d.p;
+            p->d = NULL;
+            p->route = res->route;
+            if (c->closing) { /* the dispatch closed the server: nothing to wait for */
+                p->c = NULL;
+                s->pending_dropped++;
+                return;
+            }
+            c->pending = p;
+            s->npending++;
+            uv_timer_start(&c->timer, on_pending_timeout, s->pending_ms, 0);
+            return;
+        }
+    }
+    answer(c, &a, res);
+}
+
+/* Copy n bytes of p (plus a NUL) to *w; returns the copy, NULL for a NULL p. */
+static const char *
+put(char **w, const char *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    char *at = *w;
+    memcpy(at, p, n);
+    at[n] = '\0';
+    *w += n + 1;
+    return at;
+}
+
+/* Queue a request behind the pending answer. Takes res->body. */
+static int
+enqueue(conn_t *c, const tally_http_req_t *req, tally_http_res_t *res, unsigned method,
+        int keep_alive, int quiet)
+{
+    size_t lp = req->path ? strlen(req->path) : 0, lq = req->query ? strlen(req->query) : 0,
+           la = req->authorization ? strlen(req->authorization) : 0,
+           lc = req->content_type ? strlen(req->content_type) : 0,
+           lb = req->body ? req->body_len : 0;
+    queued_t *q = calloc(1, sizeof *q + lp + lq + la + lc + lb + 5);
+    if (!q)
+        return -1;
+    char *w = q->data;
+    q->req.method = req->method;
+    q->req.head = req->head;
+    q->req.path = put(&w, req->path, lp);
+    q->req.query = put(&w, req->query, lq);
+    q->req.authorization = put(&w, req->authorization, la);
+    q->req.content_type = put(&w, req->content_type, lc);
+    q->req.body = put(&w, req->body, lb);
+    q->req.body_len = lb;
+    q->res = *res;
+    res->body = NULL;
+    q->method = method;
+    q->keep_alive = keep_alive;
+    q->quiet = quiet;
+    if (c->qtail)
+        c->qtail->next = q;
+    else
+        c->qhead = q;
+    c->qtail = q;
+    return 0;
+}
+
+static void
+send_continue(conn_t *c)
+{
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 }
 
 /* ---- the request stream's hooks ----------------------------------------- */
@@ -406,29 +630,30 @@ static void
 hook_expect_continue(void *owner)
 {
     conn_t *c = owner;
-    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (c->pending || c->qhead)
+        c->owe_continue = 1; /* not before the answers that come first */
+    else
+        send_continue(c);
 }
 
 static int
 hook_request(void *owner, tally_http_req_t *req, tally_http_res_t *res, int keep_alive)
 {
     conn_t *c = owner;
-    tally_http_server_t *s = c->s;
-    uint64_t t0 = uv_hrtime();
-    keep_alive = keep_alive && !s->closing;
+    keep_alive = keep_alive && !c->s->closing;
     c->in_request = 0;
+    c->owe_continue = 0; /* it was for this request, whose body is here */
+    if (c->pending || c->qhead) {
+        /* an earlier answer is pending: this request waits its turn */
+        if (enqueue(c, req, res, c->req.parser.method, keep_alive, 0) != 0) {
+            conn_close(c); /* answering out of order is not an option */
+            return 0;
+        }
+        return keep_alive;
+    }
     arm_timer(c);
-    req->remote = c->remote;
-    if (!res->status)
-        s->dispatch(s->ctx, req, res);
-    send_response(c, res, req->head, keep_alive);
-    if (s->log_requests)
-        tally__log_info("request method=%s path=%s status=%d us=%llu remote=%s",
-                        http_method_str(c->req.parser.method), req->path ? req->path : "-",
-                        res->status, (unsigned long long)((uv_hrtime() - t0) / 1000), c->remote);
-    return keep_alive;
+    serve(c, req, res, c->req.parser.method, keep_alive, 0);
+    return c->closing ? 0 : keep_alive;
 }
 
 static const tally__httpreq_hooks_t hooks = {hook_begin, hook_expect_continue, hook_request};
@@ -438,8 +663,70 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
-    static char slab[65536]; /* the loop is single-threaded; data is parsed before the next read */
+    /* the loop is single-threaded; data is parsed (or held) before the next read */
+    static char slab[READ_MAX];
     *buf = uv_buf_init(slab, sizeof slab);
+}
+
+/* Parse n bytes of the stream, answering (or queueing) what completes. */
+static void
+parse(conn_t *c, const char *data, size_t n)
+{
+    if (!c->in_request) {
+        c->in_request = 1;
+        arm_timer(c);
+    }
+    int rc = tally__httpreq_feed(&c->req, data, n);
+    if (rc == TALLY__HTTPREQ_STOP || c->close_after || c->closing)
+        return; /* the response to a Connection: close request is on its way */
+    if (rc != TALLY__HTTPREQ_REFUSE)
+        return;
+    if (!c->pending && !c->qhead) {
+        refuse_stream(c, c->req.error_status, c->req.error_code, c->req.error_msg);
+        return;
+    }
+    /* the refusal goes out after the answers before it */
+    tally_http_req_t none = {0};
+    tally_http_res_t res = {0};
+    tally_http_error(&res, c->req.error_status, c->req.error_code, "%s", c->req.error_msg);
+    c->refused = 1;
+    if (enqueue(c, &none, &res, c->req.parser.method, 0, 1) != 0) {
+        free(res.body);
+        conn_close(c);
+    }
+}
+
+/* Answer what waited behind a completed answer: the queued requests, then
+ * the bytes held, until the connection waits again or is done. */
+static void
+drain(conn_t *c)
+{
+    for (;;) {
+        while (c->qhead && !c->pending && !c->closing) {
+            queued_t *q = c->qhead;
+            c->qhead = q->next;
+            if (!c->qhead)
+                c->qtail = NULL;
+            serve(c, &q->req, &q->res, q->method, q->keep_alive, q->quiet);
+            free(q->res.body);
+            free(q);
+        }
+        if (c->pending || c->closing || c->close_after || c->qhead || !c->held.len)
+            break;
+        tally__sbuf_t held = c->held; /* parse may hold bytes again */
+        memset(&c->held, 0, sizeof c->held);
+        if (!c->refused)
+            parse(c, held.p, held.len);
+        tally__sbuf_free(&held);
+    }
+    if (c->pending || c->closing)
+        return;
+    if (c->owe_continue && !c->close_after) {
+        c->owe_continue = 0;
+        send_continue(c);
+    }
+    arm_timer(c);
+    update_reading(c);
 }
 
 static void
@@ -450,17 +737,18 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    if (nread == 0 || c->close_after)
+    if (nread == 0 || c->close_after || c->refused)
         return;
-    if (!c->in_request) {
-        c->in_request = 1;
-        arm_timer(c);
+    if (c->pending || c->qhead) {
+        /* an answer is pending: keep the bytes for later, unparsed (the
+         * cap leaves room for one whole read once below HELD_MAX) */
+        if (tally__sbuf_add(&c->held, buf->base, (size_t)nread, HELD_MAX + READ_MAX) != 0)
+            conn_close(c);
+        else
+            update_reading(c);
+        return;
     }
-    int rc = tally__httpreq_feed(&c->req, buf->base, (size_t)nread);
-    if (rc == TALLY__HTTPREQ_STOP || c->close_after)
-        return; /* the response to a Connection: close request is on its way */
-    if (rc == TALLY__HTTPREQ_REFUSE)
-        refuse(c, c->req.error_status, c->req.error_code, c->req.error_msg);
+    parse(c, buf->base, (size_t)nread);
 }
 
 static void
@@ -568,6 +856,8 @@ tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
         return UV_ENOMEM;
     s->loop = loop;
     s->lim = *limits;
+    s->pending_ms = limits->pending_timeout_ms ? limits->pending_timeout_ms
+                                               : 3 * (uint64_t)limits->request_timeout_ms;
     s->dispatch = dispatch;
     s->ctx = ctx;
     s->log_requests = log_requests;
@@ -599,6 +889,84 @@ uint32_t
 tally_http_connections(const tally_http_server_t *s)
 {
     return s->nconns;
+}
+
+void
+tally_http_set_observer(tally_http_server_t *s, tally_http_observe_fn fn)
+{
+    s->observe = fn;
+}
+
+void
+tally_http_stats(const tally_http_server_t *s, tally_http_stats_t *out)
+{
+    out->connections = s->nconns;
+    out->pending = s->npending;
+    out->pending_timeouts = s->pending_timeouts;
+    out->pending_dropped = s->pending_dropped;
+}
+
+tally_http_pending_t *
+tally_http_defer(tally_http_req_t *req)
+{
+    dispatching_t *d = req->srv;
+    /* not dispatched by a server (e.g. the fuzz harness): the caller answers now */
+    if (!d)
+        return NULL;
+    TALLY_ASSERT(!d->deferred); /* once per request */
+    size_t plen = strlen(d->ask->path ? d->ask->path : "");
+    tally_http_pending_t *p = malloc(sizeof *p + plen + 1);
+    if (!p)
+        return NULL;
+    p->c = d->c;
+    p->d = d;
+    p->route = NULL;
+    p->ask = *d->ask;
+    p->ask.dispatched = 1;
+    memcpy(p->path, d->ask->path ? d->ask->path : "", plen + 1);
+    p->ask.path = p->path;
+    d->p = p;
+    d->deferred = 1;
+    return p;
+}
+
+int
+tally_http_deferred(const tally_http_req_t *req)
+{
+    const dispatching_t *d = req->srv;
+    return d && d->p;
+}
+
+void
+tally_http_complete(tally_http_pending_t *p, tally_http_res_t *res)
+{
+    if (p->d) {
+        /* still inside the dispatch that deferred: this is its answer */
+        tally_http_res_t *dst = p->d->res;
+        tally_http_take_body(dst, res->status, res->content_type, res->body, res->body_len);
+        dst->retry_after = res->retry_after;
+        res->body = NULL;
+        p->d->p = NULL;
+        free(p);
+        return;
+    }
+    conn_t *c = p->c;
+    if (c) {
+        TALLY_ASSERT(c->pending == p);
+        c->pending = NULL;
+        c->s->npending--;
+        uv_timer_stop(&c->timer);
+        tally_http_res_t r = *res;
+        r.route = p->route;
+        answer(c, &p->ask, &r);
+    } else {
+        tally__log_debug("http deferred answer dropped path=%s status=%d", p->path, res->status);
+    }
+    free(res->body);
+    res->body = NULL;
+    free(p);
+    if (c)
+        drain(c);
 }
 
 static void

@@ -4,11 +4,31 @@
  * pipelining, Content-Length and chunked bodies), enforces the limits of
  * [http] (header bytes and count, body bytes → 413, concurrent connections
  * → 503, idle and whole-request timeouts), and hands each complete request
- * to one dispatch function, which fills a response synchronously. Responses
- * go out in request order; a connection reads no further request while one
- * is being written (pipelined requests wait in the read buffer).
+ * to one dispatch function. The dispatch either fills the response
+ * synchronously, or defers it: it calls tally_http_defer() and leaves the
+ * response empty, and the answer goes out when tally_http_complete() is
+ * called on the handle, later, on the loop thread.
  *
- * Request-scoped memory (headers, body, response) dies with the request.
+ * Responses go out in request order. A connection parses no further
+ * request while one is being written or while an answer is pending:
+ * pipelined requests wait (those already parsed from the same read are
+ * queued, copied, and dispatched in turn once the answer before them is
+ * out; later bytes are held unparsed, at most 64 KiB, beyond which the
+ * socket is no longer read). While an answer is pending the idle and
+ * request timeouts do not apply; the pending limit does instead
+ * (tally_http_limits_t.pending_timeout_ms, by default 3 × request_timeout_ms):
+ * past it the server answers 503 EUNAVAILABLE itself, and the handle only
+ * waits to be freed by tally_http_complete().
+ *
+ * Ownership of a deferred handle: tally_http_defer() creates it and the
+ * dispatcher owns it from then on; exactly one tally_http_complete() frees it,
+ * whatever happened meanwhile. The server only borrows it while the
+ * connection waits, and lets go (never frees) when the connection closes
+ * (peer gone, tally_http_close()) or the pending limit answers 503. So a
+ * handle may outlive its connection and its server.
+ *
+ * Request-scoped memory (headers, body, response) dies with the request:
+ * a deferring dispatch copies what it needs before returning.
  */
 #ifndef TALLY_HTTP_H
 #define TALLY_HTTP_H
@@ -45,6 +65,7 @@ typedef struct tally_http_req {
     const char *param_names[TALLY_HTTP_MAX_PARAMS];
     int nparams;
     void *user; /**< the router's per-request data (the token) */
+    void *srv;  /**< the server's, for tally_http_defer(); dispatch leaves it alone */
 } tally_http_req_t;
 
 typedef struct tally_http_res {
@@ -56,8 +77,21 @@ typedef struct tally_http_res {
     const char *route;    /**< route name for metrics (static), NULL = unmatched */
 } tally_http_res_t;
 
-/** Fill res for req. Called on the loop thread; must not block for long. */
+/**
+ * Fill res for req, or defer it with tally_http_defer(). Called on the loop
+ * thread; must not block for long. req and its strings are valid until it
+ * returns; res is sent (and res->body freed) by the server.
+ */
 typedef void (*tally_http_dispatch_fn)(void *ctx, tally_http_req_t *req, tally_http_res_t *res);
+
+/**
+ * Told of each answer to a dispatched request, once it is handed to the
+ * connection (see tally_http_set_observer()).
+ * @param route res->route as the dispatch set it (NULL = unmatched).
+ * @param status the status sent.
+ * @param ns nanoseconds from the start of the dispatch to the answer.
+ */
+typedef void (*tally_http_observe_fn)(void *ctx, const char *route, int status, uint64_t ns);
 
 typedef struct tally_http_limits {
     uint32_t max_header_bytes;
@@ -66,6 +100,9 @@ typedef struct tally_http_limits {
     uint32_t max_connections;
     uint32_t idle_timeout_ms;
     uint32_t request_timeout_ms;
+    /** how long a deferred answer may take before the server answers 503;
+     *  0 = 3 × request_timeout_ms */
+    uint32_t pending_timeout_ms;
 } tally_http_limits_t;
 
 typedef struct tally_http_server tally_http_server_t;
@@ -82,11 +119,79 @@ int tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
 /** @brief The port actually bound. */
 uint16_t tally_http_port(const tally_http_server_t *s);
 
-/** @brief Stop accepting, close every connection, free once closed. */
+/**
+ * @brief Stop accepting, close every connection, free once closed.
+ * @note Pending answers are dropped (counted in pending_dropped); their
+ *       handles stay valid until tally_http_complete(), which then only frees.
+ */
 void tally_http_close(tally_http_server_t *s);
 
 /** @brief Connections open now (for /metrics). */
 uint32_t tally_http_connections(const tally_http_server_t *s);
+
+/**
+ * @brief Report every answer to a dispatched request to fn, with the
+ *        dispatch's ctx: synchronous answers right after the dispatch,
+ *        deferred ones at tally_http_complete() or at the server's 503 when
+ *        the pending limit passed. Not reported: requests refused before
+ *        dispatch (malformed, over a limit) and deferred answers dropped
+ *        because their connection had closed (see tally_http_stats()).
+ *        NULL (the default) reports nothing.
+ */
+void tally_http_set_observer(tally_http_server_t *s, tally_http_observe_fn fn);
+
+/** What tally_http_stats() reports. */
+typedef struct tally_http_stats {
+    uint32_t connections;      /**< open now */
+    uint32_t pending;          /**< deferred answers awaited by an open connection now */
+    uint64_t pending_timeouts; /**< deferred requests answered 503 after the pending limit */
+    uint64_t pending_dropped;  /**< deferred requests whose connection closed first */
+} tally_http_stats_t;
+
+/** @brief The server's counters (for /metrics). */
+void tally_http_stats(const tally_http_server_t *s, tally_http_stats_t *out);
+
+/* ---- deferred answers ---------------------------------------------------- */
+
+/** A request whose answer comes later; see tally_http_defer(). */
+typedef struct tally_http_pending tally_http_pending_t;
+
+/**
+ * @brief Called inside a dispatch function: the answer comes later through
+ *        tally_http_complete(). The dispatch leaves res untouched apart from
+ *        res->route (for metrics and the observer).
+ * @return a handle, owned by the caller and valid until tally_http_complete()
+ *         is called on it exactly once (even if the connection closes or the
+ *         server is closed meanwhile); NULL on ENOMEM, and for a req that is
+ *         not being dispatched by a server (e.g. the fuzz harness): then the
+ *         dispatch must answer synchronously, e.g. 503.
+ * @note The request's strings (body etc.) die when dispatch returns: copy
+ *       what you need. Loop thread only; at most once per request (a broken
+ *       invariant aborts).
+ */
+tally_http_pending_t *tally_http_defer(tally_http_req_t *req);
+
+/**
+ * @brief Whether req's answer is deferred (tally_http_defer() was called on it
+ *        in this dispatch and the answer is not given yet). For dispatchers
+ *        that check for an empty response after a handler.
+ */
+int tally_http_deferred(const tally_http_req_t *req);
+
+/**
+ * @brief Send the answer of a deferred request (loop thread only) and free p.
+ *        Takes ownership of res->body (set to NULL); the rest of res is
+ *        read now. res->route is not used: the route is what the dispatch set.
+ *        The answer keeps the request's HEAD and keep-alive handling, and is
+ *        logged and reported to the observer like a synchronous one.
+ *        If the connection went away meanwhile (counted in pending_dropped
+ *        when it closed), or the server already answered 503 (pending_timeouts),
+ *        the answer is dropped and p only freed. Called inside the dispatch that
+ *        deferred, the answer becomes that dispatch's synchronous response.
+ * @note Pipelined requests behind this one are dispatched from inside this
+ *       call, so the dispatch function may run re-entrantly here.
+ */
+void tally_http_complete(tally_http_pending_t *p, tally_http_res_t *res);
 
 /* ---- response helpers ---------------------------------------------------- */
 

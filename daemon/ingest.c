@@ -1,4 +1,5 @@
-/* ingest.c — the receive path of tallyd: socket → decode → dedup → intern → block → ring. */
+/* ingest.c — the receive path of tallyd: socket → MAC → decode → scope → dedup → intern → block →
+ * ring. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,7 +7,9 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/pipeline.h>
 
+#include "auth.h"
 #include "codec.h"
+#include "credential.h"
 #include "ingest.h"
 #include "log.h"
 #include "pipeline.h"
@@ -19,11 +22,26 @@
 
 enum { SERIES_KNOWN = 1, SERIES_UNKNOWN = 2 };
 
-struct tally_ingest {
-    tally_ingest_opts_t o;
+/* Separates a credential's name from a producer id in the producer table:
+ * neither alphabet holds it, and v1 keys (a bare producer id) never do. */
+#define PRODUCER_KEY_SEP '\x1f'
+
+/* One PULL socket per endpoint: nanomsg does not tell which endpoint of a
+ * socket a message came through, and endpoints differ in what they take. */
+typedef struct lsock {
+    tally_ingest_t *in;
     int sock;
     uv_os_sock_t fd;
     uv_poll_t poll;
+    int open_poll;  /* the uv_poll_t was initialised */
+    int allow_v1;   /* unauthenticated batches are taken here */
+    const char *endpoint;
+} lsock_t;
+
+struct tally_ingest {
+    tally_ingest_opts_t o;
+    lsock_t *socks;
+    size_t nsocks;
     uv_async_t wake;
     uv_timer_t retry;
     int polling;
@@ -41,20 +59,33 @@ struct tally_ingest {
     int64_t late_window_s;
     int64_t future_skew_ms;
     tally__ratelimit_t rl_reject;
+    /* producers held per credential (by credential-name id in creds) */
+    tally__strtab_t *creds;
+    uint32_t *cred_producers;
+    uint32_t cap_cred_producers;
 };
 
 static void on_readable(uv_poll_t *h, int status, int events);
 
 static void
-reject(tally_ingest_t *in, int reason, uint64_t n, const tally__str_t *producer)
+reject_as(tally_ingest_t *in, int reason, uint64_t n, const tally__str_t *cred,
+          const tally__str_t *producer)
 {
     uint32_t supp;
     TALLY_STAT_ADD(rejected[reason], n);
     if (tally__ratelimit_ok(&in->rl_reject, 5, 10000, &supp))
-        tally__log_warn("rejected reason=%s detail=\"%s\" count=%llu producer=%.*s suppressed=%u",
+        tally__log_warn("rejected reason=%s detail=\"%s\" count=%llu credential=%.*s "
+                        "producer=%.*s suppressed=%u",
                         tally__reject_name(reason), tally__reject_text(reason),
-                        (unsigned long long)n, producer ? (int)producer->len : 1,
+                        (unsigned long long)n, cred && cred->len ? (int)cred->len : 1,
+                        cred && cred->len ? cred->p : "-", producer ? (int)producer->len : 1,
                         producer ? producer->p : "-", supp);
+}
+
+static void
+reject(tally_ingest_t *in, int reason, uint64_t n, const tally__str_t *producer)
+{
+    reject_as(in, reason, n, NULL, producer);
 }
 
 static tally_block_t *
@@ -81,7 +112,8 @@ static void
 start_polling(tally_ingest_t *in)
 {
     if (!in->polling && !in->stopping && !in->closing) {
-        uv_poll_start(&in->poll, UV_READABLE, on_readable);
+        for (size_t i = 0; i < in->nsocks; i++)
+            uv_poll_start(&in->socks[i].poll, UV_READABLE, on_readable);
         in->polling = 1;
     }
 }
@@ -90,7 +122,8 @@ static void
 stop_polling(tally_ingest_t *in)
 {
     if (in->polling) {
-        uv_poll_stop(&in->poll);
+        for (size_t i = 0; i < in->nsocks; i++)
+            uv_poll_stop(&in->socks[i].poll);
         in->polling = 0;
     }
 }
@@ -192,19 +225,115 @@ wire_series_key(char *buf, const tally__wire_event_t *ev, const tally__wire_labe
     return n;
 }
 
+/* Count one more producer under credential cred (v2 keys only); 0 when the
+ * credential is at ingest.max_producers_per_credential. */
+static int
+cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len)
+{
+    uint32_t cid;
+    if (tally__strtab_intern(in->creds, cred, cred_len, &cid) < 0)
+        return 0;
+    if (cid >= in->cap_cred_producers) {
+        uint32_t ncap = in->cap_cred_producers ? in->cap_cred_producers * 2 : 16;
+        while (ncap <= cid)
+            ncap *= 2;
+        uint32_t *np = realloc(in->cred_producers, (size_t)ncap * sizeof *np);
+        if (!np)
+            return 0;
+        memset(np + in->cap_cred_producers, 0,
+               (size_t)(ncap - in->cap_cred_producers) * sizeof *np);
+        in->cred_producers = np;
+        in->cap_cred_producers = ncap;
+    }
+    if (in->cred_producers[cid] >= in->o.cfg->ingest.max_producers_per_credential)
+        return 0;
+    in->cred_producers[cid]++;
+    return 1;
+}
+
+/* Check the MAC (v2) or whether v1 may come through this endpoint, then
+ * decode. Returns 0 with *batch and *key (the credential's MAC key, NULL
+ * for v1) set, or the reject reason. */
+static int
+authenticate(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len,
+             tally__wire_batch_t *batch, const tally__token_t **tok, tally__str_t *cred)
+{
+    uint32_t version;
+    int reason;
+    *tok = NULL;
+    cred->p = NULL;
+    cred->len = 0;
+    if (tally__peek_batch(msg, len, &version, cred, &reason) != 0)
+        return reason;
+    if (version == TALLY_PROTO_VERSION_V1) {
+        if (!ls->allow_v1)
+            return TALLY_PROTO_REJECT_unauthenticated;
+    } else {
+        /* nothing after the credential's name is read before the MAC holds */
+        const tally__tokens_t *toks = in->o.tokens ? *in->o.tokens : NULL;
+        *tok = tally__tokens_find_emitter(toks, cred->p, cred->len);
+        if (!*tok || !tally__mac_check(tally__token_mac_key(*tok), msg, len))
+            return TALLY_PROTO_REJECT_auth;
+        len -= TALLY__MAC_LEN;
+    }
+    if (tally__decode_batch(&in->dec, msg, len, batch, &reason) != 0)
+        return reason;
+    return -1;
+}
+
+/* Every event's namespace: never `system`, and inside the credential's
+ * scope. A batch with one bad event is refused whole. */
+static int
+check_scope(const tally__wire_batch_t *batch, const tally__token_t *tok)
+{
+    for (uint32_t i = 0; i < batch->nevents; i++) {
+        const tally__str_t *ns = &batch->events[i].ns;
+        if (ns->len == 6 && memcmp(ns->p, "system", 6) == 0)
+            return TALLY_PROTO_REJECT_reserved;
+        if (tok && !tally__token_allows_ns(tok, ns->p, ns->len, TALLY_ACCESS_INGEST))
+            return TALLY_PROTO_REJECT_scope;
+    }
+    return -1;
+}
+
 /* Handle one message. Returns 1 when the block was used (pushed). */
 static int
-handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
+handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally_block_t *b)
 {
     tally__wire_batch_t batch;
-    int reason;
+    const tally__token_t *tok;
+    tally__str_t cred;
     uint32_t pid;
+    memset(&batch, 0, sizeof batch); /* a failed peek leaves it unread */
     TALLY_STAT_ADD(messages, 1);
-    if (tally__decode_batch(&in->dec, msg, len, &batch, &reason) != 0) {
-        reject(in, reason, 1, NULL);
+    int reason = authenticate(in, ls, msg, len, &batch, &tok, &cred);
+    if (reason < 0)
+        reason = check_scope(&batch, tok);
+    if (reason >= 0) {
+        /* the producer id is named only when the batch decoded this far;
+         * before a MAC held it is the sender's word, not a fact */
+        reject_as(in, reason, 1, &cred, batch.producer.len ? &batch.producer : NULL);
         return 0;
     }
-    int rc = tally__strtab_intern(in->o.producers, batch.producer.p, batch.producer.len, &pid);
+    /* The producer identity: (credential, producer id) for v2, so nobody
+     * without a credential's key can touch its producers' state. */
+    char pkey[TALLY__CRED_MAX_NAME + 1 + TALLY_MAX_PRODUCER_LEN];
+    uint32_t pkey_len = 0;
+    if (tok) {
+        memcpy(pkey, cred.p, cred.len);
+        pkey[cred.len] = PRODUCER_KEY_SEP;
+        pkey_len = cred.len + 1;
+    }
+    memcpy(pkey + pkey_len, batch.producer.p, batch.producer.len);
+    pkey_len += batch.producer.len;
+    int rc = 0;
+    if (!tally__strtab_find(in->o.producers, pkey, pkey_len, &pid)) {
+        if (tok && !cred_admit(in, cred.p, cred.len)) {
+            reject_as(in, TALLY_PROTO_REJECT_producers, 1, &cred, &batch.producer);
+            return 0;
+        }
+        rc = tally__strtab_intern(in->o.producers, pkey, pkey_len, &pid);
+    }
     if (rc < 0 || ensure_state(in, pid) != 0) {
         tally__log_error("out of memory interning a producer; batch left unacked");
         return 0;
@@ -212,15 +341,29 @@ handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
     if (rc == 1)
         TALLY_STAT_SET(producers, tally__strtab_count(in->o.producers));
     tally__dedup_t st = in->states[pid];
+    /* A sequence may run ahead of the floor by the window (what a producer
+     * may have in flight), or up to the wall clock in microseconds (where
+     * libtally starts a restarted producer), and no further: one bad batch
+     * must not push the floor where the producer's real batches would be
+     * taken for duplicates for good. */
+    int64_t now_ms = tally__time_now_ms();
+    uint64_t clock_cap = (uint64_t)(now_ms + in->future_skew_ms) * 1000u;
+    if (batch.seq > st.floor + TALLY_DEDUP_WINDOW && batch.seq > clock_cap) {
+        reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
+        return 0;
+    }
     int verdict = tally__dedup_accept(&st, batch.seq, batch.base);
     if (verdict == TALLY_DEDUP_AHEAD) {
-        reject(in, TALLY_PROTO_REJECT_window, 1, &batch.producer);
+        reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
         return 0;
     }
     in->states[pid] = st;
     b->producer = pid;
     b->state = st;
     b->n = 0;
+    b->signed_ack = tok != NULL;
+    if (tok)
+        memcpy(b->ack_key, tally__token_mac_key(tok), sizeof b->ack_key);
     TALLY_STAT_ADD(blocks_accepted, 1);
     if (verdict == TALLY_DEDUP_DUP) {
         TALLY_STAT_ADD(duplicates, 1);
@@ -236,7 +379,6 @@ handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
             b->d = nd;
             b->cap = batch.nevents;
         }
-        int64_t now_ms = tally__time_now_ms();
         int64_t oldest = tally__time_hour_start(now_ms / 1000) - in->late_window_s;
         uint64_t too_old = 0, future = 0, unknown = 0;
         char key[TALLY_SERIES_KEY_MAX];
@@ -286,7 +428,8 @@ handle(tally_ingest_t *in, const void *msg, size_t len, tally_block_t *b)
 static void
 on_readable(uv_poll_t *h, int status, int events)
 {
-    tally_ingest_t *in = h->data;
+    lsock_t *ls = h->data;
+    tally_ingest_t *in = ls->in;
     (void)events;
     if (status < 0) {
         tally__log_error("ingest poll failed err=\"%s\"", uv_strerror(status));
@@ -300,7 +443,7 @@ on_readable(uv_poll_t *h, int status, int events)
             break;
         }
         void *msg;
-        int n = nn_recv(in->sock, &msg, NN_MSG, NN_DONTWAIT);
+        int n = nn_recv(ls->sock, &msg, NN_MSG, NN_DONTWAIT);
         if (n < 0) {
             in->spare = b;
             int err = nn_errno();
@@ -308,7 +451,7 @@ on_readable(uv_poll_t *h, int status, int events)
                 tally__log_error("ingest receive failed err=\"%s\"", nn_strerror(err));
             break;
         }
-        if (handle(in, msg, (size_t)n, b))
+        if (handle(in, ls, msg, (size_t)n, b))
             pushed = 1;
         else
             in->spare = b;
@@ -336,6 +479,61 @@ tally_ingest_wake(tally_ingest_t *in)
         uv_async_send(&in->wake);
 }
 
+/* Whether an endpoint is local to the host: only there may require_auth =
+ * false let unauthenticated batches in. */
+static int
+is_local_endpoint(const char *ep)
+{
+    return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0;
+}
+
+/* Producers already held per credential, from the store's keys. */
+static int
+count_initial_producers(tally_ingest_t *in, uint32_t n)
+{
+    for (uint32_t id = 0; id < n; id++) {
+        uint32_t len;
+        const char *key = tally__strtab_get(in->o.producers, id, &len);
+        const char *sep = key ? memchr(key, PRODUCER_KEY_SEP, len) : NULL;
+        if (sep && !cred_admit(in, key, (uint32_t)(sep - key))) {
+            /* over the cap already (the cap was lowered): keep the state,
+             * refuse only new producers */
+        }
+    }
+    return 0;
+}
+
+static int
+open_socket(tally_ingest_t *in, lsock_t *ls, const char *endpoint)
+{
+    const tally__config_t *cfg = in->o.cfg;
+    ls->in = in;
+    ls->endpoint = endpoint;
+    ls->allow_v1 = !cfg->ingest.require_auth && is_local_endpoint(endpoint);
+    if ((ls->sock = nn_socket(AF_SP, NN_PULL)) < 0)
+        return -nn_errno();
+    int maxsz = (int)cfg->ingest.max_message_bytes, rcvbuf = 4 << 20;
+    nn_setsockopt(ls->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
+    nn_setsockopt(ls->sock, NN_SOL_SOCKET, NN_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (nn_bind(ls->sock, endpoint) < 0) {
+        int rc = -nn_errno();
+        tally__log_error("cannot bind ingest endpoint endpoint=%s err=\"%s\"", endpoint,
+                         nn_strerror(-rc));
+        return rc;
+    }
+    size_t sz = sizeof ls->fd;
+    if (nn_getsockopt(ls->sock, NN_SOL_SOCKET, NN_RCVFD, &ls->fd, &sz) < 0)
+        return -nn_errno();
+    int rc = uv_poll_init(in->o.loop, &ls->poll, ls->fd);
+    if (rc)
+        return rc;
+    ls->open_poll = 1;
+    ls->poll.data = ls;
+    tally__log_info("ingest endpoint endpoint=%s takes=%s", endpoint,
+                    ls->allow_v1 ? "v2,v1-unauthenticated" : "v2-authenticated");
+    return 0;
+}
+
 int
 tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initial, uint32_t n,
                    tally_ingest_t **out)
@@ -346,39 +544,29 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     if (!in)
         return -ENOMEM;
     in->o = *opts;
-    in->sock = -1;
     in->late_window_s = (int64_t)cfg->ingest.late_window_hours * 3600;
     in->future_skew_ms = (int64_t)cfg->ingest.future_skew_s * 1000;
     in->blocks_max = tally__ring_capacity(opts->work);
     if ((rc = tally__decoder_init(&in->dec, cfg->ingest.max_batch_events)) != 0)
         goto fail;
+    if ((rc = tally__strtab_create(&in->creds)) != 0)
+        goto fail;
     if (n && (rc = ensure_state(in, n - 1)) != 0)
         goto fail;
     if (n)
         memcpy(in->states, initial, (size_t)n * sizeof *initial);
-    if ((in->sock = nn_socket(AF_SP, NN_PULL)) < 0) {
-        rc = -nn_errno();
+    count_initial_producers(in, n);
+    in->socks = calloc(cfg->ingest.nlisten, sizeof *in->socks);
+    if (!in->socks) {
+        rc = -ENOMEM;
         goto fail;
     }
-    int maxsz = (int)cfg->ingest.max_message_bytes, rcvbuf = 4 << 20;
-    nn_setsockopt(in->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
-    nn_setsockopt(in->sock, NN_SOL_SOCKET, NN_RCVBUF, &rcvbuf, sizeof rcvbuf);
     for (size_t i = 0; i < cfg->ingest.nlisten; i++) {
-        if (nn_bind(in->sock, cfg->ingest.listen[i]) < 0) {
-            rc = -nn_errno();
-            tally__log_error("cannot bind ingest endpoint endpoint=%s err=\"%s\"",
-                             cfg->ingest.listen[i], nn_strerror(-rc));
+        in->socks[i].sock = -1;
+        in->nsocks++;
+        if ((rc = open_socket(in, &in->socks[i], cfg->ingest.listen[i])) != 0)
             goto fail;
-        }
     }
-    size_t sz = sizeof in->fd;
-    if (nn_getsockopt(in->sock, NN_SOL_SOCKET, NN_RCVFD, &in->fd, &sz) < 0) {
-        rc = -nn_errno();
-        goto fail;
-    }
-    if ((rc = uv_poll_init(opts->loop, &in->poll, in->fd)) != 0)
-        goto fail;
-    in->poll.data = in;
     uv_async_init(opts->loop, &in->wake, on_wake);
     in->wake.data = in;
     uv_timer_init(opts->loop, &in->retry);
@@ -387,9 +575,18 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     *out = in;
     return 0;
 fail:
-    if (in->sock >= 0)
-        nn_close(in->sock);
+    /* a poll handle that was initialised must be closed through the loop */
+    for (size_t i = 0; i < in->nsocks; i++) {
+        if (in->socks[i].sock >= 0)
+            nn_close(in->socks[i].sock);
+        if (in->socks[i].open_poll)
+            uv_close((uv_handle_t *)&in->socks[i].poll, NULL);
+    }
+    if (in->nsocks && in->socks[0].open_poll)
+        uv_run(opts->loop, UV_RUN_NOWAIT); /* let the closes finish before freeing */
+    free(in->socks);
     tally__decoder_fini(&in->dec);
+    tally__strtab_destroy(in->creds);
     free(in->states);
     free(in);
     return rc;
@@ -436,19 +633,31 @@ on_closed(uv_handle_t *h)
         free(in->spare);
     }
     free(in->shutdown);
-    nn_close(in->sock);
+    for (size_t i = 0; i < in->nsocks; i++)
+        nn_close(in->socks[i].sock);
+    free(in->socks);
     tally__decoder_fini(&in->dec);
+    tally__strtab_destroy(in->creds);
+    free(in->cred_producers);
     free(in->states);
     free(in->known);
     free(in);
+}
+
+static void
+on_sock_closed(uv_handle_t *h)
+{
+    lsock_t *ls = h->data;
+    on_closed((uv_handle_t *)&ls->in->wake);
 }
 
 void
 tally_ingest_close(tally_ingest_t *in)
 {
     stop_polling(in);
-    in->closing = 3;
-    uv_close((uv_handle_t *)&in->poll, on_closed);
+    in->closing = (int)in->nsocks + 2;
+    for (size_t i = 0; i < in->nsocks; i++)
+        uv_close((uv_handle_t *)&in->socks[i].poll, on_sock_closed);
     uv_close((uv_handle_t *)&in->wake, on_closed);
     uv_close((uv_handle_t *)&in->retry, on_closed);
 }

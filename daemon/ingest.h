@@ -2,7 +2,13 @@
  * ring.
  *
  * Runs on the main libuv loop. It is the only writer of the series and
- * producer tables and the only producer of the work ring. When no free
+ * producer tables and the only producer of the work ring. Each endpoint of
+ * ingest.listen has its own PULL socket: tcp and ws endpoints take only
+ * authenticated (v2) batches; ipc and inproc ones also take v1 batches when
+ * ingest.require_auth is false. A v2 batch's MAC is checked before anything
+ * after its credential name is read; every event's namespace must be in the
+ * credential's scope and never `system`; the producer identity is
+ * (credential, producer id). When no free
  * block is left (the aggregator or the store is behind) it stops reading
  * the socket: nanomsg buffers, producers keep their unacked batches, and
  * nothing is dropped.
@@ -15,6 +21,7 @@
 #include <uv.h>
 
 #include "aggregator.h"
+#include "auth.h"
 #include "catalog.h"
 #include "config.h"
 #include "dedup.h"
@@ -32,6 +39,10 @@ typedef struct tally_ingest_opts {
     tally__ring_t *work;
     tally__ring_t *free_ring;
     tally_aggregator_t *aggregator;
+    /** The current tokens set (emitter credentials): read through this
+     *  pointer at every v2 batch, so a reload that swaps it (on the same
+     *  loop thread) takes effect at once. */
+    tally__tokens_t *const *tokens;
 } tally_ingest_opts_t;
 
 /**

@@ -36,6 +36,8 @@ typedef struct tally_block {
     tally__dedup_t state; /**< the producer's state once this block counts */
     uint32_t n, cap;
     tally_delta_t *d;
+    uint32_t signed_ack; /**< v2 producer: ack on its keyed topic, with a MAC */
+    uint8_t ack_key[32]; /**< the credential's MAC key, when signed_ack */
 } tally_block_t;
 
 #endif

@@ -96,6 +96,10 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     COUNTER(&p, "tally_ingest_unknown_metric_events_total",
             "Events of metric labels missing from the catalog (counted as sums).",
             G(unknown_metric));
+    COUNTER(&p, "tally_int_overflow_total",
+            "Additions that took an integer sum past int64; the record goes on in double "
+            "precision, flagged, and the usage API marks its lines tally_inexact.",
+            G(int_overflows));
     rejected(&p);
     GAUGE(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
           G(ingest_paused));

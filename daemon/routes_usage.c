@@ -49,6 +49,19 @@ put_qty(tally__jw_t *w, const tally__usage_qty_t *q)
         tally__jw_double(w, tally__usage_qty_value(q));
 }
 
+/* tally's extension field (docs/semantics-overflow.md, daemon/openapi.json):
+ * "tally_inexact": true on a line whose quantity passed int64 somewhere in
+ * its integer sums and went on in double precision; absent otherwise, so
+ * lines of the reference schema are unchanged. */
+static void
+put_inexact(tally__jw_t *w, const tally__usage_qty_t *q)
+{
+    if (!q->int_overflow)
+        return;
+    tally__jw_key(w, "tally_inexact");
+    tally__jw_bool(w, 1);
+}
+
 /* Standard base64 of the compact JSON {namespace, metric_label, object_name, from, to}. */
 static void
 put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__usage_window_t *win)
@@ -210,6 +223,7 @@ tally_route_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         tally__jw_str(&jw, it->def.unit);
         tally__jw_key(&jw, "quantity");
         put_qty(&jw, &it->quantity);
+        put_inexact(&jw, &it->quantity);
         tally__jw_key(&jw, "start_timestamp");
         tally_route_put_time(&jw, w.from_s);
         tally__jw_key(&jw, "end_timestamp");
@@ -351,6 +365,7 @@ tally_route_hourly_usage_details(tally_ctx_t *ctx, tally_http_req_t *req, tally_
         tally_route_put_time(&jw, hours[i].hour_s + 3600);
         tally__jw_key(&jw, "quantity");
         put_qty(&jw, &hours[i].quantity);
+        put_inexact(&jw, &hours[i].quantity);
         tally__jw_key(&jw, "unit_name");
         tally__jw_str(&jw, def->unit);
         tally__jw_key(&jw, "deployment");
@@ -411,6 +426,7 @@ tally_route_usage_summary(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         tally__jw_str(&jw, s->usage_type);
         tally__jw_key(&jw, "service");
         tally__jw_str(&jw, "tally");
+        put_inexact(&jw, &s->raw);
         tally__jw_key(&jw, "usage_metric_data");
         tally__jw_obj_begin(&jw);
         tally__jw_key(&jw, "unit");

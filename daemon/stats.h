@@ -16,6 +16,7 @@ typedef struct tally_stats {
     uint64_t events;           /**< events accepted */
     uint64_t events_committed; /**< events in committed flushes */
     uint64_t unknown_metric;   /**< events of metrics not in the catalog */
+    uint64_t int_overflows;    /**< additions that took an integer sum past int64 (rollup.h) */
     uint64_t rejected[TALLY_PROTO_REJECT_COUNT]; /**< by reason (events or batches) */
     uint64_t flushes;                            /**< committed flushes */
     uint64_t flush_errors;                       /**< failed commits */

@@ -10,6 +10,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "alert.h"
 #include "codec.h"
 #include "config.h"
+#include "credential.h"
 #include "rollup.h"
 #include "store.h"
 #include "tally/tally.h"
@@ -30,6 +32,7 @@ usage_main(FILE *fp)
     fprintf(fp, "usage: tallyctl COMMAND [OPTIONS]\n"
                 "commands:\n"
                 "  emit     send events through libtally and wait for their ack\n"
+                "  keygen   make an emitter credential: a tokens-file line and NAME:SECRET\n"
                 "  dump     print rollups straight from the store (read-only)\n"
                 "  backup   consistent, compacted copy of the store while tallyd runs\n"
                 "  restore  replace the store with a backup (tallyd stopped)\n"
@@ -59,6 +62,10 @@ usage_emit(FILE *fp)
             "  --label k=v      a label; repeat for more (at most %d)\n"
             "  --count N        send N events (default 1)\n"
             "  --producer ID    producer id (default tallyctl-HOST-PID)\n"
+            "  --key-file FILE  emitter credential NAME:SECRET (from tallyctl keygen); without\n"
+            "                   it, the environment variable TALLY_KEY; without either, an\n"
+            "                   unauthenticated v1 batch (ipc endpoints with\n"
+            "                   ingest.require_auth = false only)\n"
             "  --batch N        events per batch (default 100)\n"
             "  --rate N         at most N events per second (default: as fast as acked)\n"
             "  --spread-hours H stamp event i at the event time minus (i %% H) hours, so the\n"
@@ -89,6 +96,48 @@ parse_value(const char *s, tally_event_t *ev)
     return 0;
 }
 
+/* The emitter credential for emit: from --key-file (its first line that is
+ * not blank or a comment), else from TALLY_KEY, else none. Never from the
+ * command line itself, where ps shows it. */
+static int
+read_key(const char *file, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!file) {
+        const char *env = getenv("TALLY_KEY");
+        if (env && *env) {
+            if (strlen(env) >= cap) {
+                fprintf(stderr, "tallyctl emit: TALLY_KEY is too long\n");
+                return -1;
+            }
+            snprintf(out, cap, "%s", env);
+        }
+        return 0;
+    }
+    FILE *fp = fopen(file, "r");
+    if (!fp) {
+        fprintf(stderr, "tallyctl emit: --key-file %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    while (fgets(line, sizeof line, fp)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || *p == '\0')
+            continue;
+        snprintf(out, cap, "%s", p);
+        break;
+    }
+    sodium_memzero(line, sizeof line);
+    fclose(fp);
+    if (!out[0]) {
+        fprintf(stderr, "tallyctl emit: --key-file %s: no credential in it\n", file);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 cmd_emit(int argc, char **argv)
 {
@@ -100,9 +149,12 @@ cmd_emit(int argc, char **argv)
         {"producer", required_argument, NULL, 'p'}, {"batch", required_argument, NULL, 'b'},
         {"rate", required_argument, NULL, 'r'},     {"timeout", required_argument, NULL, 'T'},
         {"spread-hours", required_argument, NULL, 'S'},
+        {"key-file", required_argument, NULL, 'K'},
         {"json", no_argument, NULL, 'j'},           {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *endpoint = NULL, *acks = NULL, *value = NULL, *producer = NULL;
+    const char *key_file = NULL;
+    char key[256] = "";
     tally_event_t ev = {0};
     tally_label_t labels[TALLY_MAX_LABELS];
     char *label_store[TALLY_MAX_LABELS] = {0};
@@ -166,6 +218,9 @@ cmd_emit(int argc, char **argv)
         case 'S':
             spread = atoll(optarg);
             break;
+        case 'K':
+            key_file = optarg;
+            break;
         case 'j':
             json = 1;
             break;
@@ -205,11 +260,19 @@ cmd_emit(int argc, char **argv)
         snprintf(pbuf, sizeof pbuf, "tallyctl-%.40s-%d", host, (int)getpid());
         producer = pbuf;
     }
-    tally_client_options_t o = {.ack_endpoint = acks, .batch_events = (uint32_t)batch};
+    if (read_key(key_file, key, sizeof key) != 0) {
+        status = 2;
+        goto out;
+    }
+    tally_client_options_t o = {.ack_endpoint = acks,
+                                .batch_events = (uint32_t)batch,
+                                .credential = key[0] ? key : NULL};
     tally_client_t *c;
     int rc = tally_client_create(endpoint, producer, &o, &c);
+    sodium_memzero(key, sizeof key);
     if (rc) {
-        fprintf(stderr, "tallyctl emit: %s: %s\n", endpoint, tally_strerror(rc));
+        fprintf(stderr, "tallyctl emit: %s: %s%s\n", endpoint, tally_strerror(rc),
+                rc == TALLY_EINVAL && o.credential ? " (is the key NAME:SECRET?)" : "");
         goto out;
     }
     struct timespec t0;
@@ -1458,6 +1521,105 @@ out:
     return status;
 }
 
+/* ---- keygen ------------------------------------------------------------ */
+
+static void
+usage_keygen(FILE *fp)
+{
+    fprintf(fp, "usage: tallyctl keygen NAME --ns NS[,NS...] [--json]\n"
+                "  Make a new emitter credential called NAME ([A-Za-z0-9_.-]{1,64}) that may\n"
+                "  send events into the namespaces NS (or '*' for all; never 'system').\n"
+                "  Prints the line to add to tallyd's tokens file (it holds only a key derived\n"
+                "  from the secret) and the credential NAME:SECRET for the emitter: give it to\n"
+                "  the emitter in a file of mode 0600 (tallyctl emit --key-file, libtally's\n"
+                "  tally_client_options_t.credential) or as TALLY_KEY, and as the HTTP door's\n"
+                "  'Authorization: Bearer NAME:SECRET'. tallyd takes the new line on SIGHUP.\n"
+                "  --json  print {\"tokens_line\": ..., \"credential\": ...}\n");
+}
+
+static int
+valid_ns_list(const char *s)
+{
+    if (strcmp(s, "*") == 0)
+        return 1;
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!tally__valid_ns(p, len) || (len == 6 && memcmp(p, "system", 6) == 0))
+            return 0;
+        p += len;
+        if (comma)
+            p++;
+        if (comma && !*p)
+            return 0;
+    }
+    return p != s;
+}
+
+static int
+cmd_keygen(int argc, char **argv)
+{
+    static const struct option lo[] = {{"ns", required_argument, NULL, 'n'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+    const char *ns = NULL;
+    int json = 0, opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'n':
+            ns = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage_keygen(stdout);
+            return 0;
+        default:
+            usage_keygen(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1 || !ns) {
+        usage_keygen(stderr);
+        return 2;
+    }
+    const char *name = argv[optind];
+    if (!tally__cred_valid_name(name, strlen(name))) {
+        fprintf(stderr, "tallyctl keygen: bad name (expected [A-Za-z0-9_.-], 1..%d bytes)\n",
+                TALLY__CRED_MAX_NAME);
+        return 2;
+    }
+    if (!valid_ns_list(ns)) {
+        fprintf(stderr, "tallyctl keygen: --ns: '*' or namespaces [a-z0-9-]{1,64} separated by "
+                        "commas, not 'system'\n");
+        return 2;
+    }
+    char cred[TALLY__CRED_MAX_NAME + 2 + TALLY__CRED_SECRET_B64 + 1];
+    uint8_t key[TALLY__CRED_KEY_LEN];
+    char hex[2 * TALLY__CRED_KEY_LEN + 1];
+    if (tally__cred_generate(name, cred, sizeof cred, key) != 0) {
+        fprintf(stderr, "tallyctl keygen: cannot make a credential\n");
+        return 1;
+    }
+    sodium_bin2hex(hex, sizeof hex, key, sizeof key);
+    if (json)
+        printf("{\"tokens_line\": \"%s emitter %s mac:%s\", \"credential\": \"%s\"}\n", name, ns,
+               hex, cred);
+    else
+        printf("# add to the tokens file (auth.tokens_file), then: systemctl reload tallyd\n"
+               "%s emitter %s mac:%s\n"
+               "# the emitter's credential (keep it secret: a file of mode 0600, or TALLY_KEY)\n"
+               "%s\n",
+               name, ns, hex, cred);
+    sodium_memzero(cred, sizeof cred);
+    sodium_memzero(key, sizeof key);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1468,6 +1630,8 @@ main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "emit") == 0)
         return cmd_emit(argc - 1, argv + 1);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
     if (strcmp(cmd, "dump") == 0)
         return cmd_dump(argc - 1, argv + 1);
     if (strcmp(cmd, "backup") == 0)

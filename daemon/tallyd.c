@@ -368,6 +368,7 @@ main(int argc, char **argv)
         .work = d.work,
         .free_ring = d.free_ring,
         .aggregator = d.aggregator,
+        .tokens = &d.tokens,
     };
     tally_ingest_t *in;
     if ((rc = tally_ingest_start(&io, d.initial, d.ninitial, &in)) != 0) {

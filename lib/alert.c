@@ -60,7 +60,7 @@ tally__encode_alert(msgpack_sbuffer *out, const char *ns, size_t ns_len, const c
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_KIND);
     bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_KIND_alert_v1);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_VERSION);
-    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION);
+    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION_V1);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_NS);
     bad |= msgpack_pack_str_with_body(&pk, ns, ns_len);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_METRIC);

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "credential.h"
 #include "log.h"
 #include "tally/tally.h"
 #include "tbucket.h"
@@ -28,7 +29,8 @@ struct tally__token {
     char *ns_buf; /* the namespaces field, commas turned into NULs */
     const char **ns;
     size_t nns;
-    unsigned char digest[DIGEST_LEN];
+    unsigned char digest[DIGEST_LEN]; /* API tokens: SHA-256 of the token */
+    uint8_t mac_key[TALLY__CRED_KEY_LEN]; /* emitters: the derived MAC key */
 };
 
 
@@ -127,6 +129,8 @@ parse_role(const char *s)
         return TALLY_ROLE_EDITOR;
     if (strcmp(s, "viewer") == 0)
         return TALLY_ROLE_VIEWER;
+    if (strcmp(s, "emitter") == 0)
+        return TALLY_ROLE_EMITTER;
     return 0;
 }
 
@@ -273,12 +277,51 @@ parse_namespaces(struct parse *p, tally__token_t *tok, const char *field)
     return 0;
 }
 
+/* Read 2 * n hex digits into out. */
+static int
+parse_hex(const char *hex, unsigned char *out, size_t n)
+{
+    if (strlen(hex) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_value((unsigned char)hex[2 * i]);
+        int lo = hex_value((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+/* An emitter's SECRET field: `mac:HEX`, the MAC key derived from its secret
+ * (tally__cred_derive), as `tallyctl keygen` prints it. */
+static int
+parse_emitter_secret(struct parse *p, tally__token_t *tok, const char *field)
+{
+    static const char mac[] = "mac:";
+    if (strncmp(field, mac, sizeof mac - 1) != 0) {
+        fail(p, "emitter \"%s\": secret must be mac:HEX (from tallyctl keygen)", tok->name);
+        return TALLY_ECONFIG;
+    }
+    if (parse_hex(field + sizeof mac - 1, tok->mac_key, sizeof tok->mac_key) != 0) {
+        fail(p, "emitter \"%s\": mac: needs %d hex digits", tok->name,
+             2 * TALLY__CRED_KEY_LEN);
+        return TALLY_ECONFIG;
+    }
+    /* an emitter's digest is unused (tally__tokens_authenticate skips
+     * emitters); make it the key's hash so duplicate keys are caught below */
+    crypto_hash_sha256(tok->digest, tok->mac_key, sizeof tok->mac_key);
+    return 0;
+}
+
 /* Fill tok->digest from the SECRET field. */
 static int
 parse_secret(struct parse *p, tally__token_t *tok, const char *field)
 {
     static const char sha[] = "sha256:";
     static const char plain[] = "plain:";
+    if (tok->role == TALLY_ROLE_EMITTER)
+        return parse_emitter_secret(p, tok, field);
     if (strncmp(field, sha, sizeof sha - 1) == 0) {
         const char *hex = field + sizeof sha - 1;
         size_t len = strlen(hex);
@@ -365,7 +408,7 @@ parse_line(struct parse *p, tally__tokens_t *t, char *line)
     }
     int role = parse_role(f[1]);
     if (role == 0) {
-        fail(p, "token \"%s\": bad role (expected admin, editor or viewer)", f[0]);
+        fail(p, "token \"%s\": bad role (expected admin, editor, viewer or emitter)", f[0]);
         return TALLY_ECONFIG;
     }
 
@@ -563,6 +606,7 @@ tally__tokens_authenticate(const tally__tokens_t *t, const char *authorization)
     size_t matched = 0;
     for (size_t i = 0; i < t->n; i++) {
         size_t eq = (size_t)(sodium_memcmp(digest, t->toks[i].digest, DIGEST_LEN) == 0);
+        eq &= (size_t)(t->toks[i].role != TALLY_ROLE_EMITTER); /* not an API token */
         size_t mask = (size_t)0 - eq;
         found = (found & ~mask) | (i & mask);
         matched |= eq;
@@ -580,7 +624,7 @@ tally__token_allows(const tally__token_t *tok, const char *ns, int access)
         return 0;
     if (access == TALLY_ACCESS_NONE)
         return 1;
-    if (ns == NULL || access < TALLY_ACCESS_READ || access > TALLY_ACCESS_ADMIN)
+    if (ns == NULL || access < TALLY_ACCESS_READ || access > TALLY_ACCESS_INGEST)
         return 0;
     int in_scope = tok->all_ns;
     for (size_t i = 0; !in_scope && i < tok->nns; i++)
@@ -589,14 +633,76 @@ tally__token_allows(const tally__token_t *tok, const char *ns, int access)
         return 0;
     switch (tok->role) {
     case TALLY_ROLE_ADMIN:
-        return 1;
+        return access != TALLY_ACCESS_INGEST;
     case TALLY_ROLE_EDITOR:
         return access <= TALLY_ACCESS_WRITE;
     case TALLY_ROLE_VIEWER:
         return access == TALLY_ACCESS_READ;
+    case TALLY_ROLE_EMITTER:
+        return access == TALLY_ACCESS_INGEST;
     default:
         return 0;
     }
+}
+
+int
+tally__token_allows_ns(const tally__token_t *tok, const char *ns, size_t ns_len, int access)
+{
+    char buf[NS_MAX_LEN + 1];
+    if (ns == NULL || ns_len > NS_MAX_LEN)
+        return 0;
+    memcpy(buf, ns, ns_len);
+    buf[ns_len] = '\0';
+    return tally__token_allows(tok, buf, access);
+}
+
+const tally__token_t *
+tally__tokens_find_emitter(const tally__tokens_t *t, const char *name, size_t len)
+{
+    if (t == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        const tally__token_t *tok = &t->toks[i];
+        if (tok->role == TALLY_ROLE_EMITTER && strlen(tok->name) == len &&
+            memcmp(tok->name, name, len) == 0)
+            return tok;
+    }
+    return NULL;
+}
+
+const uint8_t *
+tally__token_mac_key(const tally__token_t *tok)
+{
+    return tok->role == TALLY_ROLE_EMITTER ? tok->mac_key : NULL;
+}
+
+const tally__token_t *
+tally__tokens_authenticate_emitter(const tally__tokens_t *t, const char *authorization)
+{
+    static const char bearer[] = "Bearer", apitoken[] = "APIToken";
+    const char *s;
+    tally__cred_t cred;
+    if (t == NULL || authorization == NULL)
+        return NULL;
+    if (strncasecmp(authorization, bearer, sizeof bearer - 1) == 0)
+        s = authorization + sizeof bearer - 1;
+    else if (strncasecmp(authorization, apitoken, sizeof apitoken - 1) == 0)
+        s = authorization + sizeof apitoken - 1;
+    else
+        return NULL;
+    if (*s != ' ')
+        return NULL;
+    while (*s == ' ')
+        s++;
+    if (tally__cred_parse(s, strlen(s), &cred) != 0)
+        return NULL;
+    const tally__token_t *tok = tally__tokens_find_emitter(t, cred.name, cred.name_len);
+    /* The name is not secret; the key comparison is constant-time. A
+     * missing name still costs one comparison, against a key of zeros. */
+    static const uint8_t zero[TALLY__CRED_KEY_LEN];
+    int ok = sodium_memcmp(cred.key, tok ? tok->mac_key : zero, TALLY__CRED_KEY_LEN) == 0;
+    sodium_memzero(&cred, sizeof cred);
+    return ok && tok ? tok : NULL;
 }
 
 const char *
@@ -621,6 +727,8 @@ tally__role_name(int role)
         return "editor";
     case TALLY_ROLE_VIEWER:
         return "viewer";
+    case TALLY_ROLE_EMITTER:
+        return "emitter";
     default:
         return "none";
     }

@@ -1,8 +1,10 @@
 /* auth.h — tallyd API tokens: the tokens file, authentication, access rules, rate limits.
  *
  * A tally__tokens_t is the parsed tokens file (format in config/tokens):
- * one tally__token_t per line `NAME ROLE NAMESPACES SECRET`. Only the
- * 32-byte SHA-256 of each token is kept; a `plain:` secret is hashed while
+ * one tally__token_t per line `NAME ROLE NAMESPACES SECRET`. An emitter
+ * credential (role `emitter`, secret `mac:HEX`) keeps the MAC key derived
+ * from its secret (credential.h); of an API token only the 32-byte SHA-256
+ * is kept; a `plain:` secret is hashed while
  * its line is parsed and the line buffer is wiped, so no usable token stays
  * in memory after tally__tokens_load() returns. Error messages never quote a
  * secret (nor any field that failed to parse, since a misplaced field may be
@@ -38,11 +40,19 @@
 /** Longest line of a tokens file, in bytes, without its newline. */
 #define TALLY__TOKENS_MAX_LINE 65536
 
-/** Roles, from least to most powerful. */
-enum { TALLY_ROLE_VIEWER = 1, TALLY_ROLE_EDITOR, TALLY_ROLE_ADMIN };
+/** Roles of API tokens, from least to most powerful; then emitters, which
+ *  may only send usage events (nanomsg v2 batches, POST /api/v1/events). */
+enum { TALLY_ROLE_VIEWER = 1, TALLY_ROLE_EDITOR, TALLY_ROLE_ADMIN, TALLY_ROLE_EMITTER };
 
-/** What a request needs, from nothing to administration. */
-enum { TALLY_ACCESS_NONE = 0, TALLY_ACCESS_READ, TALLY_ACCESS_WRITE, TALLY_ACCESS_ADMIN };
+/** What a request needs, from nothing to administration; INGEST is what an
+ *  emitter may do and nothing else may. */
+enum {
+    TALLY_ACCESS_NONE = 0,
+    TALLY_ACCESS_READ,
+    TALLY_ACCESS_WRITE,
+    TALLY_ACCESS_ADMIN,
+    TALLY_ACCESS_INGEST
+};
 
 /** One token: name, role, namespace scope and SHA-256 digest. */
 typedef struct tally__token tally__token_t;
@@ -118,8 +128,9 @@ const tally__token_t *tally__tokens_authenticate(const tally__tokens_t *t,
  * The scope comes first: `*` covers every namespace including `system`;
  * otherwise ns must be one of the listed names (`system` only when listed).
  * Then the role: a viewer may READ, an editor READ and WRITE, an admin
- * anything including ADMIN — an admin limited to some namespaces is admin
- * only inside them. TALLY_ACCESS_NONE is allowed for every token.
+ * anything but INGEST — an admin limited to some namespaces is admin only
+ * inside them — and an emitter INGEST only. TALLY_ACCESS_NONE is allowed
+ * for every token.
  *
  * @param tok the token; NULL allows nothing.
  * @param ns a namespace name, or "system" for tenant-wide objects and usage;
@@ -129,13 +140,38 @@ const tally__token_t *tally__tokens_authenticate(const tally__tokens_t *t,
  */
 int tally__token_allows(const tally__token_t *tok, const char *ns, int access);
 
+/** @brief tally__token_allows() for a namespace that is not NUL-terminated. */
+int tally__token_allows_ns(const tally__token_t *tok, const char *ns, size_t ns_len, int access);
+
+/**
+ * @brief The emitter credential called name[0..len).
+ * @return the token (role TALLY_ROLE_EMITTER), valid until
+ *         tally__tokens_destroy(t); NULL when no emitter has that name.
+ * @note Names are not secret: the search is not constant-time.
+ */
+const tally__token_t *tally__tokens_find_emitter(const tally__tokens_t *t, const char *name,
+                                                 size_t len);
+
+/** @brief An emitter's 32-byte MAC key (valid as long as the token); NULL for API tokens. */
+const uint8_t *tally__token_mac_key(const tally__token_t *tok);
+
+/**
+ * @brief Authenticate the HTTP door's `Authorization: Bearer NAME:SECRET`
+ *        (or `APIToken NAME:SECRET`) against the emitter credentials.
+ * @return the emitter, valid until tally__tokens_destroy(t); NULL when the
+ *         header is malformed, names no emitter, or the secret's derived
+ *         key differs (compared in constant time).
+ */
+const tally__token_t *tally__tokens_authenticate_emitter(const tally__tokens_t *t,
+                                                         const char *authorization);
+
 /** @brief The token's name, valid as long as the token. */
 const char *tally__token_name(const tally__token_t *tok);
 
-/** @brief The token's role: TALLY_ROLE_VIEWER, _EDITOR or _ADMIN. */
+/** @brief The token's role: TALLY_ROLE_VIEWER, _EDITOR, _ADMIN or _EMITTER. */
 int tally__token_role(const tally__token_t *tok);
 
-/** @brief "viewer", "editor" or "admin" for a TALLY_ROLE_*; "none" otherwise. Static. */
+/** @brief "viewer", "editor", "admin" or "emitter" for a TALLY_ROLE_*; "none" otherwise. Static. */
 const char *tally__role_name(int role);
 
 /** @brief 1 when the token's scope is `*` (every namespace, `system` included), else 0. */

@@ -10,9 +10,13 @@
 #include "config.h"
 #include "log.h"
 
+/* value_fields sits beside defs rather than inside tally__metric_def_t:
+ * definitions are copied by value into every usage item, and only the
+ * CloudEvents door reads this key. */
 struct tally__catalog {
-    tally__metric_def_t *defs;          /* file order */
-    const tally__metric_def_t **sorted; /* into defs, by label */
+    tally__metric_def_t *defs;                      /* file order */
+    const tally__metric_def_t **sorted;             /* into defs, by label */
+    char (*value_fields)[TALLY__CATALOG_FIELD_LEN]; /* per def, file order */
     size_t n;
 };
 
@@ -75,6 +79,20 @@ tally__metric_def_default(const char *metric, tally__metric_def_t *out)
     out->division_factor = 1;
 }
 
+int
+tally__catalog_valid_value_field(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == '-';
+        if (!ok || n >= TALLY__CATALOG_FIELD_LEN - 1)
+            return 0;
+    }
+    return n > 0;
+}
+
 double
 tally__metric_billable(const tally__metric_def_t *def, double raw)
 {
@@ -84,12 +102,21 @@ tally__metric_billable(const tally__metric_def_t *def, double raw)
 /* ==== loading ============================================================= */
 
 /* The keys of a metric section, in the order of the seen[] lines below. */
-enum { KEY_USAGE_TYPE, KEY_UNIT, KEY_AGGREGATION, KEY_BILLABLE_UNIT, KEY_DIVISION_FACTOR, NKEY };
-static const char *const key_names[NKEY] = {"usage_type", "unit", "aggregation", "billable_unit",
-                                            "division_factor"};
+enum {
+    KEY_USAGE_TYPE,
+    KEY_UNIT,
+    KEY_AGGREGATION,
+    KEY_BILLABLE_UNIT,
+    KEY_DIVISION_FACTOR,
+    KEY_VALUE_FIELD,
+    NKEY
+};
+static const char *const key_names[NKEY] = {
+    "usage_type", "unit", "aggregation", "billable_unit", "division_factor", "value_field"};
 
 struct loader {
     tally__metric_def_t *defs;
+    char (*vfields)[TALLY__CATALOG_FIELD_LEN]; /* per def: value_field */
     int (*seen)[NKEY]; /* per def: the line that set each key, 0 = not set */
     int *lines;        /* per def: the line of its section header */
     size_t n, cap;
@@ -113,6 +140,10 @@ grow(struct loader *L)
     if (lines == NULL)
         return -ENOMEM;
     L->lines = lines;
+    char(*vfields)[TALLY__CATALOG_FIELD_LEN] = realloc(L->vfields, cap * sizeof *vfields);
+    if (vfields == NULL)
+        return -ENOMEM;
+    L->vfields = vfields;
     L->cap = cap;
     return 0;
 }
@@ -160,6 +191,7 @@ section_item(struct loader *L, const tally__ini_item_t *item, char *reason, size
     /* A catalogued metric's billable unit follows its unit unless set. */
     L->defs[L->n].billable_unit[0] = '\0';
     memset(L->seen[L->n], 0, sizeof L->seen[L->n]);
+    snprintf(L->vfields[L->n], sizeof L->vfields[L->n], "%s", TALLY__CATALOG_VALUE_FIELD);
     L->lines[L->n] = item->line;
     L->n++;
     return 0;
@@ -175,7 +207,8 @@ key_item(struct loader *L, const tally__ini_item_t *item, char *reason, size_t r
         k++;
     if (k == NKEY) {
         snprintf(reason, reasonlen,
-                 "unknown key (usage_type, unit, aggregation, billable_unit, division_factor)");
+                 "unknown key (usage_type, unit, aggregation, billable_unit, division_factor, "
+                 "value_field)");
         return TALLY_ECONFIG;
     }
     if (item->continuation) {
@@ -216,6 +249,15 @@ key_item(struct loader *L, const tally__ini_item_t *item, char *reason, size_t r
         def->division_factor = (uint64_t)v;
         return 0;
     }
+    case KEY_VALUE_FIELD:
+        if (!tally__catalog_valid_value_field(item->value)) {
+            snprintf(reason, reasonlen,
+                     "'%.64s' is not a value field name ([A-Za-z0-9_.-], 1 to 64 bytes)",
+                     item->value);
+            return TALLY_ECONFIG;
+        }
+        snprintf(L->vfields[L->n - 1], sizeof L->vfields[L->n - 1], "%s", item->value);
+        return 0;
     }
     return TALLY_EINVAL;
 }
@@ -266,6 +308,7 @@ tally__catalog_load(const char *path, tally__catalog_t **out, char *err, size_t 
     if (L.n > 1)
         qsort(cat->sorted, L.n, sizeof *cat->sorted, cmp_def);
     cat->defs = L.defs;
+    cat->value_fields = L.vfields;
     cat->n = L.n;
     free(L.seen);
     free(L.lines);
@@ -279,6 +322,7 @@ fail:
         free(cat->sorted);
     free(cat);
     free(L.defs);
+    free(L.vfields);
     free(L.seen);
     free(L.lines);
     return rc;
@@ -291,6 +335,7 @@ tally__catalog_destroy(tally__catalog_t *cat)
         return;
     free(cat->defs);
     free(cat->sorted);
+    free(cat->value_fields);
     free(cat);
 }
 
@@ -337,4 +382,13 @@ tally__catalog_lookup_or_default(const tally__catalog_t *cat, const char *metric
         return d;
     tally__metric_def_default(metric, tmp);
     return tmp;
+}
+
+const char *
+tally__catalog_value_field(const tally__catalog_t *cat, const char *metric)
+{
+    const tally__metric_def_t *d = tally__catalog_find(cat, metric);
+    if (d == NULL)
+        return TALLY__CATALOG_VALUE_FIELD;
+    return cat->value_fields[d - cat->defs];
 }

@@ -8,9 +8,13 @@
  *     aggregation = sum              ; sum | count | max | last (a gauge)
  *     billable_unit = million requests
  *     division_factor = 1000000      ; billable quantity = raw / factor
+ *     value_field = requests         ; CloudEvents: data field holding the value
  *
  * Every key is optional: usage_type defaults to the label, unit to "count",
- * aggregation to sum, billable_unit to the unit and division_factor to 1.
+ * aggregation to sum, billable_unit to the unit, division_factor to 1 and
+ * value_field to "value". value_field ([A-Za-z0-9_.-]{1,64}) names the key
+ * of a CloudEvent's `data` object that carries the value (lib/cloudevents.h);
+ * it is a literal top-level key, not a path ("a.b" is the key "a.b").
  * A metric label that is not in the catalog is still counted — as a sum,
  * with its label as usage type and unit "count" (see
  * tally__catalog_lookup_or_default()) — never dropped.
@@ -29,6 +33,11 @@
 
 /** Bytes of a catalog text field (usage_type, unit, billable_unit), NUL included. */
 #define TALLY__CATALOG_TEXT_LEN 128
+
+/** Bytes of a value_field name, NUL included: [A-Za-z0-9_.-]{1,64}. */
+#define TALLY__CATALOG_FIELD_LEN 65
+/** The value_field of a metric that does not set one, or is not catalogued. */
+#define TALLY__CATALOG_VALUE_FIELD "value"
 
 /** How the values of one metric combine within a bucket (hour, month). */
 typedef enum tally__agg {
@@ -65,8 +74,9 @@ typedef struct tally__catalog tally__catalog_t;
  * @return 0; TALLY_ECONFIG for a syntax error, an unknown key, a duplicate
  *         key or metric, a bad metric label, a bad aggregation, a
  *         division_factor that is not a positive integer, an empty or
- *         over-long text; -errno when the file cannot be opened or read
- *         (-ENOENT when missing); -ENOMEM.
+ *         over-long text, a value_field outside [A-Za-z0-9_.-]{1,64};
+ *         -errno when the file cannot be opened or read (-ENOENT when
+ *         missing); -ENOMEM.
  */
 int tally__catalog_load(const char *path, tally__catalog_t **out, char *err, size_t errlen);
 
@@ -112,6 +122,20 @@ double tally__metric_billable(const tally__metric_def_t *def, double raw);
 
 /** @brief Whether s is a valid metric label, [A-Za-z0-9_.:-]{1,64}. 1 or 0. */
 int tally__catalog_valid_label(const char *s);
+
+/**
+ * @brief The value_field of a metric label: the key of a CloudEvent's data
+ *        object that carries its value.
+ * @param cat the catalog; NULL behaves as an empty catalog.
+ * @param metric the metric label; borrowed for the call.
+ * @return the catalog's value_field, valid until tally__catalog_destroy(),
+ *         or the static TALLY__CATALOG_VALUE_FIELD ("value") when the label
+ *         is not catalogued or sets none; never NULL.
+ */
+const char *tally__catalog_value_field(const tally__catalog_t *cat, const char *metric);
+
+/** @brief Whether s is a valid value_field name, [A-Za-z0-9_.-]{1,64}. 1 or 0. */
+int tally__catalog_valid_value_field(const char *s);
 
 /** @brief "sum", "count", "max" or "last"; "unknown" for anything else. Static. */
 const char *tally__agg_name(tally__agg_t agg);

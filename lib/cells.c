@@ -8,10 +8,11 @@
 #include "timeutil.h"
 
 /* A (series, hour) rollup between two flushes: the rollup record less
- * last_sum (always 0 in a delta), with the float flag in the series word.
- * 56 bytes, and with 100k active series they are most of the table. */
+ * last_sum (always 0 in a delta), with the record's flags in the top bits
+ * of the series word. 56 bytes, and with 100k active series they are most
+ * of the table. */
 typedef struct cell {
-    uint32_t series; /* table id | CELL_FLOAT */
+    uint32_t series; /* table id | CELL_FLOAT | CELL_OVERFLOW */
     uint32_t hour;   /* hours since the epoch */
     int64_t sum_i;
     double sum_f;
@@ -21,9 +22,11 @@ typedef struct cell {
     int64_t last_ts_ms;
 } cell_t;
 
-/* strtab ids stay below 2^28, so the top bit is free */
-#define CELL_FLOAT 0x80000000u
-#define CELL_SERIES(c) ((c)->series & ~CELL_FLOAT)
+/* strtab ids stay below 2^28, so the top bits are free */
+#define CELL_FLOAT 0x80000000u    /* TALLY_ROLLUP_FLOAT */
+#define CELL_OVERFLOW 0x40000000u /* TALLY_ROLLUP_INT_OVERFLOW */
+#define CELL_FLAGS (CELL_FLOAT | CELL_OVERFLOW)
+#define CELL_SERIES(c) ((c)->series & ~CELL_FLAGS)
 
 typedef struct sortent {
     uint64_t key;
@@ -52,6 +55,13 @@ struct tally__cells {
     uint32_t cap_order;
     uint32_t *morder, *mput;
     uint32_t pos[2]; /* fill() cursors: hourly, monthly */
+    /* int64 overflows (rollup.h's rule) since the last take: of cell
+     * additions at once, of the monthly folds of fill() once their commit
+     * succeeded (the reset), since a retried commit folds again. */
+    uint64_t overflows;
+    uint64_t fold_overflows;  /* of the prepared flush's current monthly pass */
+    uint32_t overflow_series; /* table id of the latest, UINT32_MAX for none */
+    uint32_t fold_series;
 };
 
 static uint32_t
@@ -68,6 +78,7 @@ tally__cells_create(const tally__strtab_t *series, tally__cells_t **out)
     if (!a)
         return -ENOMEM;
     a->series_tab = series;
+    a->overflow_series = a->fold_series = UINT32_MAX;
     a->index_mask = 1023;
     a->index = calloc(a->index_mask + 1, sizeof *a->index);
     if (!a->index) {
@@ -119,11 +130,12 @@ index_grow(tally__cells_t *a)
     return 0;
 }
 
-/* tally__rollup_add() on a cell. */
-static void
+/* tally__rollup_add() on a cell, returning 1 likewise on an int64 overflow. */
+static int
 cell_add(cell_t *c, int is_float, int64_t ival, double fval, int64_t ts_ms)
 {
     double v;
+    int overflow = 0;
     if (is_float) {
         c->sum_f += fval;
         c->series |= CELL_FLOAT;
@@ -132,7 +144,8 @@ cell_add(cell_t *c, int is_float, int64_t ival, double fval, int64_t ts_ms)
         int64_t sum;
         if (__builtin_add_overflow(c->sum_i, ival, &sum)) {
             c->sum_f += (double)ival; /* past int64: as the record does */
-            c->series |= CELL_FLOAT;
+            c->series |= CELL_FLOAT | CELL_OVERFLOW;
+            overflow = 1;
         } else {
             c->sum_i = sum;
         }
@@ -145,6 +158,7 @@ cell_add(cell_t *c, int is_float, int64_t ival, double fval, int64_t ts_ms)
         c->last_ts_ms = ts_ms;
     }
     c->count++;
+    return overflow;
 }
 
 static void
@@ -156,7 +170,8 @@ cell_rollup(const cell_t *c, tally__rollup_t *r)
                            .max = c->max,
                            .last = c->last,
                            .last_ts_ms = c->last_ts_ms,
-                           .flags = (c->series & CELL_FLOAT) ? TALLY_ROLLUP_FLOAT : 0};
+                           .flags = ((c->series & CELL_FLOAT) ? TALLY_ROLLUP_FLOAT : 0) |
+                                    ((c->series & CELL_OVERFLOW) ? TALLY_ROLLUP_INT_OVERFLOW : 0)};
 }
 
 int
@@ -171,12 +186,15 @@ tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_floa
             break;
         cell_t *c = &a->cells[v - 1];
         if (CELL_SERIES(c) == series && c->hour == hour) {
-            cell_add(c, is_float, ival, fval, ts_ms);
+            if (cell_add(c, is_float, ival, fval, ts_ms)) {
+                a->overflows++;
+                a->overflow_series = series;
+            }
             return 0;
         }
         pos = (pos + 1) & a->index_mask;
     }
-    if (series & CELL_FLOAT)
+    if (series & CELL_FLAGS)
         return -EINVAL; /* not a strtab id */
     if (a->ncells == a->cap_cells) {
         uint32_t ncap = a->cap_cells ? a->cap_cells * 2 : 1024;
@@ -188,7 +206,7 @@ tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_floa
     }
     cell_t *c = &a->cells[a->ncells];
     *c = (cell_t){.series = series, .hour = hour};
-    cell_add(c, is_float, ival, fval, ts_ms);
+    (void)cell_add(c, is_float, ival, fval, ts_ms); /* one value into an empty cell fits */
     a->index[pos] = ++a->ncells;
     if (series + 1 > a->max_series_seen)
         a->max_series_seen = series + 1;
@@ -210,6 +228,32 @@ tally__cells_reset(tally__cells_t *a)
         memset(a->index, 0, ((size_t)a->index_mask + 1) * sizeof *a->index);
     a->ncells = 0;
     free_spans(a);
+    /* the flush committed: its monthly folds happened once */
+    if (a->fold_overflows) {
+        a->overflows += a->fold_overflows;
+        a->overflow_series = a->fold_series;
+    }
+    a->fold_overflows = 0;
+    a->fold_series = UINT32_MAX;
+}
+
+uint64_t
+tally__cells_take_overflows(tally__cells_t *a, char *series, size_t cap)
+{
+    uint64_t n = a->overflows;
+    if (series && cap) {
+        uint32_t len = 0;
+        const char *key = n && a->overflow_series != UINT32_MAX
+                              ? tally__strtab_get(a->series_tab, a->overflow_series, &len)
+                              : NULL;
+        if (key)
+            tally__series_text(key, len, series, cap);
+        else
+            series[0] = '\0';
+    }
+    a->overflows = 0;
+    a->overflow_series = UINT32_MAX;
+    return n;
 }
 
 static int
@@ -322,6 +366,8 @@ tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src)
 {
     *src = (tally__store_src_t){fill, a, 0, 0};
     free_spans(a);
+    a->fold_overflows = 0;
+    a->fold_series = UINT32_MAX;
     const size_t n = a->ncells;
     if (n == 0)
         return 0;
@@ -405,6 +451,11 @@ fill(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t 
     }
     const uint32_t *mo = a->morder ? a->morder : a->order;
     int64_t memo_hour = -1, memo_month = 0;
+    if (first) {
+        /* a commit (re)starts the monthly pass: count its folds afresh */
+        a->fold_overflows = 0;
+        a->fold_series = UINT32_MAX;
+    }
     while (k < cap && *pos < a->ncells) {
         uint32_t i = mo[*pos];
         const cell_t *c = &a->cells[i];
@@ -419,7 +470,11 @@ fill(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t 
         while (a->mput && *pos < a->ncells && a->mput[mo[*pos]] == a->mput[i]) {
             tally__rollup_t r;
             cell_rollup(&a->cells[mo[*pos]], &r);
-            tally__rollup_merge(&deltas[k], &r);
+            if (tally__rollup_merge(&deltas[k], &r)) {
+                /* the month's sum passes int64 though no hour's does */
+                a->fold_overflows++;
+                a->fold_series = CELL_SERIES(c);
+            }
             (*pos)++;
         }
         k++;

@@ -50,6 +50,24 @@ int tally__cells_prepare(tally__cells_t *a, tally__store_src_t *src);
 /** @brief Forget every cell (after their commit). Keeps capacity. */
 void tally__cells_reset(tally__cells_t *a);
 
+/**
+ * @brief Take the count of int64 overflows (rollup.h's overflow rule: the
+ *        value went on in double precision and the record is flagged
+ *        TALLY_ROLLUP_INT_OVERFLOW) since the last take, and reset it.
+ *        Counted once per overflowing addition: an event added to a cell
+ *        whose integer sum it takes past int64 counts at once; the monthly
+ *        delta of a flush that spans hours, when folding the hours of one
+ *        series passes int64, counts when tally__cells_reset() follows its
+ *        commit (a retried commit does not count twice). Overflows of the
+ *        stored records themselves are the store's
+ *        (tally__store_take_overflows()).
+ * @param series when not NULL (and cap > 0): receives the latest
+ *        overflowing series as tally__series_text(), "" when none.
+ * @return the count, 0 when nothing overflowed.
+ * @note Owner thread only; cheap enough to call after every add.
+ */
+uint64_t tally__cells_take_overflows(tally__cells_t *a, char *series, size_t cap);
+
 /** @brief Heap bytes held, for /metrics and benchmarks. */
 size_t tally__cells_bytes(const tally__cells_t *a);
 

@@ -20,6 +20,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/pipeline.h>
 #include <nanomsg/pubsub.h>
+#include <sodium.h>
 
 #include "codec.h"
 #include "timeutil.h"
@@ -50,6 +51,9 @@ struct tally_client {
     int stop;
     tally_client_options_t o;
     char producer[TALLY_MAX_PRODUCER_LEN + 1];
+    int has_cred;       /* protocol v2: batches carry a MAC, acks must verify */
+    tally__cred_t cred; /* name and MAC key; the secret itself is not kept */
+    char topic[TALLY__ACK_TOPIC_LEN + 1]; /* v2 ack topic: a keyed hash of the producer */
     int push, sub;
     char endpoint[256], ack_endpoint[256];
     int64_t last_ack_ms; /* last ack for us, or the last rebuild */
@@ -146,8 +150,8 @@ seal(tally_client_t *c)
     uint64_t seq = c->next_seq;
     uint64_t base = c->qcount ? q_at(c, 0)->seq : seq;
     c->scratch.size = 0;
-    int rc = tally__encode_batch(&c->scratch, c->producer, seq, base, c->open_n, c->events.data,
-                                 c->events.size);
+    int rc = tally__encode_batch_v2(&c->scratch, c->has_cred ? &c->cred : NULL, c->producer, seq,
+                                    base, c->open_n, c->events.data, c->events.size);
     if (rc)
         return rc;
     if (c->scratch.size == 0) /* cannot happen: a batch always has a header */
@@ -214,8 +218,10 @@ open_sockets(tally_client_t *c)
     nn_setsockopt(push, NN_SOL_SOCKET, NN_SNDBUF, &sndbuf, sizeof sndbuf);
     nn_setsockopt(sub, NN_SOL_SOCKET, NN_RECONNECT_IVL, &ivl, sizeof ivl);
     nn_setsockopt(sub, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    /* topic: "producer\0" so a shared ack socket delivers only our acks */
-    if (nn_setsockopt(sub, NN_SUB, NN_SUB_SUBSCRIBE, c->producer, strlen(c->producer) + 1) < 0 ||
+    /* topic: "producer\0" (v1) or "keyed hash\0" (v2), so a shared ack
+     * socket delivers only our acks */
+    const char *topic = c->has_cred ? c->topic : c->producer;
+    if (nn_setsockopt(sub, NN_SUB, NN_SUB_SUBSCRIBE, topic, strlen(topic) + 1) < 0 ||
         nn_connect(push, c->endpoint) < 0 || nn_connect(sub, c->ack_endpoint) < 0) {
         int rc = -nn_errno();
         nn_close(push);
@@ -267,9 +273,17 @@ bg_main(void *arg)
             int len;
             while ((len = nn_recv(c->sub, &msg, NN_MSG, NN_DONTWAIT)) >= 0) {
                 tally__wire_ack_t ack;
-                if (tally__decode_ack(msg, (size_t)len, &ack) == 0 &&
-                    ack.producer.len == strlen(c->producer) &&
-                    memcmp(ack.producer.p, c->producer, ack.producer.len) == 0) {
+                /* with a credential, an ack that does not verify is ignored:
+                 * a forged one must not release batches the daemon lacks */
+                int ok = c->has_cred
+                             ? tally__decode_ack_v2(msg, (size_t)len, c->cred.key, c->topic,
+                                                    &ack) == 0
+                             : tally__decode_ack(msg, (size_t)len, &ack) == 0 &&
+                                   ack.producer.len == strlen(c->producer) &&
+                                   memcmp(ack.producer.p, c->producer, ack.producer.len) == 0;
+                if (!ok && c->has_cred)
+                    c->st.bad_acks++;
+                if (ok) {
                     release_upto(c, ack.hwm);
                     c->last_ack_ms = tally__time_mono_ms();
                 }
@@ -324,6 +338,15 @@ tally_client_create(const char *endpoint, const char *producer_id,
     c->next_seq = c->o.first_seq ? c->o.first_seq : (uint64_t)tally__time_now_ms() * 1000;
     c->o.ack_endpoint = NULL; /* not kept: the caller's string */
     snprintf(c->producer, sizeof c->producer, "%s", producer_id);
+    if (options && options->credential) {
+        if (tally__cred_parse(options->credential, strlen(options->credential), &c->cred) != 0) {
+            free(c);
+            return TALLY_EINVAL;
+        }
+        c->has_cred = 1;
+        tally__ack_topic(c->cred.key, c->producer, strlen(c->producer), c->topic);
+    }
+    c->o.credential = NULL; /* not kept either: only its name and derived key are */
     c->push = c->sub = -1;
     if (options && options->ack_endpoint) {
         if ((size_t)snprintf(ack_ep, sizeof ack_ep, "%s", options->ack_endpoint) >= sizeof ack_ep) {
@@ -499,5 +522,6 @@ tally_client_destroy(tally_client_t *c)
     msgpack_sbuffer_destroy(&c->scratch);
     pthread_cond_destroy(&c->acked);
     pthread_mutex_destroy(&c->mu);
+    sodium_memzero(&c->cred, sizeof c->cred);
     free(c);
 }

@@ -491,25 +491,88 @@ decode_event(tally__decoder_t *d, rd_t *r, uint32_t *nlabels_total, tally__wire_
 }
 
 int
+tally__peek_batch(const void *buf, size_t len, uint32_t *version, tally__str_t *cred, int *reason)
+{
+    rd_t r = {(const uint8_t *)buf, (const uint8_t *)buf + len};
+    uint32_t n;
+    uint64_t kind = 0, v = 0;
+    tally__str_t k;
+    int rc;
+    cred->p = NULL;
+    cred->len = 0;
+    *version = 0;
+    if ((rc = rd_container(&r, 1, &n)) != RD_OK)
+        goto reject;
+    if (n < 2) {
+        rc = TALLY_PROTO_REJECT_missing;
+        goto reject;
+    }
+    if ((rc = rd_str(&r, &k)) != RD_OK)
+        goto reject;
+    if (key_letter(&k) != 'k') {
+        rc = TALLY_PROTO_REJECT_missing;
+        goto reject;
+    }
+    if ((rc = rd_uint(&r, &kind)) != RD_OK)
+        goto reject;
+    if (kind != TALLY_PROTO_KIND_batch_v1) {
+        rc = TALLY_PROTO_REJECT_kind;
+        goto reject;
+    }
+    if ((rc = rd_str(&r, &k)) != RD_OK)
+        goto reject;
+    if (key_letter(&k) != 'v') {
+        rc = TALLY_PROTO_REJECT_missing;
+        goto reject;
+    }
+    if ((rc = rd_uint(&r, &v)) != RD_OK)
+        goto reject;
+    if (v < 1 || v > TALLY_PROTO_VERSION) {
+        rc = TALLY_PROTO_REJECT_version;
+        goto reject;
+    }
+    *version = (uint32_t)v;
+    if (v == TALLY_PROTO_VERSION_V1)
+        return 0;
+    if (n < 3 || (rc = rd_str(&r, &k)) != RD_OK || key_letter(&k) != 'a') {
+        rc = rc == RD_OK || n < 3 ? TALLY_PROTO_REJECT_missing : rc;
+        goto reject;
+    }
+    if ((rc = rd_str(&r, cred)) != RD_OK)
+        goto reject;
+    if (!tally__cred_valid_name(cred->p, cred->len)) {
+        rc = cred->len > TALLY__CRED_MAX_NAME ? TALLY_PROTO_REJECT_too_long
+                                              : TALLY_PROTO_REJECT_bad_name;
+        goto reject;
+    }
+    return 0;
+reject:
+    *reason = rc;
+    return rc == TALLY_PROTO_REJECT_version ? TALLY_EVERSION : TALLY_EPROTO;
+}
+
+int
 tally__decode_batch(tally__decoder_t *d, const void *buf, size_t len, tally__wire_batch_t *out,
                     int *reason)
 {
     rd_t r = {(const uint8_t *)buf, (const uint8_t *)buf + len};
     uint32_t n, nlabels = 0;
-    unsigned seen = 0;
+    unsigned seen = 0, need = 63;
     uint64_t kind = 0, version = 0;
     int rc = rd_container(&r, 1, &n);
     memset(out, 0, sizeof *out);
     if (rc != RD_OK)
         goto reject;
     /* The kind and version come first so that a newer or different message
-     * is recognised before its fields are judged. */
+     * is recognised before its fields are judged; in version 2 the
+     * credential comes third, so the MAC can be checked before the rest. */
     for (uint32_t i = 0; i < n; i++) {
         tally__str_t k;
         if ((rc = rd_str(&r, &k)) != RD_OK)
             goto reject;
         unsigned bit;
-        if ((i == 0 && key_letter(&k) != 'k') || (i == 1 && key_letter(&k) != 'v')) {
+        if ((i == 0 && key_letter(&k) != 'k') || (i == 1 && key_letter(&k) != 'v') ||
+            (i == 2 && version == TALLY_PROTO_VERSION_V2 && key_letter(&k) != 'a')) {
             rc = TALLY_PROTO_REJECT_missing;
             goto reject;
         }
@@ -525,6 +588,20 @@ tally__decode_batch(tally__decoder_t *d, const void *buf, size_t len, tally__wir
             rc = rd_uint(&r, &version);
             if (rc == RD_OK && (version < 1 || version > TALLY_PROTO_VERSION))
                 rc = TALLY_PROTO_REJECT_version;
+            if (version == TALLY_PROTO_VERSION_V2)
+                need = 127;
+            break;
+        case 'a':
+            bit = 64;
+            if (version != TALLY_PROTO_VERSION_V2) {
+                rc = TALLY_PROTO_REJECT_unknown_field;
+                break;
+            }
+            rc = rd_str(&r, &out->cred);
+            if (rc == RD_OK && out->cred.len > TALLY__CRED_MAX_NAME)
+                rc = TALLY_PROTO_REJECT_too_long;
+            else if (rc == RD_OK && !tally__cred_valid_name(out->cred.p, out->cred.len))
+                rc = TALLY_PROTO_REJECT_bad_name;
             break;
         case 'p':
             bit = 4;
@@ -576,7 +653,7 @@ tally__decode_batch(tally__decoder_t *d, const void *buf, size_t len, tally__wir
         }
         seen |= bit;
     }
-    if ((seen & 63) != 63) {
+    if ((seen & need) != need) {
         rc = TALLY_PROTO_REJECT_missing;
         goto reject;
     }
@@ -694,14 +771,27 @@ int
 tally__encode_batch(msgpack_sbuffer *out, const char *producer, uint64_t seq, uint64_t base,
                     uint32_t nevents, const void *events, size_t events_len)
 {
+    return tally__encode_batch_v2(out, NULL, producer, seq, base, nevents, events, events_len);
+}
+
+int
+tally__encode_batch_v2(msgpack_sbuffer *out, const tally__cred_t *cred, const char *producer,
+                       uint64_t seq, uint64_t base, uint32_t nevents, const void *events,
+                       size_t events_len)
+{
+    size_t start = out->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     int bad = 0;
-    bad |= msgpack_pack_map(&pk, 6);
+    bad |= msgpack_pack_map(&pk, cred ? 7 : 6);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_KIND);
     bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_KIND_batch_v1);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_VERSION);
-    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION);
+    bad |= msgpack_pack_uint32(&pk, cred ? TALLY_PROTO_VERSION_V2 : TALLY_PROTO_VERSION_V1);
+    if (cred) {
+        bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_CREDENTIAL);
+        bad |= pack_cstr(&pk, cred->name, cred->name_len);
+    }
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_PRODUCER);
     bad |= pack_cstr(&pk, producer, strlen(producer));
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_SEQ);
@@ -711,6 +801,11 @@ tally__encode_batch(msgpack_sbuffer *out, const char *producer, uint64_t seq, ui
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_EVENTS);
     bad |= msgpack_pack_array(&pk, nevents);
     bad |= msgpack_sbuffer_write(out, events, events_len);
+    if (cred && !bad) {
+        uint8_t tag[TALLY__MAC_LEN];
+        tally__mac(cred->key, out->data + start, out->size - start, tag);
+        bad |= msgpack_sbuffer_write(out, (const char *)tag, sizeof tag);
+    }
     return bad ? -ENOMEM : 0;
 }
 
@@ -727,7 +822,7 @@ tally__encode_ack(msgpack_sbuffer *out, const char *producer, size_t producer_le
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_KIND);
     bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_KIND_ack_v1);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_VERSION);
-    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION);
+    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION_V1);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_PRODUCER);
     bad |= pack_cstr(&pk, producer, producer_len);
     bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_HWM);
@@ -784,11 +879,91 @@ tally__decode_ack(const void *buf, size_t len, tally__wire_ack_t *out)
             return TALLY_EPROTO;
         seen |= bit;
     }
-    if (seen != 31 || r.p != r.end || kind != TALLY_PROTO_KIND_ack_v1 || version < 1 ||
-        version > TALLY_PROTO_VERSION)
+    if (seen != 31 || r.p != r.end || kind != TALLY_PROTO_KIND_ack_v1 ||
+        version != TALLY_PROTO_VERSION_V1)
         return TALLY_EPROTO;
     if (out->producer.len != (size_t)(nul - (const uint8_t *)buf) ||
         memcmp(out->producer.p, buf, out->producer.len) != 0)
+        return TALLY_EPROTO;
+    return 0;
+}
+
+int
+tally__encode_ack_v2(msgpack_sbuffer *out, const uint8_t key[TALLY__CRED_KEY_LEN],
+                     const char *producer, size_t producer_len, uint64_t hwm, uint64_t max_seq)
+{
+    char topic[TALLY__ACK_TOPIC_LEN + 1];
+    size_t start = out->size;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    tally__ack_topic(key, producer, producer_len, topic);
+    int bad = 0;
+    bad |= msgpack_sbuffer_write(out, topic, sizeof topic); /* with its NUL */
+    bad |= msgpack_pack_map(&pk, 4);
+    bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_KIND);
+    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_KIND_ack_v1);
+    bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_VERSION);
+    bad |= msgpack_pack_uint32(&pk, TALLY_PROTO_VERSION_V2);
+    bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_HWM);
+    bad |= msgpack_pack_uint64(&pk, hwm);
+    bad |= PACK_KEY(&pk, TALLY_PROTO_KEY_MAXSEQ);
+    bad |= msgpack_pack_uint64(&pk, max_seq);
+    if (!bad) {
+        uint8_t tag[TALLY__MAC_LEN];
+        tally__mac(key, out->data + start, out->size - start, tag);
+        bad |= msgpack_sbuffer_write(out, (const char *)tag, sizeof tag);
+    }
+    return bad ? -ENOMEM : 0;
+}
+
+int
+tally__decode_ack_v2(const void *buf, size_t len, const uint8_t key[TALLY__CRED_KEY_LEN],
+                     const char *topic, tally__wire_ack_t *out)
+{
+    const uint8_t *b = buf;
+    memset(out, 0, sizeof *out);
+    /* topic, NUL, a map of at least 9 bytes, the tag */
+    if (len < TALLY__ACK_TOPIC_LEN + 1 + 9 + TALLY__MAC_LEN ||
+        memcmp(b, topic, TALLY__ACK_TOPIC_LEN + 1) != 0 || !tally__mac_check(key, b, len))
+        return TALLY_EPROTO;
+    rd_t r = {b + TALLY__ACK_TOPIC_LEN + 1, b + len - TALLY__MAC_LEN};
+    uint32_t n;
+    unsigned seen = 0;
+    uint64_t kind = 0, version = 0;
+    if (rd_container(&r, 1, &n) != RD_OK)
+        return TALLY_EPROTO;
+    for (uint32_t i = 0; i < n; i++) {
+        tally__str_t k;
+        int rc;
+        unsigned bit;
+        if (rd_str(&r, &k) != RD_OK)
+            return TALLY_EPROTO;
+        switch (key_letter(&k)) {
+        case 'k':
+            bit = 1;
+            rc = rd_uint(&r, &kind);
+            break;
+        case 'v':
+            bit = 2;
+            rc = rd_uint(&r, &version);
+            break;
+        case 'h':
+            bit = 4;
+            rc = rd_uint(&r, &out->hwm);
+            break;
+        case 'c':
+            bit = 8;
+            rc = rd_uint(&r, &out->max_seq);
+            break;
+        default:
+            return TALLY_EPROTO;
+        }
+        if (rc != RD_OK || (seen & bit))
+            return TALLY_EPROTO;
+        seen |= bit;
+    }
+    if (seen != 15 || r.p != r.end || kind != TALLY_PROTO_KIND_ack_v1 ||
+        version != TALLY_PROTO_VERSION_V2)
         return TALLY_EPROTO;
     return 0;
 }

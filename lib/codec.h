@@ -1,8 +1,7 @@
 /* codec.h — strict, bounded msgpack encoding and decoding of tally wire messages.
  *
- * The decoder owns a msgpack zone and growable event/label arrays that are
- * reused from one message to the next, so decoding does not allocate in
- * the steady state. Decoded strings point into the caller's input buffer:
+ * The decoder owns growable event/label arrays that are reused from one
+ * message to the next, so decoding does not allocate in the steady state. Decoded strings point into the caller's input buffer:
  * they are valid until that buffer is freed or the next decode call,
  * whichever comes first.
  */
@@ -14,6 +13,7 @@
 
 #include <msgpack.h>
 
+#include "credential.h"
 #include "tally/tally.h"
 #include "tally_proto.h"
 
@@ -42,6 +42,7 @@ typedef struct tally__wire_event {
 /** A decoded batch_v1. Arrays are owned by the decoder. */
 typedef struct tally__wire_batch {
     uint32_t version;
+    tally__str_t cred; /**< v2: the emitter credential's name; v1: empty */
     tally__str_t producer;
     uint64_t seq;
     uint64_t base;
@@ -58,7 +59,6 @@ typedef struct tally__wire_ack {
 } tally__wire_ack_t;
 
 typedef struct tally__decoder {
-    msgpack_zone zone;
     uint32_t max_events;
     tally__wire_event_t *events;
     tally__wire_label_t *labels;
@@ -71,7 +71,22 @@ int tally__decoder_init(tally__decoder_t *d, uint32_t max_events);
 void tally__decoder_fini(tally__decoder_t *d);
 
 /**
- * @brief Decode and validate one batch.
+ * @brief Read only what must be known before a batch's MAC can be checked:
+ *        the kind, the version and (version 2) the credential name.
+ * @param[out] version 1 or 2.
+ * @param[out] cred version 2: the credential name (points into buf); v1: empty.
+ * @param[out] reason on failure, the TALLY_PROTO_REJECT_* that applies.
+ * @return 0, TALLY_EVERSION, or TALLY_EPROTO (kind, missing, type, msgpack,
+ *         too_long, bad_name).
+ * @note Judges nothing else: call tally__mac_check() on the whole message,
+ *       then tally__decode_batch() on it without its tag.
+ */
+int tally__peek_batch(const void *buf, size_t len, uint32_t *version, tally__str_t *cred,
+                      int *reason);
+
+/**
+ * @brief Decode and validate one batch (its msgpack map only: a v2
+ *        message's trailing tag must be cut off first).
  * @param[out] out valid until the next call or until buf is freed.
  * @param[out] reason on failure, the TALLY_PROTO_REJECT_* that applies.
  * @return 0, or TALLY_EPROTO (reason set), TALLY_EVERSION (reason version).
@@ -106,6 +121,32 @@ int tally__encode_event(msgpack_sbuffer *sb, const tally_event_t *ev, int64_t ts
  */
 int tally__encode_batch(msgpack_sbuffer *out, const char *producer, uint64_t seq, uint64_t base,
                         uint32_t nevents, const void *events, size_t events_len);
+
+/**
+ * @brief Build a version 2 batch: the map with "a" = cred->name third, then
+ *        the 32-byte tag under cred->key. cred NULL builds version 1.
+ */
+int tally__encode_batch_v2(msgpack_sbuffer *out, const tally__cred_t *cred, const char *producer,
+                           uint64_t seq, uint64_t base, uint32_t nevents, const void *events,
+                           size_t events_len);
+
+/**
+ * @brief Build a version 2 ack: topic (tally__ack_topic) + NUL + map
+ *        {k, v = 2, h, c} + tag under key over everything before it.
+ */
+int tally__encode_ack_v2(msgpack_sbuffer *out, const uint8_t key[TALLY__CRED_KEY_LEN],
+                         const char *producer, size_t producer_len, uint64_t hwm,
+                         uint64_t max_seq);
+
+/**
+ * @brief Decode a version 2 ack meant for one producer.
+ * @param topic the producer's topic with its NUL (tally__ack_topic()).
+ * @return 0, or TALLY_EPROTO when the topic differs, the tag does not
+ *         verify (checked before the map is read), or the map is not
+ *         exactly {k = 2, v = 2, h, c}. out->producer is left empty.
+ */
+int tally__decode_ack_v2(const void *buf, size_t len, const uint8_t key[TALLY__CRED_KEY_LEN],
+                         const char *topic, tally__wire_ack_t *out);
 
 /** @brief Build an ack_v1 message: "producer\0" + msgpack map. */
 int tally__encode_ack(msgpack_sbuffer *out, const char *producer, size_t producer_len, uint64_t hwm,

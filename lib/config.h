@@ -104,6 +104,22 @@ typedef struct tally__config {
         /** ingest.max_message_bytes: largest ingest message accepted, in bytes,
             1024..67108864. Default 1048576. */
         uint32_t max_message_bytes;
+        /** ingest.require_auth: when true (the default), every endpoint takes
+            only authenticated (protocol v2) batches. When false, `ipc://` and
+            `inproc://` endpoints also take unauthenticated v1 batches (the
+            socket file's permissions decide who may write); `tcp://` and
+            `ws://` endpoints require authentication either way. */
+        bool require_auth;
+        /** ingest.max_producers_per_credential: distinct producer ids one
+            emitter credential may hold state for, 1..1000000. Default 4096. */
+        uint32_t max_producers_per_credential;
+        /** ingest.http_dedup_hours: how long a CloudEvent (source, id) is
+            remembered so a resend is not counted again, 1..8784. Default 24. */
+        uint32_t http_dedup_hours;
+        /** ingest.http_dedup_max_events: most (source, id) pairs remembered at
+            once, 1000..1000000000; past it the HTTP door answers 503.
+            Default 10000000. */
+        uint64_t http_dedup_max_events;
     } ingest;
 
     struct {

@@ -9,10 +9,11 @@ tally__rollup_init(tally__rollup_t *r)
     memset(r, 0, sizeof *r);
 }
 
-void
+int
 tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, int64_t ts_ms)
 {
     double v;
+    int overflow = 0;
     if (is_float) {
         r->sum_f += fval;
         r->flags |= TALLY_ROLLUP_FLOAT;
@@ -20,9 +21,11 @@ tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, i
     } else {
         int64_t sum;
         if (__builtin_add_overflow(r->sum_i, ival, &sum)) {
-            /* past int64: keep counting, approximately, and say so */
+            /* past int64: keep counting, approximately, and say so (the
+             * flag here, the count through the return value) */
             r->sum_f += (double)ival;
-            r->flags |= TALLY_ROLLUP_FLOAT;
+            r->flags |= TALLY_ROLLUP_FLOAT | TALLY_ROLLUP_INT_OVERFLOW;
+            overflow = 1;
         } else {
             r->sum_i = sum;
         }
@@ -35,21 +38,24 @@ tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, i
         r->last_ts_ms = ts_ms;
     }
     r->count++;
+    return overflow;
 }
 
-void
+int
 tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src)
 {
     if (src->count == 0)
-        return;
+        return 0;
     if (dst->count == 0) {
         *dst = *src;
-        return;
+        return 0;
     }
     int64_t sum;
+    int overflow = 0;
     if (__builtin_add_overflow(dst->sum_i, src->sum_i, &sum)) {
         dst->sum_f += (double)src->sum_i; /* past int64: carry in the float part */
-        dst->flags |= TALLY_ROLLUP_FLOAT;
+        dst->flags |= TALLY_ROLLUP_FLOAT | TALLY_ROLLUP_INT_OVERFLOW;
+        overflow = 1;
     } else {
         dst->sum_i = sum;
     }
@@ -63,6 +69,7 @@ tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src)
         dst->last = src->last;
         dst->last_ts_ms = src->last_ts_ms;
     }
+    return overflow;
 }
 
 double
@@ -75,6 +82,12 @@ int
 tally__rollup_sum_is_int(const tally__rollup_t *r)
 {
     return !(r->flags & TALLY_ROLLUP_FLOAT);
+}
+
+int
+tally__rollup_int_overflowed(const tally__rollup_t *r)
+{
+    return (r->flags & TALLY_ROLLUP_INT_OVERFLOW) != 0;
 }
 
 size_t
@@ -129,6 +142,60 @@ tally__series_parse(const char *key, size_t len, tally__series_t *out)
     out->labels = z2 + 1;
     out->labels_len = (uint32_t)(len - (size_t)(z2 + 1 - key));
     return 0;
+}
+
+/* Text being built into a fixed buffer; once something does not fit,
+ * nothing more is written (no gaps, no half escape). */
+typedef struct text {
+    char *buf;
+    size_t cap, at;
+    int full;
+} text_t;
+
+/* Append s[0..n), escaping '"' and '\\'; keeps room for the NUL. */
+static void
+text_put(text_t *t, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && !t->full; i++) {
+        int esc = s[i] == '"' || s[i] == '\\';
+        if (t->at + (size_t)esc + 1 >= t->cap) {
+            t->full = 1;
+            break;
+        }
+        if (esc)
+            t->buf[t->at++] = '\\';
+        t->buf[t->at++] = s[i];
+    }
+}
+
+char *
+tally__series_text(const char *key, size_t len, char *buf, size_t cap)
+{
+    tally__series_t s;
+    text_t t = {buf, cap, 0, 0};
+    if (cap == 0)
+        return buf;
+    if (!key || tally__series_parse(key, len, &s) != 0) {
+        text_put(&t, "?", 1);
+        buf[t.at] = '\0';
+        return buf;
+    }
+    text_put(&t, s.ns, s.ns_len);
+    text_put(&t, "/", 1);
+    text_put(&t, s.metric, s.metric_len);
+    uint32_t pos = 0, kl, vl;
+    const char *k, *v;
+    int n = 0;
+    while (tally__series_next_label(s.labels, s.labels_len, &pos, &k, &kl, &v, &vl)) {
+        text_put(&t, n++ ? "," : "{", 1);
+        text_put(&t, k, kl);
+        text_put(&t, "=", 1);
+        text_put(&t, v, vl);
+    }
+    if (n)
+        text_put(&t, "}", 1);
+    buf[t.at] = '\0';
+    return buf;
 }
 
 int

@@ -18,6 +18,14 @@
  * ingest path free of catalog lookups and lets a catalog change re-read
  * history. Integer values are summed exactly in int64; float values in a
  * separate double, so integer metering never loses a unit to rounding.
+ *
+ * Overflow rule (docs/semantics-overflow.md). An integer addition that
+ * would take sum_i past int64 leaves sum_i as it was and adds the value to
+ * sum_f instead: the record keeps counting, in double precision, and
+ * carries TALLY_ROLLUP_FLOAT | TALLY_ROLLUP_INT_OVERFLOW from then on (merge
+ * ORs the flags, so they survive every later merge). tally__rollup_add()
+ * and tally__rollup_merge() return 1 for such an addition, so that the
+ * caller counts it: one per overflowing addition, never silently.
  */
 #ifndef TALLY_ROLLUP_H
 #define TALLY_ROLLUP_H
@@ -29,6 +37,11 @@
 
 enum {
     TALLY_ROLLUP_FLOAT = 1, /**< a float value (or an int64 overflow) went into sum_f */
+    /** the integer sum overflowed int64 at least once: sum_i + sum_f is no
+     *  longer an exact integer. Always set together with TALLY_ROLLUP_FLOAT,
+     *  so readers that test only FLOAT still add sum_f. Records written
+     *  before this flag existed carry FLOAT alone after an overflow. */
+    TALLY_ROLLUP_INT_OVERFLOW = 2,
 };
 
 typedef struct tally__rollup {
@@ -53,23 +66,38 @@ typedef struct tally__rollup {
 
 /** Longest series key: ns + metric + labels + separators. */
 #define TALLY_SERIES_KEY_MAX (TALLY_MAX_NS_LEN + TALLY_MAX_METRIC_LEN + 2 + TALLY_MAX_LABELS_BYTES)
+/** Bytes that hold tally__series_text() of any series for a log line (truncated to fit). */
+#define TALLY_SERIES_TEXT_MAX 256
 /** Bytes of a rollup key. */
 #define TALLY_ROLLUP_KEY_LEN 12
 
 /** @brief Start an empty record. */
 void tally__rollup_init(tally__rollup_t *r);
 
-/** @brief Add one event's value at event time ts_ms. */
-void tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, int64_t ts_ms);
+/**
+ * @brief Add one event's value at event time ts_ms.
+ * @return 1 when the integer value did not fit in sum_i (int64 overflow):
+ *         it went to sum_f and the record is flagged (see the overflow rule
+ *         above); 0 otherwise.
+ */
+int tally__rollup_add(tally__rollup_t *r, int is_float, int64_t ival, double fval, int64_t ts_ms);
 
-/** @brief Fold src into dst (src is the newer delta: it wins ties of `last`). */
-void tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src);
+/**
+ * @brief Fold src into dst (src is the newer delta: it wins ties of `last`).
+ * @return 1 when dst->sum_i + src->sum_i overflowed int64 (src->sum_i went
+ *         to dst->sum_f, dst is flagged), 0 otherwise. A flag src already
+ *         carries is copied, not counted again.
+ */
+int tally__rollup_merge(tally__rollup_t *dst, const tally__rollup_t *src);
 
 /** @brief The sum as a double (exact when it fits in 2^53). */
 double tally__rollup_sum(const tally__rollup_t *r);
 
 /** @brief Whether the sum is an exact integer (no float contributed). */
 int tally__rollup_sum_is_int(const tally__rollup_t *r);
+
+/** @brief Whether the integer sum ever overflowed int64 (TALLY_ROLLUP_INT_OVERFLOW). */
+int tally__rollup_int_overflowed(const tally__rollup_t *r);
 
 /** A decoded series key, pointing into the key bytes. */
 typedef struct tally__series {
@@ -91,6 +119,16 @@ size_t tally__series_key(char *buf, const char *ns, size_t ns_len, const char *m
 
 /** @brief Split a series key. @return 0 or TALLY_ECORRUPT. */
 int tally__series_parse(const char *key, size_t len, tally__series_t *out);
+
+/**
+ * @brief A series key as one line of text for logs: `ns/metric{k=v,k=v}`
+ *        (no braces without labels), with `"` and `\` escaped by `\` so
+ *        it can sit inside a quoted log value. Truncated to fit, always
+ *        NUL-terminated (cap > 0); a key that does not parse is shown as
+ *        `?`.
+ * @return buf.
+ */
+char *tally__series_text(const char *key, size_t len, char *buf, size_t cap);
 
 /**
  * @brief Iterate the labels of an encoded label part.

@@ -51,6 +51,11 @@ struct tally__store {
     int readonly;
     int writemap; /* MDB_WRITEMAP over a map reserved on disk */
     int lockfd;   /* DIR/tally.lock held with flock(LOCK_EX) by a writable open; -1 */
+    /* int64 overflows of stored records' sums in merges (rollup.h's rule):
+     * of the open commit, then of committed ones until taken; with the
+     * latest overflowing series as text */
+    uint64_t ovf_txn, ovf_done;
+    char ovf_txn_text[TALLY_SERIES_TEXT_MAX], ovf_done_text[TALLY_SERIES_TEXT_MAX];
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
 };
@@ -564,7 +569,14 @@ merge_puts(tally__store_t *s, MDB_txn *txn, MDB_dbi dbi, uint32_t *next,
                 if (diffs)
                     r.last_sum = r.last;
                 old_last = r.last;
-                tally__rollup_merge(&r, &d);
+                if (tally__rollup_merge(&r, &d)) {
+                    s->ovf_txn++;
+                    if (put->series)
+                        tally__series_text(put->series, put->series_len, s->ovf_txn_text,
+                                           sizeof s->ovf_txn_text);
+                    else
+                        snprintf(s->ovf_txn_text, sizeof s->ovf_txn_text, "(series id %u)", sid);
+                }
                 if (diffs)
                     r.last_sum = r.last;
                 v.mv_size = vsize;
@@ -657,6 +669,7 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
     }
     uint32_t next = s->next_sid;
     s->nlearn = 0;
+    s->ovf_txn = 0;
     rc = merge_puts(s, txn, s->hourly, &next, src, TALLY_STORE_HOURLY,
                     diffs ? diffs : (double[1]){0}, nm, NULL, 0);
     if (rc == 0)
@@ -674,6 +687,10 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
         s->next_sid = next;
         for (size_t i = 0; i < s->nlearn; i++)
             *s->learn[i].dst = s->learn[i].sid1;
+        if (s->ovf_txn) {
+            s->ovf_done += s->ovf_txn;
+            memcpy(s->ovf_done_text, s->ovf_txn_text, sizeof s->ovf_done_text);
+        }
     }
     goto out;
 abort:
@@ -688,6 +705,16 @@ out:
     s->nlearn = 0;
     pthread_rwlock_unlock(&s->lock);
     return map_err(rc);
+}
+
+uint64_t
+tally__store_take_overflows(tally__store_t *s, char *series, size_t cap)
+{
+    uint64_t n = s->ovf_done;
+    if (series && cap)
+        snprintf(series, cap, "%s", n ? s->ovf_done_text : "");
+    s->ovf_done = 0;
+    return n;
 }
 
 int

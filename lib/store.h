@@ -67,7 +67,8 @@ void tally__store_close(tally__store_t *s);
 /** One rollup update for (series, period): merged into what the store holds. */
 typedef struct tally__store_put {
     const char
-        *series; /**< series key (rollup.h), borrowed for the call; read only when sid1 is 0 */
+        *series; /**< series key (rollup.h), borrowed for the call; read only when sid1 is 0,
+                      or, when not NULL, to name an int64 overflow (tally__store_take_overflows) */
     uint32_t series_len;
     int64_t period_s; /**< hour or month start */
     const tally__rollup_t *delta;
@@ -127,6 +128,22 @@ int tally__store_commit(tally__store_t *s, const tally__store_put_t *hourly, siz
 /** @brief tally__store_commit() of the puts a source yields. Same order, same results. */
 int tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
                             const tally__store_producer_t *producers, size_t np);
+
+/**
+ * @brief Take the count of int64 overflows in committed merges since the
+ *        last take, and reset it: a put's delta whose integer sum, added to
+ *        the stored record's, passed int64 (rollup.h's overflow rule; the
+ *        record goes on in double precision, flagged
+ *        TALLY_ROLLUP_INT_OVERFLOW). One per overflowing merge, hourly and
+ *        monthly records alike; merges of a commit that failed are not
+ *        counted (the retry counts them).
+ * @param series when not NULL (and cap > 0): receives the latest
+ *        overflowing series as tally__series_text() ("(series id N)" when
+ *        its put carried no key), "" when none.
+ * @return the count, 0 when nothing overflowed.
+ * @note The committing thread only.
+ */
+uint64_t tally__store_take_overflows(tally__store_t *s, char *series, size_t cap);
 
 /**
  * @brief Grow the map to new_size bytes; waits for readers.

@@ -176,6 +176,24 @@ arena_alloc(tally__strtab_t *t, uint32_t len)
 }
 
 int
+tally__strtab_find(const tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id)
+{
+    uint32_t h = index_hash(s, len);
+    for (uint32_t pos = h & t->index_mask;; pos = (pos + 1) & t->index_mask) {
+        uint32_t v = t->index[pos];
+        if (!v)
+            return 0;
+        if ((v ^ h) >> SLOT_ID_BITS == 0) {
+            entry_t *e = slot_get(t, SLOT_ID(v) - 1);
+            if (e->len == len && memcmp(e->data, s, len) == 0) {
+                *id = SLOT_ID(v) - 1;
+                return 1;
+            }
+        }
+    }
+}
+
+int
 tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id)
 {
     uint32_t h = index_hash(s, len);

@@ -31,6 +31,13 @@ void tally__strtab_destroy(tally__strtab_t *t);
 int tally__strtab_intern(tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id);
 
 /**
+ * @brief Look s[0..len) up without adding it. Writer thread only (it reads
+ *        the private index).
+ * @return 1 with *id set when present, 0 when not.
+ */
+int tally__strtab_find(const tally__strtab_t *t, const void *s, uint32_t len, uint32_t *id);
+
+/**
  * @brief The string of an id; NUL-terminated, valid until destroy.
  * @param[out] len may be NULL.
  */

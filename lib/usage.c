@@ -63,11 +63,13 @@ tally__usage_ns_allowed(const char *path_ns, const char *ns)
 static void
 qty_add_int(tally__usage_qty_t *q, int64_t x)
 {
-    /* Past int64 the total keeps counting in the double part, like rollups do. */
+    /* Past int64 the total keeps counting in the double part, like rollups
+     * do, and is marked inexact. */
     int64_t sum;
     if (__builtin_add_overflow(q->i, x, &sum)) {
         q->f += (double)x;
         q->is_float = 1;
+        q->int_overflow = 1;
     } else {
         q->i = sum;
     }
@@ -109,6 +111,7 @@ qty_set_double(tally__usage_qty_t *q, double v)
         q->f = v;
         q->is_float = 1;
     }
+    q->int_overflow = 0; /* one event's value: no sum behind it */
 }
 
 double
@@ -138,6 +141,7 @@ tally__usage_qty_add_rollup(tally__usage_qty_t *q, tally__agg_t agg, const tally
         if (r->count > (uint64_t)INT64_MAX) {
             q->f += (double)r->count;
             q->is_float = 1;
+            q->int_overflow = 1;
         } else {
             qty_add_int(q, (int64_t)r->count);
         }
@@ -157,6 +161,8 @@ tally__usage_qty_add_rollup(tally__usage_qty_t *q, tally__agg_t agg, const tally
             q->f += r->sum_f;
             q->is_float = 1;
         }
+        if (tally__rollup_int_overflowed(r))
+            q->int_overflow = 1;
         break;
     }
     q->records++;
@@ -172,6 +178,7 @@ tally__usage_qty_merge(tally__usage_qty_t *dst, tally__agg_t agg, const tally__u
             dst->i = src->i;
             dst->f = src->f;
             dst->is_float = src->is_float;
+            dst->int_overflow = src->int_overflow;
         }
     } else {
         qty_add_int(dst, src->i);
@@ -179,6 +186,7 @@ tally__usage_qty_merge(tally__usage_qty_t *dst, tally__agg_t agg, const tally__u
             dst->f += src->f;
             dst->is_float = 1;
         }
+        dst->int_overflow |= src->int_overflow;
     }
     dst->records += src->records;
 }

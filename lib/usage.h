@@ -29,6 +29,13 @@
  * total of max is the largest hourly part. The numbers are the ones
  * `tallyctl dump` prints for the same records, to the last unit.
  *
+ * Overflow marker (docs/semantics-overflow.md). A quantity whose integer
+ * arithmetic passed int64 — a sum metric's record flagged
+ * TALLY_ROLLUP_INT_OVERFLOW, or a total here adding up past int64 — goes on
+ * in double precision like the records do and says so: int_overflow is 1,
+ * and the API marks the line ("tally_inexact": true). Float values alone
+ * do not set it: they are inexact by nature, not by overflow.
+ *
  * Grouping. An item is (namespace, metric label, value of label "object",
  * "" when the series has none); series differing in other labels fold into
  * the same item. An hourly breakdown of one item groups per (hour, value of
@@ -63,6 +70,7 @@ typedef struct tally__usage_qty {
     int64_t i;        /**< exact integer part */
     double f;         /**< the rest: float values, int64 overflow */
     int is_float;     /**< 1 once f contributed */
+    int int_overflow; /**< 1 once an int64 overflow contributed (see the overflow marker) */
     uint64_t records; /**< rollup records folded in; 0 = no data */
 } tally__usage_qty_t;
 
@@ -144,11 +152,16 @@ int tally__usage_qty_as_int(const tally__usage_qty_t *q, int64_t *out);
 
 /**
  * @brief Fold one hourly rollup record into q by an aggregation (see the
- *        quantity rule above).
+ *        quantity rule above). Sets q->int_overflow when a sum record is
+ *        flagged TALLY_ROLLUP_INT_OVERFLOW or the total passes int64.
  */
 void tally__usage_qty_add_rollup(tally__usage_qty_t *q, tally__agg_t agg, const tally__rollup_t *r);
 
-/** @brief Fold quantity src into dst: max for TALLY_AGG_MAX, addition otherwise. */
+/**
+ * @brief Fold quantity src into dst: max for TALLY_AGG_MAX (int_overflow
+ *        follows the value kept), addition otherwise (int_overflow of
+ *        either side, or of the addition itself, marks dst).
+ */
 void tally__usage_qty_merge(tally__usage_qty_t *dst, tally__agg_t agg,
                             const tally__usage_qty_t *src);
 

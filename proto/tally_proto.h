@@ -1,5 +1,5 @@
-/* tally_proto.h — the tally wire protocol, version 1: one table of messages, keys and reject
- * reasons.
+/* tally_proto.h — the tally wire protocol, versions 1 and 2: one table of messages, keys and
+ * reject reasons.
  *
  * The prose specification is proto/PROTOCOL.md; this header is its
  * machine-readable half. Every message is a msgpack map carrying "k" (the
@@ -14,7 +14,15 @@
 #ifndef TALLY_PROTO_H
 #define TALLY_PROTO_H
 
-#define TALLY_PROTO_VERSION 1
+#define TALLY_PROTO_VERSION 2
+
+/* Version 2 authenticates: a batch names its emitter credential in "a" (the
+ * third key) and ends with a 32-byte keyed-BLAKE2b tag over every byte before
+ * it; an ack's topic is a keyed hash of the producer id and the ack ends with
+ * a tag too. Version 1 has neither and is taken only where
+ * ingest.require_auth allows it. */
+#define TALLY_PROTO_VERSION_V1 1
+#define TALLY_PROTO_VERSION_V2 2
 
 /* X(name, kind number, direction) — the one message table. */
 #define TALLY_PROTO_MESSAGES(X)                                                                    \
@@ -32,7 +40,8 @@ enum tally_proto_kind {
 #define TALLY_PROTO_KEY_KIND "k"    /* uint: enum tally_proto_kind */
 #define TALLY_PROTO_KEY_VERSION "v" /* uint: protocol version */
 /* batch_v1 */
-#define TALLY_PROTO_KEY_PRODUCER "p" /* str: producer id, 1..64 bytes */
+#define TALLY_PROTO_KEY_CREDENTIAL "a" /* v2 str: emitter credential name, 1..64 bytes */
+#define TALLY_PROTO_KEY_PRODUCER "p"   /* str: producer id, 1..64 bytes */
 #define TALLY_PROTO_KEY_SEQ "s"      /* uint: batch sequence number, >= 1 */
 #define TALLY_PROTO_KEY_BASE                                                                       \
     "b"                            /* uint: oldest sequence the producer                           \
@@ -75,7 +84,12 @@ enum tally_proto_kind {
     X(bad_seq, "sequence 0 or base above sequence")                                                \
     X(window, "sequence too far ahead of the producer's acked mark")                               \
     X(too_old, "event older than ingest.late_window_hours")                                        \
-    X(future, "event further in the future than ingest.future_skew_s")
+    X(future, "event further in the future than ingest.future_skew_s")                          \
+    X(auth, "no credential by that name, or a MAC that does not verify")                           \
+    X(unauthenticated, "a v1 batch on an endpoint that requires authentication")                   \
+    X(scope, "a namespace outside the credential's namespaces")                                    \
+    X(reserved, "the reserved namespace system")                                                   \
+    X(producers, "more producers than ingest.max_producers_per_credential")
 
 enum tally_proto_reject {
 #define TALLY__PROTO_REJECT(name, text) TALLY_PROTO_REJECT_##name,

@@ -15,7 +15,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-HARNESSES="batch http routes_json hourly_query selector config tokens catalog plans"
+HARNESSES="batch http routes_json hourly_query selector config tokens catalog plans cloudevents"
 SECONDS_EACH=${FUZZ_SECONDS:-40}
 BUILD=${FUZZ_BUILD:-build-fuzz}
 JOBS=${FUZZ_JOBS:-$(nproc)}

@@ -18,7 +18,9 @@ main(int argc, char **argv)
     long count = strtol(argv[4], NULL, 10);
     tally_client_t *c = NULL;
     tally_client_stats_t st;
-    int rc = tally_client_create(argv[1], "install-emitter", NULL, &c);
+    /* the credential comes from the environment, as tallyctl emit takes it */
+    tally_client_options_t o = {.credential = getenv("TALLY_KEY")};
+    int rc = tally_client_create(argv[1], "install-emitter", &o, &c);
     if (rc != 0) {
         fprintf(stderr, "emitter: tally_client_create: %s\n", tally_strerror(rc));
         return 1;

@@ -113,6 +113,8 @@ e2e_setup() {
     export TALLY_HTTP_LISTEN=127.0.0.1:0
     export TALLY_BILLING_METRICS_FILE="$TALLY_SOURCE_DIR/config/metrics.ini"
     INGEST="ipc://$T/ingest"
+    # the development emitter of config/tokens: every namespace
+    export TALLY_KEY="dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo"
     say "temp dir $T; binaries from $TALLY_BIN_DIR"
 }
 

@@ -186,10 +186,13 @@ else
     # an ASan tallyd must not insist on coming first in the library list
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
     start_tallyd "$T/tallyd-past.log"
-    unset LD_PRELOAD FAKETIME
+    # the emitter shares the host's (faked) clock: tallyd refuses a sequence
+    # number past its own clock in microseconds (proto/PROTOCOL.md §7), and
+    # libtally starts at its clock in microseconds
     "$TALLYCTL" emit --endpoint "$INGEST" --ns old --metric http_requests --value 1 \
         --count 480 --ts "$OLD" --spread-hours 48 --timeout 30 >/dev/null ||
         fail "emit into the past tallyd not acked"
+    unset LD_PRELOAD FAKETIME
     stop_tallyd
     dump_totals >"$T/ret.totals"
     [ "$(awk '$1 == "old" { print $5 }' "$T/ret.totals")" = 48 ] ||

@@ -227,7 +227,8 @@ main(int argc, char **argv)
                                 .batch_bytes = 1u << 30,
                                 .batch_delay_ms = 3600000,
                                 .max_unacked = 256,
-                                .first_seq = s.seq_base + s.acked_chunks};
+                                .first_seq = s.seq_base + s.acked_chunks,
+                                .credential = getenv("TALLY_KEY")};
     tally_client_t *c;
     int rc = tally_client_create(endpoint, producer, &o, &c);
     if (rc) {

@@ -327,7 +327,8 @@ harness_client_create(harness_t *h)
     char producer[TALLY_MAX_PRODUCER_LEN + 1];
     snprintf(producer, sizeof producer, "harness-%d-%u", (int)getpid(), h->nclients++);
     tally_client_t *c = NULL;
-    int rc = tally_client_create(h->ingest, producer, NULL, &c);
+    tally_client_options_t o = {.credential = HARNESS_EMITTER_KEY};
+    int rc = tally_client_create(h->ingest, producer, &o, &c);
     cr_assert_eq(rc, 0, "tally_client_create(%s): %s", h->ingest, tally_strerror(rc));
     return c;
 }

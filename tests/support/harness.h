@@ -33,6 +33,10 @@
 #define HARNESS_ADMIN_TOKEN "dev-admin-token"             /**< admin, every namespace */
 #define HARNESS_DEMO_EDITOR_TOKEN "dev-demo-editor-token" /**< editor of demo */
 #define HARNESS_DEMO_VIEWER_TOKEN "dev-demo-viewer-token" /**< viewer of demo */
+/** The development emitter credentials of config/tokens. */
+#define HARNESS_EMITTER_KEY "dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo" /**< every ns */
+#define HARNESS_DEMO_EMITTER_KEY                                                                   \
+    "demo-emitter:O7tNEPJEh9nQkqAoh_Vfk1IdSJSnySNKVB9RDoTiTOw" /**< namespace demo only */
 
 typedef struct harness {
     char dir[64];           /**< the temp directory */

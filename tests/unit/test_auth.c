@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "credential.h"
 #include "log.h"
 #include "tally/tally.h"
 
@@ -125,7 +126,7 @@ Test(auth, loads_the_shipped_tokens_file)
     tally__tokens_t *t = NULL;
     int rc = tally__tokens_load(path, &t, err, sizeof err);
     cr_assert_eq(rc, 0, "%s: %s", path, err);
-    cr_expect_eq(tally__tokens_count(t), 3);
+    cr_expect_eq(tally__tokens_count(t), 5);
 
     const tally__token_t *admin = tally__tokens_authenticate(t, "APIToken dev-admin-token");
     cr_assert_not_null(admin);
@@ -149,8 +150,12 @@ Test(auth, loads_the_shipped_tokens_file)
     cr_expect_str_eq(tally__token_name(vw), "demo-viewer");
     cr_expect_eq(tally__tokens_find(t, "demo-viewer"), vw);
     cr_expect_eq(tally__tokens_get(t, 2), vw);
-    cr_expect_null(tally__tokens_get(t, 3));
+    cr_expect_null(tally__tokens_get(t, 5));
     cr_expect_null(tally__tokens_find(t, "ci-reader")); /* commented out */
+    const tally__token_t *em = tally__tokens_find(t, "dev-emitter");
+    cr_assert_not_null(em);
+    cr_expect_eq(tally__token_role(em), TALLY_ROLE_EMITTER);
+    cr_expect_str_eq(tally__role_name(TALLY_ROLE_EMITTER), "emitter");
     tally__tokens_destroy(t);
     free(path);
 }
@@ -582,4 +587,84 @@ Test(auth, secrets_never_appear_in_errors)
     snprintf(text, sizeof text, "a admin * plain:%s\nb viewer * plain:%s\n", secrets[2],
              secrets[2]);
     expect_error(text, 2, "same secret", secrets[2]);
+}
+
+/* ---- emitter credentials -------------------------------------------------- */
+
+#define DEV_EMITTER "dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo"
+#define DEMO_EMITTER "demo-emitter:O7tNEPJEh9nQkqAoh_Vfk1IdSJSnySNKVB9RDoTiTOw"
+
+static tally__tokens_t *
+shipped_tokens(void)
+{
+    char *path = source_path("config/tokens");
+    char err[512];
+    tally__tokens_t *t = NULL;
+    cr_assert_eq(tally__tokens_load(path, &t, err, sizeof err), 0, "%s", err);
+    free(path);
+    return t;
+}
+
+Test(auth, emitter_authenticates_only_at_the_door_with_its_secret)
+{
+    tally__tokens_t *t = shipped_tokens();
+    const tally__token_t *em = tally__tokens_authenticate_emitter(t, "Bearer " DEV_EMITTER);
+    cr_assert_not_null(em);
+    cr_expect_str_eq(tally__token_name(em), "dev-emitter");
+    cr_expect_eq(tally__tokens_authenticate_emitter(t, "APIToken " DEV_EMITTER), em);
+    cr_expect_eq(tally__tokens_authenticate_emitter(t, "bearer   " DEV_EMITTER), em);
+    /* the right secret under another name, a changed secret, no secret */
+    cr_expect_null(tally__tokens_authenticate_emitter(
+        t, "Bearer demo-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo"));
+    cr_expect_null(tally__tokens_authenticate_emitter(
+        t, "Bearer dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyp"));
+    cr_expect_null(tally__tokens_authenticate_emitter(t, "Bearer dev-emitter:"));
+    cr_expect_null(tally__tokens_authenticate_emitter(t, "Bearer dev-emitter"));
+    cr_expect_null(tally__tokens_authenticate_emitter(t, "Basic " DEV_EMITTER));
+    /* an API token is not an emitter, and an emitter is not an API token */
+    cr_expect_null(tally__tokens_authenticate_emitter(t, "Bearer admin:dev-admin-token"));
+    cr_expect_null(tally__tokens_authenticate(t, "APIToken " DEV_EMITTER));
+    tally__tokens_destroy(t);
+}
+
+Test(auth, emitters_may_ingest_in_scope_and_nothing_else)
+{
+    tally__tokens_t *t = shipped_tokens();
+    const tally__token_t *dev = tally__tokens_find(t, "dev-emitter");
+    const tally__token_t *demo = tally__tokens_find(t, "demo-emitter");
+    const tally__token_t *admin = tally__tokens_find(t, "admin");
+    cr_assert(dev && demo && admin);
+    cr_expect(tally__token_allows(dev, "anything", TALLY_ACCESS_INGEST));
+    cr_expect(tally__token_allows(demo, "demo", TALLY_ACCESS_INGEST));
+    cr_expect_not(tally__token_allows(demo, "demo-2", TALLY_ACCESS_INGEST));
+    cr_expect(tally__token_allows_ns(demo, "demo-2", 4, TALLY_ACCESS_INGEST));
+    for (int a = TALLY_ACCESS_READ; a <= TALLY_ACCESS_ADMIN; a++) {
+        cr_expect_not(tally__token_allows(dev, "demo", a), "emitter allowed access %d", a);
+        cr_expect_not(tally__token_allows(demo, "demo", a), "emitter allowed access %d", a);
+    }
+    cr_expect_not(tally__token_allows(admin, "demo", TALLY_ACCESS_INGEST));
+    cr_expect_not_null(tally__token_mac_key(dev));
+    cr_expect_null(tally__token_mac_key(admin));
+    /* the key in the file is the one derived from the credential's secret */
+    tally__cred_t c;
+    cr_assert_eq(tally__cred_parse(DEMO_EMITTER, strlen(DEMO_EMITTER), &c), 0);
+    cr_expect_str_eq(c.name, "demo-emitter");
+    cr_expect(memcmp(c.key, tally__token_mac_key(demo), sizeof c.key) == 0);
+    tally__tokens_destroy(t);
+}
+
+Test(auth, rejects_malformed_emitter_lines)
+{
+    expect_error("e emitter * sha256:"
+                 "a5835c72ff5990869ba782ea1337bd3d4664a3f23efef3703ba73bce77a7a297\n",
+                 1, "mac:HEX", NULL);
+    expect_error("e emitter * mac:abcd\n", 1, "hex digits", NULL);
+    expect_error("e emitter * mac:"
+                 "zz835c72ff5990869ba782ea1337bd3d4664a3f23efef3703ba73bce77a7a297\n",
+                 1, "hex digits", NULL);
+    expect_error("e1 emitter * mac:"
+                 "a5835c72ff5990869ba782ea1337bd3d4664a3f23efef3703ba73bce77a7a297\n"
+                 "e2 emitter demo mac:"
+                 "a5835c72ff5990869ba782ea1337bd3d4664a3f23efef3703ba73bce77a7a297\n",
+                 2, "same secret", NULL);
 }

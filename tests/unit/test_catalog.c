@@ -360,3 +360,35 @@ Test(catalog, label_validation_follows_the_wire_rules)
     cr_expect_not(tally__catalog_valid_label("a/b"));
     cr_expect_not(tally__catalog_valid_label("é"));
 }
+
+Test(catalog, value_field_defaults_to_value_and_is_validated)
+{
+    char *path = write_temp("[llm_tokens]\nvalue_field = tokens\n"
+                            "[plain]\nunit = x\n"
+                            "[dotted]\nvalue_field = usage.total-1\n");
+    tally__catalog_t *cat = NULL;
+    char err[512] = "";
+    cr_assert_eq(tally__catalog_load(path, &cat, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(tally__catalog_value_field(cat, "llm_tokens"), "tokens");
+    cr_expect_str_eq(tally__catalog_value_field(cat, "dotted"), "usage.total-1");
+    cr_expect_str_eq(tally__catalog_value_field(cat, "plain"), "value");
+    cr_expect_str_eq(tally__catalog_value_field(cat, "not_catalogued"), "value");
+    cr_expect_str_eq(tally__catalog_value_field(NULL, "llm_tokens"), "value");
+    tally__catalog_destroy(cat);
+    remove_temp(path);
+
+    expect_error("[a]\nvalue_field = a b\n", 2, "[a] value_field: 'a b' is not a value field name");
+    expect_error("[a]\nvalue_field = $.tokens\n", 2, "is not a value field name");
+    expect_error("[a]\nvalue_field = x\nvalue_field = y\n", 3, "duplicate key");
+    char text[256];
+    int n = snprintf(text, sizeof text, "[a]\nvalue_field = ");
+    memset(text + n, 'v', 65);
+    text[n + 65] = '\n';
+    text[n + 66] = '\0';
+    expect_error(text, 2, "is not a value field name");
+    cr_expect(tally__catalog_valid_value_field("a"));
+    cr_expect(tally__catalog_valid_value_field("A-z_0.9"));
+    cr_expect_not(tally__catalog_valid_value_field(""));
+    cr_expect_not(tally__catalog_valid_value_field("a:b"));
+    cr_expect_not(tally__catalog_valid_value_field("a/b"));
+}

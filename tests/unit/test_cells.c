@@ -1,5 +1,6 @@
 /* test_cells.c — Criterion tests of the aggregator's cell table and its flush preparation (key
  * order by store series id, ids learnt from commits, hourly and monthly grouping) in lib/cells. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -827,6 +828,196 @@ Test(cells, flushes_of_random_activity_commit_exactly_what_was_added)
                          "series %d hour %d: %llu records for %llu events", s, h,
                          (unsigned long long)m->seen[s][h], (unsigned long long)m->count[s][h]);
     free(m);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+    temp_store_close(st, dir);
+}
+
+/* ---- int64 overflow: counted once, value goes on as float ------------------------ */
+
+/* Every hourly (or monthly) record of the store as read back. */
+typedef struct one_record {
+    tally__rollup_t r;
+    int n;
+} one_record_t;
+
+static int
+grab_record(void *ctx, const char *series, size_t len, int64_t period_s, const tally__rollup_t *r)
+{
+    (void)series;
+    (void)len;
+    (void)period_s;
+    one_record_t *o = ctx;
+    o->r = *r;
+    o->n++;
+    return 0;
+}
+
+Test(cells, an_overflowing_add_is_counted_once_and_goes_on_as_float)
+{
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    char text[TALLY_SERIES_TEXT_MAX];
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    tally_label_t l[1] = {{"object", "lb1"}};
+    uint32_t s = intern_series(t, "acme", "req", l, 1);
+    uint32_t other = intern_series(t, "acme", "req", NULL, 0);
+    const int64_t h = T_2024_01_01_00, big = INT64_MAX - 1;
+    cr_assert_eq(tally__cells_take_overflows(c, text, sizeof text), 0);
+    cr_assert_str_eq(text, "");
+    cr_assert_eq(tally__cells_add(c, s, h, 0, big, 0, h * 1000 + 1), 0);
+    cr_assert_eq(tally__cells_add(c, other, h, 0, big, 0, h * 1000 + 1), 0);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0, "one value per cell fits");
+    cr_assert_eq(tally__cells_add(c, s, h, 0, big, 0, h * 1000 + 2), 0);
+    cr_assert_eq(tally__cells_take_overflows(c, text, sizeof text), 1);
+    cr_assert_str_eq(text, "acme/req{object=lb1}");
+    cr_assert_eq(tally__cells_take_overflows(c, text, sizeof text), 0, "a take resets");
+    cr_assert_str_eq(text, "");
+    /* each addition that does not fit counts; one that fits, or a float, does not */
+    cr_assert_eq(tally__cells_add(c, s, h, 0, 5, 0, h * 1000 + 3), 0);
+    cr_assert_eq(tally__cells_add(c, s, h, 0, -10, 0, h * 1000 + 4), 0);
+    cr_assert_eq(tally__cells_add(c, s, h, 1, 0, 0.5, h * 1000 + 5), 0);
+    cr_assert_eq(tally__cells_add(c, other, h, 0, -3, 0, h * 1000 + 6), 0);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 1, "only the +5 overflowed");
+    /* the delta carries the value and both flags, hourly and monthly */
+    const tally__store_put_t *hp, *mp;
+    size_t nh, nm;
+    cr_assert_eq(prepare(c, &hp, &nh, &mp, &nm), 0);
+    cr_assert_eq(nh, 2);
+    cr_assert_eq(nm, 2);
+    for (size_t i = 0; i < nh; i++) {
+        int flagged = series_of(t, &hp[i]) == s;
+        const tally__rollup_t *d[2] = {hp[i].delta, mp[i].delta};
+        for (int k = 0; k < 2; k++) {
+            cr_assert_eq(tally__rollup_int_overflowed(d[k]), flagged, "put %zu kind %d", i, k);
+            if (!flagged) {
+                cr_assert_eq(d[k]->sum_i, big - 3);
+                cr_assert(tally__rollup_sum_is_int(d[k]));
+                continue;
+            }
+            cr_assert(d[k]->flags & TALLY_ROLLUP_FLOAT);
+            cr_assert_eq(d[k]->count, 5);
+            cr_assert_eq(d[k]->sum_i, big - 10);
+            cr_assert_eq(d[k]->sum_f, (double)big + 5.0 + 0.5);
+            double want = 2.0 * (double)big - 4.5;
+            cr_assert(fabs(tally__rollup_sum(d[k]) - want) <= want * 1e-15);
+        }
+    }
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0, "preparing counts nothing more");
+    /* a new cell of the same series starts exact again */
+    tally__cells_reset(c);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0);
+    cr_assert_eq(tally__cells_add(c, s, h, 0, 1, 0, h * 1000 + 7), 0);
+    cr_assert_eq(prepare(c, &hp, &nh, &mp, &nm), 0);
+    cr_assert_eq(hp[0].delta->flags, 0);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+}
+
+/* Hours that each fit, of one series and month, whose month does not:
+ * the monthly fold of the flush overflows. It counts once, after the
+ * commit, however many times the commit read the flush. */
+Test(cells, a_month_past_int64_counts_its_fold_once_after_the_commit)
+{
+    char dir[64];
+    tally__store_t *st = temp_store(dir, sizeof dir);
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    char text[TALLY_SERIES_TEXT_MAX];
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    uint32_t s = intern_series(t, "acme", "bytes", NULL, 0);
+    const int64_t h0 = T_2024_01_01_00, h1 = T_2024_01_01_01;
+    cr_assert_eq(tally__cells_add(c, s, h0, 0, INT64_MAX - 10, 0, h0 * 1000), 0);
+    cr_assert_eq(tally__cells_add(c, s, h1, 0, 100, 0, h1 * 1000), 0);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0, "each hour fits");
+    tally__store_src_t src;
+    cr_assert_eq(tally__cells_prepare(c, &src), 0);
+    cr_assert_eq(src.nh, 2);
+    cr_assert_eq(src.nm, 1);
+    /* a first, abandoned read of the monthly puts (a commit that failed) */
+    tally__store_put_t p[4];
+    tally__rollup_t d[4];
+    cr_assert_eq(src.fill(src.ctx, TALLY_STORE_MONTHLY, 1, p, d, 4), 1);
+    cr_assert(tally__rollup_int_overflowed(&d[0]));
+    cr_assert_eq(tally__store_commit_src(st, &src, NULL, 0), 0);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0, "counted only at the reset");
+    tally__cells_reset(c);
+    cr_assert_eq(tally__cells_take_overflows(c, text, sizeof text), 1, "once, not per read");
+    cr_assert_str_eq(text, "acme/bytes");
+    cr_assert_eq(tally__store_take_overflows(st, NULL, 0), 0, "new records: no merge overflowed");
+    one_record_t o = {0};
+    cr_assert_eq(
+        tally__store_scan(st, TALLY_STORE_MONTHLY, NULL, 0, INT64_MIN, INT64_MAX, grab_record, &o),
+        0);
+    cr_assert_eq(o.n, 1);
+    cr_assert(tally__rollup_int_overflowed(&o.r), "the stored month carries the flag");
+    cr_assert_eq(o.r.sum_i, INT64_MAX - 10);
+    cr_assert_eq(o.r.sum_f, 100.0);
+    /* a reset without a commit in between counts no fold */
+    cr_assert_eq(tally__cells_add(c, s, h0, 0, 1, 0, h0 * 1000), 0);
+    tally__cells_reset(c);
+    cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0);
+    tally__cells_destroy(c);
+    tally__strtab_destroy(t);
+    temp_store_close(st, dir);
+}
+
+/* A flush whose delta fits, merged into a stored record it takes past
+ * int64: the store counts the hourly and the monthly merge, for committed
+ * transactions only, and the stored records carry the flag. */
+Test(cells, the_store_counts_merges_past_int64_of_committed_flushes)
+{
+    char dir[64];
+    tally__store_t *st = temp_store(dir, sizeof dir);
+    tally__strtab_t *t;
+    tally__cells_t *c;
+    char text[TALLY_SERIES_TEXT_MAX];
+    cr_assert_eq(tally__strtab_create(&t), 0);
+    cr_assert_eq(tally__cells_create(t, &c), 0);
+    tally_label_t l[1] = {{"object", "cdn"}};
+    uint32_t s = intern_series(t, "shop", "bytes_out", l, 1);
+    const int64_t h = T_2024_01_01_00, big = INT64_MAX - 1;
+    tally__store_src_t src;
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(tally__cells_add(c, s, h, 0, big, 0, h * 1000 + round), 0);
+        cr_assert_eq(tally__cells_prepare(c, &src), 0);
+        cr_assert_eq(tally__store_commit_src(st, &src, NULL, 0), 0);
+        tally__cells_reset(c);
+        cr_assert_eq(tally__cells_take_overflows(c, NULL, 0), 0, "round %d: no cell overflowed",
+                     round);
+    }
+    cr_assert_eq(tally__store_take_overflows(st, text, sizeof text), 2, "the hour and the month");
+    cr_assert_str_eq(text, "shop/bytes_out{object=cdn}");
+    cr_assert_eq(tally__store_take_overflows(st, text, sizeof text), 0, "a take resets");
+    cr_assert_str_eq(text, "");
+    for (int which = 0; which < 2; which++) {
+        one_record_t o = {0};
+        cr_assert_eq(tally__store_scan(st, which, NULL, 0, INT64_MIN, INT64_MAX, grab_record, &o),
+                     0);
+        cr_assert_eq(o.n, 1);
+        cr_assert(tally__rollup_int_overflowed(&o.r), "kind %d", which);
+        cr_assert_eq(o.r.sum_i, big);
+        cr_assert_eq(o.r.sum_f, (double)big);
+        cr_assert_eq(o.r.count, 2);
+    }
+    /* a commit that fails after an overflowing merge counts nothing: the
+     * second put names an id the store never gave out */
+    tally__rollup_t d;
+    tally__rollup_init(&d);
+    tally__rollup_add(&d, 0, big, 0, h * 1000 + 9);
+    uint32_t len;
+    const char *key = tally__strtab_get(t, s, &len);
+    tally__store_put_t puts[2] = {
+        {.series = key, .series_len = len, .period_s = h, .delta = &d},
+        {.series = key, .series_len = len, .period_s = h + 3600, .delta = &d, .sid1 = 1000}};
+    cr_assert_neq(tally__store_commit(st, puts, 2, NULL, 0, NULL, 0), 0);
+    cr_assert_eq(tally__store_take_overflows(st, NULL, 0), 0, "an aborted merge is not counted");
+    /* the same merge committed is */
+    cr_assert_eq(tally__store_commit(st, puts, 1, NULL, 0, NULL, 0), 0);
+    cr_assert_eq(tally__store_take_overflows(st, text, sizeof text), 1);
+    cr_assert_str_eq(text, "shop/bytes_out{object=cdn}");
     tally__cells_destroy(c);
     tally__strtab_destroy(t);
     temp_store_close(st, dir);

@@ -93,7 +93,7 @@ head(msgpack_packer *pk, uint32_t nfields)
     str(pk, "k");
     msgpack_pack_uint8(pk, TALLY_PROTO_KIND_batch_v1);
     str(pk, "v");
-    msgpack_pack_uint8(pk, TALLY_PROTO_VERSION);
+    msgpack_pack_uint8(pk, TALLY_PROTO_VERSION_V1);
 }
 
 /* The four fields of a valid batch after "k" and "v". */
@@ -142,7 +142,7 @@ batch_custom(buf_t *b, char which, const void *v, size_t n, char skip)
             msgpack_pack_uint8(&b->pk, TALLY_PROTO_KIND_batch_v1);
             break;
         case 'v':
-            msgpack_pack_uint8(&b->pk, TALLY_PROTO_VERSION);
+            msgpack_pack_uint8(&b->pk, TALLY_PROTO_VERSION_V1);
             break;
         case 'p':
             str(&b->pk, "prod-1");
@@ -426,7 +426,7 @@ Test(codec, round_trip_preserves_every_field_and_label_order)
     int reason = -1;
     int rc = tally__decode_batch(&d, b.sb.data, b.sb.size, &out, &reason);
     cr_assert_eq(rc, 0, "rejected: %s", tally__reject_name(reason));
-    cr_expect_eq(out.version, TALLY_PROTO_VERSION);
+    cr_expect_eq(out.version, TALLY_PROTO_VERSION_V1);
     cr_expect(str_is(out.producer, producer64));
     cr_expect_eq(out.seq, 77);
     cr_expect_eq(out.base, 70);
@@ -1033,7 +1033,7 @@ Test(codec, rejects_duplicate_fields)
             msgpack_pack_uint8(&b.pk, TALLY_PROTO_KIND_batch_v1);
             break;
         case 'v':
-            msgpack_pack_uint8(&b.pk, TALLY_PROTO_VERSION);
+            msgpack_pack_uint8(&b.pk, TALLY_PROTO_VERSION_V1);
             break;
         case 'p':
             str(&b.pk, "prod-1");
@@ -1135,7 +1135,7 @@ Test(codec, rejects_unsupported_versions_with_eversion)
         const char *what;
     } cases[] = {
         {V("\x00"), "version 0"},
-        {V("\x02"), "version 2"},
+        {V("\x03"), "version 3"},
         {V("\xcc\xff"), "version 255"},
         {V("\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), "version 2^64-1"},
         {V("\xcf\x00\x00\x00\x01\x00\x00\x00\x01"), "version 2^32+1"},
@@ -1153,17 +1153,17 @@ Test(codec, rejects_unsupported_versions_with_eversion)
     str(&b.pk, "k");
     msgpack_pack_uint8(&b.pk, 1);
     str(&b.pk, "v");
-    msgpack_pack_uint8(&b.pk, 2);
+    msgpack_pack_uint8(&b.pk, 3);
     str(&b.pk, "zz");
-    str(&b.pk, "a field only version 2 knows");
+    str(&b.pk, "a field only version 3 knows");
     str(&b.pk, "s");
     str(&b.pk, "a string where v1 wants a number");
-    expect_reject(&b, R(version), "version 2 with fields v1 does not know");
+    expect_reject(&b, R(version), "version 3 with fields v1 does not know");
     buf_init(&b);
     raw(&b, V("\x82\xa1"
               "k\x01\xa1"
-              "v\x02"));
-    expect_reject(&b, R(version), "version 2 with nothing else");
+              "v\x03"));
+    expect_reject(&b, R(version), "version 3 with nothing else");
 }
 
 Test(codec, rejects_kind_and_version_not_first)

@@ -214,13 +214,14 @@ Test(rollup, integers_only_never_set_the_flag)
 
 Test(rollup, int64_overflow_sets_the_float_flag)
 {
-    /* the flag and the count; the sum itself is checked by the disabled
-     * test below */
+    /* the flags and the count; the sum itself is checked by the test below */
     tally__rollup_t r;
     tally__rollup_init(&r);
     add_i(&r, INT64_MAX, 1);
     add_i(&r, 1, 2);
     cr_assert(r.flags & TALLY_ROLLUP_FLOAT);
+    cr_assert(r.flags & TALLY_ROLLUP_INT_OVERFLOW);
+    cr_assert(tally__rollup_int_overflowed(&r));
     cr_assert_not(tally__rollup_sum_is_int(&r));
     cr_assert_eq(r.count, 2);
     cr_assert_eq(r.max, (double)INT64_MAX);
@@ -228,12 +229,9 @@ Test(rollup, int64_overflow_sets_the_float_flag)
 }
 
 /*
- * BUG (lib/rollup.c, tally__rollup_add): __builtin_add_overflow stores the
- * wrapped result in sum_i even when it reports overflow, and add does not
- * undo it (merge does). Input: add INT64_MAX, then 1. Expected:
- * tally__rollup_sum() ~ 9.223372036854775808e18 (2^63) with FLOAT set.
- * Got: sum_i = INT64_MIN (wrapped), sum_f = 1, sum ~ -9.22e18.
- * Re-enable once add keeps sum_i at its pre-overflow value.
+ * Regression: __builtin_add_overflow stores the wrapped result even when it
+ * reports overflow; add once kept it (sum_i = INT64_MIN, sum ~ -9.22e18
+ * after INT64_MAX + 1). sum_i must keep its value from before the overflow.
  */
 Test(rollup, int64_overflow_in_add_moves_to_float)
 {
@@ -260,13 +258,10 @@ Test(rollup, int64_overflow_in_add_moves_to_float)
 }
 
 /*
- * BUG (lib/rollup.c, tally__rollup_merge): on overflow the code undoes the
- * wrap with `dst->sum_i -= src->sum_i`, which overflows int64 a second time
- * (undefined behaviour; UBSan aborts with "signed integer overflow:
- * -9223372036854775808 - 1"). Input: dst = {INT64_MAX}, src = {1}.
- * Expected: no UB, sum_i INT64_MAX, sum_f 1, FLOAT set. In a build without
- * UBSan the wrapped arithmetic happens to give that result. Re-enable once
- * the undo is done in uint64_t (or the builtin's result goes to a temporary).
+ * Regression: merge once undid the wrap with `dst->sum_i -= src->sum_i`,
+ * overflowing int64 a second time (UBSan: "signed integer overflow:
+ * -9223372036854775808 - 1"). dst = {INT64_MAX}, src = {1} must give
+ * sum_i INT64_MAX, sum_f 1, the flags, and no undefined behaviour.
  */
 Test(rollup, int64_overflow_in_merge_moves_to_float)
 {
@@ -275,13 +270,89 @@ Test(rollup, int64_overflow_in_merge_moves_to_float)
     tally__rollup_init(&b);
     add_i(&a, INT64_MAX, 1);
     add_i(&b, 1, 2);
-    tally__rollup_merge(&a, &b);
+    cr_assert_eq(tally__rollup_merge(&a, &b), 1, "the merge reports its overflow");
     cr_assert(a.flags & TALLY_ROLLUP_FLOAT);
+    cr_assert(a.flags & TALLY_ROLLUP_INT_OVERFLOW);
     cr_assert_eq(a.sum_i, INT64_MAX);
     cr_assert_eq(a.sum_f, 1.0);
     cr_assert_eq(a.count, 2);
     double want = 9223372036854775808.0;
     cr_assert(fabs(tally__rollup_sum(&a) - want) <= want * 1e-15);
+}
+
+Test(rollup, add_reports_each_overflowing_addition_once)
+{
+    tally__rollup_t r;
+    tally__rollup_init(&r);
+    int n = 0;
+    n += tally__rollup_add(&r, 0, INT64_MAX - 1, 0.0, 1);
+    cr_assert_eq(n, 0, "a value that fits is no overflow");
+    n += tally__rollup_add(&r, 0, INT64_MAX - 1, 0.0, 2);
+    cr_assert_eq(n, 1, "the second INT64_MAX - 1 overflows once");
+    cr_assert_eq(r.sum_i, INT64_MAX - 1, "sum_i keeps its value from before");
+    cr_assert_eq(r.sum_f, (double)(INT64_MAX - 1), "the value goes on in sum_f");
+    /* every further addition that does not fit counts again */
+    n += tally__rollup_add(&r, 0, 2, 0.0, 3);
+    cr_assert_eq(n, 2);
+    /* one that fits (downwards here) does not, and the flags stay */
+    n += tally__rollup_add(&r, 0, -5, 0.0, 4);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(r.sum_i, INT64_MAX - 6);
+    n += tally__rollup_add(&r, 1, 0, 1e30, 5);
+    cr_assert_eq(n, 2, "float values never count as int64 overflows");
+    cr_assert(tally__rollup_int_overflowed(&r));
+    cr_assert_eq(r.count, 5);
+    double want = 2.0 * (double)INT64_MAX + 1e30;
+    cr_assert(fabs(tally__rollup_sum(&r) - want) <= want * 1e-15, "sum %.17g, want %.17g",
+              tally__rollup_sum(&r), want);
+}
+
+Test(rollup, floats_alone_never_set_the_overflow_flag)
+{
+    tally__rollup_t r;
+    tally__rollup_init(&r);
+    cr_assert_eq(tally__rollup_add(&r, 1, 0, 1e300, 1), 0);
+    cr_assert_eq(tally__rollup_add(&r, 1, 0, 1e300, 2), 0);
+    cr_assert_eq(tally__rollup_add(&r, 0, INT64_MAX, 0.0, 3), 0);
+    cr_assert_eq(r.flags, TALLY_ROLLUP_FLOAT);
+    cr_assert_not(tally__rollup_int_overflowed(&r));
+}
+
+Test(rollup, the_overflow_flag_survives_merges_without_counting_again)
+{
+    tally__rollup_t a, b, c, e;
+    tally__rollup_init(&a);
+    tally__rollup_init(&b);
+    tally__rollup_init(&c);
+    tally__rollup_init(&e);
+    add_i(&a, INT64_MIN, 1);
+    cr_assert_eq(tally__rollup_add(&a, 0, -1, 0.0, 2), 1, "overflow downwards counts too");
+    add_i(&a, 10, 3); /* back in range: sum_i INT64_MIN + 10 */
+    /* a flagged record copied into an empty one: the flag comes along, no new overflow */
+    cr_assert_eq(tally__rollup_merge(&e, &a), 0);
+    cr_assert(tally__rollup_int_overflowed(&e));
+    cr_assert_eq(e.sum_i, INT64_MIN + 10);
+    /* merged into an exact record without overflowing: flag kept, not counted */
+    add_i(&b, 7, 4);
+    cr_assert_eq(tally__rollup_merge(&b, &a), 0);
+    cr_assert(tally__rollup_int_overflowed(&b));
+    cr_assert_not(tally__rollup_sum_is_int(&b));
+    cr_assert_eq(b.sum_i, INT64_MIN + 17);
+    cr_assert_eq(b.sum_f, -1.0);
+    /* an exact record merged into a flagged one keeps the flag */
+    add_i(&c, 3, 5);
+    cr_assert_eq(tally__rollup_merge(&b, &c), 0);
+    cr_assert(tally__rollup_int_overflowed(&b));
+    cr_assert_eq(b.count, 5);
+    /* and a merge that overflows counts once */
+    tally__rollup_init(&c);
+    add_i(&c, -100, 6);
+    cr_assert_eq(tally__rollup_merge(&b, &c), 1);
+    cr_assert_eq(b.sum_i, INT64_MIN + 20);
+    cr_assert_eq(b.sum_f, -101.0);
+    /* merging an empty delta reports nothing */
+    tally__rollup_init(&c);
+    cr_assert_eq(tally__rollup_merge(&b, &c), 0);
 }
 
 /* ---- merge ----------------------------------------------------------------- */
@@ -501,6 +572,27 @@ Test(rollup, series_key_with_the_maximum_labels_fits)
         cr_assert(kl == strlen(want) && memcmp(k, want, kl) == 0, "label %d out of order", i);
     }
     cr_assert_eq(tally__series_next_label(s.labels, s.labels_len, &pos, &k, &kl, &v, &vl), 0);
+}
+
+Test(rollup, series_text_is_one_quoted_log_value)
+{
+    char key[TALLY_SERIES_KEY_MAX], buf[TALLY_SERIES_TEXT_MAX];
+    tally_label_t l[2] = {{"object", "lb\"1"}, {"deployment", "d\\x"}};
+    size_t n = tally__series_key(key, "acme", 4, "http_requests", 13, l, 2);
+    cr_assert_str_eq(tally__series_text(key, n, buf, sizeof buf),
+                     "acme/http_requests{deployment=d\\\\x,object=lb\\\"1}");
+    n = tally__series_key(key, "acme", 4, "req", 3, NULL, 0);
+    cr_assert_str_eq(tally__series_text(key, n, buf, sizeof buf), "acme/req");
+    /* truncated to fit, never a dangling escape */
+    cr_assert_str_eq(tally__series_text(key, n, buf, 6), "acme/");
+    n = tally__series_key(key, "a", 1, "m", 1, l, 2);
+    char small[20];
+    tally__series_text(key, n, small, sizeof small);
+    cr_assert_str_eq(small, "a/m{deployment=d\\\\x");
+    tally__series_text(key, n, small, 18);
+    cr_assert_str_eq(small, "a/m{deployment=d",
+                     "an escape that does not fit is left out whole, and so is all after it");
+    cr_assert_str_eq(tally__series_text("bad", 3, buf, sizeof buf), "?");
 }
 
 Test(rollup, series_parse_rejects_keys_without_separators)

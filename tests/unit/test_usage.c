@@ -559,6 +559,7 @@ Test(usage, int64_overflow_carries_into_the_float_part)
     tally__usage_qty_t a = qi(INT64_MAX), c = qi(INT64_MAX);
     tally__usage_qty_merge(&a, TALLY_AGG_SUM, &c);
     cr_expect(a.is_float);
+    cr_expect(a.int_overflow, "a total past int64 is marked");
     cr_expect_float_eq(tally__usage_qty_value(&a), 2.0 * (double)INT64_MAX, 1e6);
     cr_expect_eq(a.records, 2);
     /* max keeps the larger, whole */
@@ -590,4 +591,110 @@ Test(usage, rollup_folding_follows_the_aggregation)
     cr_expect_eq(ival(&q[TALLY_AGG_LAST]), 60);
     for (int a = 0; a < TALLY__AGG_N; a++)
         cr_expect_eq(q[a].records, 2);
+}
+
+/* ---- int64 overflow marker ------------------------------------------------------------------ */
+
+Test(usage, an_overflowed_record_marks_its_item_hour_and_summary)
+{
+    const int64_t big = INT64_MAX - 1;
+    put("demo", "http_requests", "object=lb1,deployment=d1", 0, V(big, big)); /* overflows */
+    put("demo", "http_requests", "object=lb1,deployment=d1", 1, V(3));
+    put("demo", "http_requests", "object=lb2", 0, V(5));
+    put_float("demo", "vcpu_seconds", "object=vm", 0, 0.25); /* float, no overflow */
+    /* the same record under aggregations that do not read its sum */
+    put("demo", "lb_count", "object=lbs", 0, V(big, big));
+    put("demo", "waf_events", "object=w", 0, V(big, big));
+    put("demo", "active_sites", "object=s", 0, V(big, big));
+    tally__usage_window_t w = hours(0, 2);
+    tally__usage_item_t *v;
+    size_t n;
+    cr_assert_eq(tally__usage_details(store, cat, "demo", &w, &v, &n), 0);
+    cr_assert_eq(n, 6);
+    const tally__usage_item_t *lb1 = find(v, n, "demo", "http_requests", "lb1");
+    cr_assert_not_null(lb1);
+    cr_expect(lb1->quantity.int_overflow, "the overflowed sum marks its item");
+    cr_expect(lb1->quantity.is_float);
+    double want = 2.0 * (double)big + 3.0;
+    cr_expect(fabs(tally__usage_qty_value(&lb1->quantity) - want) <= want * 1e-15,
+              "the value goes on: %.17g, want %.17g", tally__usage_qty_value(&lb1->quantity), want);
+    cr_expect_not(find(v, n, "demo", "http_requests", "lb2")->quantity.int_overflow);
+    const tally__usage_item_t *vm = find(v, n, "demo", "vcpu_seconds", "vm");
+    cr_expect(vm->quantity.is_float);
+    cr_expect_not(vm->quantity.int_overflow, "float values alone are not an overflow");
+    cr_expect_not(find(v, n, "demo", "lb_count", "lbs")->quantity.int_overflow, "last");
+    cr_expect_eq(ival(&find(v, n, "demo", "waf_events", "w")->quantity), 2, "count");
+    cr_expect_not(find(v, n, "demo", "waf_events", "w")->quantity.int_overflow, "count");
+    cr_expect_not(find(v, n, "demo", "active_sites", "s")->quantity.int_overflow, "max");
+    tally__usage_items_free(v);
+
+    /* the hourly breakdown marks the overflowed hour only */
+    tally__usage_hour_t *hv;
+    cr_assert_eq(tally__usage_hourly(store, cat, "demo", "http_requests", "lb1", &w, &hv, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect(hv[0].quantity.int_overflow);
+    cr_expect_not(hv[1].quantity.int_overflow);
+    cr_expect_eq(ival(&hv[1].quantity), 3);
+    tally__usage_hours_free(hv);
+
+    /* the summary's usage type too, whatever else it adds */
+    tally__usage_summary_t *sv;
+    cr_assert_eq(tally__usage_summary(store, cat, NULL, &w, &sv, &n), 0);
+    cr_expect(sfind(sv, n, "HTTP Requests")->raw.int_overflow);
+    cr_expect_not(sfind(sv, n, "vCPU")->raw.int_overflow);
+    cr_expect_not(sfind(sv, n, "WAF")->raw.int_overflow);
+    tally__usage_summaries_free(sv);
+}
+
+Test(usage, a_total_past_int64_is_marked_though_no_record_overflowed)
+{
+    put("demo", "http_requests", "object=a", 0, V(INT64_MAX - 5));
+    put("demo", "http_requests", "object=a", 1, V(10));
+    tally__usage_window_t w = hours(0, 2);
+    tally__usage_item_t *v;
+    size_t n;
+    cr_assert_eq(tally__usage_details(store, cat, "demo", &w, &v, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_expect(v[0].quantity.int_overflow);
+    tally__usage_items_free(v);
+    tally__usage_hour_t *hv;
+    cr_assert_eq(tally__usage_hourly(store, cat, "demo", "http_requests", "a", &w, &hv, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_not(hv[0].quantity.int_overflow, "each hour is exact");
+    cr_expect_not(hv[1].quantity.int_overflow);
+    cr_expect_eq(ival(&hv[0].quantity), INT64_MAX - 5);
+    tally__usage_hours_free(hv);
+    /* one hour alone stays exact */
+    w = hours(0, 1);
+    cr_assert_eq(tally__usage_details(store, cat, "demo", &w, &v, &n), 0);
+    cr_expect_not(v[0].quantity.int_overflow);
+    cr_expect_eq(ival(&v[0].quantity), INT64_MAX - 5);
+    tally__usage_items_free(v);
+}
+
+Test(usage, the_overflow_marker_follows_merges)
+{
+    tally__usage_qty_t a = qi(1), m = qi(2), e = {0};
+    m.int_overflow = 1;
+    tally__usage_qty_merge(&a, TALLY_AGG_SUM, &m);
+    cr_expect(a.int_overflow, "a sum with a marked part is marked");
+    tally__usage_qty_merge(&e, TALLY_AGG_COUNT, &a);
+    cr_expect(e.int_overflow, "into an empty one too");
+    /* max: the marker goes with the value kept */
+    tally__usage_qty_t mx = qi(5), small = qi(1), larger = qi(9);
+    small.int_overflow = 1;
+    tally__usage_qty_merge(&mx, TALLY_AGG_MAX, &small);
+    cr_expect_not(mx.int_overflow);
+    larger.int_overflow = 1;
+    tally__usage_qty_merge(&mx, TALLY_AGG_MAX, &larger);
+    cr_expect(mx.int_overflow);
+    /* a record flagged by the store */
+    tally__rollup_t r;
+    tally__rollup_init(&r);
+    tally__rollup_add(&r, 0, INT64_MIN, 0, 1000);
+    tally__rollup_add(&r, 0, -1, 0, 2000);
+    tally__usage_qty_t q = {0};
+    tally__usage_qty_add_rollup(&q, TALLY_AGG_SUM, &r);
+    cr_expect(q.int_overflow);
+    cr_expect_float_eq(tally__usage_qty_value(&q), -9223372036854775809.0, 1e4);
 }

@@ -108,7 +108,19 @@ typedef struct tally_client_options {
     uint64_t first_seq;         /**< first sequence number; 0 = the wall clock
                                      in microseconds, so a restarted producer
                                      keeping its id continues above its old
-                                     sequence numbers */
+                                     sequence numbers. The daemon refuses a
+                                     sequence above both its floor + 4096 and
+                                     the wall clock in microseconds (plus
+                                     ingest.future_skew_s). */
+    const char *credential;     /**< emitter credential `NAME:SECRET`, as
+                                     `tallyctl keygen` prints it. Set: batches
+                                     use protocol v2 (credential name + MAC)
+                                     and only acks that verify under it are
+                                     believed. NULL: unauthenticated v1, which
+                                     tallyd takes only on ipc endpoints with
+                                     ingest.require_auth = false. Parsed and
+                                     not kept: the client holds only the name
+                                     and the derived MAC key. */
 } tally_client_options_t;
 
 /** Counters of a client, for tests and tools. */
@@ -123,6 +135,8 @@ typedef struct tally_client_stats {
     uint64_t next_seq;      /**< the sequence number the next batch gets */
     uint64_t rebuilds;      /**< times the sockets were rebuilt after 10 ack
                                  timeouts without any ack */
+    uint64_t bad_acks;      /**< messages on our ack topic whose MAC did not
+                                 verify (ignored) */
 } tally_client_stats_t;
 
 /**
@@ -132,7 +146,8 @@ typedef struct tally_client_stats {
  *        de-duplicates by (producer_id, sequence).
  * @param options NULL for defaults. Copied.
  * @param[out] out the client, owned by the caller until tally_client_destroy().
- * @return 0, TALLY_EINVAL for a bad argument, or -errno from the transport.
+ * @return 0, TALLY_EINVAL for a bad argument (including a malformed
+ *         options->credential), or -errno from the transport.
  * @note Starts one background thread that seals batches on time, receives
  *       acks and resends. All functions are safe to call from any thread.
  */
