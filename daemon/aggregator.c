@@ -55,11 +55,21 @@ struct tally_aggregator {
     msgpack_sbuffer ackbuf;
     tally__store_producer_t *pput;
     uint32_t cap_pput;
+    /* HTTP requests applied since the last commit, and their identities */
+    tally_http_events_t **http;
+    uint32_t nhttp, cap_http;
+    tally__store_evkey_t *evbuf;
+    size_t cap_evbuf;
     /* retention (prune_step): a round's cut, progress and the next round */
     int prune_active;
     int64_t prune_cut_s;
     size_t prune_round;
     uint64_t prune_next_ms; /* uv_now(); 0: the first tick starts a round */
+    /* the same for the HTTP door's event identities */
+    int ev_prune_active;
+    int64_t ev_prune_cut_ms;
+    size_t ev_prune_round;
+    uint64_t ev_prune_next_ms;
 };
 
 static int
@@ -100,9 +110,51 @@ touch(tally_aggregator_t *a, uint32_t id)
     return 0;
 }
 
+static void apply_deltas(tally_aggregator_t *a, tally_block_t *b);
+
+/* An HTTP request's block: its deltas now, its answer after the commit. */
+static void
+apply_http(tally_aggregator_t *a, tally_block_t *b)
+{
+    if (a->nhttp == a->cap_http) {
+        uint32_t ncap = a->cap_http ? a->cap_http * 2 : 64;
+        tally_http_events_t **nh = realloc(a->http, (size_t)ncap * sizeof *nh);
+        if (!nh) {
+            tally__log_error("out of memory in the aggregator; exiting without answering");
+            abort();
+        }
+        a->http = nh;
+        a->cap_http = ncap;
+    }
+    a->http[a->nhttp++] = b->http;
+    b->http = NULL;
+    apply_deltas(a, b);
+}
+
+/* Hand the requests of a commit (status 0) or of a daemon that stops
+ * without committing them (status set) back to the loop. */
+static void
+answer_http(tally_aggregator_t *a, int status)
+{
+    if (!a->nhttp)
+        return;
+    for (uint32_t i = 0; i < a->nhttp; i++) {
+        a->http[i]->status = status;
+        /* the ring holds as many as there are blocks: it cannot be full */
+        TALLY_ASSERT(tally__ring_push(a->o.http_done, a->http[i]));
+    }
+    a->nhttp = 0;
+    if (a->o.on_http_done)
+        a->o.on_http_done(a->o.ctx);
+}
+
 static void
 apply_block(tally_aggregator_t *a, tally_block_t *b)
 {
+    if (b->kind == TALLY_BLOCK_HTTP) {
+        apply_http(a, b);
+        return;
+    }
     if (ensure_prod(a, b->producer) != 0 || touch(a, b->producer) != 0) {
         tally__log_error("out of memory in the aggregator; exiting without acking");
         abort();
@@ -116,6 +168,12 @@ apply_block(tally_aggregator_t *a, tally_block_t *b)
     p->signed_ack = (uint8_t)b->signed_ack;
     if (b->signed_ack)
         memcpy(p->ack_key, b->ack_key, sizeof p->ack_key);
+    apply_deltas(a, b);
+}
+
+static void
+apply_deltas(tally_aggregator_t *a, tally_block_t *b)
+{
     for (uint32_t i = 0; i < b->n; i++) {
         const tally_delta_t *d = &b->d[i];
         int64_t iv = d->is_float ? 0 : d->v.i;
@@ -217,7 +275,7 @@ flush(tally_aggregator_t *a)
 {
     tally__store_src_t src;
     uint32_t np = 0;
-    if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0)
+    if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0 && a->nhttp == 0)
         return 0;
     uint64_t t0 = uv_hrtime();
     if (tally__cells_prepare(a->cells, &src) != 0)
@@ -240,8 +298,25 @@ flush(tally_aggregator_t *a)
         a->pput[np].state = p->pending;
         np++;
     }
+    size_t nev = 0;
+    for (uint32_t i = 0; i < a->nhttp; i++)
+        nev += a->http[i]->nkeys;
+    if (nev > a->cap_evbuf) {
+        tally__store_evkey_t *ne = realloc(a->evbuf, nev * sizeof *ne);
+        if (!ne)
+            return -ENOMEM;
+        a->evbuf = ne;
+        a->cap_evbuf = nev;
+    }
+    nev = 0;
+    for (uint32_t i = 0; i < a->nhttp; i++) {
+        memcpy(a->evbuf + nev, a->http[i]->keys, a->http[i]->nkeys * sizeof *a->evbuf);
+        nev += a->http[i]->nkeys;
+    }
+    src.ev = a->evbuf;
+    src.nev = nev;
     int rc = 0;
-    if (src.nh || src.nm || np) {
+    if (src.nh || src.nm || np || nev) {
         for (int attempt = 0; attempt < 8; attempt++) {
             rc = tally__store_commit_src(a->o.store, &src, a->pput, np);
             if (rc != TALLY_EMAPFULL)
@@ -310,6 +385,7 @@ flush(tally_aggregator_t *a)
     TALLY_STAT_ADD(blocks_committed, a->blocks_pending);
     a->blocks_pending = 0;
     publish_acks(a);
+    answer_http(a, 0);
     return 0;
 }
 
@@ -353,6 +429,7 @@ drain(tally_aggregator_t *a)
         if (rc)
             tally__log_error("final flush failed; unacked batches will be resent err=\"%s\"",
                              tally_strerror(rc));
+        answer_http(a, rc ? rc : TALLY_ECLOSED); /* a clean flush answered them already */
         stop_loop(a);
         if (a->o.on_done)
             a->o.on_done(a->o.ctx, rc);
@@ -378,10 +455,40 @@ on_wake(uv_async_t *h)
 #define PRUNE_PER_TICK 2048
 #define PRUNE_EVERY_MS (3600u * 1000u)
 
+/* The HTTP door's identities older than http_dedup_hours go the same way:
+ * a round starts every hour, fixes its cut and deletes at most
+ * PRUNE_PER_TICK a tick (in small transactions) until none is older. */
+static void
+prune_events_step(tally_aggregator_t *a, uint64_t now)
+{
+    if (!a->o.http_dedup_hours || a->stalled || now < a->ev_prune_next_ms)
+        return;
+    if (!a->ev_prune_active) {
+        a->ev_prune_active = 1;
+        a->ev_prune_round = 0;
+        a->ev_prune_cut_ms = tally__time_now_ms() - (int64_t)a->o.http_dedup_hours * 3600000;
+    }
+    size_t n = 0;
+    int rc = tally__store_prune_events(a->o.store, a->ev_prune_cut_ms, PRUNE_PER_TICK, &n);
+    a->ev_prune_round += n;
+    TALLY_STAT_ADD(http_dedup_pruned, n);
+    if (rc == 0 && n == PRUNE_PER_TICK)
+        return;
+    if (rc)
+        tally__log_error("pruning HTTP event identities failed; next try in an hour "
+                         "err=\"%s\" pruned=%zu",
+                         tally_strerror(rc), a->ev_prune_round);
+    else if (a->ev_prune_round)
+        tally__log_info("pruned HTTP event identities records=%zu", a->ev_prune_round);
+    a->ev_prune_active = 0;
+    a->ev_prune_next_ms = now + PRUNE_EVERY_MS;
+}
+
 static void
 prune_step(tally_aggregator_t *a)
 {
     uint64_t now = uv_now(&a->loop);
+    prune_events_step(a, now);
     if (!a->o.hourly_retention_days || a->stalled || now < a->prune_next_ms)
         return;
     if (!a->prune_active) {
@@ -513,6 +620,8 @@ tally_aggregator_join(tally_aggregator_t *a)
     free(a->prods);
     free(a->touched);
     free(a->pput);
+    free(a->http);
+    free(a->evbuf);
     msgpack_sbuffer_destroy(&a->ackbuf);
     free(a);
     return status;

@@ -41,6 +41,12 @@ typedef struct tally_aggregator_opts {
     void (*on_space)(void *ctx);
     /** Called on the aggregator thread once the final flush is done. */
     void (*on_done)(void *ctx, int status);
+    /** HTTP requests whose flush committed (status 0) or, at exit, never
+     *  will (status set), pushed here (capacity: at least the blocks there
+     *  are), then on_http_done(ctx) is called (thread-safe, like on_space). */
+    tally__ring_t *http_done;
+    void (*on_http_done)(void *ctx);
+    uint32_t http_dedup_hours; /**< forget HTTP event identities this old */
     void *ctx;
 } tally_aggregator_opts_t;
 

@@ -63,6 +63,13 @@ struct tally_ingest {
     tally__strtab_t *creds;
     uint32_t *cred_producers;
     uint32_t cap_cred_producers;
+    /* HTTP door: identities of events in flight (submitted, not yet
+     * answered), an open-addressing set with backward-shift deletion */
+    uv_async_t http_wake;
+    uint8_t (*inflight)[TALLY_STORE_EVKEY_LEN];
+    uint8_t *inflight_used;
+    uint32_t inflight_n, inflight_cap;
+    uint32_t http_requests; /* submitted, not yet answered */
 };
 
 static void on_readable(uv_poll_t *h, int status, int events);
@@ -472,6 +479,227 @@ on_wake(uv_async_t *h)
     }
 }
 
+/* ---- the HTTP door ---------------------------------------------------------- */
+
+static uint32_t
+key_slot(const tally_ingest_t *in, const uint8_t *key)
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof h); /* a BLAKE2b output: already uniform */
+    return (uint32_t)h & (in->inflight_cap - 1);
+}
+
+static int
+inflight_has(const tally_ingest_t *in, const uint8_t *key)
+{
+    if (!in->inflight_cap)
+        return 0;
+    for (uint32_t i = key_slot(in, key);; i = (i + 1) & (in->inflight_cap - 1)) {
+        if (!in->inflight_used[i])
+            return 0;
+        if (memcmp(in->inflight[i], key, TALLY_STORE_EVKEY_LEN) == 0)
+            return 1;
+    }
+}
+
+static int inflight_add(tally_ingest_t *in, const uint8_t *key);
+
+static int
+inflight_grow(tally_ingest_t *in)
+{
+    uint32_t ocap = in->inflight_cap, ncap = ocap ? ocap * 2 : 1024;
+    uint8_t(*ok)[TALLY_STORE_EVKEY_LEN] = in->inflight;
+    uint8_t *oused = in->inflight_used;
+    in->inflight = malloc((size_t)ncap * TALLY_STORE_EVKEY_LEN);
+    in->inflight_used = calloc(ncap, 1);
+    if (!in->inflight || !in->inflight_used) {
+        free(in->inflight);
+        free(in->inflight_used);
+        in->inflight = ok;
+        in->inflight_used = oused;
+        return -ENOMEM;
+    }
+    in->inflight_cap = ncap;
+    in->inflight_n = 0;
+    for (uint32_t i = 0; i < ocap; i++)
+        if (oused[i])
+            inflight_add(in, ok[i]);
+    free(ok);
+    free(oused);
+    return 0;
+}
+
+static int
+inflight_add(tally_ingest_t *in, const uint8_t *key)
+{
+    if ((in->inflight_n + 1) * 2 > in->inflight_cap && inflight_grow(in) != 0)
+        return -ENOMEM;
+    uint32_t i = key_slot(in, key);
+    while (in->inflight_used[i])
+        i = (i + 1) & (in->inflight_cap - 1);
+    memcpy(in->inflight[i], key, TALLY_STORE_EVKEY_LEN);
+    in->inflight_used[i] = 1;
+    in->inflight_n++;
+    return 0;
+}
+
+static void
+inflight_del(tally_ingest_t *in, const uint8_t *key)
+{
+    uint32_t mask = in->inflight_cap - 1, i = key_slot(in, key);
+    while (in->inflight_used[i] && memcmp(in->inflight[i], key, TALLY_STORE_EVKEY_LEN) != 0)
+        i = (i + 1) & mask;
+    if (!in->inflight_used[i])
+        return;
+    /* backward shift: pull later members of the run into the hole when
+     * their home slot does not lie between the hole and them */
+    for (uint32_t j = (i + 1) & mask; in->inflight_used[j]; j = (j + 1) & mask) {
+        uint32_t home = key_slot(in, in->inflight[j]);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            memcpy(in->inflight[i], in->inflight[j], TALLY_STORE_EVKEY_LEN);
+            i = j;
+        }
+    }
+    in->inflight_used[i] = 0;
+    in->inflight_n--;
+}
+
+/* Intern the series of one event and append its delta to b. */
+static int
+add_delta(tally_ingest_t *in, tally_block_t *b, const tally_event_t *ev)
+{
+    char key[TALLY_SERIES_KEY_MAX];
+    size_t nl = strlen(ev->ns), ml = strlen(ev->metric);
+    size_t klen = tally__series_key(key, ev->ns, nl, ev->metric, ml, ev->labels, ev->nlabels);
+    uint32_t sid;
+    int rc = tally__strtab_intern(in->o.series, key, (uint32_t)klen, &sid);
+    int known = rc < 0 ? rc : series_known(in, sid, ev->metric, (uint32_t)ml);
+    if (known < 0)
+        return known;
+    if (!known)
+        TALLY_STAT_ADD(unknown_metric, 1);
+    tally_delta_t *d = &b->d[b->n++];
+    d->series = sid;
+    d->is_float = (uint32_t)ev->is_float;
+    d->ts_ms = ev->ts_ms;
+    if (ev->is_float)
+        d->v.f = ev->fvalue;
+    else
+        d->v.i = ev->ivalue;
+    return 0;
+}
+
+static void
+answer_done(tally_ingest_t *in, tally_http_events_t *he)
+{
+    for (uint32_t i = 0; i < he->nkeys; i++)
+        inflight_del(in, he->keys[i].key);
+    in->http_requests--;
+    if (in->o.http_answer)
+        in->o.http_answer(in->o.http_ctx, he->request, he->status, he->nkeys, he->duplicates);
+    free(he->keys);
+    free(he);
+}
+
+static void
+drain_http_done(tally_ingest_t *in)
+{
+    void *item;
+    while (in->o.http_done && tally__ring_pop(in->o.http_done, &item))
+        answer_done(in, item);
+}
+
+static void
+on_http_wake(uv_async_t *h)
+{
+    drain_http_done(h->data);
+}
+
+void
+tally_ingest_http_wake(tally_ingest_t *in)
+{
+    uv_async_send(&in->http_wake);
+}
+
+int
+tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *events, size_t n,
+                           void *request)
+{
+    const tally__config_t *cfg = in->o.cfg;
+    int64_t now_ms = tally__time_now_ms();
+    int64_t since_ms = now_ms - (int64_t)cfg->ingest.http_dedup_hours * 3600000;
+    if (in->stopping || in->closing)
+        return TALLY_ECLOSED;
+    if (n == 0 || n > TALLY_MAX_BATCH_EVENTS)
+        return TALLY_EINVAL;
+    if (tally__store_events_count(in->o.store) + in->inflight_n + n >
+        cfg->ingest.http_dedup_max_events) {
+        TALLY_STAT_ADD(http_dedup_full, 1);
+        return TALLY_EFULL;
+    }
+    tally__store_evkey_t *keys = malloc(n * sizeof *keys);
+    uint8_t *seen = malloc(n);
+    tally_http_events_t *he = calloc(1, sizeof *he);
+    int rc = -ENOMEM;
+    if (!keys || !seen || !he)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(keys[i].key, events[i].key, TALLY_STORE_EVKEY_LEN);
+        keys[i].seen_ms = now_ms;
+    }
+    if ((rc = tally__store_events_seen(in->o.store, keys, n, since_ms, seen)) != 0)
+        goto fail;
+    tally_block_t *b = get_block(in);
+    if (!b) {
+        rc = TALLY_EBUSY;
+        goto fail;
+    }
+    if (n > b->cap) {
+        tally_delta_t *nd = realloc(b->d, n * sizeof *nd);
+        if (!nd) {
+            in->spare = b;
+            rc = -ENOMEM;
+            goto fail;
+        }
+        b->d = nd;
+        b->cap = (uint32_t)n;
+    }
+    /* from here on nothing fails before the push but memory, and a failure
+     * then exits without answering (as the nanomsg path does): a request
+     * half in the in-flight set must not be answered as not counted */
+    b->kind = TALLY_BLOCK_HTTP;
+    b->n = 0;
+    b->signed_ack = 0;
+    b->http = he;
+    he->request = request;
+    he->keys = keys;
+    for (size_t i = 0; i < n; i++) {
+        /* committed, in flight in another request, or twice in this one */
+        if (seen[i] || inflight_has(in, events[i].key)) {
+            he->duplicates++;
+            continue;
+        }
+        if (inflight_add(in, events[i].key) != 0 || add_delta(in, b, events[i].ev) != 0) {
+            tally__log_error("out of memory in the HTTP door; exiting without answering");
+            abort();
+        }
+        keys[he->nkeys++] = keys[i];
+    }
+    free(seen);
+    in->http_requests++;
+    TALLY_STAT_ADD(http_events, b->n);
+    TALLY_STAT_ADD(http_duplicates, he->duplicates);
+    TALLY_STAT_ADD(events, b->n);
+    TALLY_ASSERT(tally__ring_push(in->o.work, b));
+    tally_aggregator_notify(in->o.aggregator);
+    return 0;
+fail:
+    free(keys);
+    free(seen);
+    free(he);
+    return rc;
+}
+
 void
 tally_ingest_wake(tally_ingest_t *in)
 {
@@ -571,6 +799,8 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     in->wake.data = in;
     uv_timer_init(opts->loop, &in->retry);
     in->retry.data = in;
+    uv_async_init(opts->loop, &in->http_wake, on_http_wake);
+    in->http_wake.data = in;
     start_polling(in);
     *out = in;
     return 0;
@@ -633,6 +863,13 @@ on_closed(uv_handle_t *h)
         free(in->spare);
     }
     free(in->shutdown);
+    /* requests the aggregator gave back last (its final flush) */
+    drain_http_done(in);
+    if (in->http_requests)
+        tally__log_error("HTTP ingest requests left unanswered at exit count=%u",
+                         in->http_requests);
+    free(in->inflight);
+    free(in->inflight_used);
     for (size_t i = 0; i < in->nsocks; i++)
         nn_close(in->socks[i].sock);
     free(in->socks);
@@ -655,9 +892,10 @@ void
 tally_ingest_close(tally_ingest_t *in)
 {
     stop_polling(in);
-    in->closing = (int)in->nsocks + 2;
+    in->closing = (int)in->nsocks + 3;
     for (size_t i = 0; i < in->nsocks; i++)
         uv_close((uv_handle_t *)&in->socks[i].poll, on_sock_closed);
+    uv_close((uv_handle_t *)&in->http_wake, on_closed);
     uv_close((uv_handle_t *)&in->wake, on_closed);
     uv_close((uv_handle_t *)&in->retry, on_closed);
 }

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "dedup.h"
 #include "ring.h"
+#include "store.h"
 #include "strtab.h"
 
 typedef struct tally_ingest tally_ingest_t;
@@ -43,7 +44,41 @@ typedef struct tally_ingest_opts {
      *  pointer at every v2 batch, so a reload that swaps it (on the same
      *  loop thread) takes effect at once. */
     tally__tokens_t *const *tokens;
+    /** The store, read for the HTTP door's exactly-once check. */
+    tally__store_t *store;
+    /** Committed (or failed) HTTP requests, from the aggregator (SPSC). */
+    tally__ring_t *http_done;
+    /** Called on the loop thread for each HTTP request handed to
+     *  tally_ingest_submit_events(), exactly once: status 0 when its events
+     *  are committed, else a TALLY_E* / -errno why not. */
+    void (*http_answer)(void *ctx, void *request, int status, uint32_t accepted,
+                        uint32_t duplicates);
+    void *http_ctx;
 } tally_ingest_opts_t;
+
+/** One event of an HTTP request, validated and in scope. */
+typedef struct tally_ingest_event {
+    const tally_event_t *ev;               /**< ts_ms set; strings borrowed for the call */
+    uint8_t key[TALLY_STORE_EVKEY_LEN];    /**< its identity (tally__ce_dedup_key()) */
+} tally_ingest_event_t;
+
+/**
+ * @brief Count the events of one HTTP request exactly once, answering later.
+ *
+ * Events whose identity is already committed (within ingest.http_dedup_hours)
+ * or in flight are duplicates; the rest go to the aggregator in one block.
+ * http_answer(request, ...) is called once the flush that holds them (or,
+ * for a request of duplicates only, the next flush) has committed.
+ *
+ * @return 0 (http_answer will be called); TALLY_EBUSY when no block is free
+ *         (back-pressure: answer 503 and let the client retry);
+ *         TALLY_EFULL when the dedup set is at ingest.http_dedup_max_events;
+ *         -ENOMEM; or a store error of the check. On error http_answer is
+ *         not called.
+ * @note Loop thread.
+ */
+int tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *events, size_t n,
+                               void *request);
 
 /**
  * @brief Bind the PULL endpoints and start reading.
@@ -52,6 +87,9 @@ typedef struct tally_ingest_opts {
  */
 int tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initial, uint32_t n,
                        tally_ingest_t **out);
+
+/** @brief HTTP requests are back on the done ring: answer them. Any thread. */
+void tally_ingest_http_wake(tally_ingest_t *in);
 
 /** @brief Free blocks are back: resume reading if paused. Any thread. */
 void tally_ingest_wake(tally_ingest_t *in);

@@ -12,12 +12,28 @@
 #include <stdint.h>
 
 #include "dedup.h"
+#include "store.h"
 
 enum {
     TALLY_BLOCK_BATCH = 1,    /**< deltas of one new batch + producer state */
     TALLY_BLOCK_ACK = 2,      /**< a duplicate arrived: ack this producer again */
     TALLY_BLOCK_SHUTDOWN = 3, /**< last block: flush, ack, stop */
+    TALLY_BLOCK_HTTP = 4,     /**< deltas of one HTTP request's new events */
 };
+
+/**
+ * One HTTP ingest request on its way through the aggregator and back.
+ * Made by the ingest loop, read (never changed) by the aggregator until the
+ * flush that commits it, then handed back through the done ring with
+ * `status` set; freed by the ingest loop.
+ */
+typedef struct tally_http_events {
+    void *request;               /**< the HTTP layer's handle, opaque here */
+    tally__store_evkey_t *keys;  /**< identities of the new events, written in the flush */
+    uint32_t nkeys;              /**< = accepted */
+    uint32_t duplicates;         /**< events of the request already counted */
+    int status;                  /**< aggregator: 0 committed, else why it was not */
+} tally_http_events_t;
 
 typedef struct tally_delta {
     uint32_t series; /**< id in the series table */
@@ -36,6 +52,7 @@ typedef struct tally_block {
     tally__dedup_t state; /**< the producer's state once this block counts */
     uint32_t n, cap;
     tally_delta_t *d;
+    tally_http_events_t *http; /**< TALLY_BLOCK_HTTP: its request */
     uint32_t signed_ack; /**< v2 producer: ack on its keyed topic, with a MAC */
     uint8_t ack_key[32]; /**< the credential's MAC key, when signed_ack */
 } tally_block_t;

@@ -91,6 +91,10 @@ static const route_t routes[] = {
      TALLY_ACCESS_READ, NS, NULL, "quota_limits", NULL},
     {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/usage", tally_route_quota_usage,
      TALLY_ACCESS_READ, NS, NULL, "quota_usage", NULL},
+    /* the HTTP door for emitters: an emitter credential, scope checked per
+     * event (routes_events.c) */
+    {TALLY_HTTP_POST, "/api/v1/events", tally_route_events, TALLY_ACCESS_INGEST, NULL, NULL,
+     "events", NULL},
     /* operations */
     {TALLY_HTTP_GET, "/metrics", tally_route_metrics, TALLY_ACCESS_NONE, NULL, NULL, "metrics",
      NULL},
@@ -174,6 +178,23 @@ observe(size_t route, int status, uint64_t ns)
     req_dur[route][b]++;
     req_dur_ns[route] += ns;
     req_total[route]++;
+}
+
+void
+tally_routes_observe(void *ctx, const char *route, int status, uint64_t ns)
+{
+    (void)ctx;
+    /* route is what tally_routes_dispatch() put in res->route: a pointer into
+     * the table, or NULL for a path that matched no route ("none"). Names are
+     * unique, so comparing pointers finds it; the text is compared only for a
+     * name from elsewhere, which is counted under its route or else "none". */
+    size_t r = 0;
+    while (r < NROUTES && routes[r].name != route)
+        r++;
+    if (r == NROUTES && route)
+        for (r = 0; r < NROUTES && strcmp(routes[r].name, route) != 0; r++)
+            ;
+    observe(r, status, ns);
 }
 
 void
@@ -393,7 +414,6 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
 {
     tally_ctx_t *ctx = vctx;
     char scratch[1024];
-    uint64_t t0 = uv_hrtime();
     size_t found = NROUTES;
     int path_matched = 0;
     /* each pattern's literal head (up to its first {param}): a path that
@@ -422,18 +442,34 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
                              method_name(req->method), req->path);
         else
             tally_http_error(res, 404, "ENOTFOUND", "no such endpoint: %s", req->path);
-        goto done;
+        return;
     }
     const route_t *r = &routes[found];
     res->route = r->name;
-    if (r->access != TALLY_ACCESS_NONE) {
+    if (r->access == TALLY_ACCESS_INGEST) {
+        /* emitters: their own credential, no API token; every event's
+         * namespace is checked by the handler; back-pressure, not a rate
+         * limit, bounds them */
+        const tally__token_t *tok =
+            ctx->tokens ? tally__tokens_authenticate_emitter(ctx->tokens, req->authorization)
+                        : NULL;
+        if (!tok) {
+            tally_http_error(res, 401, "EUNAUTHENTICATED",
+                             req->authorization
+                                 ? "invalid emitter credential"
+                                 : "missing 'Authorization: Bearer NAME:SECRET' header (an "
+                                   "emitter credential from tallyctl keygen)");
+            return;
+        }
+        req->user = (void *)tok;
+    } else if (r->access != TALLY_ACCESS_NONE) {
         const tally__token_t *tok =
             ctx->tokens ? tally__tokens_authenticate(ctx->tokens, req->authorization) : NULL;
         if (!tok) {
             tally_http_error(res, 401, "EUNAUTHENTICATED",
                              req->authorization ? "invalid API token"
                                                 : "missing 'Authorization: APIToken <token>' header");
-            goto done;
+            return;
         }
         req->user = (void *)tok;
         const char *ns = r->ns_param ? tally_route_param(req, r->ns_param) : r->ns_fixed;
@@ -444,7 +480,7 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
                              : r->access == TALLY_ACCESS_WRITE ? "write"
                                                                : "administer",
                              ns ? ns : "?");
-            goto done;
+            return;
         }
         uint32_t retry;
         if (!tally__token_rate_take(ctx->tokens, tok, tally__time_mono_ms(),
@@ -454,7 +490,7 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
             tally_http_error(res, 429, "ETOOMANY",
                              "request rate of token '%s' exceeds http.rate_per_token",
                              tally__token_name(tok));
-            goto done;
+            return;
         }
         tally__quota_api_limit_t lim;
         if (!api_limit_allows(ctx, tok, ns, r->name, &retry, &lim)) {
@@ -463,20 +499,20 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
                              "token '%s' exceeds the api_limits of '%s' in namespace '%s' "
                              "(%u per %d s, burst %u)",
                              tally__token_name(tok), r->name, ns, lim.rate, lim.unit_s, lim.burst);
-            goto done;
+            return;
         }
     }
     if (r->later) {
         tally_http_error(res, 501, "ENOTIMPLEMENTED",
                          "%s %s is part of the API but not built yet (%s)",
                          method_name(r->method), r->pattern, r->later);
-        goto done;
+        return;
     }
     r->fn(ctx, req, res);
-    if (!res->status)
+    /* a deferring handler leaves res empty: its answer comes through
+     * tally_http_complete(), and the server reports it to the observer then */
+    if (!res->status && !tally_http_deferred(req))
         tally_http_error(res, 500, "EINTERNAL", "handler produced no response");
-done:
-    observe(found, res->status, uv_hrtime() - t0);
 }
 
 /* ---- helpers shared by the handlers ---------------------------------------- */

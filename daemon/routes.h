@@ -33,13 +33,24 @@ typedef struct tally_ctx {
     tally__store_t *store;
     tally__tokens_t *tokens; /**< swapped on SIGHUP (loop thread) */
     tally_http_server_t *http;
+    struct tally_ingest *ingest; /**< the HTTP door hands its events here */
     int64_t started_ms;
 } tally_ctx_t;
 
 typedef void (*tally_route_fn)(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res);
 
-/** The dispatcher, given to tally_http_start() with a tally_ctx_t. */
+/** The dispatcher, given to tally_http_start() with a tally_ctx_t. A handler
+ *  may defer its answer (tally_http_defer()) and leave res empty. */
 void tally_routes_dispatch(void *ctx, tally_http_req_t *req, tally_http_res_t *res);
+
+/**
+ * @brief The observer, given to tally_http_set_observer() on the server that
+ *        dispatches with tally_routes_dispatch(): counts every answer,
+ *        synchronous or deferred, in the per-route request counters and
+ *        duration histograms of tally_routes_metrics().
+ * @note Loop thread only. Without it those families stay empty.
+ */
+void tally_routes_observe(void *ctx, const char *route, int status, uint64_t ns);
 
 /** @brief The value of route parameter `name`, or NULL. */
 const char *tally_route_param(const tally_http_req_t *req, const char *name);
@@ -96,6 +107,11 @@ void tally_route_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res
 void tally_route_hourly_usage_details(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_usage_summary(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_metrics(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/* routes_events.c: the HTTP door for emitters (POST /api/v1/events) */
+void tally_route_events(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+/** @brief tally_ingest_opts_t.http_answer: complete a deferred events request. */
+void tally_route_events_answer(void *ctx, void *request, int status, uint32_t accepted,
+                               uint32_t duplicates);
 /* routes_plans.c: the plan catalog */
 void tally_route_plans_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_plans_current(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);

@@ -127,8 +127,18 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     COUNTER(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
     COUNTER(&p, "tally_retention_pruned_total",
             "Hourly rollups deleted by [storage] hourly_retention_days.", G(retention_pruned));
-    GAUGE(&p, "tally_http_connections", "Open HTTP connections.",
-          ctx->http ? tally_http_connections(ctx->http) : 0);
+    tally_http_stats_t hs = {0};
+    if (ctx->http)
+        tally_http_stats(ctx->http, &hs);
+    GAUGE(&p, "tally_http_connections", "Open HTTP connections.", hs.connections);
+    GAUGE(&p, "tally_http_deferred_pending",
+          "HTTP requests whose deferred answer is awaited by an open connection.", hs.pending);
+    COUNTER(&p, "tally_http_deferred_timeouts_total",
+            "Deferred HTTP requests answered 503 after http.pending_timeout_ms.",
+            hs.pending_timeouts);
+    COUNTER(&p, "tally_http_deferred_dropped_total",
+            "Deferred HTTP requests whose connection closed before the answer.",
+            hs.pending_dropped);
     int64_t now = tally__time_now_ms();
     TALLY_PROM_RAW(&p, FAMILY("tally_uptime_seconds", "gauge",
                               "Seconds since tallyd started.") "tally_uptime_seconds ");

@@ -37,7 +37,7 @@ typedef struct daemon {
     tally__catalog_t *catalog;
     tally__store_t *store;
     tally__strtab_t *series, *producers;
-    tally__ring_t *work, *free_ring;
+    tally__ring_t *work, *free_ring, *http_done;
     tally_aggregator_t *aggregator;
     tally_ingest_t *ingest; /* atomic: read by the aggregator thread */
     tally__tokens_t *tokens;
@@ -124,6 +124,15 @@ on_space(void *ctx)
     tally_ingest_t *in = __atomic_load_n(&d->ingest, __ATOMIC_ACQUIRE);
     if (in)
         tally_ingest_wake(in);
+}
+
+static void
+on_http_done(void *ctx)
+{
+    daemon_t *d = ctx;
+    tally_ingest_t *in = __atomic_load_n(&d->ingest, __ATOMIC_ACQUIRE);
+    if (in)
+        tally_ingest_http_wake(in);
 }
 
 static void
@@ -329,7 +338,8 @@ main(int argc, char **argv)
     }
     TALLY_STAT_SET(producers, d.ninitial);
     if ((rc = tally__ring_create(d.cfg->ingest.ring_size, &d.work)) != 0 ||
-        (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.free_ring)) != 0) {
+        (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.free_ring)) != 0 ||
+        (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.http_done)) != 0) {
         tally__log_error("cannot create rings ring_size=%u err=\"%s\"", d.cfg->ingest.ring_size,
                          tally_strerror(rc));
         goto out;
@@ -351,6 +361,9 @@ main(int argc, char **argv)
         .nacks = d.cfg->ingest.nacks,
         .on_space = on_space,
         .on_done = on_aggregator_done,
+        .http_done = d.http_done,
+        .on_http_done = on_http_done,
+        .http_dedup_hours = d.cfg->ingest.http_dedup_hours,
         .ctx = &d,
     };
     if ((rc = tally_aggregator_start(&ao, d.initial, d.ninitial, &d.aggregator)) != 0) {
@@ -369,6 +382,10 @@ main(int argc, char **argv)
         .free_ring = d.free_ring,
         .aggregator = d.aggregator,
         .tokens = &d.tokens,
+        .store = d.store,
+        .http_done = d.http_done,
+        .http_answer = tally_route_events_answer,
+        .http_ctx = &d.ctx,
     };
     tally_ingest_t *in;
     if ((rc = tally_ingest_start(&io, d.initial, d.ninitial, &in)) != 0) {
@@ -398,6 +415,7 @@ main(int argc, char **argv)
                           .plans = d.plans,
                           .store = d.store,
                           .tokens = d.tokens,
+                          .ingest = in,
                           .started_ms = tally__time_now_ms()};
     tally_http_limits_t lim = {
         .max_header_bytes = d.cfg->http.max_header_bytes,
@@ -406,6 +424,7 @@ main(int argc, char **argv)
         .max_connections = d.cfg->http.max_connections,
         .idle_timeout_ms = d.cfg->http.idle_timeout_ms,
         .request_timeout_ms = d.cfg->http.request_timeout_ms,
+        .pending_timeout_ms = d.cfg->http.pending_timeout_ms,
     };
     if (tally_http_start(d.loop, d.cfg->http.host, d.cfg->http.port, &lim, tally_routes_dispatch,
                          &d.ctx, d.cfg->log.requests, &d.http) != 0) {
@@ -416,6 +435,7 @@ main(int argc, char **argv)
         goto out;
     }
     d.ctx.http = d.http;
+    tally_http_set_observer(d.http, tally_routes_observe);
     make_ipc_dirs(&d.cfg->quota.alerts, 1);
     tally_alerts_opts_t alo = {
         .loop = d.loop, .cfg = d.cfg, .catalog = d.catalog, .plans = d.plans, .store = d.store};
@@ -464,6 +484,7 @@ out:
         uv_loop_close(d.loop);
     tally__ring_destroy(d.work);
     tally__ring_destroy(d.free_ring);
+    tally__ring_destroy(d.http_done);
     tally__strtab_destroy(d.series);
     tally__strtab_destroy(d.producers);
     free(d.initial);

@@ -152,6 +152,9 @@ typedef struct tally__config {
         /** http.request_timeout_ms: a request must arrive whole within this
             long, 1..3600000. Default 10000. */
         uint32_t request_timeout_ms;
+        /** http.pending_timeout_ms: a deferred answer must come within this
+            long, else the server answers 503, 1..3600000. Default 30000. */
+        uint32_t pending_timeout_ms;
         /** http.rate_per_token: requests per second each token may make
             (token bucket), 0 = unlimited. Default 1000. */
         uint32_t rate_per_token;

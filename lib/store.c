@@ -42,6 +42,10 @@ typedef struct learned {
 struct tally__store {
     MDB_env *env;
     MDB_dbi hourly, monthly, series, producers, meta, objects;
+    /* the HTTP door's exactly-once set: identity -> first-seen ms, and
+     * (first-seen ms big-endian, identity) -> nothing, for pruning in order */
+    MDB_dbi evseen, evtime;
+    int has_ev; /* both exist (a read-only open of an older store may lack them) */
     uint32_t next_sid; /* ids are dense: the next one is the "series" count */
     learned_t *learn;
     size_t nlearn, cap_learn;
@@ -59,6 +63,23 @@ struct tally__store {
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
 };
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t
+get_be64(const void *vp)
+{
+    const uint8_t *p = vp;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
 
 /* The one place LMDB's codes become ours. */
 static int
@@ -412,6 +433,10 @@ again:
             rc = TALLY_ECORRUPT;
         goto fail;
     }
+    /* added without a format change: an older tallyd never opens them */
+    if (mdb_dbi_open(txn, "evseen", dflags, &s->evseen) == 0 &&
+        mdb_dbi_open(txn, "evtime", dflags, &s->evtime) == 0)
+        s->has_ev = 1;
     MDB_stat ms;
     if ((rc = map_err(mdb_stat(txn, s->series, &ms))) != 0)
         goto fail;
@@ -681,6 +706,24 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
         MDB_val k = {producers[i].id_len, (void *)producers[i].id};
         MDB_val v = {sizeof producers[i].state, (void *)&producers[i].state};
         if ((rc = mdb_put(txn, s->producers, &k, &v, 0)) != 0)
+            goto abort;
+    }
+    if (src->nev && !s->has_ev) {
+        rc = EINVAL;
+        goto abort;
+    }
+    for (size_t i = 0; i < src->nev; i++) {
+        const tally__store_evkey_t *e = &src->ev[i];
+        uint8_t tk[8 + TALLY_STORE_EVKEY_LEN];
+        put_be64(tk, (uint64_t)e->seen_ms);
+        memcpy(tk + 8, e->key, TALLY_STORE_EVKEY_LEN);
+        MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)e->key}, v = {8, tk};
+        MDB_val tkv = {sizeof tk, tk}, empty = {0, ""};
+        /* NOOVERWRITE: a resend racing its original keeps the first time */
+        rc = mdb_put(txn, s->evseen, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST)
+            continue;
+        if (rc || (rc = mdb_put(txn, s->evtime, &tkv, &empty, 0)) != 0)
             goto abort;
     }
     if ((rc = mdb_txn_commit(txn)) == 0) {
@@ -1512,4 +1555,115 @@ out:
         remove_tmpdir(tmp);
     tally__store_unlock(lfd);
     return rc;
+}
+
+/* ---- the HTTP door's exactly-once set --------------------------------------- */
+
+int
+tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
+                         int64_t since_ms, uint8_t *seen)
+{
+    MDB_txn *txn = NULL;
+    memset(seen, 0, n);
+    if (!s->has_ev || n == 0)
+        return 0;
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)keys[i].key}, v;
+        int g = mdb_get(txn, s->evseen, &k, &v);
+        if (g == MDB_NOTFOUND)
+            continue;
+        if (g != 0 || v.mv_size != 8) {
+            rc = g ? g : MDB_CORRUPTED;
+            break;
+        }
+        seen[i] = (int64_t)get_be64(v.mv_data) >= since_ms;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->lock);
+    return map_err(rc);
+}
+
+uint64_t
+tally__store_events_count(tally__store_t *s)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    uint64_t n = 0;
+    if (!s->has_ev)
+        return 0;
+    pthread_rwlock_rdlock(&s->lock);
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+        if (mdb_stat(txn, s->evseen, &st) == 0)
+            n = st.ms_entries;
+        mdb_txn_abort(txn);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return n;
+}
+
+int
+tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size_t *deleted)
+{
+    int ret = 0, end = 0;
+    *deleted = 0;
+    if (s->readonly)
+        return TALLY_EINVAL;
+    if (!s->has_ev)
+        return 0;
+    /* evtime is in time order: what goes is a prefix, deleted in batches */
+    while (!end && ret == 0 && *deleted < max) {
+        size_t budget = max - *deleted, n = 0;
+        if (budget > PRUNE_BATCH)
+            budget = PRUNE_BATCH;
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        pthread_rwlock_rdlock(&s->lock);
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc == 0 && (rc = mdb_cursor_open(txn, s->evtime, &cur)) != 0)
+            mdb_txn_abort(txn);
+        if (rc) {
+            pthread_rwlock_unlock(&s->lock);
+            return map_err(rc);
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (rc == MDB_SUCCESS && n < budget) {
+            if (k.mv_size != 8 + TALLY_STORE_EVKEY_LEN) {
+                ret = TALLY_ECORRUPT;
+                break;
+            }
+            if ((int64_t)get_be64(k.mv_data) >= before_ms) {
+                end = 1;
+                break;
+            }
+            MDB_val ek = {TALLY_STORE_EVKEY_LEN, (uint8_t *)k.mv_data + 8};
+            int d = mdb_del(txn, s->evseen, &ek, NULL);
+            if ((d != 0 && d != MDB_NOTFOUND) || (rc = mdb_cursor_del(cur, 0)) != 0) {
+                rc = d ? d : rc;
+                break;
+            }
+            n++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            end = 1;
+        else if (ret == 0 && rc != MDB_SUCCESS)
+            ret = map_err(rc);
+        if (ret == 0 && n > 0) {
+            if ((rc = mdb_txn_commit(txn)) != 0)
+                ret = map_err(rc);
+            else
+                *deleted += n;
+        } else {
+            mdb_txn_abort(txn);
+        }
+        pthread_rwlock_unlock(&s->lock);
+        if (n == 0)
+            end = 1;
+    }
+    return ret;
 }

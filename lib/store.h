@@ -104,7 +104,39 @@ typedef struct tally__store_src {
                    tally__rollup_t *deltas, size_t cap);
     void *ctx;
     size_t nh, nm; /**< how many hourly and monthly puts fill() yields */
+    /** HTTP events to remember as seen, written in the same transaction
+     *  (tally__store_events_seen()); may be NULL with nev 0. */
+    const struct tally__store_evkey *ev;
+    size_t nev;
 } tally__store_src_t;
+
+/** Length of an event identity: BLAKE2b-128 of (credential, source, id). */
+#define TALLY_STORE_EVKEY_LEN 16
+
+/** One HTTP event's identity and when it was first accepted. */
+typedef struct tally__store_evkey {
+    uint8_t key[TALLY_STORE_EVKEY_LEN];
+    int64_t seen_ms; /**< unix ms when accepted; pruned after the dedup window */
+} tally__store_evkey_t;
+
+/**
+ * @brief Which of n event identities were committed at or after since_ms.
+ * @param[out] seen n bytes: 1 when remembered (and not older than since_ms).
+ * @return 0 or a TALLY_E* / -errno from the read transaction.
+ * @note Any thread; one read transaction for all n.
+ */
+int tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
+                             int64_t since_ms, uint8_t *seen);
+
+/** @brief How many event identities the store remembers (an O(1) count). */
+uint64_t tally__store_events_count(tally__store_t *s);
+
+/**
+ * @brief Forget event identities first seen before before_ms, oldest first,
+ *        at most max of them, in small transactions. Writer thread.
+ * @param[out] deleted how many went.
+ */
+int tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size_t *deleted);
 
 /** One producer's new dedup state. */
 typedef struct tally__store_producer {
