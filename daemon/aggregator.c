@@ -23,14 +23,27 @@
 /* Blocks applied per wake-up before yielding to the flush timer. */
 #define DRAIN_BUDGET 4096
 
+/* One producer, compact (see prodtab.h for why): the pending state inline
+ * with its window bitmap only while a bit is set, the committed marks the
+ * acks carry, and the name borrowed from the ingest's table. */
 typedef struct prod {
-    tally__dedup_t pending;   /* includes every applied block */
-    tally__dedup_t committed; /* what the store holds */
-    uint8_t dirty;            /* pending differs from committed */
+    const char *name;         /* NULL: a free slot (never used, or dropped) */
+    uint32_t name_len;
+    uint8_t dirty;            /* pending to be written at the next flush */
     uint8_t need_ack;         /* ack at the next flush even if unchanged */
     uint8_t signed_ack;       /* v2: keyed topic and MAC under ack_key */
+    uint64_t pend_floor, pend_max; /* includes every applied block */
+    uint64_t *pend_bits;      /* TALLY__DEDUP_WORDS words, or NULL when all zero */
+    uint64_t com_floor, com_max; /* what the store holds */
+    int64_t last_seen_s;      /* of its latest block, stored with its state */
     uint8_t ack_key[32];      /* from the producer's latest block */
 } prod_t;
+
+/* A dropped producer's name, deleted from the store at the next flush. */
+typedef struct drop {
+    char *name;
+    uint32_t len;
+} drop_t;
 
 struct tally_aggregator {
     tally_aggregator_opts_t o;
@@ -55,6 +68,8 @@ struct tally_aggregator {
     msgpack_sbuffer ackbuf;
     tally__store_producer_t *pput;
     uint32_t cap_pput;
+    drop_t *drops;
+    uint32_t ndrops, cap_drops;
     /* HTTP requests applied since the last commit, and their identities */
     tally_http_events_t **http;
     uint32_t nhttp, cap_http;
@@ -148,6 +163,31 @@ answer_http(tally_aggregator_t *a, int status)
         a->o.on_http_done(a->o.ctx);
 }
 
+/* An idle producer is forgotten: its record goes at the next flush, its
+ * slot may already be reused by the blocks behind this one. */
+static void
+apply_drop(tally_aggregator_t *a, tally_block_t *b)
+{
+    if (a->ndrops == a->cap_drops) {
+        uint32_t ncap = a->cap_drops ? a->cap_drops * 2 : 64;
+        drop_t *nd = realloc(a->drops, (size_t)ncap * sizeof *nd);
+        if (!nd) {
+            tally__log_error("out of memory in the aggregator; exiting");
+            abort();
+        }
+        a->drops = nd;
+        a->cap_drops = ncap;
+    }
+    a->drops[a->ndrops++] = (drop_t){(char *)b->pname, b->pname_len};
+    b->pname = NULL;
+    if (b->producer < a->nprods) {
+        prod_t *p = &a->prods[b->producer];
+        free(p->pend_bits);
+        /* still listed in touched maybe: flush and acks skip a NULL name */
+        memset(p, 0, sizeof *p);
+    }
+}
+
 static void
 apply_block(tally_aggregator_t *a, tally_block_t *b)
 {
@@ -155,15 +195,34 @@ apply_block(tally_aggregator_t *a, tally_block_t *b)
         apply_http(a, b);
         return;
     }
+    if (b->kind == TALLY_BLOCK_DROP) {
+        apply_drop(a, b);
+        return;
+    }
     if (ensure_prod(a, b->producer) != 0 || touch(a, b->producer) != 0) {
         tally__log_error("out of memory in the aggregator; exiting without acking");
         abort();
     }
     prod_t *p = &a->prods[b->producer];
-    if (memcmp(&p->pending, &b->state, sizeof b->state) != 0) {
-        p->pending = b->state;
-        p->dirty = 1;
+    int any = 0;
+    for (unsigned w = 0; w < TALLY__DEDUP_WORDS && !any; w++)
+        any = b->state.bits[w] != 0;
+    if (any && !p->pend_bits && !(p->pend_bits = malloc(sizeof b->state.bits))) {
+        tally__log_error("out of memory in the aggregator; exiting without acking");
+        abort();
     }
+    if (any) {
+        memcpy(p->pend_bits, b->state.bits, sizeof b->state.bits);
+    } else {
+        free(p->pend_bits);
+        p->pend_bits = NULL;
+    }
+    p->name = b->pname;
+    p->name_len = b->pname_len;
+    p->pend_floor = b->state.floor;
+    p->pend_max = b->state.max_seq;
+    p->last_seen_s = b->last_seen_s;
+    p->dirty = 1;
     p->need_ack = 1;
     p->signed_ack = (uint8_t)b->signed_ack;
     if (b->signed_ack)
@@ -194,8 +253,10 @@ publish_acks(tally_aggregator_t *a)
     for (uint32_t i = 0; i < a->ntouched; i++) {
         uint32_t id = a->touched[i];
         prod_t *p = &a->prods[id];
-        uint32_t len;
-        const char *name = tally__strtab_get(a->o.producers, id, &len);
+        uint32_t len = p->name_len;
+        const char *name = p->name;
+        if (!name)
+            continue; /* dropped since it was touched */
         a->ackbuf.size = 0;
         int rc;
         if (p->signed_ack) {
@@ -203,10 +264,9 @@ publish_acks(tally_aggregator_t *a)
             const char *sep = memchr(name, '\x1f', len);
             const char *prod = sep ? sep + 1 : name;
             rc = tally__encode_ack_v2(&a->ackbuf, p->ack_key, prod, len - (size_t)(prod - name),
-                                      p->committed.floor, p->committed.max_seq);
+                                      p->com_floor, p->com_max);
         } else {
-            rc = tally__encode_ack(&a->ackbuf, name, len, p->committed.floor,
-                                   p->committed.max_seq);
+            rc = tally__encode_ack(&a->ackbuf, name, len, p->com_floor, p->com_max);
         }
         /* a PUB socket drops for slow subscribers; the producer resends
          * after its timeout and gets acked again. A v1 ack names its
@@ -275,28 +335,40 @@ flush(tally_aggregator_t *a)
 {
     tally__store_src_t src;
     uint32_t np = 0;
-    if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0 && a->nhttp == 0)
+    if (a->ntouched == 0 && tally__cells_cells(a->cells) == 0 && a->nhttp == 0 &&
+        a->ndrops == 0)
         return 0;
     uint64_t t0 = uv_hrtime();
     if (tally__cells_prepare(a->cells, &src) != 0)
         return -ENOMEM;
-    if (a->ntouched > a->cap_pput) {
-        tally__store_producer_t *pp = realloc(a->pput, (size_t)a->ntouched * sizeof *pp);
+    if (a->ntouched + a->ndrops > a->cap_pput) {
+        uint32_t ncap = a->ntouched + a->ndrops;
+        tally__store_producer_t *pp = realloc(a->pput, (size_t)ncap * sizeof *pp);
         if (!pp)
             return -ENOMEM;
         a->pput = pp;
-        a->cap_pput = a->ntouched;
+        a->cap_pput = ncap;
     }
+    /* deletes first: a producer dropped and back under the same name in
+     * one flush keeps its new state */
+    for (uint32_t i = 0; i < a->ndrops; i++)
+        a->pput[np++] = (tally__store_producer_t){
+            .id = a->drops[i].name, .id_len = a->drops[i].len, .del = 1};
     for (uint32_t i = 0; i < a->ntouched; i++) {
         prod_t *p = &a->prods[a->touched[i]];
-        if (!p->dirty)
+        if (!p->dirty || !p->name)
             continue;
-        uint32_t len;
-        const char *name = tally__strtab_get(a->o.producers, a->touched[i], &len);
-        a->pput[np].id = name;
-        a->pput[np].id_len = len;
-        a->pput[np].state = p->pending;
-        np++;
+        tally__store_producer_t *pp = &a->pput[np++];
+        pp->id = p->name;
+        pp->id_len = p->name_len;
+        pp->del = 0;
+        pp->last_seen_s = p->last_seen_s;
+        pp->state.floor = p->pend_floor;
+        pp->state.max_seq = p->pend_max;
+        if (p->pend_bits)
+            memcpy(pp->state.bits, p->pend_bits, sizeof pp->state.bits);
+        else
+            memset(pp->state.bits, 0, sizeof pp->state.bits);
     }
     size_t nev = 0;
     for (uint32_t i = 0; i < a->nhttp; i++)
@@ -360,8 +432,12 @@ flush(tally_aggregator_t *a)
     }
     for (uint32_t i = 0; i < a->ntouched; i++) {
         prod_t *p = &a->prods[a->touched[i]];
-        p->committed = p->pending;
+        p->com_floor = p->pend_floor;
+        p->com_max = p->pend_max;
     }
+    for (uint32_t i = 0; i < a->ndrops; i++)
+        free(a->drops[i].name);
+    a->ndrops = 0;
     tally__cells_reset(a->cells);
     /* int64 overflows of this flush and of the adds before it
      * (docs/semantics-overflow.md): counted and logged, never silent */
@@ -538,8 +614,7 @@ thread_main(void *arg)
 }
 
 int
-tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t *initial,
-                       uint32_t n, tally_aggregator_t **out)
+tally_aggregator_start(const tally_aggregator_opts_t *opts, tally_aggregator_t **out)
 {
     int rc;
     tally_aggregator_t *a = calloc(1, sizeof *a);
@@ -550,10 +625,6 @@ tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t
     msgpack_sbuffer_init(&a->ackbuf);
     if ((rc = tally__cells_create(opts->series, &a->cells)) != 0)
         goto fail;
-    if (n && (rc = ensure_prod(a, n - 1)) != 0)
-        goto fail;
-    for (uint32_t i = 0; i < n; i++)
-        a->prods[i].pending = a->prods[i].committed = initial[i];
     if ((a->pub = nn_socket(AF_SP, NN_PUB)) < 0 || (a->pub_local = nn_socket(AF_SP, NN_PUB)) < 0) {
         rc = -nn_errno();
         goto fail;
@@ -617,9 +688,14 @@ tally_aggregator_join(tally_aggregator_t *a)
     nn_close(a->pub);
     nn_close(a->pub_local);
     tally__cells_destroy(a->cells);
+    for (uint32_t i = 0; i < a->nprods; i++)
+        free(a->prods[i].pend_bits);
     free(a->prods);
     free(a->touched);
     free(a->pput);
+    for (uint32_t i = 0; i < a->ndrops; i++)
+        free(a->drops[i].name);
+    free(a->drops);
     free(a->http);
     free(a->evbuf);
     msgpack_sbuffer_destroy(&a->ackbuf);

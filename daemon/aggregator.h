@@ -28,7 +28,6 @@ typedef struct tally_aggregator tally_aggregator_t;
 typedef struct tally_aggregator_opts {
     tally__store_t *store;
     const tally__strtab_t *series;    /**< read-only here */
-    const tally__strtab_t *producers; /**< read-only here */
     tally__ring_t *work;              /**< blocks to apply (consumer side) */
     tally__ring_t *free_ring;         /**< blocks given back (producer side) */
     uint32_t interval_ms;             /**< flush period */
@@ -52,11 +51,11 @@ typedef struct tally_aggregator_opts {
 
 /**
  * @brief Bind the ack sockets and start the thread.
- * @param initial committed producer states by producer id (index), n of them.
  * @return 0, -errno from nanomsg or the thread, -ENOMEM.
+ * @note It learns each producer (name, state) from the blocks: it acks only
+ *       producers that sent something since it started.
  */
-int tally_aggregator_start(const tally_aggregator_opts_t *opts, const tally__dedup_t *initial,
-                           uint32_t n, tally_aggregator_t **out);
+int tally_aggregator_start(const tally_aggregator_opts_t *opts, tally_aggregator_t **out);
 
 /** @brief Change how far the map may grow (config reload). Any thread. */
 void tally_aggregator_set_map_max(tally_aggregator_t *a, uint64_t bytes);

@@ -13,6 +13,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "pipeline.h"
+#include "prodtab.h"
 #include "rollup.h"
 #include "stats.h"
 #include "timeutil.h"
@@ -49,8 +50,10 @@ struct tally_ingest {
     int stopping;
     int closing;
     tally__decoder_t dec;
-    tally__dedup_t *states;
-    uint32_t nstates, cap_states;
+    tally__prodtab_t *prods; /* owned: producer identities and their dedup states */
+    uv_timer_t idle_timer;   /* drops producers idle past the late window */
+    int64_t idle_after_s;
+    uint32_t idle_scan;      /* next slot the idle scan looks at */
     uint8_t *known; /* per series id: SERIES_KNOWN / SERIES_UNKNOWN */
     uint32_t cap_known;
     tally_block_t *spare; /* a free block not yet used */
@@ -150,26 +153,6 @@ pause_ingest(tally_ingest_t *in)
 }
 
 static int
-ensure_state(tally_ingest_t *in, uint32_t id)
-{
-    if (id < in->nstates)
-        return 0;
-    if (id >= in->cap_states) {
-        uint32_t ncap = in->cap_states ? in->cap_states * 2 : 64;
-        while (ncap <= id)
-            ncap *= 2;
-        tally__dedup_t *ns = realloc(in->states, (size_t)ncap * sizeof *ns);
-        if (!ns)
-            return -ENOMEM;
-        in->states = ns;
-        in->cap_states = ncap;
-    }
-    memset(&in->states[in->nstates], 0, (size_t)(id + 1 - in->nstates) * sizeof *in->states);
-    in->nstates = id + 1;
-    return 0;
-}
-
-static int
 series_known(tally_ingest_t *in, uint32_t id, const char *metric, uint32_t metric_len)
 {
     if (id >= in->cap_known) {
@@ -233,13 +216,15 @@ wire_series_key(char *buf, const tally__wire_event_t *ev, const tally__wire_labe
 }
 
 /* Count one more producer under credential cred (v2 keys only); 0 when the
- * credential is at ingest.max_producers_per_credential. */
+ * credential is at ingest.max_producers_per_credential. *cid: the
+ * credential's index, for cred_release(). */
 static int
-cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len)
+cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len, uint32_t *cidp)
 {
     uint32_t cid;
     if (tally__strtab_intern(in->creds, cred, cred_len, &cid) < 0)
         return 0;
+    *cidp = cid;
     if (cid >= in->cap_cred_producers) {
         uint32_t ncap = in->cap_cred_producers ? in->cap_cred_producers * 2 : 16;
         while (ncap <= cid)
@@ -256,6 +241,13 @@ cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len)
         return 0;
     in->cred_producers[cid]++;
     return 1;
+}
+
+static void
+cred_release(tally_ingest_t *in, uint32_t cid)
+{
+    if (cid < in->cap_cred_producers && in->cred_producers[cid])
+        in->cred_producers[cid]--;
 }
 
 /* Check the MAC (v2) or whether v1 may come through this endpoint, then
@@ -313,6 +305,10 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     uint32_t pid;
     memset(&batch, 0, sizeof batch); /* a failed peek leaves it unread */
     TALLY_STAT_ADD(messages, 1);
+    if (len > in->o.cfg->ingest.max_message_bytes) {
+        reject(in, TALLY_PROTO_REJECT_oversize, 1, NULL);
+        return 0;
+    }
     int reason = authenticate(in, ls, msg, len, &batch, &tok, &cred);
     if (reason < 0)
         reason = check_scope(&batch, tok);
@@ -333,27 +329,31 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     }
     memcpy(pkey + pkey_len, batch.producer.p, batch.producer.len);
     pkey_len += batch.producer.len;
-    int rc = 0;
-    if (!tally__strtab_find(in->o.producers, pkey, pkey_len, &pid)) {
-        if (tok && !cred_admit(in, cred.p, cred.len)) {
+    int64_t now_ms = tally__time_now_ms();
+    int64_t slot = tally__prodtab_find(in->prods, pkey, pkey_len);
+    if (slot < 0) {
+        uint32_t cid = UINT32_MAX, s;
+        if (tok && !cred_admit(in, cred.p, cred.len, &cid)) {
             reject_as(in, TALLY_PROTO_REJECT_producers, 1, &cred, &batch.producer);
             return 0;
         }
-        rc = tally__strtab_intern(in->o.producers, pkey, pkey_len, &pid);
+        if (tally__prodtab_add(in->prods, pkey, pkey_len, cid, NULL, now_ms / 1000, &s) != 0) {
+            cred_release(in, cid);
+            tally__log_error("out of memory adding a producer; batch left unacked");
+            return 0;
+        }
+        slot = s;
+        TALLY_STAT_SET(producers, tally__prodtab_count(in->prods));
     }
-    if (rc < 0 || ensure_state(in, pid) != 0) {
-        tally__log_error("out of memory interning a producer; batch left unacked");
-        return 0;
-    }
-    if (rc == 1)
-        TALLY_STAT_SET(producers, tally__strtab_count(in->o.producers));
-    tally__dedup_t st = in->states[pid];
+    pid = (uint32_t)slot;
+    tally__prod_t *prod = tally__prodtab_get(in->prods, pid);
+    tally__dedup_t st;
+    tally__prodtab_state(prod, &st);
     /* A sequence may run ahead of the floor by the window (what a producer
      * may have in flight), or up to the wall clock in microseconds (where
      * libtally starts a restarted producer), and no further: one bad batch
      * must not push the floor where the producer's real batches would be
      * taken for duplicates for good. */
-    int64_t now_ms = tally__time_now_ms();
     uint64_t clock_cap = (uint64_t)(now_ms + in->future_skew_ms) * 1000u;
     if (batch.seq > st.floor + TALLY_DEDUP_WINDOW && batch.seq > clock_cap) {
         reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
@@ -364,8 +364,15 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
         reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
         return 0;
     }
-    in->states[pid] = st;
+    if (tally__prodtab_set_state(in->prods, prod, &st) != 0) {
+        tally__log_error("out of memory for a producer's window; batch left unacked");
+        return 0;
+    }
+    prod->last_seen_s = now_ms / 1000;
     b->producer = pid;
+    b->pname = prod->name;
+    b->pname_len = prod->name_len;
+    b->last_seen_s = prod->last_seen_s;
     b->state = st;
     b->n = 0;
     b->signed_ack = tok != NULL;
@@ -715,20 +722,63 @@ is_local_endpoint(const char *ep)
     return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0;
 }
 
-/* Producers already held per credential, from the store's keys. */
+/* A producer of the store, at start: its slot, and its credential counted. */
 static int
-count_initial_producers(tally_ingest_t *in, uint32_t n)
+load_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state,
+              int64_t last_seen_s)
 {
-    for (uint32_t id = 0; id < n; id++) {
-        uint32_t len;
-        const char *key = tally__strtab_get(in->o.producers, id, &len);
-        const char *sep = key ? memchr(key, PRODUCER_KEY_SEP, len) : NULL;
-        if (sep && !cred_admit(in, key, (uint32_t)(sep - key))) {
-            /* over the cap already (the cap was lowered): keep the state,
-             * refuse only new producers */
-        }
+    tally_ingest_t *in = ctx;
+    uint32_t cid = UINT32_MAX, slot;
+    const char *sep = memchr(id, PRODUCER_KEY_SEP, id_len);
+    /* over the cap already (it was lowered): keep the state, refuse only
+     * new producers */
+    if (sep)
+        cred_admit(in, id, (uint32_t)(sep - id), &cid);
+    /* a store from before last-seen times were kept does not know: count
+     * it as heard from now, so it is dropped one idle period after this start */
+    return tally__prodtab_add(in->prods, id, (uint32_t)id_len, cid, state,
+                              last_seen_s ? last_seen_s : tally__time_now_ms() / 1000, &slot);
+}
+
+/* Drop producers idle past the late window (and a margin): a batch of
+ * theirs sent again after that could only hold events too old to count,
+ * so forgetting which sequences were counted can count nothing twice. The
+ * aggregator deletes the stored state and frees the name. A scan looks at
+ * a bounded number of slots per tick, so a large table costs no pause. */
+#define IDLE_SCAN_PER_TICK 4096
+#define IDLE_TICK_MS 1000
+
+static void
+on_idle_timer(uv_timer_t *h)
+{
+    tally_ingest_t *in = h->data;
+    int64_t cut = tally__time_now_ms() / 1000 - in->idle_after_s;
+    uint32_t nslots = tally__prodtab_slots(in->prods);
+    if (in->stopping || in->closing || nslots == 0)
+        return;
+    for (uint32_t k = 0; k < IDLE_SCAN_PER_TICK && k < nslots; k++) {
+        uint32_t slot = in->idle_scan++ % nslots;
+        tally__prod_t *p = tally__prodtab_get(in->prods, slot);
+        if (!p || p->last_seen_s >= cut)
+            continue;
+        tally_block_t *b = get_block(in);
+        if (!b)
+            return; /* back-pressure: next tick */
+        uint32_t cid = p->cred;
+        b->kind = TALLY_BLOCK_DROP;
+        b->producer = slot;
+        b->n = 0;
+        b->http = NULL;
+        b->signed_ack = 0;
+        char *name;
+        tally__prodtab_drop(in->prods, slot, &name, &b->pname_len);
+        b->pname = name; /* the aggregator frees it */
+        cred_release(in, cid);
+        TALLY_STAT_ADD(producers_dropped, 1);
+        TALLY_STAT_SET(producers, tally__prodtab_count(in->prods));
+        TALLY_ASSERT(tally__ring_push(in->o.work, b));
+        tally_aggregator_notify(in->o.aggregator);
     }
-    return 0;
 }
 
 static int
@@ -740,7 +790,9 @@ open_socket(tally_ingest_t *in, lsock_t *ls, const char *endpoint)
     ls->allow_v1 = !cfg->ingest.require_auth && is_local_endpoint(endpoint);
     if ((ls->sock = nn_socket(AF_SP, NN_PULL)) < 0)
         return -nn_errno();
-    int maxsz = (int)cfg->ingest.max_message_bytes, rcvbuf = 4 << 20;
+    /* nanomsg drops a message over NN_RCVMAXSIZE unseen: take up to twice
+     * the limit so that those at least are counted as oversize */
+    int maxsz = (int)cfg->ingest.max_message_bytes * 2, rcvbuf = 4 << 20;
     nn_setsockopt(ls->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
     nn_setsockopt(ls->sock, NN_SOL_SOCKET, NN_RCVBUF, &rcvbuf, sizeof rcvbuf);
     if (nn_bind(ls->sock, endpoint) < 0) {
@@ -763,8 +815,7 @@ open_socket(tally_ingest_t *in, lsock_t *ls, const char *endpoint)
 }
 
 int
-tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initial, uint32_t n,
-                   tally_ingest_t **out)
+tally_ingest_start(const tally_ingest_opts_t *opts, tally_ingest_t **out)
 {
     int rc;
     const tally__config_t *cfg = opts->cfg;
@@ -777,13 +828,16 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     in->blocks_max = tally__ring_capacity(opts->work);
     if ((rc = tally__decoder_init(&in->dec, cfg->ingest.max_batch_events)) != 0)
         goto fail;
-    if ((rc = tally__strtab_create(&in->creds)) != 0)
+    /* an hour for the late window's rounding to hour starts, and the
+     * future skew an event may have had */
+    in->idle_after_s = (int64_t)cfg->ingest.late_window_hours * 3600 + 3600 +
+                       (int64_t)cfg->ingest.future_skew_s;
+    if ((rc = tally__strtab_create(&in->creds)) != 0 ||
+        (rc = tally__prodtab_create(&in->prods)) != 0)
         goto fail;
-    if (n && (rc = ensure_state(in, n - 1)) != 0)
+    if (opts->store && (rc = tally__store_producers_ex(opts->store, load_producer, in)) != 0)
         goto fail;
-    if (n)
-        memcpy(in->states, initial, (size_t)n * sizeof *initial);
-    count_initial_producers(in, n);
+    TALLY_STAT_SET(producers, tally__prodtab_count(in->prods));
     in->socks = calloc(cfg->ingest.nlisten, sizeof *in->socks);
     if (!in->socks) {
         rc = -ENOMEM;
@@ -801,6 +855,9 @@ tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initia
     in->retry.data = in;
     uv_async_init(opts->loop, &in->http_wake, on_http_wake);
     in->http_wake.data = in;
+    uv_timer_init(opts->loop, &in->idle_timer);
+    in->idle_timer.data = in;
+    uv_timer_start(&in->idle_timer, on_idle_timer, IDLE_TICK_MS, IDLE_TICK_MS);
     start_polling(in);
     *out = in;
     return 0;
@@ -817,7 +874,7 @@ fail:
     free(in->socks);
     tally__decoder_fini(&in->dec);
     tally__strtab_destroy(in->creds);
-    free(in->states);
+    tally__prodtab_destroy(in->prods);
     free(in);
     return rc;
 }
@@ -876,7 +933,7 @@ on_closed(uv_handle_t *h)
     tally__decoder_fini(&in->dec);
     tally__strtab_destroy(in->creds);
     free(in->cred_producers);
-    free(in->states);
+    tally__prodtab_destroy(in->prods);
     free(in->known);
     free(in);
 }
@@ -892,7 +949,8 @@ void
 tally_ingest_close(tally_ingest_t *in)
 {
     stop_polling(in);
-    in->closing = (int)in->nsocks + 3;
+    in->closing = (int)in->nsocks + 4;
+    uv_close((uv_handle_t *)&in->idle_timer, on_closed);
     for (size_t i = 0; i < in->nsocks; i++)
         uv_close((uv_handle_t *)&in->socks[i].poll, on_sock_closed);
     uv_close((uv_handle_t *)&in->http_wake, on_closed);

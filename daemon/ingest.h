@@ -36,7 +36,6 @@ typedef struct tally_ingest_opts {
     const tally__config_t *cfg;
     const tally__catalog_t *catalog;
     tally__strtab_t *series;
-    tally__strtab_t *producers;
     tally__ring_t *work;
     tally__ring_t *free_ring;
     tally_aggregator_t *aggregator;
@@ -81,12 +80,14 @@ int tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *e
                                void *request);
 
 /**
- * @brief Bind the PULL endpoints and start reading.
- * @param initial committed producer states, indexed by producer id.
- * @return 0, -errno from nanomsg, -ENOMEM.
+ * @brief Load the producers' committed states from opts->store, bind the
+ *        PULL endpoints and start reading.
+ * @return 0, -errno from nanomsg, -ENOMEM, or a store error.
+ * @note Producers idle longer than ingest.late_window_hours + 1 h +
+ *       future_skew_s are dropped from memory and store (a loaded producer
+ *       counts as heard from at start).
  */
-int tally_ingest_start(const tally_ingest_opts_t *opts, const tally__dedup_t *initial, uint32_t n,
-                       tally_ingest_t **out);
+int tally_ingest_start(const tally_ingest_opts_t *opts, tally_ingest_t **out);
 
 /** @brief HTTP requests are back on the done ring: answer them. Any thread. */
 void tally_ingest_http_wake(tally_ingest_t *in);

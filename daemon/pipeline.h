@@ -19,6 +19,7 @@ enum {
     TALLY_BLOCK_ACK = 2,      /**< a duplicate arrived: ack this producer again */
     TALLY_BLOCK_SHUTDOWN = 3, /**< last block: flush, ack, stop */
     TALLY_BLOCK_HTTP = 4,     /**< deltas of one HTTP request's new events */
+    TALLY_BLOCK_DROP = 5,     /**< an idle producer is forgotten: delete its state */
 };
 
 /**
@@ -48,7 +49,13 @@ typedef struct tally_delta {
 
 typedef struct tally_block {
     uint32_t kind;
-    uint32_t producer;    /**< id in the producer table */
+    uint32_t producer;    /**< slot in the producer table (prodtab.h) */
+    /** the producer's identity (its store key). BATCH/ACK: borrowed from the
+     *  ingest's table, alive until a DROP block for the slot has been
+     *  applied; DROP: the aggregator's to free once the delete committed */
+    const char *pname;
+    uint32_t pname_len;
+    int64_t last_seen_s;  /**< BATCH/ACK: when the ingest received it (unix s) */
     tally__dedup_t state; /**< the producer's state once this block counts */
     uint32_t n, cap;
     tally_delta_t *d;

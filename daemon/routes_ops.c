@@ -51,7 +51,9 @@ static void
 rejected(tally_prom_t *p)
 {
     TALLY_PROM_RAW(p, FAMILY("tally_ingest_rejected_total", "counter",
-                             "Batches or events rejected, by reason."));
+                             "Batches or events rejected, by reason. oversize counts messages "
+                             "of up to twice ingest.max_message_bytes; nanomsg drops larger "
+                             "ones, with their connection, before tallyd can see them."));
     /* every reason, even at 0: a counter that appears only at its first
      * increment hides that increment from rate() and increase() */
     for (int r = 0; r < TALLY_PROTO_REJECT_COUNT; r++) {
@@ -100,12 +102,32 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
             "Additions that took an integer sum past int64; the record goes on in double "
             "precision, flagged, and the usage API marks its lines tally_inexact.",
             G(int_overflows));
+    COUNTER(&p, "tally_events_http_accepted_total",
+            "HTTP door (POST /api/v1/events): new events sent on to be counted.",
+            G(http_events));
+    COUNTER(&p, "tally_events_http_duplicates_total",
+            "HTTP door: events not counted again, their (credential, source, id) already "
+            "committed within ingest.http_dedup_hours or in flight.",
+            G(http_duplicates));
+    COUNTER(&p, "tally_events_http_rejected_total",
+            "HTTP door: requests refused as malformed (400, 413, 415, 422).", G(http_rejected));
+    COUNTER(&p, "tally_events_http_dedup_full_total",
+            "HTTP door: requests refused with 503 because the exactly-once set held "
+            "ingest.http_dedup_max_events identities.",
+            G(http_dedup_full));
+    COUNTER(&p, "tally_events_http_dedup_pruned_total",
+            "HTTP door: event identities forgotten after ingest.http_dedup_hours.",
+            G(http_dedup_pruned));
     rejected(&p);
     GAUGE(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
           G(ingest_paused));
     COUNTER(&p, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
     GAUGE(&p, "tally_series_active", "Distinct series seen since start.", G(series));
     GAUGE(&p, "tally_producers", "Producers known (committed marks).", G(producers));
+    COUNTER(&p, "tally_producers_dropped_total",
+            "Producers forgotten (memory and store) after idling longer than "
+            "ingest.late_window_hours + 1 h + ingest.future_skew_s.",
+            G(producers_dropped));
     uint64_t acc = G(blocks_accepted), com = G(blocks_committed);
     GAUGE(&p, "tally_producer_lag",
           "Batches accepted but not yet committed and acknowledged, over all producers.",

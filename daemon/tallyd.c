@@ -36,7 +36,7 @@ typedef struct daemon {
     tally__config_t *cfg;
     tally__catalog_t *catalog;
     tally__store_t *store;
-    tally__strtab_t *series, *producers;
+    tally__strtab_t *series;
     tally__ring_t *work, *free_ring, *http_done;
     tally_aggregator_t *aggregator;
     tally_ingest_t *ingest; /* atomic: read by the aggregator thread */
@@ -52,8 +52,6 @@ typedef struct daemon {
     uv_async_t done;
     int final_status;
     int stopping;
-    tally__dedup_t *initial;
-    uint32_t ninitial, cap_initial;
     const char *config_path;
 } daemon_t;
 
@@ -91,30 +89,6 @@ make_ipc_dirs(char **eps, size_t n)
         }
         mkdir(path, 0755);
     }
-}
-
-static int
-collect_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state)
-{
-    daemon_t *d = ctx;
-    uint32_t pid;
-    int rc = tally__strtab_intern(d->producers, id, (uint32_t)id_len, &pid);
-    if (rc < 0)
-        return rc;
-    if (pid >= d->cap_initial) {
-        uint32_t ncap = d->cap_initial ? d->cap_initial * 2 : 64;
-        while (ncap <= pid)
-            ncap *= 2;
-        tally__dedup_t *ni = realloc(d->initial, (size_t)ncap * sizeof *ni);
-        if (!ni)
-            return -ENOMEM;
-        d->initial = ni;
-        d->cap_initial = ncap;
-    }
-    d->initial[pid] = *state;
-    if (pid + 1 > d->ninitial)
-        d->ninitial = pid + 1;
-    return 0;
 }
 
 static void
@@ -330,13 +304,8 @@ main(int argc, char **argv)
                          tally_strerror(rc));
         goto out;
     }
-    if (tally__strtab_create(&d.series) != 0 || tally__strtab_create(&d.producers) != 0)
+    if (tally__strtab_create(&d.series) != 0)
         goto out;
-    if ((rc = tally__store_producers(d.store, collect_producer, &d)) != 0) {
-        tally__log_error("cannot read producer marks err=\"%s\"", tally_strerror(rc));
-        goto out;
-    }
-    TALLY_STAT_SET(producers, d.ninitial);
     if ((rc = tally__ring_create(d.cfg->ingest.ring_size, &d.work)) != 0 ||
         (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.free_ring)) != 0 ||
         (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.http_done)) != 0) {
@@ -351,7 +320,6 @@ main(int argc, char **argv)
     tally_aggregator_opts_t ao = {
         .store = d.store,
         .series = d.series,
-        .producers = d.producers,
         .work = d.work,
         .free_ring = d.free_ring,
         .interval_ms = d.cfg->flush.interval_ms,
@@ -366,7 +334,7 @@ main(int argc, char **argv)
         .http_dedup_hours = d.cfg->ingest.http_dedup_hours,
         .ctx = &d,
     };
-    if ((rc = tally_aggregator_start(&ao, d.initial, d.ninitial, &d.aggregator)) != 0) {
+    if ((rc = tally_aggregator_start(&ao, &d.aggregator)) != 0) {
         tally__log_error("cannot start the aggregator err=\"%s\"", tally_strerror(rc));
         uv_close((uv_handle_t *)&d.done, NULL);
         uv_run(d.loop, UV_RUN_DEFAULT);
@@ -377,7 +345,6 @@ main(int argc, char **argv)
         .cfg = d.cfg,
         .catalog = d.catalog,
         .series = d.series,
-        .producers = d.producers,
         .work = d.work,
         .free_ring = d.free_ring,
         .aggregator = d.aggregator,
@@ -388,7 +355,7 @@ main(int argc, char **argv)
         .http_ctx = &d.ctx,
     };
     tally_ingest_t *in;
-    if ((rc = tally_ingest_start(&io, d.initial, d.ninitial, &in)) != 0) {
+    if ((rc = tally_ingest_start(&io, &in)) != 0) {
         tally__log_error("cannot start ingest err=\"%s\"", tally_strerror(rc));
         /* tell the aggregator to stop through a shutdown block of our own */
         static tally_block_t stop = {.kind = TALLY_BLOCK_SHUTDOWN};
@@ -459,7 +426,8 @@ main(int argc, char **argv)
                         "producers=%u flush_ms=%u tokens=%zu",
                         TALLY_VERSION, eps, d.cfg->http.host, tally_http_port(d.http),
                         d.cfg->storage.dir, tally__store_writemap(d.store) ? "map" : "copy",
-                        d.ninitial, d.cfg->flush.interval_ms, tally__tokens_count(d.tokens));
+                        (unsigned)TALLY_STAT_GET(producers), d.cfg->flush.interval_ms,
+                        tally__tokens_count(d.tokens));
     }
     uint64_t wd_usec;
     if (sd_watchdog_enabled(0, &wd_usec) > 0) {
@@ -486,8 +454,6 @@ out:
     tally__ring_destroy(d.free_ring);
     tally__ring_destroy(d.http_done);
     tally__strtab_destroy(d.series);
-    tally__strtab_destroy(d.producers);
-    free(d.initial);
     tally__store_close(d.store);
     tally__catalog_destroy(d.catalog);
     tally__tokens_destroy(d.tokens);

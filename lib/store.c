@@ -46,6 +46,11 @@ struct tally__store {
      * (first-seen ms big-endian, identity) -> nothing, for pruning in order */
     MDB_dbi evseen, evtime;
     int has_ev; /* both exist (a read-only open of an older store may lack them) */
+    /* producer id -> unix seconds of its latest batch, so idle producers
+     * can be dropped across restarts (beside "producers", whose records an
+     * older tallyd reads, so their size stays) */
+    MDB_dbi prodseen;
+    int has_prodseen;
     uint32_t next_sid; /* ids are dense: the next one is the "series" count */
     learned_t *learn;
     size_t nlearn, cap_learn;
@@ -437,6 +442,8 @@ again:
     if (mdb_dbi_open(txn, "evseen", dflags, &s->evseen) == 0 &&
         mdb_dbi_open(txn, "evtime", dflags, &s->evtime) == 0)
         s->has_ev = 1;
+    if (mdb_dbi_open(txn, "prodseen", dflags, &s->prodseen) == 0)
+        s->has_prodseen = 1;
     MDB_stat ms;
     if ((rc = map_err(mdb_stat(txn, s->series, &ms))) != 0)
         goto fail;
@@ -705,8 +712,25 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
     for (size_t i = 0; i < np; i++) {
         MDB_val k = {producers[i].id_len, (void *)producers[i].id};
         MDB_val v = {sizeof producers[i].state, (void *)&producers[i].state};
+        if (producers[i].del) {
+            if ((rc = mdb_del(txn, s->producers, &k, NULL)) == MDB_NOTFOUND)
+                rc = 0;
+            if (rc == 0 && s->has_prodseen &&
+                (rc = mdb_del(txn, s->prodseen, &k, NULL)) == MDB_NOTFOUND)
+                rc = 0;
+            if (rc)
+                goto abort;
+            continue;
+        }
         if ((rc = mdb_put(txn, s->producers, &k, &v, 0)) != 0)
             goto abort;
+        if (producers[i].last_seen_s && s->has_prodseen) {
+            uint8_t t[8];
+            put_be64(t, (uint64_t)producers[i].last_seen_s);
+            MDB_val tv = {sizeof t, t};
+            if ((rc = mdb_put(txn, s->prodseen, &k, &tv, 0)) != 0)
+                goto abort;
+        }
     }
     if (src->nev && !s->has_ev) {
         rc = EINVAL;
@@ -1006,6 +1030,34 @@ done:
     if (cur)
         mdb_cursor_close(cur);
     return read_end(s, txn, scur, MDB_SUCCESS, ret);
+}
+
+int
+tally__store_producers_ex(tally__store_t *s, tally__store_producer_ex_cb cb, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc, ret = 0;
+    if ((rc = read_begin(s, s->producers, &txn, &cur)) != 0)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+        tally__dedup_t d;
+        int64_t seen = 0;
+        MDB_val tv;
+        if (v.mv_size != sizeof d) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        memcpy(&d, v.mv_data, sizeof d);
+        if (s->has_prodseen && mdb_get(txn, s->prodseen, &k, &tv) == 0 && tv.mv_size == 8)
+            seen = (int64_t)get_be64(tv.mv_data);
+        if ((ret = cb(ctx, k.mv_data, k.mv_size, &d, seen)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    return read_end(s, txn, cur, rc, ret);
 }
 
 int

@@ -143,6 +143,8 @@ typedef struct tally__store_producer {
     const char *id;
     size_t id_len;
     tally__dedup_t state;
+    int del;             /**< 1: delete the producer's record instead (state unused) */
+    int64_t last_seen_s; /**< unix seconds of its latest batch; 0: not recorded */
 } tally__store_producer_t;
 
 /**
@@ -221,6 +223,14 @@ int tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_le
 /** Called per producer. */
 typedef int (*tally__store_producer_cb)(void *ctx, const char *id, size_t id_len,
                                         const tally__dedup_t *state);
+
+/** Called per producer, with when it was last heard from (0: not recorded,
+ *  as in stores written before tally recorded it). */
+typedef int (*tally__store_producer_ex_cb)(void *ctx, const char *id, size_t id_len,
+                                           const tally__dedup_t *state, int64_t last_seen_s);
+
+/** @brief tally__store_producers() with last-seen times. */
+int tally__store_producers_ex(tally__store_t *s, tally__store_producer_ex_cb cb, void *ctx);
 
 /** @brief Visit every producer's committed state. */
 int tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx);
