@@ -330,7 +330,18 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     memcpy(pkey + pkey_len, batch.producer.p, batch.producer.len);
     pkey_len += batch.producer.len;
     int64_t now_ms = tally__time_now_ms();
+    /* A sequence may run ahead of the floor by the window (what a producer
+     * may have in flight), or up to the wall clock in microseconds (where
+     * libtally starts a restarted producer), and no further: one bad batch
+     * must not push the floor where the producer's real batches would be
+     * taken for duplicates for good. */
+    uint64_t clock_cap = (uint64_t)(now_ms + in->future_skew_ms) * 1000u;
     int64_t slot = tally__prodtab_find(in->prods, pkey, pkey_len);
+    if (slot < 0 && batch.seq > TALLY_DEDUP_WINDOW && batch.seq > clock_cap) {
+        /* refused before it takes a place under its credential's cap */
+        reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
+        return 0;
+    }
     if (slot < 0) {
         uint32_t cid = UINT32_MAX, s;
         if (tok && !cred_admit(in, cred.p, cred.len, &cid)) {
@@ -349,12 +360,6 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     tally__prod_t *prod = tally__prodtab_get(in->prods, pid);
     tally__dedup_t st;
     tally__prodtab_state(prod, &st);
-    /* A sequence may run ahead of the floor by the window (what a producer
-     * may have in flight), or up to the wall clock in microseconds (where
-     * libtally starts a restarted producer), and no further: one bad batch
-     * must not push the floor where the producer's real batches would be
-     * taken for duplicates for good. */
-    uint64_t clock_cap = (uint64_t)(now_ms + in->future_skew_ms) * 1000u;
     if (batch.seq > st.floor + TALLY_DEDUP_WINDOW && batch.seq > clock_cap) {
         reject_as(in, TALLY_PROTO_REJECT_window, 1, &cred, &batch.producer);
         return 0;

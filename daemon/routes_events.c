@@ -69,6 +69,7 @@ tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *re
         const char *why;
         if (!tally__token_allows(tok, ev->ns, TALLY_ACCESS_INGEST)) {
             TALLY_STAT_ADD(rejected[TALLY_PROTO_REJECT_scope], 1);
+            TALLY_STAT_ADD(http_rejected, 1);
             tally_http_error(res, 403, "EPERMS",
                              "event %zu: credential '%s' may not send events into namespace '%s'",
                              i, tally__token_name(tok), ev->ns);
@@ -77,6 +78,7 @@ tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *re
         int reason = check_time(cfg, now_ms, ev->ts_ms, &why);
         if (reason >= 0) {
             TALLY_STAT_ADD(rejected[reason], 1);
+            TALLY_STAT_ADD(http_rejected, 1);
             tally_http_error(res, 422, "EBADINPUT", "event %zu: %s", i, why);
             goto out;
         }

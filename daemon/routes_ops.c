@@ -110,7 +110,9 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
             "committed within ingest.http_dedup_hours or in flight.",
             G(http_duplicates));
     COUNTER(&p, "tally_events_http_rejected_total",
-            "HTTP door: requests refused as malformed (400, 413, 415, 422).", G(http_rejected));
+            "HTTP door: requests refused whole (400, 403, 413, 415, 422); scope and time "
+            "refusals also count in tally_ingest_rejected_total.",
+            G(http_rejected));
     COUNTER(&p, "tally_events_http_dedup_full_total",
             "HTTP door: requests refused with 503 because the exactly-once set held "
             "ingest.http_dedup_max_events identities.",

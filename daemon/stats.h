@@ -22,7 +22,7 @@ typedef struct tally_stats {
     uint64_t http_duplicates;  /**< HTTP door: events already counted (same source and id) */
     uint64_t http_dedup_full;  /**< HTTP door: requests refused, dedup set at its maximum */
     uint64_t http_dedup_pruned; /**< HTTP door: identities forgotten after http_dedup_hours */
-    uint64_t http_rejected;    /**< HTTP door: requests refused as malformed (400/413/415/422) */
+    uint64_t http_rejected;    /**< HTTP door: requests refused whole (400/403/413/415/422) */
     uint64_t rejected[TALLY_PROTO_REJECT_COUNT]; /**< by reason (events or batches) */
     uint64_t flushes;                            /**< committed flushes */
     uint64_t flush_errors;                       /**< failed commits */

@@ -51,7 +51,7 @@ enum tally_proto_kind {
 #define TALLY_PROTO_KEY_NS "n"     /* str: namespace */
 #define TALLY_PROTO_KEY_METRIC "m" /* str: metric label */
 #define TALLY_PROTO_KEY_VALUE "x"  /* int or float (finite) */
-#define TALLY_PROTO_KEY_TIME "t"   /* uint: unix milliseconds UTC */
+#define TALLY_PROTO_KEY_TIME "t"   /* int64 (> 0): unix milliseconds UTC */
 #define TALLY_PROTO_KEY_LABELS "l" /* optional map str -> str, <= 8 */
 /* ack_v1 */
 #define TALLY_PROTO_KEY_HWM "h"    /* uint: every seq <= h is committed */

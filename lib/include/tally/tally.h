@@ -117,8 +117,8 @@ typedef struct tally_client_options {
                                      use protocol v2 (credential name + MAC)
                                      and only acks that verify under it are
                                      believed. NULL: unauthenticated v1, which
-                                     tallyd takes only on ipc endpoints with
-                                     ingest.require_auth = false. Parsed and
+                                     tallyd takes only on ipc (and inproc)
+                                     endpoints with ingest.require_auth = false. Parsed and
                                      not kept: the client holds only the name
                                      and the derived MAC key. */
 } tally_client_options_t;
@@ -135,8 +135,8 @@ typedef struct tally_client_stats {
     uint64_t next_seq;      /**< the sequence number the next batch gets */
     uint64_t rebuilds;      /**< times the sockets were rebuilt after 10 ack
                                  timeouts without any ack */
-    uint64_t bad_acks;      /**< messages on our ack topic whose MAC did not
-                                 verify (ignored) */
+    uint64_t bad_acks;      /**< messages on our ack topic that failed the v2
+                                 ack checks: tag, topic or fields (ignored) */
 } tally_client_stats_t;
 
 /**
