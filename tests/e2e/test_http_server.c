@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,23 +11,16 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <uv.h>
 
 #include "harness.h"
+#include "http.h"
 #include "netutil.h"
 
 /* The deferred-answer suite (http_deferred, at the end) runs the server
- * in-process against a test dispatch: tallyd has no route that defers on
- * demand. This target links neither daemon/ nor http-parser, so the server
- * is compiled in here and http-parser is reached through dlopen (the shims
- * below). Should CMake give this test daemon/http{,req}.c and http-parser,
- * drop these includes and the shims. */
-#include <dlfcn.h>
-#include <pthread.h>
-
-#include <uv.h>
-
-#include "../../daemon/httpreq.c" /* first: http.c's file-scope names would shadow its parameters */
-#include "../../daemon/http.c"
+ * in-process against a test dispatch, through http.h alone, since tallyd
+ * has no route that defers on demand: CMake builds this test with
+ * daemon/http.c and daemon/httpreq.c and links http-parser. */
 
 #define ADMIN HARNESS_ADMIN_TOKEN
 #define DETAILS "/api/web/namespaces/demo/usage_details"
@@ -984,42 +978,6 @@ Test(http_server, transfer_codings_other_than_chunked_get_501)
 }
 
 /* ---- deferred answers (in-process server) ------------------------------------------------------ */
-
-/* http-parser through dlopen; see the note at the top. */
-static void *
-hp_sym(const char *name)
-{
-    static void *lib;
-    if (!lib)
-        lib = dlopen("libhttp_parser.so.2.9", RTLD_NOW | RTLD_LOCAL);
-    if (!lib)
-        lib = dlopen("libhttp_parser.so", RTLD_NOW | RTLD_LOCAL);
-    void *f = lib ? dlsym(lib, name) : NULL;
-    if (!f) {
-        fprintf(stderr, "http-parser: %s: %s\n", name, dlerror());
-        abort();
-    }
-    return f;
-}
-
-#define HP_SHIM(ret, name, params, args)                                                           \
-    ret name params                                                                                \
-    {                                                                                              \
-        static ret(*f) params;                                                                     \
-        if (!f)                                                                                    \
-            *(void **)&f = hp_sym(#name);                                                          \
-        return f args;                                                                             \
-    }
-HP_SHIM(void, http_parser_init, (http_parser * p, enum http_parser_type t), (p, t))
-HP_SHIM(size_t, http_parser_execute,
-        (http_parser * p, const http_parser_settings *s, const char *d, size_t n), (p, s, d, n))
-HP_SHIM(void, http_parser_url_init, (struct http_parser_url * u), (u))
-HP_SHIM(int, http_parser_parse_url, (const char *b, size_t n, int c, struct http_parser_url *u),
-        (b, n, c, u))
-HP_SHIM(const char *, http_method_str, (enum http_method m), (m))
-HP_SHIM(const char *, http_errno_description, (enum http_errno e), (e))
-HP_SHIM(int, http_should_keep_alive, (const http_parser *p), (p))
-#undef HP_SHIM
 
 /* A server on its own loop thread. The test thread is the client; it
  * touches loop state only through on_loop(), which runs a function on the
