@@ -438,6 +438,13 @@ flush(tally_aggregator_t *a)
     for (uint32_t i = 0; i < a->ndrops; i++)
         free(a->drops[i].name);
     a->ndrops = 0;
+    /* a burst of many producers in one flush needs full states (528 bytes
+     * each) for the commit: give such a buffer back instead of keeping it */
+    if (a->cap_pput > 4096) {
+        free(a->pput);
+        a->pput = NULL;
+        a->cap_pput = 0;
+    }
     tally__cells_reset(a->cells);
     /* int64 overflows of this flush and of the adds before it
      * (docs/semantics-overflow.md): counted and logged, never silent */

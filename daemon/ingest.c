@@ -219,12 +219,11 @@ wire_series_key(char *buf, const tally__wire_event_t *ev, const tally__wire_labe
  * credential is at ingest.max_producers_per_credential. *cid: the
  * credential's index, for cred_release(). */
 static int
-cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len, uint32_t *cidp)
+cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len, uint32_t *cidp, int force)
 {
     uint32_t cid;
     if (tally__strtab_intern(in->creds, cred, cred_len, &cid) < 0)
         return 0;
-    *cidp = cid;
     if (cid >= in->cap_cred_producers) {
         uint32_t ncap = in->cap_cred_producers ? in->cap_cred_producers * 2 : 16;
         while (ncap <= cid)
@@ -237,9 +236,10 @@ cred_admit(tally_ingest_t *in, const char *cred, uint32_t cred_len, uint32_t *ci
         in->cred_producers = np;
         in->cap_cred_producers = ncap;
     }
-    if (in->cred_producers[cid] >= in->o.cfg->ingest.max_producers_per_credential)
+    if (!force && in->cred_producers[cid] >= in->o.cfg->ingest.max_producers_per_credential)
         return 0;
     in->cred_producers[cid]++;
+    *cidp = cid;
     return 1;
 }
 
@@ -344,7 +344,7 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     }
     if (slot < 0) {
         uint32_t cid = UINT32_MAX, s;
-        if (tok && !cred_admit(in, cred.p, cred.len, &cid)) {
+        if (tok && !cred_admit(in, cred.p, cred.len, &cid, 0)) {
             reject_as(in, TALLY_PROTO_REJECT_producers, 1, &cred, &batch.producer);
             return 0;
         }
@@ -735,10 +735,10 @@ load_producer(void *ctx, const char *id, size_t id_len, const tally__dedup_t *st
     tally_ingest_t *in = ctx;
     uint32_t cid = UINT32_MAX, slot;
     const char *sep = memchr(id, PRODUCER_KEY_SEP, id_len);
-    /* over the cap already (it was lowered): keep the state, refuse only
-     * new producers */
+    /* counted even past the cap (it was lowered): the state is kept, and
+     * new producers are refused until drops bring the count under it */
     if (sep)
-        cred_admit(in, id, (uint32_t)(sep - id), &cid);
+        cred_admit(in, id, (uint32_t)(sep - id), &cid, 1);
     /* a store from before last-seen times were kept does not know: count
      * it as heard from now, so it is dropped one idle period after this start */
     return tally__prodtab_add(in->prods, id, (uint32_t)id_len, cid, state,

@@ -119,7 +119,8 @@ load_emitters(const char *path, emitter_t *em, size_t cap, size_t *nlines)
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < nd; k++)
             if (strcmp(em[i].name, dname[k]) == 0)
-                snprintf(em[i].cred, sizeof em[i].cred, "%s", dcred[k]);
+                snprintf(em[i].cred, sizeof em[i].cred, "%.*s", (int)sizeof em[i].cred - 1,
+                         dcred[k]);
     return n;
 }
 

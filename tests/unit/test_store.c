@@ -1224,3 +1224,151 @@ Test(store, writemap_falls_back_to_copy_mode_and_refuses_to_grow_past_the_disk)
     tally__store_close(s);
     testdir_remove(dir);
 }
+
+/* ---- producers' last-seen times ------------------------------------------------------------- */
+
+typedef struct prods_ex {
+    char id[8][TALLY_MAX_PRODUCER_LEN + 80];
+    size_t id_len[8];
+    tally__dedup_t st[8];
+    int64_t seen[8];
+    int n;
+} prods_ex_t;
+
+static int
+collect_producer_ex(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state,
+                    int64_t last_seen_s)
+{
+    prods_ex_t *p = ctx;
+    cr_assert_lt(p->n, 8);
+    cr_assert_leq(id_len, sizeof p->id[0]);
+    memcpy(p->id[p->n], id, id_len);
+    p->id_len[p->n] = id_len;
+    p->st[p->n] = *state;
+    p->seen[p->n] = last_seen_s;
+    p->n++;
+    return 0;
+}
+
+/* The index of id in what a scan collected, or -1. */
+static int
+prods_ex_find(const prods_ex_t *p, const char *id)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->id_len[i] == strlen(id) && memcmp(p->id[i], id, p->id_len[i]) == 0)
+            return i;
+    return -1;
+}
+
+Test(store, producers_keep_last_seen_times_and_a_delete_removes_both)
+{
+    char dir[64];
+    testdir_make(dir, sizeof dir, "store");
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    tally__store_producer_t p[3];
+    memset(p, 0, sizeof p);
+    p[0] =
+        (tally__store_producer_t){.id = "dev-emitter\x1fp1", .id_len = 14, .last_seen_s = T0 + 5};
+    p[0].state.floor = 41;
+    p[0].state.max_seq = 44;
+    p[0].state.bits[0] = 0x5;
+    p[1] = (tally__store_producer_t){
+        .id = "dev-emitter\x1fp2", .id_len = 14, .last_seen_s = T0 + 3 * HOUR};
+    p[1].state.floor = 7;
+    p[1].state.max_seq = 7;
+    /* no last-seen time: as an older tallyd wrote it */
+    p[2] = (tally__store_producer_t){.id = "v1-producer", .id_len = 11};
+    p[2].state.floor = 1000000;
+    p[2].state.max_seq = 1000000;
+    p[2].state.bits[TALLY__DEDUP_WORDS - 1] = 1ull << 63;
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, p, 3), 0);
+    tally__store_close(s);
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+
+    prods_ex_t got = {0};
+    cr_assert_eq(tally__store_producers_ex(s, collect_producer_ex, &got), 0);
+    cr_assert_eq(got.n, 3);
+    for (int i = 0; i < 3; i++) {
+        int k = prods_ex_find(&got, p[i].id);
+        cr_assert_geq(k, 0, "producer %d is back", i);
+        cr_assert(memcmp(&got.st[k], &p[i].state, sizeof got.st[k]) == 0, "producer %d state", i);
+        cr_assert_eq(got.seen[k], p[i].last_seen_s, "producer %d: last seen %lld, want %lld", i,
+                     (long long)got.seen[k], (long long)p[i].last_seen_s);
+    }
+    cr_assert_eq(got.seen[prods_ex_find(&got, "v1-producer")], 0, "not recorded: 0");
+
+    /* the plain scan still sees the same producers */
+    prods_t plain = {0};
+    cr_assert_eq(tally__store_producers(s, collect_producer, &plain), 0);
+    cr_assert_eq(plain.n, 3);
+
+    /* one commit: p1 deleted, p2 moves on (a later time), a new one added
+     * without a time; a delete of a producer the store never had is no error */
+    tally__store_producer_t q[4];
+    memset(q, 0, sizeof q);
+    q[0] = (tally__store_producer_t){.id = "dev-emitter\x1fp1", .id_len = 14, .del = 1};
+    q[0].state.floor = 99; /* unused by a delete */
+    q[1] = (tally__store_producer_t){
+        .id = "dev-emitter\x1fp2", .id_len = 14, .last_seen_s = T0 + 4 * HOUR};
+    q[1].state.floor = 9;
+    q[1].state.max_seq = 9;
+    q[2] = (tally__store_producer_t){.id = "dev-emitter\x1fp9", .id_len = 14};
+    q[2].state.floor = 3;
+    q[2].state.max_seq = 3;
+    q[3] = (tally__store_producer_t){.id = "never-stored", .id_len = 12, .del = 1};
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, q, 4), 0);
+
+    memset(&got, 0, sizeof got);
+    cr_assert_eq(tally__store_producers_ex(s, collect_producer_ex, &got), 0);
+    cr_assert_eq(got.n, 3, "p2, p9 and v1-producer");
+    cr_assert_eq(prods_ex_find(&got, "dev-emitter\x1fp1"), -1, "a deleted producer is gone");
+    cr_assert_eq(prods_ex_find(&got, "never-stored"), -1);
+    int k = prods_ex_find(&got, "dev-emitter\x1fp2");
+    cr_assert_geq(k, 0);
+    cr_assert_eq(got.seen[k], T0 + 4 * HOUR, "the later time replaces the earlier");
+    cr_assert_eq(got.st[k].floor, 9);
+    k = prods_ex_find(&got, "dev-emitter\x1fp9");
+    cr_assert_geq(k, 0);
+    cr_assert_eq(got.seen[k], 0, "written without a time: 0");
+    cr_assert_eq(got.st[k].floor, 3);
+    k = prods_ex_find(&got, "v1-producer");
+    cr_assert_geq(k, 0, "untouched producers stay");
+    cr_assert_eq(got.seen[k], 0);
+
+    /* p1 back under the same name, without a time: its old last-seen time
+     * went with the delete, so it is not resurrected */
+    tally__store_producer_t again = {.id = "dev-emitter\x1fp1", .id_len = 14};
+    again.state.floor = 1;
+    again.state.max_seq = 1;
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, &again, 1), 0);
+    tally__store_close(s);
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    memset(&got, 0, sizeof got);
+    cr_assert_eq(tally__store_producers_ex(s, collect_producer_ex, &got), 0);
+    cr_assert_eq(got.n, 4);
+    k = prods_ex_find(&got, "dev-emitter\x1fp1");
+    cr_assert_geq(k, 0);
+    cr_assert_eq(got.st[k].floor, 1);
+    cr_assert_eq(got.seen[k], 0, "the deleted producer's last-seen time is gone too (got %lld)",
+                 (long long)got.seen[k]);
+
+    /* a delete and a re-add of the same name in one commit (the aggregator
+     * puts deletes first): the new state and time stay */
+    tally__store_producer_t both[2];
+    memset(both, 0, sizeof both);
+    both[0] = (tally__store_producer_t){.id = "dev-emitter\x1fp2", .id_len = 14, .del = 1};
+    both[1] = (tally__store_producer_t){
+        .id = "dev-emitter\x1fp2", .id_len = 14, .last_seen_s = T0 + 9 * HOUR};
+    both[1].state.floor = 2;
+    both[1].state.max_seq = 2;
+    cr_assert_eq(tally__store_commit(s, NULL, 0, NULL, 0, both, 2), 0);
+    memset(&got, 0, sizeof got);
+    cr_assert_eq(tally__store_producers_ex(s, collect_producer_ex, &got), 0);
+    k = prods_ex_find(&got, "dev-emitter\x1fp2");
+    cr_assert_geq(k, 0);
+    cr_assert_eq(got.st[k].floor, 2);
+    cr_assert_eq(got.seen[k], T0 + 9 * HOUR);
+    tally__store_close(s);
+    testdir_remove(dir);
+}
