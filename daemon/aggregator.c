@@ -155,7 +155,7 @@ answer_http(tally_aggregator_t *a, int status)
         return;
     for (uint32_t i = 0; i < a->nhttp; i++) {
         a->http[i]->status = status;
-        /* the ring holds as many as there are blocks: it cannot be full */
+        /* ingest keeps fewer requests in flight than the ring holds */
         TALLY_ASSERT(tally__ring_push(a->o.http_done, a->http[i]));
     }
     a->nhttp = 0;

@@ -644,6 +644,9 @@ tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *event
         return TALLY_ECLOSED;
     if (n == 0 || n > TALLY_MAX_BATCH_EVENTS)
         return TALLY_EINVAL;
+    /* every request waiting for its commit must fit the done ring */
+    if (in->http_requests + 1 >= tally__ring_capacity(in->o.http_done))
+        return TALLY_EBUSY;
     if (tally__store_events_count(in->o.store) + in->inflight_n + n >
         cfg->ingest.http_dedup_max_events) {
         TALLY_STAT_ADD(http_dedup_full, 1);

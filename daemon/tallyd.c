@@ -100,6 +100,19 @@ on_space(void *ctx)
         tally_ingest_wake(in);
 }
 
+/* The HTTP door's done ring holds every request waiting for its commit: a
+ * connection has at most one (it reads no further request meanwhile), and
+ * ingest refuses more than the ring holds. A power of two above both the
+ * ring size and the connection limit. */
+static uint32_t
+http_done_size(const tally__config_t *cfg)
+{
+    uint32_t want = cfg->http.max_connections + 1, n = cfg->ingest.ring_size;
+    while (n < want && n < (1u << 24))
+        n *= 2;
+    return n;
+}
+
 static void
 on_http_done(void *ctx)
 {
@@ -308,7 +321,7 @@ main(int argc, char **argv)
         goto out;
     if ((rc = tally__ring_create(d.cfg->ingest.ring_size, &d.work)) != 0 ||
         (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.free_ring)) != 0 ||
-        (rc = tally__ring_create(d.cfg->ingest.ring_size, &d.http_done)) != 0) {
+        (rc = tally__ring_create(http_done_size(d.cfg), &d.http_done)) != 0) {
         tally__log_error("cannot create rings ring_size=%u err=\"%s\"", d.cfg->ingest.ring_size,
                          tally_strerror(rc));
         goto out;
