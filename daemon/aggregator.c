@@ -65,6 +65,7 @@ struct tally_aggregator {
     int final_status;
     tally__ratelimit_t rl_fail;
     tally__ratelimit_t rl_ovf; /* int64 overflow warnings */
+    tally__ratelimit_t rl_evict; /* dedup-set evictions */
     msgpack_sbuffer ackbuf;
     tally__store_producer_t *pput;
     uint32_t cap_pput;
@@ -541,9 +542,33 @@ on_wake(uv_async_t *h)
 /* The HTTP door's identities older than http_dedup_hours go the same way:
  * a round starts every hour, fixes its cut and deletes at most
  * PRUNE_PER_TICK a tick (in small transactions) until none is older. */
+/* Past ingest.http_dedup_max_events, the oldest identities go first, every
+ * tick: the window shrinks instead of the door closing, and says so. */
+static void
+evict_events(tally_aggregator_t *a)
+{
+    uint64_t max = a->o.http_dedup_max_events;
+    if (!max || a->stalled || tally__store_events_count(a->o.store) <= max)
+        return;
+    size_t n = 0;
+    int64_t oldest = 0;
+    uint32_t supp;
+    int rc = tally__store_prune_events_ex(a->o.store, INT64_MIN, max, PRUNE_PER_TICK, &n, &oldest);
+    TALLY_STAT_ADD(http_dedup_evicted, n);
+    if (oldest)
+        TALLY_STAT_SET(http_dedup_window_s, (uint64_t)(tally__time_now_ms() - oldest) / 1000);
+    if (n && tally__ratelimit_ok(&a->rl_evict, 1, 60000, &supp))
+        tally__log_warn("HTTP door: exactly-once set at ingest.http_dedup_max_events; oldest "
+                        "identities forgotten early records=%zu window_s=%lld max=%llu "
+                        "suppressed=%u err=\"%s\"",
+                        n, oldest ? (long long)(tally__time_now_ms() - oldest) / 1000 : -1LL,
+                        (unsigned long long)max, supp, tally_strerror(rc));
+}
+
 static void
 prune_events_step(tally_aggregator_t *a, uint64_t now)
 {
+    evict_events(a);
     if (!a->o.http_dedup_hours || a->stalled || now < a->ev_prune_next_ms)
         return;
     if (!a->ev_prune_active) {

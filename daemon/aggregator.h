@@ -46,6 +46,7 @@ typedef struct tally_aggregator_opts {
     tally__ring_t *http_done;
     void (*on_http_done)(void *ctx);
     uint32_t http_dedup_hours; /**< forget HTTP event identities this old */
+    uint64_t http_dedup_max_events; /**< ... and the oldest past this many */
     void *ctx;
 } tally_aggregator_opts_t;
 

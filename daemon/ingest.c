@@ -647,8 +647,10 @@ tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *event
     /* every request waiting for its commit must fit the done ring */
     if (in->http_requests + 1 >= tally__ring_capacity(in->o.http_done))
         return TALLY_EBUSY;
+    /* the aggregator forgets the oldest identities past the maximum every
+     * tick; twice the maximum means it cannot keep up (a stalled store) */
     if (tally__store_events_count(in->o.store) + in->inflight_n + n >
-        cfg->ingest.http_dedup_max_events) {
+        2 * cfg->ingest.http_dedup_max_events) {
         TALLY_STAT_ADD(http_dedup_full, 1);
         return TALLY_EFULL;
     }

@@ -99,8 +99,8 @@ tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *re
             tally_http_error(&now, 503, "EUNAVAILABLE",
                              rc == TALLY_EBUSY
                                  ? "ingest is behind (the store is slow or full); retry"
-                                 : "the exactly-once set is at ingest.http_dedup_max_events; "
-                                   "retry once older identities expire");
+                                 : "the exactly-once set is full (twice "
+                                   "ingest.http_dedup_max_events) and not yet pruned; retry");
         } else {
             tally_http_error(&now, rc == TALLY_ECLOSED ? 503 : 500,
                              rc == TALLY_ECLOSED ? "EUNAVAILABLE" : "EINTERNAL",

@@ -114,12 +114,20 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
             "refusals also count in tally_ingest_rejected_total.",
             G(http_rejected));
     COUNTER(&p, "tally_events_http_dedup_full_total",
-            "HTTP door: requests refused with 503 because the exactly-once set held "
-            "ingest.http_dedup_max_events identities.",
+            "HTTP door: requests refused with 503 because the exactly-once set held twice "
+            "ingest.http_dedup_max_events identities (eviction could not keep up).",
             G(http_dedup_full));
     COUNTER(&p, "tally_events_http_dedup_pruned_total",
             "HTTP door: event identities forgotten after ingest.http_dedup_hours.",
             G(http_dedup_pruned));
+    COUNTER(&p, "tally_events_http_dedup_evicted_total",
+            "HTTP door: event identities forgotten before ingest.http_dedup_hours because the "
+            "set held ingest.http_dedup_max_events; a resend after that is counted again.",
+            G(http_dedup_evicted));
+    GAUGE(&p, "tally_events_http_dedup_window_seconds",
+          "HTTP door: the exactly-once window actually kept at the last eviction (0: never "
+          "evicted, the window is ingest.http_dedup_hours).",
+          G(http_dedup_window_s));
     rejected(&p);
     GAUGE(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
           G(ingest_paused));

@@ -22,6 +22,8 @@ typedef struct tally_stats {
     uint64_t http_duplicates;  /**< HTTP door: events already counted (same source and id) */
     uint64_t http_dedup_full;  /**< HTTP door: requests refused, dedup set at its maximum */
     uint64_t http_dedup_pruned; /**< HTTP door: identities forgotten after http_dedup_hours */
+    uint64_t http_dedup_evicted; /**< HTTP door: forgotten early, the set at its maximum */
+    uint64_t http_dedup_window_s; /**< HTTP door: age of the oldest identity kept, after an eviction */
     uint64_t http_rejected;    /**< HTTP door: requests refused whole (400/403/413/415/422) */
     uint64_t rejected[TALLY_PROTO_REJECT_COUNT]; /**< by reason (events or batches) */
     uint64_t flushes;                            /**< committed flushes */

@@ -345,6 +345,7 @@ main(int argc, char **argv)
         .http_done = d.http_done,
         .on_http_done = on_http_done,
         .http_dedup_hours = d.cfg->ingest.http_dedup_hours,
+        .http_dedup_max_events = d.cfg->ingest.http_dedup_max_events,
         .ctx = &d,
     };
     if ((rc = tally_aggregator_start(&ao, &d.aggregator)) != 0) {

@@ -486,7 +486,7 @@ static const struct keydef keys[] = {
     {"ingest", "max_producers_per_credential", K_U32, "4096", 1, 1000000,
      .off = OFF(ingest.max_producers_per_credential)},
     {"ingest", "http_dedup_hours", K_U32, "24", 1, 8784, .off = OFF(ingest.http_dedup_hours)},
-    {"ingest", "http_dedup_max_events", K_U64, "10000000", 1000, 1000000000,
+    {"ingest", "http_dedup_max_events", K_U64, "2000000", 1000, 1000000000,
      .off = OFF(ingest.http_dedup_max_events)},
     {"flush", "interval_ms", K_U32, "100", 1, 60000, .off = OFF(flush.interval_ms)},
     {"http", "listen", K_HOSTPORT, "127.0.0.1:7400", .off = OFF(http.listen)},

@@ -117,8 +117,9 @@ typedef struct tally__config {
             remembered so a resend is not counted again, 1..8784. Default 24. */
         uint32_t http_dedup_hours;
         /** ingest.http_dedup_max_events: most (source, id) pairs remembered at
-            once, 1000..1000000000; past it the HTTP door answers 503.
-            Default 10000000. */
+            once, 1000..1000000000; past it the oldest are forgotten early
+            (counted, logged); at twice it the HTTP door answers 503.
+            Default 2000000. */
         uint64_t http_dedup_max_events;
     } ingest;
 

@@ -1659,8 +1659,17 @@ tally__store_events_count(tally__store_t *s)
 int
 tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size_t *deleted)
 {
+    return tally__store_prune_events_ex(s, before_ms, UINT64_MAX, max, deleted, NULL);
+}
+
+int
+tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep_at_most,
+                             size_t max, size_t *deleted, int64_t *oldest_ms)
+{
     int ret = 0, end = 0;
     *deleted = 0;
+    if (oldest_ms)
+        *oldest_ms = 0;
     if (s->readonly)
         return TALLY_EINVAL;
     if (!s->has_ev)
@@ -1681,13 +1690,18 @@ tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size
             pthread_rwlock_unlock(&s->lock);
             return map_err(rc);
         }
+        MDB_stat st;
+        uint64_t count = mdb_stat(txn, s->evseen, &st) == 0 ? st.ms_entries : 0;
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         while (rc == MDB_SUCCESS && n < budget) {
             if (k.mv_size != 8 + TALLY_STORE_EVKEY_LEN) {
                 ret = TALLY_ECORRUPT;
                 break;
             }
-            if ((int64_t)get_be64(k.mv_data) >= before_ms) {
+            /* older than the window, or more than the set may hold */
+            if ((int64_t)get_be64(k.mv_data) >= before_ms && count - n <= keep_at_most) {
+                if (oldest_ms)
+                    *oldest_ms = (int64_t)get_be64(k.mv_data);
                 end = 1;
                 break;
             }

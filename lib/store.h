@@ -138,6 +138,15 @@ uint64_t tally__store_events_count(tally__store_t *s);
  */
 int tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size_t *deleted);
 
+/**
+ * @brief tally__store_prune_events() that also forgets the oldest
+ *        identities while the set holds more than keep_at_most.
+ * @param[out] oldest_ms the first-seen time of the oldest identity kept,
+ *        when the pass reached one (else 0); may be NULL.
+ */
+int tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep_at_most,
+                                 size_t max, size_t *deleted, int64_t *oldest_ms);
+
 /** One producer's new dedup state. */
 typedef struct tally__store_producer {
     const char *id;
