@@ -348,16 +348,24 @@ tally_alerts_close(tally_alerts_t *a)
     uv_close((uv_handle_t *)&a->timer, on_close);
 }
 
+/* What ratio_line() writes to, and whom for. */
+typedef struct ratio_scrape {
+    tally_prom_t *p;
+    const tally__token_t *viewer;
+} ratio_scrape_t;
+
 static void
-ratio_line(void *ctx, const char *ns, const char *key, int level, double ratio)
+ratio_line(void *vctx, const char *ns, const char *key, int level, double ratio)
 {
+    ratio_scrape_t *rs = vctx;
     (void)level;
-    if (ratio >= 0)
-        tally_prom_double(ctx, "tally_quota_utilization_ratio", "namespace", ns, "key", key, ratio);
+    if (ratio >= 0 && tally__token_allows(rs->viewer, ns, TALLY_ACCESS_READ))
+        tally_prom_double(rs->p, "tally_quota_utilization_ratio", "namespace", ns, "key", key,
+                          ratio);
 }
 
 void
-tally_alerts_metrics(tally_prom_t *p)
+tally_alerts_metrics(tally_prom_t *p, const tally__token_t *viewer)
 {
     tally_prom_family(p, "tally_quota_alerts_total", "counter",
                       "Quota alerts raised (upward crossings), by level.");
@@ -369,7 +377,12 @@ tally_alerts_metrics(tally_prom_t *p)
     tally_prom_u64(p, "tally_quota_alert_send_errors_total", NULL, NULL, NULL, NULL,
                    alert_send_errors);
     tally_prom_family(p, "tally_quota_utilization_ratio", "gauge",
-                      "Usage / limit of each limit evaluated (by namespace and limit key).");
-    if (current)
-        tally__alert_state_each(current->st, ratio_line, p);
+                      "Usage / limit of each limit evaluated (by namespace and limit key). "
+                      "Per-namespace: shown only to a scrape with an API token "
+                      "(Authorization: APIToken ...) that may read the namespace; an "
+                      "anonymous scrape gets no sample.");
+    /* no token allows nothing: the walk is skipped, not filtered */
+    ratio_scrape_t rs = {p, viewer};
+    if (current && viewer)
+        tally__alert_state_each(current->st, ratio_line, &rs);
 }

@@ -31,6 +31,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "catalog.h"
 #include "config.h"
 #include "plans.h"
@@ -68,8 +69,13 @@ void tally_alerts_close(tally_alerts_t *a);
  * @brief Append tally_quota_alerts_total{level} (counts since start, of
  *        every alerter) and tally_quota_utilization_ratio{namespace,key}
  *        (the limits of the running alerter's last evaluation) for /metrics.
+ * @param viewer the API token of the scrape, or NULL for an anonymous one:
+ *        a namespace's ratios are shown only when tally__token_allows(viewer,
+ *        ns, TALLY_ACCESS_READ) (an admin of `*` sees every namespace); an
+ *        anonymous scrape gets the family's HELP and TYPE and no sample, since
+ *        a ratio is another namespace's usage over its limit.
  * @note Loop thread only.
  */
-void tally_alerts_metrics(tally_prom_t *p);
+void tally_alerts_metrics(tally_prom_t *p, const tally__token_t *viewer);
 
 #endif

@@ -10,104 +10,48 @@
 #include "routes.h"
 #include "timeutil.h"
 
+/* A row of TALLY_ROUTES (routes.h): its rule, and what the dispatcher needs
+ * besides. The checked namespace is derived from rule.scope, never stored
+ * beside it, so the table cannot say one thing and the dispatcher do another. */
 typedef struct route {
-    int method;
-    const char *pattern;
+    tally_route_rule_t rule;
+    int method; /**< TALLY_HTTP_* */
     tally_route_fn fn;
-    int access;            /**< TALLY_ACCESS_*; NONE = no token needed */
-    const char *ns_param;  /**< parameter holding the namespace, or NULL */
-    const char *ns_fixed;  /**< namespace when the path fixes it ("system") */
-    const char *name;      /**< label in metrics */
-    const char *later;     /**< non-NULL: not built yet; the issue that builds it */
 } route_t;
 
+#define ROUTE(m, pattern, fn, access, scope, name)                                                 \
+    {{#m, pattern, TALLY_ACCESS_##access, TALLY_ROUTE_SCOPE_##scope, name}, TALLY_HTTP_##m, fn},
 
-#define NS "namespace"
-#define MNS "metadata.namespace"
+static const route_t routes[] = {TALLY_ROUTES(ROUTE)};
+#undef ROUTE
 
-static const route_t routes[] = {
-    /* usage (built) */
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/usage_details", tally_route_usage_details,
-     TALLY_ACCESS_READ, NS, NULL, "usage_details", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/hourly_usage_details",
-     tally_route_hourly_usage_details, TALLY_ACCESS_READ, NS, NULL, "hourly_usage_details", NULL},
-    {TALLY_HTTP_POST, "/api/data/namespaces/system/billing/usage_summary",
-     tally_route_usage_summary, TALLY_ACCESS_READ, NULL, "system", "usage_summary", NULL},
-    /* priced usage, payment methods, invoices */
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/current_usage", tally_route_current_usage,
-     TALLY_ACCESS_READ, NS, NULL, "current_usage", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/monthly_usage", tally_route_monthly_usage,
-     TALLY_ACCESS_READ, NS, NULL, "monthly_usage", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_methods",
-     tally_route_pm_create, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_create", NULL},
-    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/billing/payment_methods/{name}",
-     tally_route_pm_delete, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_delete", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/primary",
-     tally_route_pm_primary, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_primary", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/secondary",
-     tally_route_pm_secondary, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_secondary", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/payment_method/{name}/swap-primary",
-     tally_route_pm_swap, TALLY_ACCESS_WRITE, NS, NULL, "payment_method_swap", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoices/custom_list",
-     tally_route_invoices_list, TALLY_ACCESS_READ, NS, NULL, "invoices_list", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", tally_route_invoice_pdf,
-     TALLY_ACCESS_READ, NS, NULL, "invoice_pdf", NULL},
-    /* tally's own admin actions behind `tallyctl invoice close|pay|cancel|refund` */
-    {TALLY_HTTP_POST, "/api/tally/namespaces/system/invoices/close", tally_route_invoice_close,
-     TALLY_ACCESS_ADMIN, NULL, "system", "invoice_close", NULL},
-    {TALLY_HTTP_POST, "/api/tally/namespaces/system/invoices/{name}/{action}",
-     tally_route_invoice_action, TALLY_ACCESS_ADMIN, NULL, "system", "invoice_action", NULL},
-    /* plans, transitions, subscriptions, add-ons */
-    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/custom_list", tally_route_plans_list,
-     TALLY_ACCESS_READ, NULL, "system", "usage_plans_list", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/system/usage_plans/current", tally_route_plans_current,
-     TALLY_ACCESS_READ, NULL, "system", "usage_plans_current", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/{namespace}/billing/plan_transition",
-     tally_route_transition_create, TALLY_ACCESS_WRITE, NS, NULL, "plan_transition_create", NULL},
-    {TALLY_HTTP_GET, "/no_auth/namespaces/system/billing/plan_transition",
-     tally_route_transition_get, TALLY_ACCESS_NONE, NULL, NULL, "plan_transition_get", NULL},
-    /* tally's own admin action behind `tallyctl plan approve|reject` */
-    {TALLY_HTTP_POST, "/api/tally/namespaces/system/billing/plan_transitions/{id}/{decision}",
-     tally_route_transition_decide, TALLY_ACCESS_ADMIN, NULL, "system", "plan_transition_decide",
-     NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/subscriptions/custom_list",
-     tally_route_subscriptions_list, TALLY_ACCESS_READ, NS, NULL, "subscriptions_list", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/subscribe", tally_route_addon_subscribe,
-     TALLY_ACCESS_WRITE, NULL, "system", "addon_subscribe", NULL},
-    {TALLY_HTTP_POST, "/api/web/namespaces/system/addon/unsubscribe", tally_route_addon_unsubscribe,
-     TALLY_ACCESS_WRITE, NULL, "system", "addon_unsubscribe", NULL},
-    /* quotas */
-    {TALLY_HTTP_POST, "/api/web/namespaces/{metadata.namespace}/quotas", tally_route_quota_create,
-     TALLY_ACCESS_WRITE, MNS, NULL, "quota_create", NULL},
-    {TALLY_HTTP_PUT, "/api/web/namespaces/{metadata.namespace}/quotas/{metadata.name}",
-     tally_route_quota_replace, TALLY_ACCESS_WRITE, MNS, NULL, "quota_replace", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas", tally_route_quota_list,
-     TALLY_ACCESS_READ, NS, NULL, "quota_list", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quotas/{name}", tally_route_quota_get,
-     TALLY_ACCESS_READ, NS, NULL, "quota_get", NULL},
-    {TALLY_HTTP_DELETE, "/api/web/namespaces/{namespace}/quotas/{name}", tally_route_quota_delete,
-     TALLY_ACCESS_WRITE, NS, NULL, "quota_delete", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/limits", tally_route_quota_limits,
-     TALLY_ACCESS_READ, NS, NULL, "quota_limits", NULL},
-    {TALLY_HTTP_GET, "/api/web/namespaces/{namespace}/quota/usage", tally_route_quota_usage,
-     TALLY_ACCESS_READ, NS, NULL, "quota_usage", NULL},
-    /* the HTTP door for emitters: an emitter credential, scope checked per
-     * event (routes_events.c) */
-    {TALLY_HTTP_POST, "/api/v1/events", tally_route_events, TALLY_ACCESS_INGEST, NULL, NULL,
-     "events", NULL},
-    /* operations */
-    {TALLY_HTTP_GET, "/metrics", tally_route_metrics, TALLY_ACCESS_NONE, NULL, NULL, "metrics",
-     NULL},
-    {TALLY_HTTP_GET, "/healthz", tally_route_healthz, TALLY_ACCESS_NONE, NULL, NULL, "healthz",
-     NULL},
-    {TALLY_HTTP_GET, "/openapi.json", tally_route_openapi, TALLY_ACCESS_NONE, NULL, NULL,
-     "openapi", NULL},
-    /* the usage dashboard: a static page; its data comes from authenticated API calls */
-    {TALLY_HTTP_GET, "/ui/", tally_route_ui, TALLY_ACCESS_NONE, NULL, NULL, "ui", NULL},
-    {TALLY_HTTP_GET, "/ui", tally_route_ui, TALLY_ACCESS_NONE, NULL, NULL, "ui_noslash", NULL},
-};
+/* What the compiler can check of each row: an open route (no token read) is
+ * exactly one of access NONE, and the emitters' door exactly the one of
+ * access INGEST. Whether a PATH_NS pattern has a namespace parameter is a
+ * string question: route_ns_param() asserts it, the access test checks it. */
+#define CHECK_ROW(m, pattern, fn, access, scope, name)                                             \
+    _Static_assert((TALLY_ACCESS_##access == TALLY_ACCESS_NONE) ==                                 \
+                       (TALLY_ROUTE_SCOPE_##scope == TALLY_ROUTE_SCOPE_NONE),                      \
+                   "route " name ": scope NONE if and only if access NONE");                       \
+    _Static_assert((TALLY_ACCESS_##access == TALLY_ACCESS_INGEST) ==                               \
+                       (TALLY_ROUTE_SCOPE_##scope == TALLY_ROUTE_SCOPE_EVENT),                     \
+                   "route " name ": scope EVENT if and only if access INGEST");
+TALLY_ROUTES(CHECK_ROW)
+#undef CHECK_ROW
 
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+size_t
+tally_routes_count(void)
+{
+    return NROUTES;
+}
+
+const tally_route_rule_t *
+tally_routes_rule(size_t i)
+{
+    return i < NROUTES ? &routes[i].rule : NULL;
+}
 
 /* ---- metrics -------------------------------------------------------------- */
 
@@ -189,10 +133,10 @@ tally_routes_observe(void *ctx, const char *route, int status, uint64_t ns)
      * unique, so comparing pointers finds it; the text is compared only for a
      * name from elsewhere, which is counted under its route or else "none". */
     size_t r = 0;
-    while (r < NROUTES && routes[r].name != route)
+    while (r < NROUTES && routes[r].rule.name != route)
         r++;
     if (r == NROUTES && route)
-        for (r = 0; r < NROUTES && strcmp(routes[r].name, route) != 0; r++)
+        for (r = 0; r < NROUTES && strcmp(routes[r].rule.name, route) != 0; r++)
             ;
     observe(r, status, ns);
 }
@@ -207,7 +151,7 @@ tally_routes_metrics(tally_prom_t *p)
     for (size_t r = 0; r <= NROUTES; r++) {
         if (!req_total[r])
             continue;
-        const char *name = r < NROUTES ? routes[r].name : "none";
+        const char *name = r < NROUTES ? routes[r].rule.name : "none";
         size_t nl = strlen(name);
         for (size_t s = 0; s < NSTATUS; s++) {
             if (!req_count[r][s])
@@ -224,7 +168,7 @@ tally_routes_metrics(tally_prom_t *p)
         uint64_t cum = 0, total = req_total[r];
         if (!total)
             continue;
-        const char *name = r < NROUTES ? routes[r].name : "none";
+        const char *name = r < NROUTES ? routes[r].rule.name : "none";
         size_t nl = strlen(name);
         for (size_t b = 0; b < NDUR; b++) {
             cum += req_dur[r][b];
@@ -409,6 +353,21 @@ method_name(int m)
     }
 }
 
+/* The parameter of rule's pattern that holds the path's namespace, or NULL
+ * (a path that fixes `system`, or none). A PATH_NS rule without one would
+ * check nothing: a broken table, caught here at the first request. */
+static const char *
+route_ns_param(const tally_route_rule_t *rule)
+{
+    const char *p = NULL;
+    if (strstr(rule->pattern, "/{namespace}"))
+        p = "namespace";
+    else if (strstr(rule->pattern, "/{metadata.namespace}"))
+        p = "metadata.namespace";
+    TALLY_ASSERT(p || rule->scope != TALLY_ROUTE_SCOPE_PATH_NS);
+    return p;
+}
+
 void
 tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
 {
@@ -420,15 +379,18 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
      * does not start with it cannot match, and most routes are skipped by
      * that one comparison. Computed once; the table is static. */
     static size_t head_len[NROUTES];
+    static const char *ns_params[NROUTES];
     static int heads_known;
     if (!heads_known) {
-        for (size_t i = 0; i < NROUTES; i++)
-            head_len[i] = strcspn(routes[i].pattern, "{");
+        for (size_t i = 0; i < NROUTES; i++) {
+            head_len[i] = strcspn(routes[i].rule.pattern, "{");
+            ns_params[i] = route_ns_param(&routes[i].rule);
+        }
         heads_known = 1;
     }
     for (size_t i = 0; i < NROUTES; i++) {
-        if (strncmp(req->path, routes[i].pattern, head_len[i]) != 0 ||
-            !match(routes[i].pattern, req->path, req, scratch, sizeof scratch))
+        if (strncmp(req->path, routes[i].rule.pattern, head_len[i]) != 0 ||
+            !match(routes[i].rule.pattern, req->path, req, scratch, sizeof scratch))
             continue;
         path_matched = 1;
         if (routes[i].method == req->method) {
@@ -445,8 +407,9 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
         return;
     }
     const route_t *r = &routes[found];
-    res->route = r->name;
-    if (r->access == TALLY_ACCESS_INGEST) {
+    const tally_route_rule_t *rule = &r->rule;
+    res->route = rule->name;
+    if (rule->scope == TALLY_ROUTE_SCOPE_EVENT) {
         /* emitters: their own credential, no API token; every event's
          * namespace is checked by the handler; back-pressure, not a rate
          * limit, bounds them */
@@ -462,7 +425,7 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
             return;
         }
         req->user = (void *)tok;
-    } else if (r->access != TALLY_ACCESS_NONE) {
+    } else if (rule->scope != TALLY_ROUTE_SCOPE_NONE) {
         const tally__token_t *tok =
             ctx->tokens ? tally__tokens_authenticate(ctx->tokens, req->authorization) : NULL;
         if (!tok) {
@@ -472,14 +435,20 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
             return;
         }
         req->user = (void *)tok;
-        const char *ns = r->ns_param ? tally_route_param(req, r->ns_param) : r->ns_fixed;
-        if (!ns || !tally__token_allows(tok, ns, r->access)) {
-            tally_http_error(res, 403, "EPERMS", "token '%s' may not %s in namespace '%s'",
-                             tally__token_name(tok),
-                             r->access == TALLY_ACCESS_READ    ? "read"
-                             : r->access == TALLY_ACCESS_WRITE ? "write"
-                                                               : "administer",
-                             ns ? ns : "?");
+        /* the namespace the rule is checked in comes from the scope alone */
+        const char *path_ns = ns_params[found] ? tally_route_param(req, ns_params[found]) : NULL;
+        const char *ns = rule->scope == TALLY_ROUTE_SCOPE_TENANT ? "system" : path_ns;
+        const char *verb = rule->access == TALLY_ACCESS_READ    ? "read"
+                           : rule->access == TALLY_ACCESS_WRITE ? "write"
+                                                                : "administer";
+        if (!ns || !tally__token_allows(tok, ns, rule->access)) {
+            if (rule->scope == TALLY_ROUTE_SCOPE_TENANT)
+                tally_http_error(res, 403, "EPERMS",
+                                 "%s is tenant-wide: token '%s' may not %s in namespace 'system'",
+                                 rule->name, tally__token_name(tok), verb);
+            else
+                tally_http_error(res, 403, "EPERMS", "token '%s' may not %s in namespace '%s'",
+                                 tally__token_name(tok), verb, ns ? ns : "?");
             return;
         }
         uint32_t retry;
@@ -492,21 +461,19 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
                              tally__token_name(tok));
             return;
         }
+        /* api_limits belong to a namespace's quota: the path's namespace
+         * when it names one, else the tenant's (system) */
+        const char *limit_ns = path_ns ? path_ns : ns;
         tally__quota_api_limit_t lim;
-        if (!api_limit_allows(ctx, tok, ns, r->name, &retry, &lim)) {
+        if (!api_limit_allows(ctx, tok, limit_ns, rule->name, &retry, &lim)) {
             res->retry_after = retry;
             tally_http_error(res, 429, "ETOOMANY",
                              "token '%s' exceeds the api_limits of '%s' in namespace '%s' "
                              "(%u per %d s, burst %u)",
-                             tally__token_name(tok), r->name, ns, lim.rate, lim.unit_s, lim.burst);
+                             tally__token_name(tok), rule->name, limit_ns, lim.rate, lim.unit_s,
+                             lim.burst);
             return;
         }
-    }
-    if (r->later) {
-        tally_http_error(res, 501, "ENOTIMPLEMENTED",
-                         "%s %s is part of the API but not built yet (%s)",
-                         method_name(r->method), r->pattern, r->later);
-        return;
     }
     r->fn(ctx, req, res);
     /* a deferring handler leaves res empty: its answer comes through

@@ -82,10 +82,21 @@ flush_histogram(tally_prom_t *p)
     tally_prom_end_u64(p, cum);
 }
 
+/*
+ * /metrics is an open route (routes.h): the process and daemon figures are
+ * public, like /healthz. Series labelled by namespace (today
+ * tally_quota_utilization_ratio) tell one namespace's usage against its
+ * limit, so they are shown only to a scrape that carries an API token
+ * allowed to read that namespace (`Authorization: APIToken ...`; `*` sees
+ * all). No token, or one that is not a valid API token, is an anonymous
+ * scrape: never a 401, so a scraper without credentials keeps working.
+ */
 void
 tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
 {
-    (void)req;
+    const tally__token_t *viewer = ctx->tokens && req->authorization
+                                       ? tally__tokens_authenticate(ctx->tokens, req->authorization)
+                                       : NULL;
     tally_prom_t p;
     tally_prom_init(&p);
     COUNTER(&p, "tally_ingest_messages_total", "Ingest messages received.", G(messages));
@@ -177,7 +188,7 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     /* milliseconds shown as seconds, exactly; 0 if the wall clock stepped back */
     tally_prom_end_fixed(&p, now > ctx->started_ms ? (uint64_t)(now - ctx->started_ms) : 0, 3);
     tally_routes_metrics(&p);
-    tally_alerts_metrics(&p);
+    tally_alerts_metrics(&p, viewer);
     size_t len;
     char *text = tally_prom_take(&p, &len);
     if (!text) {

@@ -170,14 +170,22 @@ Test(auth, role_namespace_access_matrix)
     for (int role = 0; role < NROLES; role++)
         for (int ns = 0; ns < NNS; ns++)
             for (int write = 0; write < 2; write++) {
-                char path[256], what[128];
+                /* a write in the path's namespace: a quota (plan_transition,
+                 * which this matrix used before, is tenant-wide whatever the
+                 * path says: test_access_matrix.c covers such routes) */
+                char path[256], what[128], body[256];
                 snprintf(path, sizeof path,
-                         write ? "/api/web/namespaces/%s/billing/plan_transition"
+                         write ? "/api/web/namespaces/%s/quotas"
                                : "/api/web/namespaces/%s/usage_details",
+                         ns_name[ns]);
+                snprintf(body, sizeof body,
+                         write ? "{\"metadata\":{\"name\":\"auth-q\",\"namespace\":\"%s\"},"
+                                 "\"spec\":{}}"
+                               : "{}",
                          ns_name[ns]);
                 snprintf(what, sizeof what, "%s %s %s", role_name[role],
                          write ? "write" : "read", ns_name[ns]);
-                check(what, "POST", path, role_authz[role], "{}", expected(role, ns, write));
+                check(what, "POST", path, role_authz[role], body, expected(role, ns, write));
                 cells++;
             }
     /* usage_summary: tenant-wide (namespace system), read access */
@@ -376,9 +384,9 @@ Test(auth, sighup_reloads_the_tokens_file_without_dropping_connections)
     check("second token after reload", "POST", path, "APIToken second-token-2", "{}", 200);
     check("second token, its other namespace", "POST", "/api/web/namespaces/shop/usage_details",
           "APIToken second-token-2", "{}", 200);
-    check("second token may write (editor)", "POST",
-          "/api/web/namespaces/demo/billing/plan_transition", "APIToken second-token-2", "{}",
-          ALLOWED);
+    check("second token may write (editor)", "POST", "/api/web/namespaces/demo/quotas",
+          "APIToken second-token-2",
+          "{\"metadata\":{\"name\":\"auth-q\",\"namespace\":\"demo\"},\"spec\":{}}", ALLOWED);
     check("first token after reload", "POST", path, "APIToken first-token-1", "{}", 200);
     cr_assert_eq(failures, 0, "%d requests answered wrongly after the reload (see the log)",
                  failures);
