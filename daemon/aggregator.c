@@ -383,6 +383,8 @@ flush(tally_aggregator_t *a)
     }
     nev = 0;
     for (uint32_t i = 0; i < a->nhttp; i++) {
+        if (!a->http[i]->nkeys)
+            continue; /* a request of duplicates only: evbuf may still be NULL */
         memcpy(a->evbuf + nev, a->http[i]->keys, a->http[i]->nkeys * sizeof *a->evbuf);
         nev += a->http[i]->nkeys;
     }
