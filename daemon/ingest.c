@@ -327,6 +327,7 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
         pkey[cred.len] = PRODUCER_KEY_SEP;
         pkey_len = cred.len + 1;
     }
+    TALLY_ASSERT(batch.producer.p != NULL); /* a decoded batch always names one */
     memcpy(pkey + pkey_len, batch.producer.p, batch.producer.len);
     pkey_len += batch.producer.len;
     int64_t now_ms = tally__time_now_ms();
@@ -873,13 +874,13 @@ tally_ingest_start(const tally_ingest_opts_t *opts, tally_ingest_t **out)
     return 0;
 fail:
     /* a poll handle that was initialised must be closed through the loop */
-    for (size_t i = 0; i < in->nsocks; i++) {
+    for (size_t i = 0; in->socks && i < in->nsocks; i++) {
         if (in->socks[i].sock >= 0)
             nn_close(in->socks[i].sock);
         if (in->socks[i].open_poll)
             uv_close((uv_handle_t *)&in->socks[i].poll, NULL);
     }
-    if (in->nsocks && in->socks[0].open_poll)
+    if (in->socks && in->nsocks && in->socks[0].open_poll)
         uv_run(opts->loop, UV_RUN_NOWAIT); /* let the closes finish before freeing */
     free(in->socks);
     tally__decoder_fini(&in->dec);

@@ -196,7 +196,8 @@ cmd_emit(int argc, char **argv)
             label_store[ev.nlabels] = dup;
             dup[eq - optarg] = '\0';
             labels[ev.nlabels].key = dup;
-            labels[ev.nlabels].value = dup + (eq - optarg) + 1;
+            /* label_store owns dup; out: frees it */
+            labels[ev.nlabels].value = dup + (eq - optarg) + 1; // NOLINT(clang-analyzer-unix.Malloc)
             ev.nlabels++;
             break;
         }

@@ -1,5 +1,6 @@
 /* credential.c — emitter credential strings, MAC keys and the keyed-BLAKE2b MACs of protocol v2. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -88,8 +89,7 @@ tally__cred_generate(const char *name, char *str, size_t cap, uint8_t key[TALLY_
         tally__cred_init() != 0)
         return TALLY_EINVAL;
     randombytes_buf(secret, sizeof secret);
-    memcpy(str, name, nlen);
-    str[nlen] = ':';
+    snprintf(str, cap, "%s:", name);
     sodium_bin2base64(str + nlen + 1, cap - nlen - 1, secret, sizeof secret,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     tally__cred_derive(secret, key);

@@ -214,10 +214,8 @@ tally__prodtab_drop(tally__prodtab_t *t, uint32_t slot, char **name, uint32_t *l
     if (t->nfree == t->cap_free) {
         uint32_t ncap = t->cap_free ? t->cap_free * 2 : 64;
         uint32_t *nf = realloc(t->free_slots, (size_t)ncap * sizeof *nf);
-        if (!nf) {
-            /* the slot cannot be reused, but the producer still goes */
-            ncap = t->cap_free;
-        } else {
+        /* without room the slot is not reused, but the producer still goes */
+        if (nf) {
             t->free_slots = nf;
             t->cap_free = ncap;
         }
