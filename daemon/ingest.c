@@ -18,6 +18,17 @@
 #include "stats.h"
 #include "timeutil.h"
 
+/* A sequence may lie this far past the daemon's clock in microseconds: a
+ * day, so that a daemon whose clock was stepped back (or an emitter's that
+ * runs ahead) still takes a restarted libtally producer, while one bad
+ * batch blinds its producer for a day at most, not for good. */
+#define SEQ_CLOCK_SLACK_S 86400
+
+/* A duplicate this far below the floor is not a resend: the producer
+ * restarted below its own floor (or was blinded by a bad batch), and its
+ * events are dropped as duplicates. Said loudly, never silently. */
+#define FAR_BELOW_FLOOR (4ull * TALLY_DEDUP_WINDOW)
+
 /* Messages handled per readable callback before yielding to the loop. */
 #define RECV_BUDGET 256
 
@@ -61,7 +72,9 @@ struct tally_ingest {
     uint32_t blocks, blocks_max;
     int64_t late_window_s;
     int64_t future_skew_ms;
+    int64_t seq_slack_ms; /* how far past the clock a sequence may go (SEQ_CLOCK_SLACK_S) */
     tally__ratelimit_t rl_reject;
+    tally__ratelimit_t rl_below;
     /* producers held per credential (by credential-name id in creds) */
     tally__strtab_t *creds;
     uint32_t *cred_producers;
@@ -336,7 +349,7 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
      * libtally starts a restarted producer), and no further: one bad batch
      * must not push the floor where the producer's real batches would be
      * taken for duplicates for good. */
-    uint64_t clock_cap = (uint64_t)(now_ms + in->future_skew_ms) * 1000u;
+    uint64_t clock_cap = (uint64_t)(now_ms + in->seq_slack_ms) * 1000u;
     int64_t slot = tally__prodtab_find(in->prods, pkey, pkey_len);
     if (slot < 0 && batch.seq > TALLY_DEDUP_WINDOW && batch.seq > clock_cap) {
         /* refused before it takes a place under its credential's cap */
@@ -387,6 +400,18 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
     TALLY_STAT_ADD(blocks_accepted, 1);
     if (verdict == TALLY_DEDUP_DUP) {
         TALLY_STAT_ADD(duplicates, 1);
+        if (batch.seq + FAR_BELOW_FLOOR < st.floor) {
+            uint32_t supp;
+            TALLY_STAT_ADD(duplicates_far_below, 1);
+            if (tally__ratelimit_ok(&in->rl_below, 1, 10000, &supp))
+                tally__log_warn("a batch far below its producer's floor is taken as a duplicate "
+                                "and not counted: the producer restarted with lower sequence "
+                                "numbers, or a bad batch moved its floor credential=%.*s "
+                                "producer=%.*s seq=%llu floor=%llu suppressed=%u",
+                                cred.len ? (int)cred.len : 1, cred.len ? cred.p : "-",
+                                (int)batch.producer.len, batch.producer.p,
+                                (unsigned long long)batch.seq, (unsigned long long)st.floor, supp);
+        }
         b->kind = TALLY_BLOCK_ACK;
     } else {
         b->kind = TALLY_BLOCK_BATCH;
@@ -836,6 +861,8 @@ tally_ingest_start(const tally_ingest_opts_t *opts, tally_ingest_t **out)
     in->o = *opts;
     in->late_window_s = (int64_t)cfg->ingest.late_window_hours * 3600;
     in->future_skew_ms = (int64_t)cfg->ingest.future_skew_s * 1000;
+    in->seq_slack_ms = in->future_skew_ms > SEQ_CLOCK_SLACK_S * 1000 ? in->future_skew_ms
+                                                                      : SEQ_CLOCK_SLACK_S * 1000;
     in->blocks_max = tally__ring_capacity(opts->work);
     if ((rc = tally__decoder_init(&in->dec, cfg->ingest.max_batch_events)) != 0)
         goto fail;

@@ -103,6 +103,11 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     COUNTER(&p, "tally_ingest_batches_total", "Batches accepted for counting.", G(batches));
     COUNTER(&p, "tally_ingest_duplicate_batches_total",
             "Batches already counted, acknowledged again and not counted again.", G(duplicates));
+    COUNTER(&p, "tally_ingest_duplicate_batches_far_below_floor_total",
+            "Duplicate batches more than 4 windows below their producer's floor: not resends "
+            "but a producer restarted with lower sequence numbers (or moved by a bad batch); "
+            "their events are not counted. Each is logged.",
+            G(duplicates_far_below));
     COUNTER(&p, "tally_ingest_events_total", "Events accepted for counting.", G(events));
     COUNTER(&p, "tally_ingest_events_committed_total", "Events committed to the store.",
             G(events_committed));

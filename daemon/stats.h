@@ -18,6 +18,7 @@ typedef struct tally_stats {
     uint64_t unknown_metric;   /**< events of metrics not in the catalog */
     uint64_t int_overflows;    /**< additions that took an integer sum past int64 (rollup.h) */
     uint64_t producers_dropped; /**< producers forgotten after idling past the late window */
+    uint64_t duplicates_far_below; /**< duplicate batches far below their producer's floor */
     uint64_t http_events;      /**< HTTP door: new events sent on to be counted */
     uint64_t http_duplicates;  /**< HTTP door: events already counted (same source and id) */
     uint64_t http_dedup_full;  /**< HTTP door: requests refused, dedup set at its maximum */

@@ -110,8 +110,8 @@ typedef struct tally_client_options {
                                      keeping its id continues above its old
                                      sequence numbers. The daemon refuses a
                                      sequence above both its floor + 4096 and
-                                     the wall clock in microseconds (plus
-                                     ingest.future_skew_s). */
+                                     the wall clock in microseconds plus a
+                                     day. */
     const char *credential;     /**< emitter credential `NAME:SECRET`, as
                                      `tallyctl keygen` prints it. Set: batches
                                      use protocol v2 (credential name + MAC)
