@@ -832,45 +832,44 @@ tally__encode_ack(msgpack_sbuffer *out, const char *producer, size_t producer_le
     return bad ? -ENOMEM : 0;
 }
 
-int
-tally__decode_ack(const void *buf, size_t len, tally__wire_ack_t *out)
+/* An ack's map, exactly: k = 2, v = version, h, c, and "p" when version 1
+ * (a v2 ack's topic stands for the producer). Everything read, nothing more. */
+static int
+read_ack_map(rd_t *r, uint64_t version_want, tally__wire_ack_t *out)
 {
-    const uint8_t *nul = memchr(buf, 0, len);
-    if (!nul)
-        return TALLY_EPROTO;
-    rd_t r = {nul + 1, (const uint8_t *)buf + len};
     uint32_t n;
-    unsigned seen = 0;
+    unsigned seen = 0, need = version_want == TALLY_PROTO_VERSION_V1 ? 31 : 27;
     uint64_t kind = 0, version = 0;
-    memset(out, 0, sizeof *out);
-    if (rd_container(&r, 1, &n) != RD_OK)
+    if (rd_container(r, 1, &n) != RD_OK)
         return TALLY_EPROTO;
     for (uint32_t i = 0; i < n; i++) {
         tally__str_t k;
         int rc;
         unsigned bit;
-        if (rd_str(&r, &k) != RD_OK)
+        if (rd_str(r, &k) != RD_OK)
             return TALLY_EPROTO;
         switch (key_letter(&k)) {
         case 'k':
             bit = 1;
-            rc = rd_uint(&r, &kind);
+            rc = rd_uint(r, &kind);
             break;
         case 'v':
             bit = 2;
-            rc = rd_uint(&r, &version);
+            rc = rd_uint(r, &version);
             break;
         case 'p':
+            if (version_want != TALLY_PROTO_VERSION_V1)
+                return TALLY_EPROTO;
             bit = 4;
-            rc = rd_str(&r, &out->producer);
+            rc = rd_str(r, &out->producer);
             break;
         case 'h':
             bit = 8;
-            rc = rd_uint(&r, &out->hwm);
+            rc = rd_uint(r, &out->hwm);
             break;
         case 'c':
             bit = 16;
-            rc = rd_uint(&r, &out->max_seq);
+            rc = rd_uint(r, &out->max_seq);
             break;
         default:
             return TALLY_EPROTO;
@@ -879,8 +878,21 @@ tally__decode_ack(const void *buf, size_t len, tally__wire_ack_t *out)
             return TALLY_EPROTO;
         seen |= bit;
     }
-    if (seen != 31 || r.p != r.end || kind != TALLY_PROTO_KIND_ack_v1 ||
-        version != TALLY_PROTO_VERSION_V1)
+    if (seen != need || r->p != r->end || kind != TALLY_PROTO_KIND_ack_v1 ||
+        version != version_want)
+        return TALLY_EPROTO;
+    return 0;
+}
+
+int
+tally__decode_ack(const void *buf, size_t len, tally__wire_ack_t *out)
+{
+    const uint8_t *nul = memchr(buf, 0, len);
+    memset(out, 0, sizeof *out);
+    if (!nul)
+        return TALLY_EPROTO;
+    rd_t r = {nul + 1, (const uint8_t *)buf + len};
+    if (read_ack_map(&r, TALLY_PROTO_VERSION_V1, out) != 0)
         return TALLY_EPROTO;
     if (out->producer.len != (size_t)(nul - (const uint8_t *)buf) ||
         memcmp(out->producer.p, buf, out->producer.len) != 0)
@@ -927,43 +939,5 @@ tally__decode_ack_v2(const void *buf, size_t len, const uint8_t key[TALLY__CRED_
         memcmp(b, topic, TALLY__ACK_TOPIC_LEN + 1) != 0 || !tally__mac_check(key, b, len))
         return TALLY_EPROTO;
     rd_t r = {b + TALLY__ACK_TOPIC_LEN + 1, b + len - TALLY__MAC_LEN};
-    uint32_t n;
-    unsigned seen = 0;
-    uint64_t kind = 0, version = 0;
-    if (rd_container(&r, 1, &n) != RD_OK)
-        return TALLY_EPROTO;
-    for (uint32_t i = 0; i < n; i++) {
-        tally__str_t k;
-        int rc;
-        unsigned bit;
-        if (rd_str(&r, &k) != RD_OK)
-            return TALLY_EPROTO;
-        switch (key_letter(&k)) {
-        case 'k':
-            bit = 1;
-            rc = rd_uint(&r, &kind);
-            break;
-        case 'v':
-            bit = 2;
-            rc = rd_uint(&r, &version);
-            break;
-        case 'h':
-            bit = 4;
-            rc = rd_uint(&r, &out->hwm);
-            break;
-        case 'c':
-            bit = 8;
-            rc = rd_uint(&r, &out->max_seq);
-            break;
-        default:
-            return TALLY_EPROTO;
-        }
-        if (rc != RD_OK || (seen & bit))
-            return TALLY_EPROTO;
-        seen |= bit;
-    }
-    if (seen != 15 || r.p != r.end || kind != TALLY_PROTO_KIND_ack_v1 ||
-        version != TALLY_PROTO_VERSION_V2)
-        return TALLY_EPROTO;
-    return 0;
+    return read_ack_map(&r, TALLY_PROTO_VERSION_V2, out);
 }

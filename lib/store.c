@@ -1060,28 +1060,26 @@ tally__store_producers_ex(tally__store_t *s, tally__store_producer_ex_cb cb, voi
     return read_end(s, txn, cur, rc, ret);
 }
 
+/* tally__store_producers() through the _ex walk: the callback without the time */
+struct producers_plain {
+    tally__store_producer_cb cb;
+    void *ctx;
+};
+
+static int
+producers_plain_cb(void *ctx, const char *id, size_t id_len, const tally__dedup_t *state,
+                   int64_t last_seen_s)
+{
+    struct producers_plain *pp = ctx;
+    (void)last_seen_s;
+    return pp->cb(pp->ctx, id, id_len, state);
+}
+
 int
 tally__store_producers(tally__store_t *s, tally__store_producer_cb cb, void *ctx)
 {
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    int rc, ret = 0;
-    if ((rc = read_begin(s, s->producers, &txn, &cur)) != 0)
-        return rc;
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == MDB_SUCCESS) {
-        tally__dedup_t d;
-        if (v.mv_size != sizeof d) {
-            ret = TALLY_ECORRUPT;
-            break;
-        }
-        memcpy(&d, v.mv_data, sizeof d);
-        if ((ret = cb(ctx, k.mv_data, k.mv_size, &d)) != 0)
-            break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    return read_end(s, txn, cur, rc, ret);
+    struct producers_plain pp = {cb, ctx};
+    return tally__store_producers_ex(s, producers_plain_cb, &pp);
 }
 
 int
