@@ -743,11 +743,11 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
         memcpy(tk + 8, e->key, TALLY_STORE_EVKEY_LEN);
         MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)e->key}, v = {8, tk};
         MDB_val tkv = {sizeof tk, tk}, empty = {0, ""};
-        /* NOOVERWRITE: a resend racing its original keeps the first time */
-        rc = mdb_put(txn, s->evseen, &k, &v, MDB_NOOVERWRITE);
-        if (rc == MDB_KEYEXIST)
-            continue;
-        if (rc || (rc = mdb_put(txn, s->evtime, &tkv, &empty, 0)) != 0)
+        /* An identity committed again was past its window (the ingest side
+         * checks the rest): it starts a new window. Its old evtime entry
+         * stays behind, and pruning skips it (its time no longer matches). */
+        if ((rc = mdb_put(txn, s->evseen, &k, &v, 0)) != 0 ||
+            (rc = mdb_put(txn, s->evtime, &tkv, &empty, 0)) != 0)
             goto abort;
     }
     if ((rc = mdb_txn_commit(txn)) == 0) {
@@ -1690,6 +1690,7 @@ tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep
         }
         MDB_stat st;
         uint64_t count = mdb_stat(txn, s->evseen, &st) == 0 ? st.ms_entries : 0;
+        size_t gone = 0; /* identities deleted (n also counts stale evtime entries) */
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         while (rc == MDB_SUCCESS && n < budget) {
             if (k.mv_size != 8 + TALLY_STORE_EVKEY_LEN) {
@@ -1697,14 +1698,21 @@ tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep
                 break;
             }
             /* older than the window, or more than the set may hold */
-            if ((int64_t)get_be64(k.mv_data) >= before_ms && count - n <= keep_at_most) {
+            if ((int64_t)get_be64(k.mv_data) >= before_ms && count - gone <= keep_at_most) {
                 if (oldest_ms)
                     *oldest_ms = (int64_t)get_be64(k.mv_data);
                 end = 1;
                 break;
             }
-            MDB_val ek = {TALLY_STORE_EVKEY_LEN, (uint8_t *)k.mv_data + 8};
-            int d = mdb_del(txn, s->evseen, &ek, NULL);
+            MDB_val ek = {TALLY_STORE_EVKEY_LEN, (uint8_t *)k.mv_data + 8}, ev;
+            /* the identity goes only if this entry is its current time: a
+             * stale entry of an identity that started a new window does not
+             * take the new one with it */
+            int d = mdb_get(txn, s->evseen, &ek, &ev);
+            if (d == 0 && ev.mv_size == 8 && memcmp(ev.mv_data, k.mv_data, 8) == 0) {
+                d = mdb_del(txn, s->evseen, &ek, NULL);
+                gone += d == 0;
+            }
             if ((d != 0 && d != MDB_NOTFOUND) || (rc = mdb_cursor_del(cur, 0)) != 0) {
                 rc = d ? d : rc;
                 break;

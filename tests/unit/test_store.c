@@ -1372,3 +1372,60 @@ Test(store, producers_keep_last_seen_times_and_a_delete_removes_both)
     tally__store_close(s);
     testdir_remove(dir);
 }
+
+/* The HTTP door's exactly-once set: a commit of an identity past its window
+ * starts a new window, and pruning the old window's entry keeps the new. */
+static size_t
+no_puts(void *ctx, int which, int first, tally__store_put_t *puts, tally__rollup_t *deltas,
+        size_t cap)
+{
+    (void)ctx, (void)which, (void)first, (void)puts, (void)deltas, (void)cap;
+    return 0;
+}
+
+static int
+commit_events(tally__store_t *s, const tally__store_evkey_t *ev, size_t n)
+{
+    tally__store_src_t src = {0};
+    src.fill = no_puts;
+    src.ev = ev;
+    src.nev = n;
+    return tally__store_commit_src(s, &src, NULL, 0);
+}
+
+Test(store, event_identities_are_seen_pruned_and_renewed)
+{
+    char dir[64];
+    testdir_make(dir, sizeof dir, "store");
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
+    tally__store_evkey_t a = {{1}, 1000}, b = {{2}, 2000};
+    uint8_t seen[2];
+    cr_assert_eq(commit_events(s, (tally__store_evkey_t[]){a, b}, 2), 0);
+    cr_assert_eq(tally__store_events_count(s), 2);
+    tally__store_evkey_t both[2] = {a, b};
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen), 0);
+    cr_expect(seen[0] && seen[1], "both committed identities are seen");
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 1500, seen), 0);
+    cr_expect(!seen[0] && seen[1], "an identity older than the window is not seen");
+    /* a is counted again after its window: a new window from 3000 */
+    tally__store_evkey_t a2 = {{1}, 3000};
+    cr_assert_eq(commit_events(s, &a2, 1), 0);
+    cr_assert_eq(tally__store_events_count(s), 2);
+    size_t n = 0;
+    cr_assert_eq(tally__store_prune_events(s, 2500, 100, &n), 0);
+    cr_expect_eq(n, 2, "a's stale entry (of its old window) and b's go: %zu", n);
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen), 0);
+    cr_expect(seen[0], "the renewed identity survives the pruning of its old window");
+    cr_expect(!seen[1], "b, older than the cut, is gone");
+    cr_expect_eq(tally__store_events_count(s), 1);
+    /* past the cap, the oldest go first whatever their time */
+    tally__store_evkey_t more[3] = {{{3}, 4000}, {{4}, 5000}, {{5}, 6000}};
+    cr_assert_eq(commit_events(s, more, 3), 0);
+    int64_t oldest = 0;
+    cr_assert_eq(tally__store_prune_events_ex(s, INT64_MIN, 2, 100, &n, &oldest), 0);
+    cr_expect_eq(tally__store_events_count(s), 2);
+    cr_expect_eq(oldest, 5000, "the oldest kept was first seen at %lld", (long long)oldest);
+    tally__store_close(s);
+    testdir_remove(dir);
+}
