@@ -308,6 +308,31 @@ check_scope(const tally__wire_batch_t *batch, const tally__token_t *tok)
     return -1;
 }
 
+int
+tally_ingest_check_time(const tally_ingest_t *in, int64_t now_ms, int64_t ts_ms)
+{
+    if (ts_ms > now_ms + in->future_skew_ms)
+        return TALLY_PROTO_REJECT_future;
+    if (tally__time_hour_start(ts_ms / 1000) <
+        tally__time_hour_start(now_ms / 1000) - in->late_window_s)
+        return TALLY_PROTO_REJECT_too_old;
+    return -1;
+}
+
+/* Append one event's delta to b (room checked by the caller). */
+static void
+put_delta(tally_block_t *b, uint32_t sid, int is_float, int64_t ival, double fval, int64_t ts_ms)
+{
+    tally_delta_t *d = &b->d[b->n++];
+    d->series = sid;
+    d->is_float = (uint32_t)is_float;
+    d->ts_ms = ts_ms;
+    if (is_float)
+        d->v.f = fval;
+    else
+        d->v.i = ival;
+}
+
 /* Handle one message. Returns 1 when the block was used (pushed). */
 static int
 handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally_block_t *b)
@@ -424,18 +449,14 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
             b->d = nd;
             b->cap = batch.nevents;
         }
-        int64_t oldest = tally__time_hour_start(now_ms / 1000) - in->late_window_s;
         uint64_t too_old = 0, future = 0, unknown = 0;
         char key[TALLY_SERIES_KEY_MAX];
         for (uint32_t i = 0; i < batch.nevents; i++) {
             const tally__wire_event_t *ev = &batch.events[i];
-            if (ev->ts_ms > now_ms + in->future_skew_ms) {
-                future++;
-                continue;
-            }
-            int64_t hour = tally__time_hour_start(ev->ts_ms / 1000);
-            if (hour < oldest) {
-                too_old++;
+            int when = tally_ingest_check_time(in, now_ms, ev->ts_ms);
+            if (when >= 0) {
+                future += when == TALLY_PROTO_REJECT_future;
+                too_old += when == TALLY_PROTO_REJECT_too_old;
                 continue;
             }
             size_t klen = wire_series_key(key, ev, batch.labels + ev->label_off);
@@ -447,14 +468,7 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
                 abort();
             }
             unknown += !known;
-            tally_delta_t *d = &b->d[b->n++];
-            d->series = sid;
-            d->is_float = (uint32_t)ev->is_float;
-            d->ts_ms = ev->ts_ms;
-            if (ev->is_float)
-                d->v.f = ev->fval;
-            else
-                d->v.i = ev->ival;
+            put_delta(b, sid, ev->is_float, ev->ival, ev->fval, ev->ts_ms);
         }
         if (too_old)
             reject(in, TALLY_PROTO_REJECT_too_old, too_old, &batch.producer);
@@ -616,14 +630,7 @@ add_delta(tally_ingest_t *in, tally_block_t *b, const tally_event_t *ev)
         return known;
     if (!known)
         TALLY_STAT_ADD(unknown_metric, 1);
-    tally_delta_t *d = &b->d[b->n++];
-    d->series = sid;
-    d->is_float = (uint32_t)ev->is_float;
-    d->ts_ms = ev->ts_ms;
-    if (ev->is_float)
-        d->v.f = ev->fvalue;
-    else
-        d->v.i = ev->ivalue;
+    put_delta(b, sid, ev->is_float, ev->ivalue, ev->fvalue, ev->ts_ms);
     return 0;
 }
 
@@ -673,13 +680,6 @@ tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *event
     /* every request waiting for its commit must fit the done ring */
     if (in->http_requests + 1 >= tally__ring_capacity(in->o.http_done))
         return TALLY_EBUSY;
-    /* the aggregator forgets the oldest identities past the maximum every
-     * tick; twice the maximum means it cannot keep up (a stalled store) */
-    if (tally__store_events_count(in->o.store) + in->inflight_n + n >
-        2 * cfg->ingest.http_dedup_max_events) {
-        TALLY_STAT_ADD(http_dedup_full, 1);
-        return TALLY_EFULL;
-    }
     tally__store_evkey_t *keys = malloc(n * sizeof *keys);
     uint8_t *seen = malloc(n);
     tally_http_events_t *he = calloc(1, sizeof *he);
@@ -690,8 +690,16 @@ tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *event
         memcpy(keys[i].key, events[i].key, TALLY_STORE_EVKEY_LEN);
         keys[i].seen_ms = now_ms;
     }
-    if ((rc = tally__store_events_seen(in->o.store, keys, n, since_ms, seen)) != 0)
+    uint64_t stored;
+    if ((rc = tally__store_events_seen(in->o.store, keys, n, since_ms, seen, &stored)) != 0)
         goto fail;
+    /* the aggregator forgets the oldest identities past the maximum every
+     * tick; twice the maximum means it cannot keep up (a stalled store) */
+    if (stored + in->inflight_n + n > 2 * cfg->ingest.http_dedup_max_events) {
+        TALLY_STAT_ADD(http_dedup_full, 1);
+        rc = TALLY_EFULL;
+        goto fail;
+    }
     tally_block_t *b = get_block(in);
     if (!b) {
         rc = TALLY_EBUSY;

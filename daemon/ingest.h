@@ -89,6 +89,14 @@ int tally_ingest_submit_events(tally_ingest_t *in, const tally_ingest_event_t *e
  */
 int tally_ingest_start(const tally_ingest_opts_t *opts, tally_ingest_t **out);
 
+/**
+ * @brief The event-time rule both doors apply: an event stamped further
+ *        ahead than ingest.future_skew_s, or in an hour older than
+ *        ingest.late_window_hours, does not count.
+ * @return -1 when ts_ms may count, else TALLY_PROTO_REJECT_future or _too_old.
+ */
+int tally_ingest_check_time(const tally_ingest_t *in, int64_t now_ms, int64_t ts_ms);
+
 /** @brief HTTP requests are back on the done ring: answer them. Any thread. */
 void tally_ingest_http_wake(tally_ingest_t *in);
 

@@ -21,24 +21,6 @@
 #include "stats.h"
 #include "timeutil.h"
 
-/* The late-window and future checks of the nanomsg path (ingest.c), applied
- * to a whole request: over HTTP a client hears about every event it sent. */
-static int
-check_time(const tally__config_t *cfg, int64_t now_ms, int64_t ts_ms, const char **why)
-{
-    int64_t oldest = tally__time_hour_start(now_ms / 1000) -
-                     (int64_t)cfg->ingest.late_window_hours * 3600;
-    if (ts_ms > now_ms + (int64_t)cfg->ingest.future_skew_s * 1000) {
-        *why = "its time is further in the future than ingest.future_skew_s";
-        return TALLY_PROTO_REJECT_future;
-    }
-    if (tally__time_hour_start(ts_ms / 1000) < oldest) {
-        *why = "its time is older than ingest.late_window_hours";
-        return TALLY_PROTO_REJECT_too_old;
-    }
-    return -1;
-}
-
 void
 tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
 {
@@ -66,7 +48,6 @@ tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *re
     }
     for (size_t i = 0; i < batch.n; i++) {
         const tally_event_t *ev = &batch.events[i].ev;
-        const char *why;
         if (!tally__token_allows(tok, ev->ns, TALLY_ACCESS_INGEST)) {
             TALLY_STAT_ADD(rejected[TALLY_PROTO_REJECT_scope], 1);
             TALLY_STAT_ADD(http_rejected, 1);
@@ -75,11 +56,15 @@ tally_route_events(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *re
                              i, tally__token_name(tok), ev->ns);
             goto out;
         }
-        int reason = check_time(cfg, now_ms, ev->ts_ms, &why);
+        /* the nanomsg door's rule; over HTTP a client hears of every event */
+        int reason = tally_ingest_check_time(ctx->ingest, now_ms, ev->ts_ms);
         if (reason >= 0) {
             TALLY_STAT_ADD(rejected[reason], 1);
             TALLY_STAT_ADD(http_rejected, 1);
-            tally_http_error(res, 422, "EBADINPUT", "event %zu: %s", i, why);
+            tally_http_error(res, 422, "EBADINPUT", "event %zu: %s", i,
+                             reason == TALLY_PROTO_REJECT_future
+                                 ? "its time is further in the future than ingest.future_skew_s"
+                                 : "its time is older than ingest.late_window_hours");
             goto out;
         }
         evs[i].ev = ev;

@@ -1611,14 +1611,19 @@ out:
 
 int
 tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
-                         int64_t since_ms, uint8_t *seen)
+                         int64_t since_ms, uint8_t *seen, uint64_t *count)
 {
     MDB_txn *txn = NULL;
+    MDB_stat st;
     memset(seen, 0, n);
-    if (!s->has_ev || n == 0)
+    if (count)
+        *count = 0;
+    if (!s->has_ev)
         return 0;
     pthread_rwlock_rdlock(&s->lock);
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0 && count && (rc = mdb_stat(txn, s->evseen, &st)) == 0)
+        *count = st.ms_entries;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)keys[i].key}, v;
         int g = mdb_get(txn, s->evseen, &k, &v);

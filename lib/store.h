@@ -122,11 +122,13 @@ typedef struct tally__store_evkey {
 /**
  * @brief Which of n event identities were committed at or after since_ms.
  * @param[out] seen n bytes: 1 when remembered (and not older than since_ms).
+ * @param[out] count how many identities the store remembers (read in the
+ *        same transaction); may be NULL.
  * @return 0 or a TALLY_E* / -errno from the read transaction.
  * @note Any thread; one read transaction for all n.
  */
 int tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
-                             int64_t since_ms, uint8_t *seen);
+                             int64_t since_ms, uint8_t *seen, uint64_t *count);
 
 /** @brief How many event identities the store remembers (an O(1) count). */
 uint64_t tally__store_events_count(tally__store_t *s);

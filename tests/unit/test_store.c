@@ -1404,9 +1404,9 @@ Test(store, event_identities_are_seen_pruned_and_renewed)
     cr_assert_eq(commit_events(s, (tally__store_evkey_t[]){a, b}, 2), 0);
     cr_assert_eq(tally__store_events_count(s), 2);
     tally__store_evkey_t both[2] = {a, b};
-    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen), 0);
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen, NULL), 0);
     cr_expect(seen[0] && seen[1], "both committed identities are seen");
-    cr_assert_eq(tally__store_events_seen(s, both, 2, 1500, seen), 0);
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 1500, seen, NULL), 0);
     cr_expect(!seen[0] && seen[1], "an identity older than the window is not seen");
     /* a is counted again after its window: a new window from 3000 */
     tally__store_evkey_t a2 = {{1}, 3000};
@@ -1415,7 +1415,7 @@ Test(store, event_identities_are_seen_pruned_and_renewed)
     size_t n = 0;
     cr_assert_eq(tally__store_prune_events(s, 2500, 100, &n), 0);
     cr_expect_eq(n, 2, "a's stale entry (of its old window) and b's go: %zu", n);
-    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen), 0);
+    cr_assert_eq(tally__store_events_seen(s, both, 2, 0, seen, NULL), 0);
     cr_expect(seen[0], "the renewed identity survives the pruning of its old window");
     cr_expect(!seen[1], "b, older than the cut, is gone");
     cr_expect_eq(tally__store_events_count(s), 1);
