@@ -52,13 +52,10 @@ install(FILES docs/man/tallyctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES docs/man/tally.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 
 # ---- generated at install time: tallyd.service and tally.pc ---------------
-# A static link needs libtally's dependencies; the shared library links them.
-set(TALLY_PC_REQUIRES_PRIVATE "libuv nanomsg lmdb msgpack ck inih libsodium jansson")
-get_filename_component(_tally_hpdf_dir "${HPDF_LIBRARY}" DIRECTORY)
-set(TALLY_PC_LIBS_PRIVATE "-lhpdf -pthread -lm")
-if(NOT _tally_hpdf_dir MATCHES "^(/usr)?/lib")
-  set(TALLY_PC_LIBS_PRIVATE "-L${_tally_hpdf_dir} ${TALLY_PC_LIBS_PRIVATE}")
-endif()
+# A static link needs libtally's dependencies (the client's only: the engine
+# is never installed); the shared library links them.
+set(TALLY_PC_REQUIRES_PRIVATE "nanomsg msgpack libsodium")
+set(TALLY_PC_LIBS_PRIVATE "")
 set(_tally_gen ${CMAKE_BINARY_DIR}/install-gen)
 # The code below runs in cmake_install.cmake, where CMAKE_INSTALL_PREFIX is
 # the prefix of this install; \${...} is expanded then, ${...} now.

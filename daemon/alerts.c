@@ -7,6 +7,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
 
+#include "ids.h"
 #include "alert.h"
 #include "alerts.h"
 #include "log.h"

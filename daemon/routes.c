@@ -277,21 +277,18 @@ tally_route_json(tally_http_res_t *res, int status, json_t *v)
 
 /* ---- api_limits ----------------------------------------------------------
  * The quota's api_limits, enforced per (token, namespace, operation) after
- * the per-token rate check. One table for the process (the loop thread is
- * the only caller), made at first use and freed at exit. */
+ * the per-token rate check. One table per tally_ctx_t, handed to the fetch
+ * callback as its context (the loop thread is the only caller), made at first
+ * use and freed by tally_routes_release(). */
 
 #define APILIMIT_BUCKETS 16384
 #define APILIMIT_NAMESPACES 1024
 #define APILIMIT_REFRESH_MS 1000 /* quota writes and plan changes apply within 1 s */
 
-static tally__apilimit_t *apilimits;
-static tally_ctx_t *apilimits_ctx; /* the ctx of the request being checked */
-
 static int
 fetch_api_limits(void *vctx, const char *ns, tally__quota_api_limit_t **out, size_t *n)
 {
-    (void)vctx;
-    tally_ctx_t *ctx = apilimits_ctx;
+    tally_ctx_t *ctx = vctx;
     tally__quota_limits_t l = {0};
     *out = NULL;
     *n = 0;
@@ -311,11 +308,11 @@ fetch_api_limits(void *vctx, const char *ns, tally__quota_api_limit_t **out, siz
     return 0;
 }
 
-__attribute__((destructor)) static void
-free_api_limits(void)
+void
+tally_routes_release(tally_ctx_t *ctx)
 {
-    tally__apilimit_destroy(apilimits);
-    apilimits = NULL;
+    tally__apilimit_destroy(ctx->apilimits);
+    ctx->apilimits = NULL;
 }
 
 /* 1 when the route's api_limit (if any) lets this request through. */
@@ -323,16 +320,16 @@ static int
 api_limit_allows(tally_ctx_t *ctx, const tally__token_t *tok, const char *ns, const char *op,
                  uint32_t *retry, tally__quota_api_limit_t *lim)
 {
-    if (!apilimits) {
+    if (!ctx->apilimits) {
         tally__apilimit_opts_t o = {.max_buckets = APILIMIT_BUCKETS,
                                     .max_namespaces = APILIMIT_NAMESPACES,
                                     .refresh_ms = APILIMIT_REFRESH_MS,
-                                    .fetch = fetch_api_limits};
-        if (tally__apilimit_create(&o, &apilimits) != 0)
+                                    .fetch = fetch_api_limits,
+                                    .fetch_ctx = ctx};
+        if (tally__apilimit_create(&o, &ctx->apilimits) != 0)
             return 1; /* out of memory: unlimited rather than unavailable */
     }
-    apilimits_ctx = ctx;
-    return tally__apilimit_check(apilimits, tally__token_name(tok), ns, op, tally__time_mono_ms(),
+    return tally__apilimit_check(ctx->apilimits, tally__token_name(tok), ns, op, tally__time_mono_ms(),
                                  retry, lim);
 }
 

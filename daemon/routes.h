@@ -188,7 +188,14 @@ typedef struct tally_ctx {
     tally_http_server_t *http;
     struct tally_ingest *ingest; /**< the HTTP door hands its events here */
     int64_t started_ms;
+    /** Per-token api_limits buckets, made at the first limited request
+     *  (loop thread only); freed by tally_routes_release(). */
+    struct tally__apilimit *apilimits;
 } tally_ctx_t;
+
+/** @brief Free what the routes made for ctx at run time (the api_limits
+ *         table). Call once the HTTP server that used ctx is closed. */
+void tally_routes_release(tally_ctx_t *ctx);
 
 typedef void (*tally_route_fn)(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res);
 

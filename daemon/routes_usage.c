@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "ids.h"
 #include "codec.h"
 #include "jsonw.h"
 #include "routes.h"
@@ -87,7 +88,7 @@ put_breakdown_query(tally__jw_t *w, const tally__usage_item_t *it, const tally__
     if (bl)
         tally__jw_str_plain(w, b64, bl);
     else
-        w->err = 1;
+        w->b.err = 1;
     free(text);
 }
 

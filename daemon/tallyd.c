@@ -467,6 +467,7 @@ out:
     tally__ring_destroy(d.work);
     tally__ring_destroy(d.free_ring);
     tally__ring_destroy(d.http_done);
+    tally_routes_release(&d.ctx);
     tally__strtab_destroy(d.series);
     tally__store_close(d.store);
     tally__catalog_destroy(d.catalog);

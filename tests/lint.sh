@@ -1,7 +1,7 @@
 #!/bin/sh
 # lint.sh — static analysis of tally's own C code (lib/, daemon/): cppcheck and clang-tidy (.clang-tidy); exits non-zero on any finding.
 #
-# Usage: tests/lint.sh [lib/X.c daemon/Y.c...]   (paths relative to the checkout; default: every lib/*.c and daemon/*.c)
+# Usage: tests/lint.sh [lib/X.c daemon/Y.c...]   (paths relative to the checkout; default: every .c under lib/ and daemon/)
 #
 # Configures build-lint (BUILD_DIR) with CMAKE_EXPORT_COMPILE_COMMANDS=ON and
 # keeps only the compile commands of lib/ and daemon/ sources (tests, benches
@@ -32,7 +32,7 @@ mkdir -p "$DB"
 python3 - "$BUILD/compile_commands.json" "$DB/compile_commands.json" "$SRC" <<'EOF'
 import json, os, re, sys
 src = os.path.realpath(sys.argv[3])
-pat = re.compile(re.escape(src) + r"/(lib|daemon)/[^/]+\.c$")
+pat = re.compile(re.escape(src) + r"/(lib|daemon)/([^/]+/)?[^/]+\.c$")
 db = [e for e in json.load(open(sys.argv[1]))
       if pat.match(os.path.realpath(os.path.join(e["directory"], e["file"])))]
 json.dump(db, open(sys.argv[2], "w"), indent=1)
@@ -50,7 +50,7 @@ EOF
 if [ $# -gt 0 ]; then
     FILES=$*
 else
-    FILES=$(cd "$SRC" && ls lib/*.c daemon/*.c)
+    FILES=$(cd "$SRC" && ls lib/*/*.c daemon/*.c daemon/*/*.c 2>/dev/null)
 fi
 
 status=0

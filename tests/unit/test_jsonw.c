@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ids.h"
 #include "jsonw.h"
 
 static char *

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* prom.c is part of tallyd, not of libtally: compile it into the test */
-#include "../../daemon/prom.c"
+/* prom.c is part of the engine (lib/base), linked like every other module */
+#include "prom.h"
 
 /* The value written after "x " by fn, without the newline (static buffer). */
 static const char *

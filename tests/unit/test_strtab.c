@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 
+#include "ids.h"
 #include "strtab.h"
 #include "tally/tally.h"
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "ids.h"
 #include "prodtab.h"
 #include "strtab.h"
 
@@ -168,14 +170,9 @@ tally__prodtab_add(tally__prodtab_t *t, const char *name, uint32_t len, uint32_t
     if (t->nfree) {
         s = t->free_slots[t->nfree - 1];
     } else {
-        if (t->nslots == t->cap_slots) {
-            uint32_t ncap = t->cap_slots ? t->cap_slots * 2 : 64;
-            tally__prod_t *ns = realloc(t->slots, (size_t)ncap * sizeof *ns);
-            if (!ns)
-                return -ENOMEM;
-            t->slots = ns;
-            t->cap_slots = ncap;
-        }
+        if (tally__grow32((void **)&t->slots, &t->cap_slots, t->nslots + 1, sizeof *t->slots,
+                          64) != 0)
+            return -ENOMEM;
         s = t->nslots;
     }
     tally__prod_t p = {.cred = cred, .last_seen_s = now_s, .name_len = len};
@@ -211,15 +208,9 @@ void
 tally__prodtab_drop(tally__prodtab_t *t, uint32_t slot, char **name, uint32_t *len)
 {
     tally__prod_t *p = &t->slots[slot];
-    if (t->nfree == t->cap_free) {
-        uint32_t ncap = t->cap_free ? t->cap_free * 2 : 64;
-        uint32_t *nf = realloc(t->free_slots, (size_t)ncap * sizeof *nf);
-        /* without room the slot is not reused, but the producer still goes */
-        if (nf) {
-            t->free_slots = nf;
-            t->cap_free = ncap;
-        }
-    }
+    /* without room the slot is not reused, but the producer still goes */
+    (void)tally__grow32((void **)&t->free_slots, &t->cap_free, t->nfree + 1,
+                        sizeof *t->free_slots, 64);
     index_del(t, slot);
     if (t->nfree < t->cap_free)
         t->free_slots[t->nfree++] = slot;

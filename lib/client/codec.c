@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "codec.h"
 
 static const char *const reject_names[] = {
@@ -374,20 +375,10 @@ tally__decoder_fini(tally__decoder_t *d)
     memset(d, 0, sizeof *d);
 }
 
-static int
+static inline int
 grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
-    uint32_t ncap = *cap ? *cap : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*arr, (size_t)ncap * elem);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = ncap;
-    return 0;
+    return tally__grow32(arr, cap, need, elem, 64);
 }
 
 static int

@@ -10,26 +10,9 @@ void
 tally_prom_init(tally_prom_t *p)
 {
     memset(p, 0, sizeof *p);
-}
-
-int
-tally__prom_grow(tally_prom_t *p, size_t n)
-{
-    if (p->err)
-        return -1;
     /* 16 KiB holds a whole exposition of a busy daemon (about 9 KiB), so a
-     * scrape allocates once */
-    size_t ncap = p->cap ? p->cap * 2 : 16384;
-    while (ncap < p->len + n + 1)
-        ncap *= 2;
-    char *np = realloc(p->p, ncap);
-    if (!np) {
-        p->err = 1;
-        return -1;
-    }
-    p->p = np;
-    p->cap = ncap;
-    return 0;
+     * scrape allocates once. */
+    tally__buf_reserve(p, 16383);
 }
 
 static inline void
@@ -282,15 +265,5 @@ tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char 
 char *
 tally_prom_take(tally_prom_t *p, size_t *len)
 {
-    if (p->err || !p->p) {
-        free(p->p);
-        memset(p, 0, sizeof *p);
-        return NULL;
-    }
-    p->p[p->len] = '\0';
-    char *s = p->p;
-    if (len)
-        *len = p->len;
-    memset(p, 0, sizeof *p);
-    return s;
+    return tally__buf_take(p, len);
 }

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 
+#include "ids.h"
 #include "quota.h"
 #include "rollup.h"
 #include "timeutil.h"
@@ -679,22 +679,6 @@ check_string_map(const json_t *m, const char *field, int labels, char *err, size
     return 0;
 }
 
-/* A v4 UUID, lower-case 8-4-4-4-12. */
-static void
-new_uuid(char out[37])
-{
-    unsigned char b[16];
-    /* idempotent and thread-safe; randombytes_buf never returns weak bytes
-     * (libsodium aborts instead), so a failed init needs no handling here */
-    int sr = sodium_init();
-    (void)sr;
-    randombytes_buf(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
 
 static const char *const meta_fields[] = {"name",        "namespace", "labels", "annotations",
                                           "description", "disable",   NULL};
@@ -825,7 +809,7 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
         }
     } else {
         char uid[37];
-        new_uuid(uid);
+        tally__uuid_random(uid);
         sys = json_pack("{sssssssssssssI}", "uid", uid, "creation_timestamp", now,
                         "modification_timestamp", now, "creator_class", TALLY_QUOTA_CREATOR_CLASS,
                         "creator_id", origin->creator ? origin->creator : "", "tenant",

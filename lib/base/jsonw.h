@@ -15,12 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define TALLY_JSONW_DEPTH 32
 
 typedef struct tally__jw {
-    char *p;
-    size_t len, cap;
-    int err;
+    tally__buf_t b; /**< the text; b.err set once an allocation failed */
     int depth;
     uint8_t count[TALLY_JSONW_DEPTH]; /* elements written at each level (saturating) */
     int after_key;
@@ -54,11 +54,5 @@ void tally__jw_null(tally__jw_t *w);
 /** @brief Append pre-rendered JSON as one value (trusted). */
 void tally__jw_raw(tally__jw_t *w, const char *json, size_t n);
 
-/**
- * @brief Standard base64 (RFC 4648, with padding) of src into dst.
- * @param cap must be at least 4 * ((n + 2) / 3) + 1.
- * @return the encoded length (dst is NUL-terminated), or 0 if cap is short.
- */
-size_t tally__base64_encode(char *dst, size_t cap, const void *src, size_t n);
 
 #endif

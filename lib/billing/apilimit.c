@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "apilimit.h"
 #include "strtab.h"
 #include "tally/tally.h"

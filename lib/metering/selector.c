@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "selector.h"
 #include "tally/tally.h"
 
@@ -433,15 +434,9 @@ tally__selector_parse(const char *text, tally__selector_t **out, char *err, size
     lex_next(&L);
     if (L.cur.kind != T_END) {
         for (;;) {
-            if (sel->n == cap) {
-                size_t nc = cap ? cap * 2 : 4;
-                req_t *nr = realloc(sel->reqs, nc * sizeof *nr);
-                if (!nr) {
-                    rc = -ENOMEM;
-                    goto fail;
-                }
-                sel->reqs = nr;
-                cap = nc;
+            if (tally__grow((void **)&sel->reqs, &cap, sel->n + 1, sizeof *sel->reqs, 4)) {
+                rc = -ENOMEM;
+                goto fail;
             }
             req_t *r = &sel->reqs[sel->n++];
             memset(r, 0, sizeof *r);

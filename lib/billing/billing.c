@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
 
 #include "billing.h"
+#include "ids.h"
 #include "payment.h"
 #include "log.h"
 #include "plans.h"
@@ -285,41 +285,19 @@ batch_fini(batch_t *b)
 
 /* ---- ids ----------------------------------------------------------------------- */
 
-static void
-uuid_format(unsigned char u[16], char *out)
-{
-    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
-    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[u[i] >> 4];
-        out[o++] = hex[u[i] & 15];
-    }
-    out[o] = '\0';
-}
-
 void
 tally__billing_uuid(char *out)
 {
-    unsigned char u[16];
-    if (sodium_init() < 0) /* idempotent; fails only without an entropy source */
-        TALLY_ASSERT(!"libsodium cannot initialise");
-    randombytes_buf(u, sizeof u);
-    uuid_format(u, out);
+    tally__uuid_random(out);
 }
 
-/* A stable UUID for a period: a hash of its subscription and start. */
+/* A stable UUID for a period: derived from its subscription and start. */
 static void
 period_uuid(const char *sub_uid, int64_t start_s, char *out)
 {
     char text[128];
-    unsigned char u[16];
     int n = snprintf(text, sizeof text, "%s|%lld", sub_uid, (long long)start_s);
-    crypto_generichash(u, sizeof u, (const unsigned char *)text, (size_t)n, NULL, 0);
-    uuid_format(u, out);
+    tally__uuid_derived(text, (size_t)n, out);
 }
 
 /* ---- transition records ---------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "ids.h"
 #include "credential.h"
 #include "log.h"
 #include "tally/tally.h"
@@ -106,18 +107,6 @@ static int
 is_token_char(int c)
 {
     return c > 0x20 && c < 0x7f;
-}
-
-static int
-hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int
@@ -277,22 +266,6 @@ parse_namespaces(struct parse *p, tally__token_t *tok, const char *field)
     return 0;
 }
 
-/* Read 2 * n hex digits into out. */
-static int
-parse_hex(const char *hex, unsigned char *out, size_t n)
-{
-    if (strlen(hex) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_value((unsigned char)hex[2 * i]);
-        int lo = hex_value((unsigned char)hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 /* An emitter's SECRET field: `mac:HEX`, the MAC key derived from its secret
  * (tally__cred_derive), as `tallyctl keygen` prints it. */
 static int
@@ -303,7 +276,7 @@ parse_emitter_secret(struct parse *p, tally__token_t *tok, const char *field)
         fail(p, "emitter \"%s\": secret must be mac:HEX (from tallyctl keygen)", tok->name);
         return TALLY_ECONFIG;
     }
-    if (parse_hex(field + sizeof mac - 1, tok->mac_key, sizeof tok->mac_key) != 0) {
+    if (tally__hex_decode(field + sizeof mac - 1, tok->mac_key, sizeof tok->mac_key) != 0) {
         fail(p, "emitter \"%s\": mac: needs %d hex digits", tok->name,
              2 * TALLY__CRED_KEY_LEN);
         return TALLY_ECONFIG;
@@ -329,14 +302,9 @@ parse_secret(struct parse *p, tally__token_t *tok, const char *field)
             fail(p, "sha256: needs %d hex digits, found %zu", 2 * DIGEST_LEN, len);
             return TALLY_ECONFIG;
         }
-        for (size_t i = 0; i < DIGEST_LEN; i++) {
-            int hi = hex_value((unsigned char)hex[2 * i]);
-            int lo = hex_value((unsigned char)hex[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
-                fail(p, "sha256: digest holds a character that is not a hex digit");
-                return TALLY_ECONFIG;
-            }
-            tok->digest[i] = (unsigned char)(hi << 4 | lo);
+        if (tally__hex_decode(hex, tok->digest, DIGEST_LEN) != 0) {
+            fail(p, "sha256: digest holds a character that is not a hex digit");
+            return TALLY_ECONFIG;
         }
         return 0;
     }

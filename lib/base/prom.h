@@ -25,12 +25,12 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef struct tally_prom {
-    char *p;
-    size_t len, cap;
-    int err;
-} tally_prom_t;
+#include "buf.h"
 
+/** The exposition is written into the shared buffer (buf.h). */
+typedef tally__buf_t tally_prom_t;
+
+/** @brief Start an exposition (allocates 16 KiB; a failure is sticky as any other). */
 void tally_prom_init(tally_prom_t *p);
 /** @brief `# HELP name help` and `# TYPE name type`. */
 void tally_prom_family(tally_prom_t *p, const char *name, const char *type, const char *help);
@@ -43,9 +43,6 @@ void tally_prom_u64(tally_prom_t *p, const char *name, const char *k1, const cha
 void tally_prom_double(tally_prom_t *p, const char *name, const char *k1, const char *v1,
                        const char *k2, const char *v2, double v);
 
-/** @brief Make room for n more bytes and a NUL; 0, or -1 (sticky) when memory ran out. */
-int tally__prom_grow(tally_prom_t *p, size_t n);
-
 /**
  * @brief Append n bytes of text as they are (a family header, a sample's name and labels).
  * @note Inline so that a literal's memcpy, its size known, compiles to a few moves.
@@ -53,10 +50,7 @@ int tally__prom_grow(tally_prom_t *p, size_t n);
 static inline void
 tally_prom_raw(tally_prom_t *p, const char *s, size_t n)
 {
-    if (p->len + n + 1 > p->cap && tally__prom_grow(p, n))
-        return;
-    memcpy(p->p + p->len, s, n);
-    p->len += n;
+    tally__buf_put(p, s, n);
 }
 /** @brief tally_prom_raw() of a string literal, its length known at compile time. */
 #define TALLY_PROM_RAW(p, lit) tally_prom_raw((p), "" lit, sizeof(lit) - 1)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cells.h"
 #include "timeutil.h"
 
@@ -196,14 +197,8 @@ tally__cells_add(tally__cells_t *a, uint32_t series, int64_t hour_s, int is_floa
     }
     if (series & CELL_FLAGS)
         return -EINVAL; /* not a strtab id */
-    if (a->ncells == a->cap_cells) {
-        uint32_t ncap = a->cap_cells ? a->cap_cells * 2 : 1024;
-        cell_t *nc = realloc(a->cells, (size_t)ncap * sizeof *nc);
-        if (!nc)
-            return -ENOMEM;
-        a->cells = nc;
-        a->cap_cells = ncap;
-    }
+    if (tally__grow32((void **)&a->cells, &a->cap_cells, a->ncells + 1, sizeof *a->cells, 1024))
+        return -ENOMEM;
     cell_t *c = &a->cells[a->ncells];
     *c = (cell_t){.series = series, .hour = hour};
     (void)cell_add(c, is_float, ival, fval, ts_ms); /* one value into an empty cell fits */
@@ -266,18 +261,11 @@ cmp_sortent(const void *pa, const void *pb)
 static int
 grow_u32(uint32_t **v, uint32_t *cap, uint32_t need, int zero)
 {
-    if (need <= *cap)
-        return 0;
-    uint32_t ncap = *cap ? *cap : 1024;
-    while (ncap < need)
-        ncap *= 2;
-    uint32_t *nv = realloc(*v, (size_t)ncap * sizeof *nv);
-    if (!nv)
+    uint32_t old = *cap;
+    if (tally__grow32((void **)v, cap, need, sizeof **v, 1024) != 0)
         return -ENOMEM;
-    if (zero)
-        memset(nv + *cap, 0, (size_t)(ncap - *cap) * sizeof *nv);
-    *v = nv;
-    *cap = ncap;
+    if (zero && *cap > old)
+        memset(*v + old, 0, (size_t)(*cap - old) * sizeof **v);
     return 0;
 }
 

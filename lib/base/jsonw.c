@@ -1,4 +1,4 @@
-/* jsonw.c — compact JSON text into a growable buffer, and base64. */
+/* jsonw.c — compact JSON text into the shared growable buffer (buf.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,62 +15,27 @@ tally__jw_init(tally__jw_t *w)
 void
 tally__jw_fini(tally__jw_t *w)
 {
-    free(w->p);
-    w->p = NULL;
-    w->len = w->cap = 0;
+    tally__buf_free(&w->b);
 }
 
 char *
 tally__jw_take(tally__jw_t *w, size_t *len)
 {
-    if (w->err || !w->p) {
-        tally__jw_fini(w);
-        return NULL;
-    }
-    char *p = w->p;
-    if (len)
-        *len = w->len;
-    w->p = NULL;
-    w->len = w->cap = 0;
-    return p;
+    if (!w->b.p) /* nothing written is not a document */
+        w->b.err = 1;
+    return tally__buf_take(&w->b, len);
 }
-
-static int grow(tally__jw_t *w, size_t n);
 
 static inline int
 reserve(tally__jw_t *w, size_t n)
 {
-    if (__builtin_expect(w->len + n + 1 <= w->cap && !w->err, 1))
-        return 0;
-    return grow(w, n);
+    return tally__buf_reserve(&w->b, n);
 }
 
-static int
-grow(tally__jw_t *w, size_t n)
-{
-    if (w->err)
-        return -1;
-    size_t ncap = w->cap ? w->cap : 1024;
-    while (ncap < w->len + n + 1)
-        ncap *= 2;
-    char *np = realloc(w->p, ncap);
-    if (!np) {
-        w->err = 1;
-        return -1;
-    }
-    w->p = np;
-    w->cap = ncap;
-    return 0;
-}
-
-static void
+static inline void
 put(tally__jw_t *w, const char *s, size_t n)
 {
-    if (reserve(w, n))
-        return;
-    memcpy(w->p + w->len, s, n);
-    w->len += n;
-    w->p[w->len] = '\0';
+    tally__buf_put(&w->b, s, n);
 }
 
 /* Before any value: a comma unless first in its container or after a key. */
@@ -95,7 +60,7 @@ open_(tally__jw_t *w, char c)
     sep(w);
     put(w, &c, 1);
     if (w->depth >= TALLY_JSONW_DEPTH) {
-        w->err = 1;
+        w->b.err = 1;
         return;
     }
     w->count[w->depth++] = 0;
@@ -146,7 +111,7 @@ escaped(tally__jw_t *w, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     if (reserve(w, n + 2))
         return;
-    w->p[w->len++] = '"';
+    w->b.p[w->b.len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -187,12 +152,12 @@ tally__jw_key(tally__jw_t *w, const char *k)
     sep(w);
     if (reserve(w, n + 3))
         return;
-    w->p[w->len++] = '"';
-    memcpy(w->p + w->len, k, n);
-    w->len += n;
-    w->p[w->len++] = '"';
-    w->p[w->len++] = ':';
-    w->p[w->len] = '\0';
+    w->b.p[w->b.len++] = '"';
+    memcpy(w->b.p + w->b.len, k, n);
+    w->b.len += n;
+    w->b.p[w->b.len++] = '"';
+    w->b.p[w->b.len++] = ':';
+    w->b.p[w->b.len] = '\0';
     w->after_key = 1;
 }
 
@@ -215,11 +180,11 @@ tally__jw_str_plain(tally__jw_t *w, const char *s, size_t n)
     sep(w);
     if (reserve(w, n + 2))
         return;
-    w->p[w->len++] = '"';
-    memcpy(w->p + w->len, s, n);
-    w->len += n;
-    w->p[w->len++] = '"';
-    w->p[w->len] = '\0';
+    w->b.p[w->b.len++] = '"';
+    memcpy(w->b.p + w->b.len, s, n);
+    w->b.len += n;
+    w->b.p[w->b.len++] = '"';
+    w->b.p[w->b.len] = '\0';
 }
 
 void
@@ -273,31 +238,4 @@ tally__jw_raw(tally__jw_t *w, const char *json, size_t n)
 {
     sep(w);
     put(w, json, n);
-}
-
-size_t
-tally__base64_encode(char *dst, size_t cap, const void *src, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t need = 4 * ((n + 2) / 3);
-    if (cap < need + 1)
-        return 0;
-    const unsigned char *s = src;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        dst[o++] = tab[v >> 18];
-        dst[o++] = tab[(v >> 12) & 63];
-        dst[o++] = tab[(v >> 6) & 63];
-        dst[o++] = tab[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-        dst[o++] = tab[v >> 18];
-        dst[o++] = tab[(v >> 12) & 63];
-        dst[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        dst[o++] = '=';
-    }
-    dst[o] = '\0';
-    return o;
 }

@@ -49,7 +49,5 @@ uint32_t tally__strtab_count(const tally__strtab_t *t);
 /** @brief Bytes the table holds on the heap, for /metrics and benchmarks. */
 size_t tally__strtab_bytes(const tally__strtab_t *t);
 
-/** @brief 64-bit FNV-1a of a byte string; the table's hash, exposed for tests. */
-uint64_t tally__hash_bytes(const void *s, size_t len);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "alert.h"
 #include "strtab.h"
 #include "tally/tally.h"

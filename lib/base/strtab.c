@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "strtab.h"
 #include "tally/tally.h"
 
@@ -42,40 +43,11 @@ struct tally__strtab {
     size_t bytes;
 };
 
-uint64_t
-tally__hash_bytes(const void *s, size_t len)
-{
-    const unsigned char *p = s;
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-/* The index's hash: eight bytes at a time, then a splitmix64 finish.
- * Every event's series key is interned, and FNV-1a's byte loop was most of
- * that; the index is private and never stored, so its hash may differ. */
-static uint32_t
+/* The index's hash: private and never stored, so the fast one (ids.h). */
+static inline uint32_t
 index_hash(const void *s, size_t len)
 {
-    const unsigned char *p = s;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
-    for (; len >= 8; p += 8, len -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-    }
-    if (len) {
-        w = 0;
-        memcpy(&w, p, len);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-    }
-    h ^= h >> 30;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return (uint32_t)h;
+    return (uint32_t)tally__hash_fast(s, len);
 }
 
 int
