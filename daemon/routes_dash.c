@@ -8,7 +8,8 @@
  *
  * Memory of a usage_series request is bounded whatever the number of
  * series: at most MAX_GROUPS distinct group keys are tracked (the rest are
- * folded into "other" and counted in groups_dropped), and the bucket table
+ * folded into "other"; up to MAX_GROUPS of them are counted, distinct, in
+ * groups_dropped, and groups_dropped_capped says there were more), and the bucket table
  * holds (top + 1) x buckets quantities, top <= MAX_TOP, buckets <=
  * MAX_BUCKETS. The store is scanned twice (totals, then buckets of the top
  * groups), each scan in one read snapshot.
@@ -27,7 +28,7 @@
 #include "timeutil.h"
 #include "usage.h"
 
-#define MAX_GROUPS 100000     /* distinct group keys tracked per request */
+#define MAX_GROUPS 65536      /* distinct group keys tracked per request (and dropped keys counted) */
 #define MAX_TOP 50            /* largest `top` */
 #define DEFAULT_TOP 8         /* `top` when absent */
 #define MAX_BUCKETS 10000     /* buckets per request (hour: ~416 days) */
@@ -192,7 +193,8 @@ typedef struct series_req {
     tally__usage_qty_t *totals; /* by key id */
     tally__agg_t *aggs;         /* by key id (BY_METRIC: each metric its own) */
     size_t cap;
-    size_t dropped;             /* distinct keys past MAX_GROUPS */
+    size_t dropped;             /* distinct keys past MAX_GROUPS (counted up to MAX_GROUPS) */
+    int dropped_capped;         /* more were dropped than counted */
     tally__strtab_t *dropped_keys;
     tally__usage_qty_t other_total; /* keys past MAX_GROUPS */
     /* pass 2 */
@@ -266,8 +268,12 @@ on_series_total(void *ctx, const char *series, size_t len, int64_t period_s,
     if (!tally__strtab_find(q->keys, key, (uint32_t)kn, &id)) {
         if (tally__strtab_count(q->keys) >= MAX_GROUPS) {
             tally__usage_qty_add_rollup(&q->other_total, agg, r);
-            if (tally__strtab_intern(q->dropped_keys, key, (uint32_t)kn, &id) == 1)
+            if (tally__strtab_count(q->dropped_keys) >= MAX_GROUPS) {
+                if (!tally__strtab_find(q->dropped_keys, key, (uint32_t)kn, &id))
+                    q->dropped_capped = 1;
+            } else if (tally__strtab_intern(q->dropped_keys, key, (uint32_t)kn, &id) == 1) {
                 q->dropped++;
+            }
             return 0;
         }
         int rc = tally__strtab_intern(q->keys, key, (uint32_t)kn, &id);
@@ -583,6 +589,8 @@ tally_route_dash_series(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_
     tally__jw_int(&jw, (int64_t)(nkeys + q.dropped));
     tally__jw_key(&jw, "groups_dropped");
     tally__jw_int(&jw, (int64_t)q.dropped);
+    tally__jw_key(&jw, "groups_dropped_capped");
+    tally__jw_bool(&jw, q.dropped_capped);
     tally__jw_obj_end(&jw);
     tally_route_respond(res, &jw);
 out:
