@@ -127,7 +127,9 @@ grep -q '"other":{"groups":1,"total":6000000000,' "$T/series-demo.json" || fail 
 # validation names the field; a demo viewer cannot read the tenant's series
 for bad in '{"metric":"bytes_out","step":"week"}|step' '{"metric":"bytes_out","top":0}|top' \
     '{"group_by":"object"}|metric' '{"metric":"bytes_out","group_by":"pod"}|group_by' \
-    '{"metric":"bytes_out","from":"2026-13-01T00:00:00Z"}|from'; do
+    '{"metric":"bytes_out","from":"2026-13-01T00:00:00Z"}|from' '{"metric":"bytes_out","top":"3"}|top' \
+    '{"metric":"bytes_out","from":"2020-01-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}|step' \
+    '{"metric":"bytes out"}|metric' '{"metric":"bytes_out","namespace":"shop"}|namespace'; do
     body=${bad%|*}
     field=${bad##*|}
     out=$(api POST /api/tally/namespaces/demo/usage_series "$body")
