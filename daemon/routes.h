@@ -166,11 +166,11 @@ typedef struct tally_route_rule {
       PATH_NS, "quota_limits")                                                                     \
     R(GET, "/api/web/namespaces/{namespace}/quota/usage", tally_route_quota_usage, READ, PATH_NS,  \
       "quota_usage")                                                                               \
-    /* the dashboard's tally extensions (routes_dash.c) */                                       \
-    R(GET, "/api/tally/namespaces", tally_route_dash_namespaces, READ, TOKEN, "dash_namespaces")  \
-    R(POST, "/api/tally/namespaces/{namespace}/usage_series", tally_route_dash_series, READ,      \
+    /* the dashboard's tally extensions (routes_dash.c) */                                         \
+    R(GET, "/api/tally/namespaces", tally_route_dash_namespaces, READ, TOKEN, "dash_namespaces")   \
+    R(POST, "/api/tally/namespaces/{namespace}/usage_series", tally_route_dash_series, READ,       \
       PATH_NS, "usage_series")                                                                     \
-    R(GET, "/api/tally/namespaces/{namespace}/alerts", tally_route_dash_alerts, READ, PATH_NS,    \
+    R(GET, "/api/tally/namespaces/{namespace}/alerts", tally_route_dash_alerts, READ, PATH_NS,     \
       "alerts_recent")                                                                             \
     /* the HTTP door for emitters: an emitter credential, scope checked per event */               \
     R(POST, "/api/v1/events", tally_route_events, INGEST, EVENT, "events")                         \

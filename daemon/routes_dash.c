@@ -1,4 +1,5 @@
-/* routes_dash.c — tally extensions for the capacity dashboard (/ui/): the namespaces a token can see, usage series split by namespace, object or metric, recent quota alerts.
+/* routes_dash.c — tally extensions for the capacity dashboard (/ui/): the namespaces a token can
+ * see, usage series split by namespace, object or metric, recent quota alerts.
  *
  * These are documented tally extensions under /api/tally/ (docs/api.md,
  * "Dashboard extensions"); the reference API has no equivalent. Every
@@ -28,16 +29,17 @@
 #include "timeutil.h"
 #include "usage.h"
 
-#define MAX_GROUPS 65536      /* distinct group keys tracked per request (and dropped keys counted) */
-#define MAX_TOP 50            /* largest `top` */
-#define DEFAULT_TOP 8         /* `top` when absent */
-#define MAX_BUCKETS 10000     /* buckets per request (hour: ~416 days) */
-#define MAX_NAMESPACES 4096   /* namespaces listed by dash_namespaces */
+#define MAX_GROUPS 65536    /* distinct group keys tracked per request (and dropped keys counted) */
+#define MAX_TOP 50          /* largest `top` */
+#define DEFAULT_TOP 8       /* `top` when absent */
+#define MAX_BUCKETS 10000   /* buckets per request (hour: ~416 days) */
+#define MAX_NAMESPACES 4096 /* namespaces listed by dash_namespaces */
 #define DAY_S (24 * 3600)
 
 enum { BY_NAMESPACE, BY_OBJECT, BY_METRIC };
 
-/* ---- GET /api/tally/namespaces ------------------------------------------------------------------- */
+/* ---- GET /api/tally/namespaces
+ * ------------------------------------------------------------------- */
 
 typedef struct ns_set {
     tally__strtab_t *tab;
@@ -179,7 +181,8 @@ out:
     tally__strtab_destroy(set.tab);
 }
 
-/* ---- POST /api/tally/namespaces/{namespace}/usage_series ------------------------------------------ */
+/* ---- POST /api/tally/namespaces/{namespace}/usage_series
+ * ------------------------------------------ */
 
 typedef struct series_req {
     tally_ctx_t *ctx;
@@ -193,8 +196,8 @@ typedef struct series_req {
     tally__usage_qty_t *totals; /* by key id */
     tally__agg_t *aggs;         /* by key id (BY_METRIC: each metric its own) */
     size_t cap;
-    size_t dropped;             /* distinct keys past MAX_GROUPS (counted up to MAX_GROUPS) */
-    int dropped_capped;         /* more were dropped than counted */
+    size_t dropped;     /* distinct keys past MAX_GROUPS (counted up to MAX_GROUPS) */
+    int dropped_capped; /* more were dropped than counted */
     tally__strtab_t *dropped_keys;
     tally__usage_qty_t other_total; /* keys past MAX_GROUPS */
     /* pass 2 */
@@ -206,8 +209,7 @@ typedef struct series_req {
 
 /* The group key of a series, into buf; 0 when the series is not wanted. */
 static size_t
-group_key(const series_req_t *q, const tally__series_t *s, char *buf, size_t cap,
-          tally__agg_t *agg)
+group_key(const series_req_t *q, const tally__series_t *s, char *buf, size_t cap, tally__agg_t *agg)
 {
     if (q->metric &&
         (s->metric_len != strlen(q->metric) || memcmp(s->metric, q->metric, s->metric_len) != 0))
@@ -216,9 +218,8 @@ group_key(const series_req_t *q, const tally__series_t *s, char *buf, size_t cap
     size_t ml = s->metric_len < TALLY_MAX_METRIC_LEN ? s->metric_len : TALLY_MAX_METRIC_LEN;
     memcpy(metric, s->metric, ml);
     metric[ml] = '\0';
-    const tally__metric_def_t *def = q->ctx->catalog
-                                         ? tally__catalog_find(q->ctx->catalog, metric)
-                                         : NULL;
+    const tally__metric_def_t *def =
+        q->ctx->catalog ? tally__catalog_find(q->ctx->catalog, metric) : NULL;
     *agg = def ? def->aggregation : TALLY_AGG_SUM;
     size_t n = 0;
     if (q->by == BY_METRIC) {
@@ -304,8 +305,7 @@ on_series_bucket(void *ctx, const char *series, size_t len, int64_t period_s,
 {
     series_req_t *q = ctx;
     tally__series_t s;
-    if (period_s < q->from_s || period_s >= q->to_s ||
-        tally__series_parse(series, len, &s) != 0)
+    if (period_s < q->from_s || period_s >= q->to_s || tally__series_parse(series, len, &s) != 0)
         return 0;
     char key[TALLY_SERIES_KEY_MAX];
     tally__agg_t agg;
@@ -331,7 +331,8 @@ cmp_total(const void *a, const void *b)
     double vy = tally__usage_qty_value(&sort_q->totals[y]);
     if (vx != vy)
         return vx > vy ? -1 : 1;
-    return strcmp(tally__strtab_get(sort_q->keys, x, NULL), tally__strtab_get(sort_q->keys, y, NULL));
+    return strcmp(tally__strtab_get(sort_q->keys, x, NULL),
+                  tally__strtab_get(sort_q->keys, y, NULL));
 }
 
 static void
@@ -364,8 +365,8 @@ put_key(tally__jw_t *w, const series_req_t *q, const char *key)
         tally__jw_str(w, strcmp(obj, "/") == 0 ? "" : obj);
     }
     if (q->by == BY_METRIC) {
-        const tally__metric_def_t *d = q->ctx->catalog ? tally__catalog_find(q->ctx->catalog, key)
-                                                       : NULL;
+        const tally__metric_def_t *d =
+            q->ctx->catalog ? tally__catalog_find(q->ctx->catalog, key) : NULL;
         tally__metric_def_t def;
         if (!d) {
             tally__metric_def_default(key, &def);
@@ -424,8 +425,8 @@ tally_route_dash_series(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_
         goto out;
     }
     v = json_object_get(body, "metric");
-    if (v && !json_is_null(v) && (!json_is_string(v) ||
-                                  !tally__catalog_valid_label(json_string_value(v)))) {
+    if (v && !json_is_null(v) &&
+        (!json_is_string(v) || !tally__catalog_valid_label(json_string_value(v)))) {
         tally_http_error(res, 400, "EBADINPUT",
                          "metric: must be a metric label ([A-Za-z0-9_.:-], 1 to 64 bytes)");
         goto out;
@@ -437,7 +438,9 @@ tally_route_dash_series(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_
         goto out;
     }
     v = json_object_get(body, "step");
-    const char *step = json_is_string(v) ? json_string_value(v) : v && !json_is_null(v) ? "?" : "hour";
+    const char *step = json_is_string(v)       ? json_string_value(v)
+                       : v && !json_is_null(v) ? "?"
+                                               : "hour";
     if (strcmp(step, "hour") == 0)
         q.step_s = 3600;
     else if (strcmp(step, "day") == 0)
@@ -544,8 +547,8 @@ tally_route_dash_series(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_
     tally__jw_key(&jw, "buckets");
     tally__jw_int(&jw, (int64_t)q.nbuckets);
     if (q.metric) {
-        const tally__metric_def_t *d = ctx->catalog ? tally__catalog_find(ctx->catalog, q.metric)
-                                                    : NULL;
+        const tally__metric_def_t *d =
+            ctx->catalog ? tally__catalog_find(ctx->catalog, q.metric) : NULL;
         tally__metric_def_t def;
         if (!d) {
             tally__metric_def_default(q.metric, &def);
@@ -605,7 +608,8 @@ out:
     json_decref(body);
 }
 
-/* ---- GET /api/tally/namespaces/{namespace}/alerts ---------------------------------------------- */
+/* ---- GET /api/tally/namespaces/{namespace}/alerts ----------------------------------------------
+ */
 
 void
 tally_route_dash_alerts(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
