@@ -16,7 +16,9 @@
 #   http_requests web 123456 per hour         -> "1,481,472 requests"
 # shop, media and analytics vary by hour (totals computed by the generator).
 # A quota of 100000 vCPU-seconds on demo makes an 86 % warning alert when
-# the 12 hours lie in the current month.
+# the 12 hours lie in the current month. The demo page runs with
+# auto-refresh every 30 s and 45 s of virtual time: it must refresh once and
+# keep its view.
 #
 # Artifacts: $TALLY_BIN_DIR/../artifacts/ui-tenant.png (admin, all
 # namespaces), ui-namespace.png (demo viewer, namespace demo) — that is
@@ -179,7 +181,7 @@ chrome() {
     timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
         --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$T/chrome-$_n" \
-        --virtual-time-budget=10000 "$@" "$_url" >"$T/$_n.out" 2>"$T/chrome-$_n.err" || {
+        --virtual-time-budget="${BUDGET:-10000}" "$@" "$_url" >"$T/$_n.out" 2>"$T/chrome-$_n.err" || {
         tail -n 20 "$T/chrome-$_n.err" >&2
         fail "chromium ($_n) failed"
     }
@@ -195,7 +197,8 @@ t0=$(now_ms)
 # start-up is most of a run's time)
 chrome tenant "$BASE/ui/#token=dev-admin-token&ns=system&range=24h&metric=bytes_out" \
     --window-size=1400,1500 --screenshot="$T/tenant.png" --dump-dom
-chrome demo "$BASE/ui/#token=dev-demo-viewer-token&ns=demo&range=24h&metric=bytes_out" \
+# the demo page refreshes itself every 30 s: 45 s of virtual time see one
+BUDGET=45000 chrome demo "$BASE/ui/#token=dev-demo-viewer-token&ns=demo&range=24h&metric=bytes_out&refresh=30" \
     --window-size=1400,1500 --screenshot="$T/namespace.png" --dump-dom
 chrome bad "$BASE/ui/#token=not-a-token&ns=demo" --dump-dom
 TENANT_MS=$(elapsed_since "$t0")
@@ -232,6 +235,9 @@ say "tenant view: picker, stacked split, GB axis, vCPU-hours, top objects, quota
 D=$T/demo.out
 want "$D" '<div id="status"[^>]*data-state="ready"' "demo page did not finish ($(grep -o '<div id="status"[^<]*' "$D"))"
 want "$D" '<select id="ns"><option value="demo">demo</option></select>' "a demo viewer's picker holds demo only"
+want "$D" '<main data-ns="demo" data-from="[^"]*" data-to="[^"]*" data-step="hour" data-metric="bytes_out" data-loads="2">' \
+    "auto-refresh ran once and kept the view ($(grep -o '<main[^>]*>' "$D"))"
+want "$D" 'updated [0-9:]+ UTC, every 30 s</div>' "the status says how often it refreshes"
 want "$D" 'data-metric="bytes_out" data-total="30000000000" aria-pressed="true"><span class="t">Data Transfer Out \(bytes_out\)</span><span class="v">30 GB</span>' "demo bytes_out total 30 GB"
 want "$D" 'data-metric="vcpu_seconds" data-total="86400" [^>]*><span class="t">[^<]*</span><span class="v">24 vCPU-hours</span>' "demo vCPU 24 vCPU-hours"
 want "$D" 'data-metric="http_requests" data-total="1481472" [^>]*><span class="t">[^<]*</span><span class="v">1,481,472 requests</span>' "demo requests with thousands separators"
