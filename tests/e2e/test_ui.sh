@@ -218,7 +218,10 @@ want "$D" '<text x="4" y="12" class="unit" data-unit="GB">GB per hour</text>' "y
 want "$D" 'text-anchor="end" data-tick="1[05]000000000">1[05]</text>' "a y tick at 10 or 15 GB"
 want "$D" '<button type="button" class="card" data-metric="vcpu_seconds" data-total="[0-9]+" aria-pressed="false"><span class="t">vCPU \(vcpu_seconds\)</span><span class="v">[0-9.,]+ vCPU-hours</span>' "vCPU card in vCPU-hours"
 want "$D" '<tr data-object="cdn-eu" data-namespace="media" data-total="[0-9]+" data-share="[0-9.]+">' "top object cdn-eu of media"
-want "$D" 'data-quota="demo/vcpu_seconds" data-current="86400" data-maximum="100000" data-percent="86.4"' "demo's vCPU quota bar"
+# quota usage counts the current month: known only when the data lies in it
+[ "$ALERT" -eq 0 ] ||
+    want "$D" 'data-quota="demo/vcpu_seconds" data-current="86400" data-maximum="100000" data-percent="86.4"' "demo's vCPU quota bar"
+want "$D" 'data-quota="demo/vcpu_seconds" data-current="[0-9]+" data-maximum="100000"' "demo's vCPU quota bar"
 cents=$(api POST /api/web/namespaces/system/current_usage '{}' | sed -n 's/.*"total_cost":"\([0-9-]*\)".*/\1/p')
 [ -n "$cents" ] || fail "no total_cost from current_usage"
 want "$D" "<tr id=\"bill-total\" data-cents=\"$cents\">" "running bill = current_usage's total_cost ($cents)"
