@@ -1,6 +1,7 @@
 /* alerts.c — the quota alerter on tallyd's main loop: finds namespaces with limits, compares live
  * usage, publishes one alert_v1 per upward crossing. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,9 @@ struct tally_alerts {
 /* Counters outlive any one alerter so /metrics stays monotonic. */
 static uint64_t alerts_total[TALLY_ALERT_NLEVELS];
 static uint64_t alert_send_errors;
+/* The last alerts published, a ring for the dashboard (tally_alerts_recent). */
+static tally_alert_seen_t recent[TALLY_ALERTS_RECENT_MAX];
+static uint64_t recent_n; /* published since start; the newest is recent[(n - 1) % MAX] */
 /* The running alerter (one per process), for /metrics; loop thread only. */
 static tally_alerts_t *current;
 
@@ -162,6 +166,14 @@ publish(tally_alerts_t *a, const char *ns, const tally__quota_limit_t *lim, doub
         int prev)
 {
     alerts_total[level]++;
+    tally_alert_seen_t *seen = &recent[recent_n++ % TALLY_ALERTS_RECENT_MAX];
+    snprintf(seen->ns, sizeof seen->ns, "%s", ns);
+    snprintf(seen->key, sizeof seen->key, "%s", lim->key);
+    seen->level = level;
+    seen->prev = prev;
+    seen->usage = usage;
+    seen->limit = lim->maximum;
+    seen->at_ms = tally__time_now_ms();
     tally__log_info("quota alert ns=%s key=%s level=%s from=%s usage=%.17g limit=%.17g source=%s",
                     ns, lim->key, tally__alert_level_name(level), tally__alert_level_name(prev),
                     usage, lim->maximum, lim->source);
@@ -386,4 +398,17 @@ tally_alerts_metrics(tally_prom_t *p, const tally__token_t *viewer)
     ratio_scrape_t rs = {p, viewer};
     if (current && viewer)
         tally__alert_state_each(current->st, ratio_line, &rs);
+}
+
+size_t
+tally_alerts_recent(const char *ns, tally_alert_seen_t *out, size_t cap)
+{
+    size_t n = 0;
+    uint64_t have = recent_n < TALLY_ALERTS_RECENT_MAX ? recent_n : TALLY_ALERTS_RECENT_MAX;
+    for (uint64_t i = 0; i < have && n < cap; i++) {
+        const tally_alert_seen_t *a = &recent[(recent_n - 1 - i) % TALLY_ALERTS_RECENT_MAX];
+        if (!ns || strcmp(a->ns, ns) == 0)
+            out[n++] = *a;
+    }
+    return n;
 }

@@ -78,4 +78,28 @@ void tally_alerts_close(tally_alerts_t *a);
  */
 void tally_alerts_metrics(tally_prom_t *p, const tally__token_t *viewer);
 
+/** Bound of the recent-alerts memory (tally_alerts_recent()). */
+#define TALLY_ALERTS_RECENT_MAX 256
+
+/** One alert as published (what tally_alerts_recent() returns). */
+typedef struct tally_alert_seen {
+    char ns[TALLY_MAX_NS_LEN + 1];
+    char key[TALLY_MAX_METRIC_LEN + 1]; /**< the limit's metric label */
+    int level;                          /**< TALLY_ALERT_WARNING or _EXCEEDED */
+    int prev;                           /**< the level it rose from */
+    double usage, limit;
+    int64_t at_ms; /**< unix ms of the crossing */
+} tally_alert_seen_t;
+
+/**
+ * @brief The last TALLY_ALERTS_RECENT_MAX alerts published since tallyd
+ *        started (every alerter), newest first, for the dashboard. They are
+ *        kept in memory only: a restart forgets them (the PUB socket and the
+ *        log are the durable record).
+ * @param ns a namespace to keep only its alerts, or NULL for all.
+ * @return how many were written to out (at most cap).
+ * @note Loop thread only.
+ */
+size_t tally_alerts_recent(const char *ns, tally_alert_seen_t *out, size_t cap);
+
 #endif

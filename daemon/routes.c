@@ -438,7 +438,9 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
         const char *verb = rule->access == TALLY_ACCESS_READ    ? "read"
                            : rule->access == TALLY_ACCESS_WRITE ? "write"
                                                                 : "administer";
-        if (!ns || !tally__token_allows(tok, ns, rule->access)) {
+        /* TOKEN routes answer about the token itself; their handler filters */
+        if (rule->scope != TALLY_ROUTE_SCOPE_TOKEN &&
+            (!ns || !tally__token_allows(tok, ns, rule->access))) {
             if (rule->scope == TALLY_ROUTE_SCOPE_TENANT)
                 tally_http_error(res, 403, "EPERMS",
                                  "%s is tenant-wide: token '%s' may not %s in namespace 'system'",
@@ -460,7 +462,7 @@ tally_routes_dispatch(void *vctx, tally_http_req_t *req, tally_http_res_t *res)
         }
         /* api_limits belong to a namespace's quota: the path's namespace
          * when it names one, else the tenant's (system) */
-        const char *limit_ns = path_ns ? path_ns : ns;
+        const char *limit_ns = path_ns ? path_ns : ns ? ns : "system";
         tally__quota_api_limit_t lim;
         if (!api_limit_allows(ctx, tok, limit_ns, rule->name, &retry, &lim)) {
             res->retry_after = retry;

@@ -48,12 +48,16 @@
  *   a path namespace of `system` is tenant-wide usage and needs `system` too.
  * - EVENT: the HTTP door for emitters (access TALLY_ACCESS_INGEST): an
  *   emitter credential, each event's namespace checked by the handler.
+ * - TOKEN: any valid API token; the route answers about the token itself
+ *   and shows only what tally__token_allows(tok, ns, access) permits (the
+ *   dashboard's list of namespaces a token can see).
  */
 enum {
     TALLY_ROUTE_SCOPE_NONE = 1,
     TALLY_ROUTE_SCOPE_TENANT,
     TALLY_ROUTE_SCOPE_PATH_NS,
     TALLY_ROUTE_SCOPE_EVENT,
+    TALLY_ROUTE_SCOPE_TOKEN,
 };
 
 /** One access rule: a row of TALLY_ROUTES without its handler. */
@@ -86,6 +90,10 @@ typedef struct tally_route_rule {
  *   usage_summary, usage_plans: TENANT READ: the tenant's subscriptions, bill
  *   and total usage, under any path namespace.
  * - tally's admin routes (/api/tally/...): TENANT ADMIN.
+ * - the dashboard's extensions (routes_dash.c): /api/tally/namespaces is
+ *   TOKEN READ (it lists the namespaces the token may read, nothing else);
+ *   usage_series and alerts are PATH_NS READ like usage_details (`system`:
+ *   every namespace, and needs `system`).
  * - /api/v1/events: INGEST, EVENT (emitter credentials, scope per event).
  * - /no_auth/..., /metrics, /healthz, /openapi.json, /ui: open (NONE). /metrics
  *   shows per-namespace series only to a token that may read them
@@ -158,6 +166,12 @@ typedef struct tally_route_rule {
       PATH_NS, "quota_limits")                                                                     \
     R(GET, "/api/web/namespaces/{namespace}/quota/usage", tally_route_quota_usage, READ, PATH_NS,  \
       "quota_usage")                                                                               \
+    /* the dashboard's tally extensions (routes_dash.c) */                                         \
+    R(GET, "/api/tally/namespaces", tally_route_dash_namespaces, READ, TOKEN, "dash_namespaces")   \
+    R(POST, "/api/tally/namespaces/{namespace}/usage_series", tally_route_dash_series, READ,       \
+      PATH_NS, "usage_series")                                                                     \
+    R(GET, "/api/tally/namespaces/{namespace}/alerts", tally_route_dash_alerts, READ, PATH_NS,     \
+      "alerts_recent")                                                                             \
     /* the HTTP door for emitters: an emitter credential, scope checked per event */               \
     R(POST, "/api/v1/events", tally_route_events, INGEST, EVENT, "events")                         \
     /* operations; /metrics filters its per-namespace series by the token, if any */               \
@@ -307,5 +321,9 @@ void tally_route_addon_unsubscribe(tally_ctx_t *, tally_http_req_t *, tally_http
 void tally_route_healthz(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_openapi(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_ui(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *); /* routes_ui.c */
+/* routes_dash.c: the dashboard's extensions */
+void tally_route_dash_namespaces(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_dash_series(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_dash_alerts(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 
 #endif

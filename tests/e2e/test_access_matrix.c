@@ -135,7 +135,7 @@ Test(access, every_route_has_a_rule)
     cr_assert_gt(NRULES, 0);
     for (size_t i = 0; i < NRULES; i++) {
         const tally_route_rule_t *r = &rules[i];
-        cr_expect(r->scope >= TALLY_ROUTE_SCOPE_NONE && r->scope <= TALLY_ROUTE_SCOPE_EVENT,
+        cr_expect(r->scope >= TALLY_ROUTE_SCOPE_NONE && r->scope <= TALLY_ROUTE_SCOPE_TOKEN,
                   "%s %s: no scope (%d)", r->method, r->pattern, r->scope);
         cr_expect(r->access >= TALLY_ACCESS_NONE && r->access <= TALLY_ACCESS_INGEST,
                   "%s %s: bad access %d", r->method, r->pattern, r->access);
@@ -250,6 +250,9 @@ expect_of(const tally_route_rule_t *r, const tok_t *t, const char *ns)
     /* API token routes: emitters hold no API token */
     if (!t || t->role == TALLY_ROLE_EMITTER)
         return E_401;
+    /* TOKEN routes answer any API token about itself */
+    if (r->scope == TALLY_ROUTE_SCOPE_TOKEN)
+        return E_ALLOWED;
     const char *checked = r->scope == TALLY_ROUTE_SCOPE_TENANT ? "system" : ns;
     return may(t, checked, r->access) ? E_ALLOWED : E_403;
 }
