@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "billing.h"
+#include "ids.h"
 #include "tally/tally.h"
 #include "timeutil.h"
 
@@ -433,7 +433,7 @@ tally__payment_create(tally__store_t *s, const char *ns, json_t *req, int64_t no
             assign(&l.v[h], TALLY_PAYMENT_ROLE_NORMAL);
     }
     char name[TALLY_PAYMENT_NAME_LEN];
-    tally__billing_uuid(name);
+    tally__uuid_random(name);
     rec = tally__payment_record_new(name, ns, token, role, json_object_get(req, "contact"), now_s);
     if (!rec || !(text = json_dumps(rec, JSON_COMPACT))) {
         rc = -ENOMEM;
