@@ -1,4 +1,5 @@
-/* cmd_admin.c — tallyctl's admin actions over tallyd's HTTP API: plan approve|reject, invoice close|pay|cancel|refund. */
+/* cmd_admin.c — tallyctl's admin actions over tallyd's HTTP API: plan approve|reject, invoice
+ * close|pay|cancel|refund. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,5 @@
-/* cmd_api.c — tallyctl's read commands on tallyd's HTTP API: usage (usage_details) and stats (/metrics). */
+/* cmd_api.c — tallyctl's read commands on tallyd's HTTP API: usage (usage_details) and stats
+ * (/metrics). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +43,12 @@ usage_table(const ctl_args_t *a, const ctl_http_resp_t *r)
            "QUANTITY", "UNIT", "USAGE TYPE", "FROM", "TO");
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         char q[CTL_FMT_LEN];
         const char *object = str_of(it, "object_name");
-        ctl_fmt_unit(str_of(it, "unit_name"), json_number_value(json_object_get(it, "quantity")),
-                     q, sizeof q);
+        ctl_fmt_unit(str_of(it, "unit_name"), json_number_value(json_object_get(it, "quantity")), q,
+                     sizeof q);
         printf("%-20s %-24s %-24s %16s  %-12s %-22s %-20s %-20s\n", str_of(it, "namespace"),
                str_of(it, "metric_label"), object[0] ? object : "-", q, str_of(it, "unit_name"),
                str_of(it, "usage_type"), str_of(it, "start_timestamp"),
@@ -111,11 +113,10 @@ const ctl_cmd_t ctl_cmd_usage = {
     .name = "usage",
     .summary = "usage of a namespace over a window, from the HTTP API",
     .synopsis = "usage --ns NS [--from T] [--to T] [--url URL] [--token-file FILE] [--json]",
-    .description =
-        "  Usage per metric and object over [from, to) (default: month to date), from\n"
-        "  POST /api/web/namespaces/NS/usage_details. The table shows each quantity in\n"
-        "  its unit (bytes as KiB/MiB/GiB, seconds as min/h, counts with thousands\n"
-        "  separators); --json prints the answer with the exact numbers.\n",
+    .description = "  Usage per metric and object over [from, to) (default: month to date), from\n"
+                   "  POST /api/web/namespaces/NS/usage_details. The table shows each quantity in\n"
+                   "  its unit (bytes as KiB/MiB/GiB, seconds as min/h, counts with thousands\n"
+                   "  separators); --json prints the answer with the exact numbers.\n",
     .epilog = "TIMES: RFC 3339, unix seconds, 2026-11 (a month), 2026-11-05 (a day), today,\n"
               "  yesterday, now, or an offset from now: -30m, -24h, -7d (UTC). A day or month\n"
               "  given to --to includes that whole day or month: --from 2026-10 --to 2026-11\n"
@@ -175,8 +176,7 @@ run_stats(const ctl_args_t *a)
         enum stat_kind kind;
     } rows[] = {
         {"events", "tally_ingest_events_total", "events accepted", 0, K_COUNT},
-        {"events_committed", "tally_ingest_events_committed_total", "events committed", 0,
-         K_COUNT},
+        {"events_committed", "tally_ingest_events_committed_total", "events committed", 0, K_COUNT},
         {"batches", "tally_ingest_batches_total", "batches accepted", 0, K_COUNT},
         {"duplicate_batches", "tally_ingest_duplicate_batches_total", "duplicate batches", 0,
          K_COUNT},
@@ -209,8 +209,8 @@ run_stats(const ctl_args_t *a)
     int json = ctl_opt_flag(a, "json");
     json_t *o = json ? json_object() : NULL;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        double v = rows[i].sum ? metric_sum(r.body, rows[i].metric)
-                               : metric_value(r.body, rows[i].metric);
+        double v =
+            rows[i].sum ? metric_sum(r.body, rows[i].metric) : metric_value(r.body, rows[i].metric);
         char buf[CTL_FMT_LEN];
         if (json) {
             if (o && json_object_set_new(o, rows[i].key, ctl_json_number(v)) != 0) {

@@ -1,4 +1,5 @@
-/* cmd_keygen.c — tallyctl keygen: a new emitter credential, as a tokens-file line and NAME:SECRET. */
+/* cmd_keygen.c — tallyctl keygen: a new emitter credential, as a tokens-file line and NAME:SECRET.
+ */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,8 +55,8 @@ run_keygen(const ctl_args_t *a)
     sodium_bin2hex(hex, sizeof hex, key, sizeof key);
     snprintf(line, sizeof line, "%s emitter %s mac:%s", name, ns, hex);
     if (ctl_opt_flag(a, "json"))
-        status = ctl_json_print(
-            a, json_pack("{s:s,s:s}", "tokens_line", line, "credential", cred), 0);
+        status =
+            ctl_json_print(a, json_pack("{s:s,s:s}", "tokens_line", line, "credential", cred), 0);
     else
         printf("# add to the tokens file (auth.tokens_file), then: systemctl reload tallyd\n"
                "%s\n"
@@ -71,14 +72,13 @@ const ctl_cmd_t ctl_cmd_keygen = {
     .name = "keygen",
     .summary = "make an emitter credential: a tokens-file line and NAME:SECRET",
     .synopsis = "keygen NAME --ns NS[,NS...] [--json]",
-    .description =
-        "  Make a new emitter credential called NAME ([A-Za-z0-9_.-]{1,64}) that may\n"
-        "  send events into the namespaces NS (or '*' for all; never 'system').\n"
-        "  Prints the line to add to tallyd's tokens file (it holds only a key derived\n"
-        "  from the secret) and the credential NAME:SECRET for the emitter: give it to\n"
-        "  the emitter in a file of mode 0600 (tallyctl emit --key-file, libtally's\n"
-        "  tally_client_options_t.credential) or as TALLY_KEY, and as the HTTP door's\n"
-        "  'Authorization: Bearer NAME:SECRET'. tallyd takes the new line on SIGHUP.\n",
+    .description = "  Make a new emitter credential called NAME ([A-Za-z0-9_.-]{1,64}) that may\n"
+                   "  send events into the namespaces NS (or '*' for all; never 'system').\n"
+                   "  Prints the line to add to tallyd's tokens file (it holds only a key derived\n"
+                   "  from the secret) and the credential NAME:SECRET for the emitter: give it to\n"
+                   "  the emitter in a file of mode 0600 (tallyctl emit --key-file, libtally's\n"
+                   "  tally_client_options_t.credential) or as TALLY_KEY, and as the HTTP door's\n"
+                   "  'Authorization: Bearer NAME:SECRET'. tallyd takes the new line on SIGHUP.\n",
     .opts = keygen_opts,
     .min_operands = 1,
     .max_operands = 1,

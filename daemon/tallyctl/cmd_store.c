@@ -1,4 +1,5 @@
-/* cmd_store.c — tallyctl's commands on the LMDB store itself: dump, backup (online), restore and compact (offline). */
+/* cmd_store.c — tallyctl's commands on the LMDB store itself: dump, backup (online), restore and
+ * compact (offline). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -67,18 +68,17 @@ dump_json_one(dump_ctx_t *d, const tally__series_t *s, const char *when, const t
 {
     json_t *sum = tally__rollup_sum_is_int(r) ? json_integer((json_int_t)r->sum_i)
                                               : ctl_json_number(tally__rollup_sum(r));
-    json_t *o = json_pack("{s:o,s:o,s:s,s:s,s:o,s:I,s:o,s:o}", "ns",
-                          ctl_json_stringn(s->ns, s->ns_len), "metric",
-                          ctl_json_stringn(s->metric, s->metric_len), "period",
-                          d->monthly ? "month" : "hour", "start", when, "sum", sum, "count",
-                          (json_int_t)r->count, "max", ctl_json_number(r->max), "last",
-                          ctl_json_number(r->last));
+    json_t *o = json_pack(
+        "{s:o,s:o,s:s,s:s,s:o,s:I,s:o,s:o}", "ns", ctl_json_stringn(s->ns, s->ns_len), "metric",
+        ctl_json_stringn(s->metric, s->metric_len), "period", d->monthly ? "month" : "hour",
+        "start", when, "sum", sum, "count", (json_int_t)r->count, "max", ctl_json_number(r->max),
+        "last", ctl_json_number(r->last));
     if (o && s->labels_len && json_object_set_new(o, "labels", labels_json(s)) != 0) {
         json_decref(o);
         o = NULL;
     }
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))
-                   : NULL;
+    char *text =
+        o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(o);
     if (text == NULL)
         return ctl_fail(d->args, "out of memory");
@@ -368,8 +368,7 @@ run_backup(const ctl_args_t *a)
         return ctl_json_print(a,
                               json_pack("{s:o,s:I,s:f}", "out",
                                         ctl_json_stringn(outdir, strlen(outdir)), "bytes",
-                                        (json_int_t)bytes,
-                                        "seconds", round(secs * 1000) / 1000),
+                                        (json_int_t)bytes, "seconds", round(secs * 1000) / 1000),
                               JSON_COMPACT | JSON_REAL_PRECISION(12));
     char size[CTL_FMT_LEN];
     printf("backup written to %s (%s in %.1f s)\n", outdir,
@@ -381,11 +380,10 @@ const ctl_cmd_t ctl_cmd_backup = {
     .name = "backup",
     .summary = "consistent, compacted copy of the store while tallyd runs",
     .synopsis = "backup [--config FILE] --out DIR [--force] [--json]",
-    .description =
-        "  A consistent, compacted copy of the store (LMDB's copy with compaction) in\n"
-        "  DIR/data.mdb, taken from one read snapshot while tallyd keeps running: it\n"
-        "  holds every flush committed when the copy began and nothing after. When\n"
-        "  stderr is a terminal a progress line there shows how much is copied.\n",
+    .description = "  A consistent, compacted copy of the store (LMDB's copy with compaction) in\n"
+                   "  DIR/data.mdb, taken from one read snapshot while tallyd keeps running: it\n"
+                   "  holds every flush committed when the copy began and nothing after. When\n"
+                   "  stderr is a terminal a progress line there shows how much is copied.\n",
     .epilog = "Restore it with 'tallyctl restore --from DIR' while tallyd is stopped.\n"
               "Exit status 0 when written, 1 when refused or failed, 2 for bad usage.\n",
     .opts = backup_opts,
@@ -475,14 +473,12 @@ run_compact(const ctl_args_t *a)
     int status = CTL_EXIT_FAIL;
     int rc = tally__store_compact(dir, outdir, &before, &after);
     if (rc == 0 && ctl_opt_flag(a, "json")) {
-        status = ctl_json_print(a,
-                                json_pack("{s:o,s:o,s:I,s:I}", "dir",
-                                          ctl_json_stringn(dir, strlen(dir)), "out",
-                                          outdir ? ctl_json_stringn(outdir, strlen(outdir))
-                                                 : json_null(),
-                                          "bytes_before", (json_int_t)before, "bytes_after",
-                                          (json_int_t)after),
-                                JSON_COMPACT);
+        status = ctl_json_print(
+            a,
+            json_pack("{s:o,s:o,s:I,s:I}", "dir", ctl_json_stringn(dir, strlen(dir)), "out",
+                      outdir ? ctl_json_stringn(outdir, strlen(outdir)) : json_null(),
+                      "bytes_before", (json_int_t)before, "bytes_after", (json_int_t)after),
+            JSON_COMPACT);
     } else if (rc == 0) {
         char b[CTL_FMT_LEN], f[CTL_FMT_LEN];
         printf("compacted %s%s%s: %s -> %s\n", dir, outdir ? " into " : "", outdir ? outdir : "",
@@ -507,11 +503,10 @@ const ctl_cmd_t ctl_cmd_compact = {
     .name = "compact",
     .summary = "compact the store offline (tallyd stopped)",
     .synopsis = "compact [--config FILE] [--out DIR] [--json]",
-    .description =
-        "  Offline compaction, with tallyd stopped (refused while it runs): writes a\n"
-        "  compacted copy of the store (free pages dropped) and renames it over\n"
-        "  [storage] dir/data.mdb in one step, or with --out writes it to DIR/data.mdb\n"
-        "  and leaves the store alone.\n",
+    .description = "  Offline compaction, with tallyd stopped (refused while it runs): writes a\n"
+                   "  compacted copy of the store (free pages dropped) and renames it over\n"
+                   "  [storage] dir/data.mdb in one step, or with --out writes it to DIR/data.mdb\n"
+                   "  and leaves the store alone.\n",
     .epilog = "Exit status 0 when compacted, 1 when refused or failed, 2 for bad usage.\n",
     .opts = compact_opts,
     .run = run_compact,

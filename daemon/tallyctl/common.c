@@ -1,4 +1,5 @@
-/* common.c — configuration, store, secrets, HTTP target and JSON output shared by tallyctl's commands. */
+/* common.c — configuration, store, secrets, HTTP target and JSON output shared by tallyctl's
+ * commands. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
@@ -31,8 +32,8 @@ ctl_store_open(const ctl_args_t *a, int readonly, tally__config_t **cfg, tally__
 {
     if (ctl_config_load(a, cfg) != 0)
         return CTL_EXIT_FAIL;
-    int rc = tally__store_open((*cfg)->storage.dir, (*cfg)->storage.map_size_mb << 20, readonly,
-                               store);
+    int rc =
+        tally__store_open((*cfg)->storage.dir, (*cfg)->storage.map_size_mb << 20, readonly, store);
     if (rc != 0) {
         ctl_fail(a, "cannot open the store in %s: %s", (*cfg)->storage.dir, tally_strerror(rc));
         tally__config_destroy(*cfg);
@@ -116,8 +117,9 @@ token_from_command_line(const ctl_args_t *a, ctl_target_t *t)
         return ctl_read_secret(a, "--token-file", token_file, t->token);
     if (token) {
         if (strlen(token) >= sizeof t->token || !secret_chars_ok(token))
-            return ctl_usage_error(a, "--token: not a token (printable, no blanks, at most %zu "
-                                      "bytes)",
+            return ctl_usage_error(a,
+                                   "--token: not a token (printable, no blanks, at most %zu "
+                                   "bytes)",
                                    sizeof t->token - 1);
         snprintf(t->token, sizeof t->token, "%s", token);
     } else if (env && *env) {
@@ -227,8 +229,9 @@ ctl_json_stringn(const char *s, size_t n)
             i += len;
             json_decref(probe);
         } else {
-            memcpy(buf + o, "\xef\xbf\xbd", 3);
-            o += 3;
+            buf[o++] = (char)0xef; /* U+FFFD in UTF-8 */
+            buf[o++] = (char)0xbf;
+            buf[o++] = (char)0xbd;
             i++;
         }
     }

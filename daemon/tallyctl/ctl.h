@@ -1,4 +1,5 @@
-/* ctl.h — what tallyctl's commands share: the command table, configuration and store, the HTTP target, secrets, JSON output.
+/* ctl.h — what tallyctl's commands share: the command table, configuration and store, the HTTP
+ * target, secrets, JSON output.
  *
  * Each cmd_*.c file defines the ctl_cmd_t of its commands; main.c lists
  * them in one table. A new command is a new ctl_cmd_t and one line there.
@@ -32,31 +33,43 @@ extern const ctl_cmd_t ctl_cmd_plan;    /* cmd_admin.c */
 extern const ctl_cmd_t ctl_cmd_invoice; /* cmd_admin.c */
 
 /** The --config option, with the help every command shows for it. */
-#define CTL_OPT_CONFIG                                                                            \
-    {"config", 'c', CTL_ARG, "FILE",                                                              \
-     "tallyd's configuration (default: " TALLYCTL_DEFAULT_CONFIG " when it exists, else "         \
-     "built-in defaults), with the TALLY_SECTION_KEY overrides",                                  \
-     0}
+#define CTL_OPT_CONFIG                                                                             \
+    {                                                                                              \
+        "config", 'c', CTL_ARG, "FILE",                                                            \
+            "tallyd's configuration (default: " TALLYCTL_DEFAULT_CONFIG " when it exists, else "   \
+            "built-in defaults), with the TALLY_SECTION_KEY overrides",                            \
+            0                                                                                      \
+    }
 
 /** The --url option. */
-#define CTL_OPT_URL                                                                               \
-    {"url", 0, CTL_ARG, "URL",                                                                    \
-     "tallyd's HTTP API, http://HOST:PORT (default: [http] listen of the configuration, "         \
-     "0.0.0.0 and :: meaning this host)",                                                          \
-     0}
+#define CTL_OPT_URL                                                                                \
+    {                                                                                              \
+        "url", 0, CTL_ARG, "URL",                                                                  \
+            "tallyd's HTTP API, http://HOST:PORT (default: [http] listen of the configuration, "   \
+            "0.0.0.0 and :: meaning this host)",                                                   \
+            0                                                                                      \
+    }
+
+/** The --token-file option. */
+#define CTL_OPT_TOKEN_FILE                                                                         \
+    {                                                                                              \
+        "token-file", 0, CTL_ARG, "FILE",                                                          \
+            "read the API token from FILE (its first line that is not blank or a # comment); "     \
+            "without it: TALLY_TOKEN, then [tallyctl] token_file of the configuration",            \
+            0                                                                                      \
+    }
+
+/** The --token option, kept for scripts written before --token-file. */
+#define CTL_OPT_TOKEN                                                                              \
+    {                                                                                              \
+        "token", 0, CTL_ARG, "TOKEN",                                                              \
+            "the API token itself, kept for scripts: ps and the shell history show it to other "   \
+            "users, so prefer --token-file or TALLY_TOKEN",                                        \
+            0                                                                                      \
+    }
 
 /** The options of every command that sends an API token to tallyd's HTTP API. */
-#define CTL_OPTS_HTTP                                                                             \
-    CTL_OPT_URL,                                                                                  \
-        {"token-file", 0, CTL_ARG, "FILE",                                                        \
-         "read the API token from FILE (its first line that is not blank or a # comment); "       \
-         "without it: TALLY_TOKEN, then [tallyctl] token_file of the configuration",              \
-         0},                                                                                      \
-        {"token", 0, CTL_ARG, "TOKEN",                                                            \
-         "the API token itself, kept for scripts: ps and the shell history show it to other "     \
-         "users, so prefer --token-file or TALLY_TOKEN",                                          \
-         0},                                                                                      \
-        CTL_OPT_CONFIG
+#define CTL_OPTS_HTTP CTL_OPT_URL, CTL_OPT_TOKEN_FILE, CTL_OPT_TOKEN, CTL_OPT_CONFIG
 
 /** Longest API token or emitter credential accepted, in bytes. */
 #define CTL_SECRET_MAX 512
@@ -90,8 +103,8 @@ int ctl_read_secret(const ctl_args_t *a, const char *what, const char *file, cha
 
 /** Where an HTTP command sends its requests. */
 typedef struct ctl_target {
-    char url[300];                /**< base URL, "http://HOST:PORT" */
-    char token[CTL_SECRET_MAX];   /**< API token; "" when none */
+    char url[300];              /**< base URL, "http://HOST:PORT" */
+    char token[CTL_SECRET_MAX]; /**< API token; "" when none */
 } ctl_target_t;
 
 /**

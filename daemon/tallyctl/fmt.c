@@ -103,11 +103,10 @@ ctl_fmt_seconds(double v, char *buf, size_t cap)
 char *
 ctl_fmt_unit(const char *unit, double v, char *buf, size_t cap)
 {
-    if (unit && (strcmp(unit, "bytes") == 0 || strcmp(unit, "byte") == 0 ||
-                 strcmp(unit, "B") == 0))
+    if (unit && (strcmp(unit, "bytes") == 0 || strcmp(unit, "byte") == 0 || strcmp(unit, "B") == 0))
         return ctl_fmt_bytes(v, buf, cap);
-    if (unit && (strcmp(unit, "seconds") == 0 || strcmp(unit, "second") == 0 ||
-                 strcmp(unit, "s") == 0))
+    if (unit &&
+        (strcmp(unit, "seconds") == 0 || strcmp(unit, "second") == 0 || strcmp(unit, "s") == 0))
         return ctl_fmt_seconds(v, buf, cap);
     return ctl_fmt_count(v, buf, cap);
 }

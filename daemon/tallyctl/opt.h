@@ -33,12 +33,12 @@ typedef enum ctl_opt_kind {
 
 /** One option of a command. */
 typedef struct ctl_opt {
-    const char *name;     /**< long name without "--"; NULL ends a table */
-    char short_name;      /**< one-letter alias (`-c`), or 0 */
-    ctl_opt_kind_t kind;  /**< flag, value or list */
-    const char *metavar;  /**< the value's name in help ("FILE"); NULL for flags */
-    const char *help;     /**< help text; '\n' starts a continuation line */
-    int required;         /**< 1: the parser refuses a command line without it */
+    const char *name;    /**< long name without "--"; NULL ends a table */
+    char short_name;     /**< one-letter alias (`-c`), or 0 */
+    ctl_opt_kind_t kind; /**< flag, value or list */
+    const char *metavar; /**< the value's name in help ("FILE"); NULL for flags */
+    const char *help;    /**< help text; '\n' starts a continuation line */
+    int required;        /**< 1: the parser refuses a command line without it */
 } ctl_opt_t;
 
 /** The result of parsing one command line; every string borrows argv. */
@@ -47,7 +47,7 @@ typedef struct ctl_args {
     struct ctl_seen {
         int opt;         /**< index into cmd->opts */
         const char *val; /**< its value; NULL for a flag */
-    } *seen;              /**< every option given, in command-line order */
+    } * seen;            /**< every option given, in command-line order */
     size_t nseen;
     const char **operands; /**< the arguments that are not options, in order */
     size_t noperands;

@@ -55,7 +55,8 @@ parse_offset(const char *s, int64_t now_ms, int64_t *out_ms)
     static const struct {
         char unit;
         int64_t ms;
-    } units[] = {{'s', 1000}, {'m', 60 * 1000}, {'h', 3600 * 1000}, {'d', DAY_MS}, {'w', 7 * DAY_MS}};
+    } units[] = {
+        {'s', 1000}, {'m', 60 * 1000}, {'h', 3600 * 1000}, {'d', DAY_MS}, {'w', 7 * DAY_MS}};
     size_t len = strlen(s);
     /* at most 9 digits: 999999999 weeks still fits int64 milliseconds */
     if (len < 3 || len > 11 || (s[0] != '-' && s[0] != '+'))

@@ -1,4 +1,5 @@
-/* timeparse.h — the times a person types to tallyctl: 2026-11, 2026-11-05, yesterday, -24h, RFC 3339.
+/* timeparse.h — the times a person types to tallyctl: 2026-11, 2026-11-05, yesterday, -24h, RFC
+ * 3339.
  *
  * Every time is UTC, like tally's hours, days and months. A calendar period
  * (a month, a day, today, yesterday) names an interval: given as the start
@@ -21,8 +22,8 @@
 #define CTL_TIME_END 1
 
 /** The forms ctl_time_parse() accepts, for error messages and help. */
-#define CTL_TIME_FORMS                                                                            \
-    "RFC 3339 (2026-11-05T14:00:00Z), unix seconds, a month (2026-11), a day (2026-11-05), "     \
+#define CTL_TIME_FORMS                                                                             \
+    "RFC 3339 (2026-11-05T14:00:00Z), unix seconds, a month (2026-11), a day (2026-11-05), "       \
     "today, yesterday, now, or an offset from now (-30m, -24h, -7d; s m h d w)"
 
 /**

@@ -1,4 +1,5 @@
-/* test_tallyctl_time.c — tallyctl's human times (daemon/tallyctl/timeparse.c) and table units (fmt.c). */
+/* test_tallyctl_time.c — tallyctl's human times (daemon/tallyctl/timeparse.c) and table units
+ * (fmt.c). */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <string.h>
