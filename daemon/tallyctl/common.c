@@ -70,6 +70,7 @@ ctl_read_secret(const ctl_args_t *a, const char *what, const char *file, char *o
                 "tallyctl %s: warning: %s %s may be read by group or others (chmod 600 %s)\n",
                 a->cmd->name, what, file, file);
     ssize_t n;
+    errno = 0;
     while ((n = getline(&line, &cap, fp)) >= 0) {
         char *p = line, *e = line + n;
         while (p < e && (*p == ' ' || *p == '\t'))
@@ -91,7 +92,9 @@ ctl_read_secret(const ctl_args_t *a, const char *what, const char *file, char *o
         break;
     }
     if (status != 0 && n < 0) {
-        if (ferror(fp))
+        if (errno == ENOMEM)
+            ctl_fail(a, "%s %s: out of memory", what, file);
+        else if (ferror(fp))
             ctl_fail(a, "%s %s: %s", what, file, strerror(errno));
         else
             ctl_fail(a, "%s %s: no secret in it (only blank lines and # comments)", what, file);
