@@ -153,6 +153,8 @@ find_long(const ctl_cmd_t *cmd, const char *name, size_t len)
 {
     size_t n = nopts(cmd);
     int match = -2;
+    if (len == 0) /* "--=x" */
+        return -2;
     if (len == 4 && strncmp(name, "help", 4) == 0)
         return HELP_OPT;
     for (size_t i = 0; i < n; i++) {
