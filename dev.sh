@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
-      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev"
+      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev libcurl4-openssl-dev"
 # what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser,
 # libfaketime (the retention part of the backup test)
 TEST_PKGS="curl systemd poppler-utils chromium faketime"

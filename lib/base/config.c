@@ -448,7 +448,8 @@ enum kind {
     K_LEVEL,    /* log level */
 };
 
-#define F_POW2 1u /* integer must be a power of two */
+#define F_POW2 1u     /* integer must be a power of two */
+#define F_OPTIONAL 2u /* K_PATH: "" means none (kept as "") */
 
 struct keydef {
     const char *section;
@@ -510,6 +511,7 @@ static const struct keydef keys[] = {
     {"quota", "warn_percent", K_U32, "80", 0, 100, .off = OFF(quota.warn_percent)},
     {"log", "level", K_LEVEL, "info", .off = OFF(log.level)},
     {"log", "requests", K_BOOL, "false", .off = OFF(log.requests)},
+    {"tallyctl", "token_file", K_PATH, "", .flags = F_OPTIONAL, .off = OFF(tallyctl.token_file)},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -715,6 +717,13 @@ convert(const struct loader *L, size_t k, tally__config_t *cfg, const char *cwd,
         return 0;
     }
     case K_PATH: {
+        if (text[0] == '\0' && (d->flags & F_OPTIONAL)) {
+            char *none = strdup("");
+            if (none == NULL)
+                return -ENOMEM;
+            *(char **)field = none;
+            return 0;
+        }
         if (text[0] == '\0')
             return key_fail(L, k, err, errlen, "must not be empty");
         const char *base = s->origin == FROM_ENV ? cwd : cfg->dir;

@@ -205,6 +205,13 @@ typedef struct tally__config {
         /** log.requests: log one line per HTTP request. Default false. */
         bool requests;
     } log;
+
+    struct {
+        /** tallyctl.token_file: the file holding the API token tallyctl's
+            HTTP commands send when neither --token-file nor TALLY_TOKEN
+            gives one; "" = none (the default). tallyd ignores it. */
+        char *token_file;
+    } tallyctl;
 } tally__config_t;
 
 /**
