@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "prom.h"
@@ -365,9 +367,10 @@ open_fds(const char *proc)
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/fd", proc);
     struct stat st;
+    struct statfs fs;
     if (stat(path, &st) != 0)
         return -1;
-    if (st.st_size > 0)
+    if (st.st_size > 0 && statfs(path, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC)
         return st.st_size;
     DIR *d = opendir(path);
     if (!d)
