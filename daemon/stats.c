@@ -197,9 +197,14 @@ tally_stats_usage_add(const tally__strtab_t *tab, uint32_t series, int is_float,
     if (is_float) {
         p->pend_f += fv;
         p->pend_float = 1;
-    } else if (__builtin_add_overflow(p->pend_i, iv, &p->pend_i)) {
-        p->pend_f += (double)iv; /* past int64: on in double precision */
-        p->pend_float = 1;
+    } else {
+        int64_t sum;
+        if (__builtin_add_overflow(p->pend_i, iv, &sum)) {
+            p->pend_f += (double)iv; /* past int64: on in double precision */
+            p->pend_float = 1;
+        } else {
+            p->pend_i = sum;
+        }
     }
 }
 
@@ -215,9 +220,12 @@ tally_stats_usage_commit(void)
     pthread_mutex_lock(&usage.mu);
     for (uint32_t k = 0; k < usage.ndirty; k++) {
         upair_t *p = &usage.pairs[usage.dirty[k]];
-        if (__builtin_add_overflow(p->com_i, p->pend_i, &p->com_i)) {
-            p->com_f += (double)p->pend_i;
+        int64_t sum;
+        if (__builtin_add_overflow(p->com_i, p->pend_i, &sum)) {
+            p->com_f += (double)p->pend_i; /* past int64: on in double precision */
             p->com_float = 1;
+        } else {
+            p->com_i = sum;
         }
         p->com_f += p->pend_f;
         p->com_float |= p->pend_float;

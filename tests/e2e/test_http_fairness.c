@@ -471,3 +471,52 @@ Test(http_fairness, metrics_pass_promtool_with_process_metrics_and_scoped_usage)
     free(admin);
     free(viewer);
 }
+
+/* The per-address table under many addresses: it grows past its first size
+ * and its entries are removed in any order (a removal shifts the entries
+ * after it back), and every address is still counted right afterwards. */
+enum { NADDR = 150 };
+
+Test(http_fairness, per_address_counts_stay_right_over_many_addresses)
+{
+    static const char *const env[] = {"TALLY_HTTP_MAX_CONNECTIONS_PER_ADDRESS=2", NULL};
+    H = harness_start(env);
+    static nu_conn_t held[NADDR][2];
+    char addr[NADDR][32];
+    for (int a = 0; a < NADDR; a++) {
+        snprintf(addr[a], sizeof addr[a], "127.0.%d.%d", 1 + a / 100, 1 + a % 100);
+        for (int k = 0; k < 2; k++) {
+            int rc = connect_from(&held[a][k], addr[a], H->port);
+            cr_assert_eq(rc, 0, "connect from %s: %s", addr[a], strerror(-rc));
+        }
+    }
+    nu_resp_t r;
+    /* every address is at its limit */
+    for (int a = 0; a < NADDR; a += 7) {
+        int st = get_from(addr[a], "/healthz", NULL, &r);
+        cr_assert_eq(st, 429, "a third connection from %s: %d", addr[a], st);
+        nu_resp_free(&r);
+    }
+    /* one of each address goes, in a scattered order */
+    for (int i = 0; i < NADDR; i++)
+        nu_close(&held[(i * 37) % NADDR][0]);
+    wait_connections_at_most(NADDR);
+    for (int a = 0; a < NADDR; a++) {
+        /* one slot free for each: one more is accepted, the next refused */
+        nu_conn_t c;
+        int rc = connect_from(&c, addr[a], H->port);
+        cr_assert_eq(rc, 0);
+        cr_assert_eq(nu_send_str(&c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+        cr_assert_eq(nu_read_response(&c, 0, IO_MS, &r), 0, "no answer from %s", addr[a]);
+        cr_assert_eq(r.status, 200, "the second connection from %s: %d", addr[a], r.status);
+        nu_resp_free(&r);
+        int st = get_from(addr[a], "/healthz", NULL, &r);
+        cr_assert_eq(st, 429, "a third connection from %s: %d", addr[a], st);
+        nu_resp_free(&r);
+        nu_close(&c);
+        nu_close(&held[a][1]);
+    }
+    wait_connections_at_most(0);
+    double refused = metric_from(NULL, "tally_http_connections_refused_total{reason=\"per_address\"}");
+    cr_assert_eq(refused, (NADDR + 6) / 7 + NADDR, "refused{per_address} is %g", refused);
+}
