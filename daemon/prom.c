@@ -26,8 +26,8 @@ tally__prom_grow(tally_prom_t *p, size_t n)
 {
     if (p->err)
         return -1;
-    /* 16 KiB holds a whole exposition of a busy daemon (about 9 KiB), so a
-     * scrape allocates once */
+    /* 16 KiB holds a whole exposition of a busy daemon without per-namespace
+     * series (about 15 KiB), so such a scrape allocates once */
     size_t ncap = p->cap ? p->cap * 2 : 16384;
     while (ncap < p->len + n + 1)
         ncap *= 2;
@@ -411,7 +411,15 @@ tally_prom_process(tally_prom_t *p, const char *proc)
                           "# TYPE process_resident_memory_bytes gauge\n"
                           "process_resident_memory_bytes ");
         tally_prom_end_u64(p, rss > 0 ? (uint64_t)rss * (uint64_t)page : 0);
-        int64_t boot = boot_time(proc);
+        /* the boot time does not change: /proc/stat (costly to render, a
+         * line per CPU) is read once per proc directory */
+        static char boot_of[PATH_MAX];
+        static int64_t boot_cached = -1;
+        if (strcmp(boot_of, proc) != 0) {
+            boot_cached = boot_time(proc);
+            snprintf(boot_of, sizeof boot_of, "%s", proc);
+        }
+        int64_t boot = boot_cached;
         if (boot >= 0) {
             TALLY_PROM_RAW(p, "# HELP process_start_time_seconds Start time of the process "
                               "since unix epoch in seconds.\n"
