@@ -55,7 +55,7 @@ struct tally_http_server {
     int listener_closed;
     conn_t *conns; /* doubly linked, for shutdown */
     uint32_t nnormal, nreserved; /* open connections by kind (CONN_REFUSED ones in nconns only) */
-    uint64_t refused_max, refused_per_address, request_timeouts, idle_timeouts;
+    uint64_t refused_max, refused_per_address, request_timeouts, idle_timeouts, evicted;
     tally__ratelimit_t rl_refused;
     /* open connections per client address: linear probing, power-of-two
      * size, at most half full; the hash is seeded per server so that
@@ -389,12 +389,6 @@ on_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    if (c->kind == CONN_NORMAL)
-        s->nnormal--;
-    else if (c->kind == CONN_RESERVED)
-        s->nreserved--;
-    if (c->addr_counted)
-        addr_dec(s, c->addr);
     if (s->listener_closed && s->nconns == 0) {
         free(s->addrs);
         free(s); /* the last connection of a closed server */
@@ -416,6 +410,18 @@ conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    /* its slot and its address's count are free from now: a connection
+     * accepted before the close callback may take them */
+    tally_http_server_t *s = c->s;
+    if (c->kind == CONN_NORMAL)
+        s->nnormal--;
+    else if (c->kind == CONN_RESERVED)
+        s->nreserved--;
+    c->kind = CONN_REFUSED;
+    if (c->addr_counted) {
+        addr_dec(s, c->addr);
+        c->addr_counted = 0;
+    }
     if (c->pending) {
         /* the handle stays its owner's: tally_http_complete() will only free it */
         tally__log_debug("http deferred answer dropped, connection closed path=%s remote=%s",
@@ -941,6 +947,19 @@ refuse_conn(conn_t *c, int status, const char *code, const char *why, uint32_t o
     free(res.body);
 }
 
+/* The oldest reserved connection that has not sent a byte, or NULL. A
+ * health check or a scrape sends its request at once, so such a connection
+ * is most likely one holding the reserve on purpose. */
+static conn_t *
+silent_reserved(tally_http_server_t *s)
+{
+    conn_t *oldest = NULL;
+    for (conn_t *c = s->conns; c; c = c->next) /* newest first */
+        if (c->kind == CONN_RESERVED && c->fresh && !c->in_request && !c->closing)
+            oldest = c;
+    return oldest;
+}
+
 static void
 on_connection(uv_stream_t *server, int status)
 {
@@ -968,6 +987,7 @@ on_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss, have_addr = 0;
+    conn_t *victim;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
@@ -989,6 +1009,15 @@ on_connection(uv_stream_t *server, int status)
         c->kind = CONN_NORMAL;
         s->nnormal++;
     } else if (s->nreserved < TALLY_HTTP_RESERVED_CONNECTIONS) {
+        c->kind = CONN_RESERVED;
+        s->nreserved++;
+    } else if ((victim = silent_reserved(s)) != NULL) {
+        /* the reserve is full of connections that sent nothing: the oldest
+         * makes room, so that silent clients cannot hold the reserve */
+        s->evicted++;
+        tally__log_debug("http reserved connection closed for a new one remote=%s",
+                         victim->remote);
+        conn_close(victim);
         c->kind = CONN_RESERVED;
         s->nreserved++;
     } else {
@@ -1081,6 +1110,7 @@ tally_http_stats(const tally_http_server_t *s, tally_http_stats_t *out)
     out->refused_per_address = s->refused_per_address;
     out->request_timeouts = s->request_timeouts;
     out->idle_timeouts = s->idle_timeouts;
+    out->reserve_evictions = s->evicted;
 }
 
 tally_http_pending_t *

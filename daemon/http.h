@@ -115,7 +115,11 @@ typedef struct tally_http_limits {
  * request (answered with Connection: close) that may only be GET or HEAD
  * /healthz or /metrics; any other request on them is answered 503. So a
  * health check still gets through when idle or slow clients hold every
- * ordinary slot (each for at most request_timeout_ms).
+ * ordinary slot (each for at most request_timeout_ms). When the reserve is
+ * full too, a new connection takes the place of the oldest reserved one that
+ * has not sent a byte yet (closed), so that silent clients cannot hold the
+ * reserve; only when every reserved connection has begun a request is the
+ * new one answered 503.
  */
 #define TALLY_HTTP_RESERVED_CONNECTIONS 8
 
@@ -169,6 +173,8 @@ typedef struct tally_http_stats {
      *  accept) did not arrive whole within request_timeout_ms */
     uint64_t request_timeouts;
     uint64_t idle_timeouts; /**< keep-alive connections closed after idle_timeout_ms */
+    /** reserved connections that had sent nothing, closed to make room for a new one */
+    uint64_t reserve_evictions;
 } tally_http_stats_t;
 
 /** @brief The server's counters (for /metrics). */

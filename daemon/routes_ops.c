@@ -280,13 +280,18 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
           hs.reserved);
     TALLY_PROM_RAW(&p, FAMILY("tally_http_connections_refused_total", "counter",
                               "HTTP connections refused: max_connections (503: every slot and "
-                              "the reserve taken, or a reserved connection asking for "
+                              "the reserve taken by requests under way, or a reserved "
+                              "connection asking for "
                               "something else than /healthz or /metrics), per_address (429: "
                               "http.max_connections_per_address)."));
     TALLY_PROM_RAW(&p, "tally_http_connections_refused_total{reason=\"max_connections\"} ");
     tally_prom_end_u64(&p, hs.refused_max);
     TALLY_PROM_RAW(&p, "tally_http_connections_refused_total{reason=\"per_address\"} ");
     tally_prom_end_u64(&p, hs.refused_per_address);
+    COUNTER(&p, "tally_http_reserve_evictions_total",
+            "Reserved HTTP connections (past http.max_connections) that had sent nothing, "
+            "closed to make room for a new connection.",
+            hs.reserve_evictions);
     COUNTER(&p, "tally_http_request_timeouts_total",
             "HTTP connections closed because a request did not arrive whole within "
             "http.request_timeout_ms (a new connection's first request: from the accept).",

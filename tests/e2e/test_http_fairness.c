@@ -250,9 +250,23 @@ Test(http_fairness, healthz_answers_while_idle_connections_hold_every_slot)
     cr_assert_str_eq(conn_hdr, "close", "a reserved connection is kept alive");
     nu_resp_free(&r);
     nu_close(&c);
-    /* the reserve taken as well (idle ones there too): refused at once */
+    /* the reserve filled with silent connections too: a new connection takes
+     * the place of the oldest of them, so /healthz still answers */
     for (int i = FILL; i < FILL + RESERVE; i++)
         open_conn(&idle[i]);
+    st = get_from(NULL, "/healthz", NULL, &r);
+    cr_assert_eq(st, 200, "GET /healthz with the reserve full of silent connections: %d", st);
+    nu_resp_free(&r);
+    cr_assert_eq(nu_wait_closed(&idle[FILL], 3000, NULL), 1,
+                 "the oldest silent reserved connection was not closed for the new one");
+    cr_assert(metric_from(NULL, "tally_http_reserve_evictions_total") >= 1);
+    /* reserved connections with a request under way stay: past them, 503 at once */
+    static nu_conn_t busy[RESERVE];
+    for (int i = 0; i < RESERVE; i++) {
+        open_conn(&busy[i]);
+        cr_assert_eq(nu_send_str(&busy[i], "GET /healthz HTTP/1.1\r\n"), 0);
+        nu_sleep_ms(20); /* read before the next one is accepted */
+    }
     int refused = 0;
     for (int64_t t = nu_mono_ms(); nu_mono_ms() - t < 1500 && !refused; nu_sleep_ms(20)) {
         st = get_from(NULL, "/healthz", NULL, &r);
@@ -260,7 +274,7 @@ Test(http_fairness, healthz_answers_while_idle_connections_hold_every_slot)
         if (st > 0)
             nu_resp_free(&r);
     }
-    cr_assert(refused, "a connection past the reserve was not refused");
+    cr_assert(refused, "a connection past a reserve of requests under way was not refused");
     /* the slots come back when the silent ones time out: 2.5 s after they opened */
     int back = 0;
     int64_t back_ms = 0;
@@ -274,6 +288,10 @@ Test(http_fairness, healthz_answers_while_idle_connections_hold_every_slot)
     cr_assert(back_ms >= 2000, "a silent connection closed after %lld ms, before the timeout",
               (long long)back_ms);
     /* the server closes every one of them itself */
+    for (int i = 0; i < RESERVE; i++) {
+        cr_assert_eq(nu_wait_closed(&busy[i], 8000, NULL), 1, "dribbled request %d is open", i);
+        nu_close(&busy[i]);
+    }
     for (int i = 0; i < FILL + RESERVE; i++) {
         size_t extra = 0;
         cr_assert_eq(nu_wait_closed(&idle[i], 8000, &extra), 1,
@@ -291,8 +309,8 @@ Test(http_fairness, healthz_answers_while_idle_connections_hold_every_slot)
     cr_assert(refused1 >= refused0 + 2, "refused{max_connections} went from %g to %g", refused0,
               refused1);
     cr_assert(timeouts >= FILL + RESERVE,
-              "tally_http_request_timeouts_total is %g after %d silent ones", timeouts,
-              FILL + RESERVE);
+              "tally_http_request_timeouts_total is %g after %d silent or dribbling ones",
+              timeouts, FILL + RESERVE);
     st = get_from(NULL, "/openapi.json", NULL, &r);
     cr_assert_eq(st, 200, "GET /openapi.json once the slots are back: %d", st);
     nu_resp_free(&r);

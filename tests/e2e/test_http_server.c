@@ -759,9 +759,14 @@ Test(http_server, connection_limit_gives_503_and_recovers, .fini = limit_teardow
 Test(http_server, over_limit_503_body_is_complete_json, .fini = limit_teardown)
 {
     fill_to_the_limit();
-    /* the reserve too, so that the next one is refused as it is accepted */
-    for (int i = 0; i < RESERVE_N; i++)
+    /* the reserve too, with requests under way (a silent reserved connection
+     * would make room for a new one), so that the next one is refused as it
+     * is accepted */
+    for (int i = 0; i < RESERVE_N; i++) {
         open_conn(&reserve_conns[i]);
+        send_or_fail(&reserve_conns[i], "GET /healthz HTTP/1.1\r\n", 23);
+        nu_sleep_ms(20); /* read before the next one is accepted */
+    }
     nu_conn_t extra;
     nu_resp_t r;
     open_conn(&extra);
