@@ -14,8 +14,8 @@ PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils l
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
       libhpdf-dev libinih-dev libsystemd-dev libsodium-dev libcurl4-openssl-dev"
 # what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser,
-# libfaketime (the retention part of the backup test)
-TEST_PKGS="curl systemd poppler-utils chromium faketime"
+# libfaketime (the retention part of the backup test), promtool (/metrics is checked with it)
+TEST_PKGS="curl systemd poppler-utils chromium faketime prometheus"
 
 . tests/pkgs.sh
 deps() { need_pkgs dev.sh $PKGS; }

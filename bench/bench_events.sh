@@ -35,7 +35,7 @@ export TALLY_STORAGE_DIR=$T/store TALLY_INGEST_LISTEN=ipc://$T/ingest \
     TALLY_INGEST_ACKS=ipc://$T/ingest.acks TALLY_QUOTA_ALERTS=ipc://$T/alerts \
     TALLY_HTTP_LISTEN=127.0.0.1:$PORT TALLY_AUTH_TOKENS_FILE=$SRC/config/tokens \
     TALLY_BILLING_METRICS_FILE=$SRC/config/metrics.ini TALLY_FLUSH_INTERVAL_MS=$FLUSH_MS \
-    TALLY_HTTP_MAX_CONNECTIONS=4096
+    TALLY_HTTP_MAX_CONNECTIONS=4096 TALLY_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0
 # the development emitter of config/tokens (every namespace)
 export TALLY_KEY="dev-emitter:Vo86vbdGmaM_u-JvU-WrRpSYWpG_T6UM3vGSL5uyCyo"
 "$B/tallyd" -c "$SRC/config/tallyd.conf" 2>"$T/tallyd.log" &

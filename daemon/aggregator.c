@@ -243,6 +243,7 @@ apply_deltas(tally_aggregator_t *a, tally_block_t *b)
             tally__log_error("out of memory in the aggregator; exiting without acking");
             abort();
         }
+        tally_stats_usage_add(a->o.series, d->series, (int)d->is_float, iv, fv);
     }
     a->events_pending += b->n;
     a->blocks_pending++;
@@ -470,6 +471,7 @@ flush(tally_aggregator_t *a)
     a->events_pending = 0;
     TALLY_STAT_ADD(blocks_committed, a->blocks_pending);
     a->blocks_pending = 0;
+    tally_stats_usage_commit(); /* tally_usage_total: what this flush committed */
     publish_acks(a);
     answer_http(a, 0);
     return 0;

@@ -27,6 +27,17 @@
 typedef struct conn conn_t;
 typedef struct queued queued_t;
 
+/* What an accepted connection is: an ordinary one, one of the reserve kept
+ * for /healthz and /metrics (TALLY_HTTP_RESERVED_CONNECTIONS), or one being
+ * refused (its 503/429 is on the way, then it closes). */
+enum { CONN_NORMAL, CONN_RESERVED, CONN_REFUSED };
+
+/* Open connections of one client address (addr_key()); n == 0: a free slot. */
+typedef struct addr_slot {
+    uint8_t key[16];
+    uint32_t n;
+} addr_slot_t;
+
 struct tally_http_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
@@ -43,6 +54,15 @@ struct tally_http_server {
     int closing;
     int listener_closed;
     conn_t *conns; /* doubly linked, for shutdown */
+    uint32_t nnormal, nreserved; /* open connections by kind (CONN_REFUSED ones in nconns only) */
+    uint64_t refused_max, refused_per_address, request_timeouts, idle_timeouts, evicted;
+    tally__ratelimit_t rl_refused;
+    /* open connections per client address: linear probing, power-of-two
+     * size, at most half full; the hash is seeded per server so that
+     * chosen addresses cannot make long probe runs */
+    addr_slot_t *addrs;
+    uint32_t addr_mask, naddrs;
+    uint64_t addr_seed;
 };
 
 struct conn {
@@ -58,6 +78,10 @@ struct conn {
     int handles_open;
     int refused;      /* a refusal is queued: the stream is done */
     int owe_continue; /* "100 Continue" is due once the answers before it are out */
+    int kind;         /* CONN_* */
+    int fresh;        /* no request answered yet: the request timeout runs from the accept */
+    int addr_counted; /* counted in s->addrs under addr */
+    uint8_t addr[16];
     /* the deferred answer awaited (borrowed from its owner); requests parsed
      * behind it, in order; bytes read behind it, unparsed */
     tally_http_pending_t *pending;
@@ -243,6 +267,108 @@ tally_http_query_get(const char *query, const char *name, char *buf, size_t cap)
     return 0;
 }
 
+/* ---- connections per client address ------------------------------------------ */
+
+/* The address a per-address limit counts under, as 16 bytes: an IPv4 client
+ * as its IPv4-mapped IPv6 address, an IPv6 client by its /64 (one host
+ * usually holds a whole /64, so counting single addresses would limit
+ * nothing). Returns 0, or -1 for another family. */
+static int
+addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return 0;
+    }
+    if (ss->ss_family != AF_INET6)
+        return -1;
+    const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    /* an IPv4 client of a dual-stack listener keeps its whole address */
+    memcpy(key, a, memcmp(a, v4mapped, 12) == 0 ? 16 : 8);
+    return 0;
+}
+
+static uint32_t
+addr_hash(const tally_http_server_t *s, const uint8_t key[16])
+{
+    uint64_t w0, w1;
+    memcpy(&w0, key, 8);
+    memcpy(&w1, key + 8, 8);
+    uint64_t h = (w0 ^ s->addr_seed) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 29) ^ w1) * 0xbf58476d1ce4e5b9ull;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The slot holding key, or the free slot where it would go. */
+static uint32_t
+addr_find(const tally_http_server_t *s, const uint8_t key[16])
+{
+    uint32_t i = addr_hash(s, key) & s->addr_mask;
+    while (s->addrs[i].n && memcmp(s->addrs[i].key, key, 16) != 0)
+        i = (i + 1) & s->addr_mask;
+    return i;
+}
+
+/* Open connections from key now. */
+static uint32_t
+addr_count(const tally_http_server_t *s, const uint8_t key[16])
+{
+    return s->addrs ? s->addrs[addr_find(s, key)].n : 0;
+}
+
+/* Count one more connection from key; 0, or -1 when memory ran out. */
+static int
+addr_inc(tally_http_server_t *s, const uint8_t key[16])
+{
+    if (!s->addrs || (s->naddrs + 1) * 2 > s->addr_mask + 1) {
+        uint32_t ncap = s->addrs ? (s->addr_mask + 1) * 2 : 64;
+        addr_slot_t *old = s->addrs, *na = calloc(ncap, sizeof *na);
+        if (!na)
+            return -1;
+        uint32_t omask = s->addr_mask;
+        s->addrs = na;
+        s->addr_mask = ncap - 1;
+        for (uint32_t i = 0; old && i <= omask; i++)
+            if (old[i].n)
+                s->addrs[addr_find(s, old[i].key)] = old[i];
+        free(old);
+    }
+    addr_slot_t *e = &s->addrs[addr_find(s, key)];
+    if (!e->n) {
+        memcpy(e->key, key, 16);
+        s->naddrs++;
+    }
+    e->n++;
+    return 0;
+}
+
+/* Count one connection from key less; a slot that reaches 0 is removed by
+ * shifting back the entries of its probe run (no tombstones). */
+static void
+addr_dec(tally_http_server_t *s, const uint8_t key[16])
+{
+    uint32_t i = addr_find(s, key);
+    TALLY_ASSERT(s->addrs[i].n > 0); /* only counted connections are uncounted */
+    if (--s->addrs[i].n)
+        return;
+    s->naddrs--;
+    for (uint32_t j = i;;) {
+        j = (j + 1) & s->addr_mask;
+        if (!s->addrs[j].n)
+            break;
+        uint32_t home = addr_hash(s, s->addrs[j].key) & s->addr_mask;
+        /* j stays when its home lies cyclically in (i, j] */
+        if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+            continue;
+        s->addrs[i] = s->addrs[j];
+        s->addrs[j].n = 0;
+        i = j;
+    }
+}
+
 /* ---- connections ------------------------------------------------------------ */
 
 static void conn_close(conn_t *c);
@@ -263,8 +389,10 @@ on_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    if (s->listener_closed && s->nconns == 0)
+    if (s->listener_closed && s->nconns == 0) {
+        free(s->addrs);
         free(s); /* the last connection of a closed server */
+    }
     while (c->qhead) {
         queued_t *q = c->qhead;
         c->qhead = q->next;
@@ -282,6 +410,18 @@ conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    /* its slot and its address's count are free from now: a connection
+     * accepted before the close callback may take them */
+    tally_http_server_t *s = c->s;
+    if (c->kind == CONN_NORMAL)
+        s->nnormal--;
+    else if (c->kind == CONN_RESERVED)
+        s->nreserved--;
+    c->kind = CONN_REFUSED;
+    if (c->addr_counted) {
+        addr_dec(s, c->addr);
+        c->addr_counted = 0;
+    }
     if (c->pending) {
         /* the handle stays its owner's: tally_http_complete() will only free it */
         tally__log_debug("http deferred answer dropped, connection closed path=%s remote=%s",
@@ -301,10 +441,14 @@ on_timeout(uv_timer_t *t)
 {
     conn_t *c = t->data;
     /* idle keep-alive connections just go; a request that did not arrive
-     * whole in time (slowloris) is cut off the same way: answering would
-     * only keep its socket around longer */
-    if (c->in_request)
+     * whole in time (slowloris, or a connection that never sends one) is
+     * cut off the same way: answering would only keep its socket around longer */
+    if (c->in_request || c->fresh) {
+        c->s->request_timeouts++;
         tally__log_debug("http request timeout remote=%s", c->remote);
+    } else {
+        c->s->idle_timeouts++;
+    }
     conn_close(c);
 }
 
@@ -314,7 +458,11 @@ arm_timer(conn_t *c)
     /* while an answer is pending its own limit runs instead (on_pending_timeout) */
     if (c->closing || c->pending)
         return;
-    uint32_t ms = c->in_request ? c->s->lim.request_timeout_ms : c->s->lim.idle_timeout_ms;
+    /* a new connection's first request must arrive whole within the request
+     * timeout of the accept: waiting for its first byte is no reason to hold
+     * a slot for the (longer) idle timeout */
+    uint32_t ms = c->in_request || c->fresh ? c->s->lim.request_timeout_ms
+                                            : c->s->lim.idle_timeout_ms;
     uv_timer_start(&c->timer, on_timeout, ms, 0);
 }
 
@@ -616,13 +764,22 @@ send_continue(conn_t *c)
 
 /* ---- the request stream's hooks ----------------------------------------- */
 
+/* What a reserved connection may ask for (TALLY_HTTP_RESERVED_CONNECTIONS). */
+static int
+reserve_serves(const tally_http_req_t *req)
+{
+    return req->method == TALLY_HTTP_GET && req->path &&
+           (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/metrics") == 0);
+}
+
 static void
 hook_begin(void *owner)
 {
     conn_t *c = owner;
     if (!c->in_request) {
         c->in_request = 1;
-        arm_timer(c);
+        if (!c->fresh) /* the first request's timer runs from the accept */
+            arm_timer(c);
     }
 }
 
@@ -642,6 +799,18 @@ hook_request(void *owner, tally_http_req_t *req, tally_http_res_t *res, int keep
     conn_t *c = owner;
     keep_alive = keep_alive && !c->s->closing;
     c->in_request = 0;
+    c->fresh = 0;
+    if (c->kind == CONN_RESERVED) {
+        /* one request per reserved slot, and only a health check or a scrape */
+        keep_alive = 0;
+        if (!res->status && !reserve_serves(req)) {
+            c->s->refused_max++;
+            res->retry_after = 1;
+            tally_http_error(res, 503, "EUNAVAILABLE",
+                             "too many connections (http.max_connections); only GET /healthz "
+                             "and /metrics are served until some close");
+        }
+    }
     c->owe_continue = 0; /* it was for this request, whose body is here */
     if (c->pending || c->qhead) {
         /* an earlier answer is pending: this request waits its turn */
@@ -674,7 +843,8 @@ parse(conn_t *c, const char *data, size_t n)
 {
     if (!c->in_request) {
         c->in_request = 1;
-        arm_timer(c);
+        if (!c->fresh) /* the first request's timer runs from the accept */
+            arm_timer(c);
     }
     int rc = tally__httpreq_feed(&c->req, data, n);
     if (rc == TALLY__HTTPREQ_STOP || c->close_after || c->closing)
@@ -751,18 +921,43 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     parse(c, buf->base, (size_t)nread);
 }
 
+/* Refuse an accepted connection: the answer, then the close. Counted and
+ * logged (rate-limited: a flood must not flood the log too). */
 static void
-on_overload_closed(uv_handle_t *h)
+refuse_conn(conn_t *c, int status, const char *code, const char *why, uint32_t open,
+            uint32_t limit)
 {
-    free(h);
+    tally_http_server_t *s = c->s;
+    uint32_t supp;
+    if (tally__ratelimit_ok(&s->rl_refused, 5, 10000, &supp))
+        tally__log_warn("http connection refused reason=%s remote=%s open=%u limit=%u "
+                        "suppressed=%u",
+                        why, c->remote[0] ? c->remote : "-", open, limit, supp);
+    c->kind = CONN_REFUSED;
+    c->refused = 1;
+    tally_http_res_t res = {.retry_after = 1};
+    if (status == 429)
+        tally_http_error(&res, 429, code,
+                         "too many connections from this address "
+                         "(http.max_connections_per_address = %u)",
+                         limit);
+    else
+        tally_http_error(&res, 503, code, "too many connections (http.max_connections)");
+    send_response(c, &res, 0, 0);
+    free(res.body);
 }
 
-static void
-on_overload_written(uv_write_t *req, int status)
+/* The oldest reserved connection that has not sent a byte, or NULL. A
+ * health check or a scrape sends its request at once, so such a connection
+ * is most likely one holding the reserve on purpose. */
+static conn_t *
+silent_reserved(tally_http_server_t *s)
 {
-    (void)status;
-    uv_close((uv_handle_t *)req->handle, on_overload_closed);
-    free(req);
+    conn_t *oldest = NULL;
+    for (conn_t *c = s->conns; c; c = c->next) /* newest first */
+        if (c->kind == CONN_RESERVED && c->fresh && !c->in_request && !c->closing)
+            oldest = c;
+    return oldest;
 }
 
 static void
@@ -771,38 +966,6 @@ on_connection(uv_stream_t *server, int status)
     tally_http_server_t *s = server->data;
     if (status < 0 || s->closing)
         return;
-    if (s->nconns >= s->lim.max_connections) {
-        /* over the limit: answer 503 and close; existing ones carry on */
-#define BUSY_BODY                                                                                  \
-    "{\"code\":\"EUNAVAILABLE\",\"message\":\"too many connections (http.max_connections)\"}"
-        static char busy[256];
-        static size_t busy_len;
-        if (!busy_len)
-            busy_len = (size_t)snprintf(busy, sizeof busy,
-                                        "HTTP/1.1 503 Service Unavailable\r\n"
-                                        "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                                        "Connection: close\r\nRetry-After: 1\r\n\r\n%s",
-                                        sizeof BUSY_BODY - 1, BUSY_BODY);
-        uv_tcp_t *t = malloc(sizeof *t);
-        uv_write_t *w = malloc(sizeof *w);
-        if (!t || !w) {
-            free(t);
-            free(w);
-            return;
-        }
-        uv_tcp_init(s->loop, t);
-        if (uv_accept(server, (uv_stream_t *)t) != 0) {
-            free(w);
-            uv_close((uv_handle_t *)t, on_overload_closed);
-            return;
-        }
-        uv_buf_t b = uv_buf_init(busy, (unsigned)busy_len);
-        if (uv_write(w, (uv_stream_t *)t, &b, 1, on_overload_written) != 0) {
-            free(w);
-            uv_close((uv_handle_t *)t, on_overload_closed);
-        }
-        return;
-    }
     conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return;
@@ -811,6 +974,7 @@ on_connection(uv_stream_t *server, int status)
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles_open = 2;
+    c->kind = CONN_REFUSED; /* until it is counted as one of the others */
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -822,16 +986,52 @@ on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
-    int len = sizeof ss;
+    int len = sizeof ss, have_addr = 0;
+    conn_t *victim;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
+        have_addr = addr_key(&ss, c->addr) == 0;
     }
+    /* the per-address limit first: one client must not take the reserve either */
+    uint32_t per = s->lim.max_connections_per_address;
+    if (have_addr && per) {
+        uint32_t open = addr_count(s, c->addr);
+        if (open >= per) {
+            s->refused_per_address++;
+            refuse_conn(c, 429, "ETOOMANY", "per_address", open, per);
+            return;
+        }
+    }
+    if (s->nnormal < s->lim.max_connections) {
+        c->kind = CONN_NORMAL;
+        s->nnormal++;
+    } else if (s->nreserved < TALLY_HTTP_RESERVED_CONNECTIONS) {
+        c->kind = CONN_RESERVED;
+        s->nreserved++;
+    } else if ((victim = silent_reserved(s)) != NULL) {
+        /* the reserve is full of connections that sent nothing: the oldest
+         * makes room, so that silent clients cannot hold the reserve */
+        s->evicted++;
+        tally__log_debug("http reserved connection closed for a new one remote=%s",
+                         victim->remote);
+        conn_close(victim);
+        c->kind = CONN_RESERVED;
+        s->nreserved++;
+    } else {
+        s->refused_max++;
+        refuse_conn(c, 503, "EUNAVAILABLE", "max_connections", s->nnormal + s->nreserved,
+                    s->lim.max_connections);
+        return;
+    }
+    if (have_addr && addr_inc(s, c->addr) == 0)
+        c->addr_counted = 1; /* out of memory: not counted, rather than refused */
     tally__httpreq_init(&c->req, &c->s->lim, &hooks, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     c->reading = 1;
+    c->fresh = 1;
     arm_timer(c);
 }
 
@@ -861,6 +1061,7 @@ tally_http_start(uv_loop_t *loop, const char *host, uint16_t port,
     s->dispatch = dispatch;
     s->ctx = ctx;
     s->log_requests = log_requests;
+    s->addr_seed = uv_hrtime() ^ (uint64_t)(uintptr_t)s;
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0)) != 0 ||
@@ -904,6 +1105,12 @@ tally_http_stats(const tally_http_server_t *s, tally_http_stats_t *out)
     out->pending = s->npending;
     out->pending_timeouts = s->pending_timeouts;
     out->pending_dropped = s->pending_dropped;
+    out->reserved = s->nreserved;
+    out->refused_max = s->refused_max;
+    out->refused_per_address = s->refused_per_address;
+    out->request_timeouts = s->request_timeouts;
+    out->idle_timeouts = s->idle_timeouts;
+    out->reserve_evictions = s->evicted;
 }
 
 tally_http_pending_t *
@@ -974,8 +1181,10 @@ on_listener_closed(uv_handle_t *h)
 {
     tally_http_server_t *s = h->data;
     s->listener_closed = 1;
-    if (s->nconns == 0)
+    if (s->nconns == 0) {
+        free(s->addrs);
         free(s);
+    }
 }
 
 void

@@ -3,7 +3,8 @@
  * The server runs on the main libuv loop. It reads requests (keep-alive,
  * pipelining, Content-Length and chunked bodies), enforces the limits of
  * [http] (header bytes and count, body bytes → 413, concurrent connections
- * → 503, idle and whole-request timeouts), and hands each complete request
+ * → 503, connections per client address → 429, idle and whole-request
+ * timeouts), and hands each complete request
  * to one dispatch function. The dispatch either fills the response
  * synchronously, or defers it: it calls tally_http_defer() and leaves the
  * response empty, and the answer goes out when tally_http_complete() is
@@ -103,7 +104,24 @@ typedef struct tally_http_limits {
     /** how long a deferred answer may take before the server answers 503;
      *  0 = 3 × request_timeout_ms */
     uint32_t pending_timeout_ms;
+    /** open connections from one client address (an IPv6 client: its /64),
+     *  reserved ones included; more are answered 429 and closed. 0 = no limit */
+    uint32_t max_connections_per_address;
 } tally_http_limits_t;
+
+/**
+ * Connections beyond max_connections kept for monitoring: while
+ * max_connections are open, up to this many more are accepted, each for one
+ * request (answered with Connection: close) that may only be GET or HEAD
+ * /healthz or /metrics; any other request on them is answered 503. So a
+ * health check still gets through when idle or slow clients hold every
+ * ordinary slot (each for at most request_timeout_ms). When the reserve is
+ * full too, a new connection takes the place of the oldest reserved one that
+ * has not sent a byte yet (closed), so that silent clients cannot hold the
+ * reserve; only when every reserved connection has begun a request is the
+ * new one answered 503.
+ */
+#define TALLY_HTTP_RESERVED_CONNECTIONS 8
 
 typedef struct tally_http_server tally_http_server_t;
 
@@ -146,6 +164,17 @@ typedef struct tally_http_stats {
     uint32_t pending;          /**< deferred answers awaited by an open connection now */
     uint64_t pending_timeouts; /**< deferred requests answered 503 after the pending limit */
     uint64_t pending_dropped;  /**< deferred requests whose connection closed first */
+    uint32_t reserved;         /**< open now on the reserve (TALLY_HTTP_RESERVED_CONNECTIONS) */
+    /** connections refused at max_connections (reserve full, or a reserved
+     *  connection asking for something else than /healthz or /metrics) */
+    uint64_t refused_max;
+    uint64_t refused_per_address; /**< refused at max_connections_per_address */
+    /** connections closed because a request (the first one: counted from the
+     *  accept) did not arrive whole within request_timeout_ms */
+    uint64_t request_timeouts;
+    uint64_t idle_timeouts; /**< keep-alive connections closed after idle_timeout_ms */
+    /** reserved connections that had sent nothing, closed to make room for a new one */
+    uint64_t reserve_evictions;
 } tally_http_stats_t;
 
 /** @brief The server's counters (for /metrics). */

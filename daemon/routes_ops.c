@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "alerts.h"
+#include "auth.h"
+#include "catalog.h"
 #include "codec.h"
 #include "prom.h"
 #include "routes.h"
@@ -82,11 +84,96 @@ flush_histogram(tally_prom_t *p)
     tally_prom_end_u64(p, cum);
 }
 
+/* What usage_line() writes to, and whom for. */
+typedef struct usage_scrape {
+    tally_prom_t *p;
+    const tally__token_t *viewer;
+    const tally__catalog_t *catalog;
+} usage_scrape_t;
+
+/* One tally_usage_total sample, when the viewer may read its namespace and
+ * its metric adds up (sum: the values; count: the events). */
+static void
+usage_line(void *vctx, const tally_stats_usage_t *u)
+{
+    usage_scrape_t *us = vctx;
+    if (!tally__token_allows(us->viewer, u->ns, TALLY_ACCESS_READ))
+        return;
+    /* a metric the catalog does not know is counted as a sum (ingest's rule) */
+    const tally__metric_def_t *def = tally__catalog_find(us->catalog, u->metric);
+    tally__agg_t agg = def ? def->aggregation : TALLY_AGG_SUM;
+    if (agg != TALLY_AGG_SUM && agg != TALLY_AGG_COUNT)
+        return; /* max and last are gauges: no total */
+    TALLY_PROM_RAW(us->p, "tally_usage_total{namespace=\"");
+    tally_prom_label_value(us->p, u->ns);
+    TALLY_PROM_RAW(us->p, "\",metric=\"");
+    tally_prom_label_value(us->p, u->metric);
+    TALLY_PROM_RAW(us->p, "\"} ");
+    if (agg == TALLY_AGG_COUNT)
+        tally_prom_end_u64(us->p, u->count);
+    else if (!u->is_float && u->sum_i >= 0)
+        tally_prom_end_u64(us->p, (uint64_t)u->sum_i); /* exact beyond 2^53 */
+    else
+        tally_prom_end_double(us->p, (double)u->sum_i + u->sum_f);
+}
+
+static void
+usage_totals(tally_prom_t *p, const tally__token_t *viewer, const tally__catalog_t *catalog)
+{
+    TALLY_PROM_RAW(
+        p, FAMILY("tally_usage_total", "counter",
+                  "Usage committed since tallyd started, by namespace and metric: the sum of "
+                  "the values of a sum metric, the events of a count metric (max and last "
+                  "metrics have no total). Per-namespace: shown only to a scrape with an API "
+                  "token (Authorization: APIToken ...) that may read the namespace. At most "
+                  "http.metrics_max_series pairs, the first seen."));
+    /* no token allows nothing: the walk is skipped, not filtered */
+    usage_scrape_t us = {p, viewer, catalog};
+    if (viewer)
+        tally_stats_usage_each(usage_line, &us);
+    GAUGE(p, "tally_usage_series",
+          "(namespace, metric) pairs tracked for tally_usage_total (all of them, whatever the "
+          "scrape may see).",
+          G(usage_pairs));
+    COUNTER(p, "tally_usage_dropped_events_total",
+            "Committed events not in tally_usage_total: their (namespace, metric) pair came "
+            "after http.metrics_max_series pairs.",
+            G(usage_dropped_events));
+}
+
+/* The process_* families, rendered at most once a second and copied in
+ * between: reading /proc costs several system calls (about 70 us here,
+ * against a few us for the rest of a scrape), and Prometheus scrapes every
+ * few seconds at most. Loop thread only. */
+static void
+process_metrics(tally_prom_t *p)
+{
+    static char *text;
+    static size_t len;
+    static int64_t at_ms;
+    int64_t now = tally__time_mono_ms();
+    if (!text || now - at_ms >= 1000) {
+        tally_prom_t q;
+        tally_prom_init(&q);
+        tally_prom_process(&q, "/proc/self");
+        size_t n;
+        char *t = tally_prom_take(&q, &n);
+        if (t) { /* out of memory: the previous text serves */
+            free(text);
+            text = t;
+            len = n;
+            at_ms = now;
+        }
+    }
+    if (text)
+        tally_prom_raw(p, text, len);
+}
+
 /*
  * /metrics is an open route (routes.h): the process and daemon figures are
- * public, like /healthz. Series labelled by namespace (today
- * tally_quota_utilization_ratio) tell one namespace's usage against its
- * limit, so they are shown only to a scrape that carries an API token
+ * public, like /healthz. Series labelled by namespace
+ * (tally_quota_utilization_ratio, tally_usage_total) tell one namespace's
+ * usage, so they are shown only to a scrape that carries an API token
  * allowed to read that namespace (`Authorization: APIToken ...`; `*` sees
  * all). No token, or one that is not a valid API token, is an anonymous
  * scrape: never a 401, so a scraper without credentials keeps working.
@@ -187,6 +274,31 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     COUNTER(&p, "tally_http_deferred_dropped_total",
             "Deferred HTTP requests whose connection closed before the answer.",
             hs.pending_dropped);
+    GAUGE(&p, "tally_http_connections_reserved",
+          "Open HTTP connections on the reserve kept for /healthz and /metrics past "
+          "http.max_connections.",
+          hs.reserved);
+    TALLY_PROM_RAW(&p, FAMILY("tally_http_connections_refused_total", "counter",
+                              "HTTP connections refused: max_connections (503: every slot and "
+                              "the reserve taken by requests under way, or a reserved "
+                              "connection asking for "
+                              "something else than /healthz or /metrics), per_address (429: "
+                              "http.max_connections_per_address)."));
+    TALLY_PROM_RAW(&p, "tally_http_connections_refused_total{reason=\"max_connections\"} ");
+    tally_prom_end_u64(&p, hs.refused_max);
+    TALLY_PROM_RAW(&p, "tally_http_connections_refused_total{reason=\"per_address\"} ");
+    tally_prom_end_u64(&p, hs.refused_per_address);
+    COUNTER(&p, "tally_http_reserve_evictions_total",
+            "Reserved HTTP connections (past http.max_connections) that had sent nothing, "
+            "closed to make room for a new connection.",
+            hs.reserve_evictions);
+    COUNTER(&p, "tally_http_request_timeouts_total",
+            "HTTP connections closed because a request did not arrive whole within "
+            "http.request_timeout_ms (a new connection's first request: from the accept).",
+            hs.request_timeouts);
+    COUNTER(&p, "tally_http_idle_timeouts_total",
+            "Keep-alive HTTP connections closed after http.idle_timeout_ms without a request.",
+            hs.idle_timeouts);
     int64_t now = tally__time_now_ms();
     TALLY_PROM_RAW(&p, FAMILY("tally_uptime_seconds", "gauge",
                               "Seconds since tallyd started.") "tally_uptime_seconds ");
@@ -194,6 +306,8 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     tally_prom_end_fixed(&p, now > ctx->started_ms ? (uint64_t)(now - ctx->started_ms) : 0, 3);
     tally_routes_metrics(&p);
     tally_alerts_metrics(&p, viewer);
+    usage_totals(&p, viewer, ctx->catalog);
+    process_metrics(&p);
     size_t len;
     char *text = tally_prom_take(&p, &len);
     if (!text) {

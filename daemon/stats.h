@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "strtab.h"
 #include "tally_proto.h"
 
 typedef struct tally_stats {
@@ -47,6 +48,8 @@ typedef struct tally_stats {
     uint64_t map_used;      /**< LMDB bytes in use */
     uint64_t map_grows;     /**< times the map was grown */
     uint64_t retention_pruned; /**< hourly rollups deleted by retention */
+    uint64_t usage_pairs;      /**< (namespace, metric) pairs tracked for tally_usage_total */
+    uint64_t usage_dropped_events; /**< committed events of pairs over http.metrics_max_series */
 } tally_stats_t;
 
 extern tally_stats_t tally_stats;
@@ -57,5 +60,52 @@ extern tally_stats_t tally_stats;
 
 /** @brief Record one flush commit's duration in the histogram. */
 void tally_stats_flush_observe(uint64_t us);
+
+/* ---- committed usage per (namespace, metric), for tally_usage_total -------
+ *
+ * The aggregator adds every delta it applies to a pending total of its
+ * (namespace, metric) pair, and moves the pending totals to the committed
+ * ones when the flush that holds them commits; /metrics reads the committed
+ * totals. A delta costs an array index and two adds (the pair of each series
+ * id is resolved once), a commit one pass over the pairs it touched, under a
+ * mutex that a scrape holds while it writes the samples. Totals count from
+ * the start of tallyd (Prometheus counters: rate() and increase() handle the
+ * restart). At most the limit's pairs are tracked, in the order first seen;
+ * the events of later pairs are counted in usage_dropped_events instead.
+ */
+
+/** @brief The most pairs tracked (http.metrics_max_series; 0: none). Call
+ *         before the aggregator starts; later calls only lower or raise the
+ *         limit for pairs not seen yet. */
+void tally_stats_usage_limit(uint32_t max_pairs);
+
+/**
+ * @brief Aggregator thread: add one applied delta of series `series` (an id
+ *        of tab) to its pair's pending total.
+ */
+void tally_stats_usage_add(const tally__strtab_t *tab, uint32_t series, int is_float, int64_t iv,
+                           double fv);
+
+/** @brief Aggregator thread: the flush holding every delta added so far committed. */
+void tally_stats_usage_commit(void);
+
+/** One pair's committed totals, as tally_stats_usage_each() reports them. */
+typedef struct tally_stats_usage {
+    const char *ns, *metric; /**< NUL-terminated, valid during the callback */
+    int64_t sum_i;           /**< exact sum of integer values */
+    double sum_f;            /**< sum of float values, and of integers past int64 */
+    uint64_t count;          /**< events */
+    int is_float;            /**< sum_f holds something: the sum is sum_i + sum_f */
+} tally_stats_usage_t;
+
+/**
+ * @brief Call fn for each tracked pair, in the order first seen. Any thread;
+ *        holds the totals' lock meanwhile (fn must be quick and must not call
+ *        back into these functions).
+ */
+void tally_stats_usage_each(void (*fn)(void *ctx, const tally_stats_usage_t *u), void *ctx);
+
+/** @brief Forget every pair and total, freeing them (at exit). Not while the aggregator runs. */
+void tally_stats_usage_reset(void);
 
 #endif

@@ -348,6 +348,7 @@ main(int argc, char **argv)
         .http_dedup_max_events = d.cfg->ingest.http_dedup_max_events,
         .ctx = &d,
     };
+    tally_stats_usage_limit(d.cfg->http.metrics_max_series);
     if ((rc = tally_aggregator_start(&ao, &d.aggregator)) != 0) {
         tally__log_error("cannot start the aggregator err=\"%s\"", tally_strerror(rc));
         uv_close((uv_handle_t *)&d.done, NULL);
@@ -406,6 +407,7 @@ main(int argc, char **argv)
         .idle_timeout_ms = d.cfg->http.idle_timeout_ms,
         .request_timeout_ms = d.cfg->http.request_timeout_ms,
         .pending_timeout_ms = d.cfg->http.pending_timeout_ms,
+        .max_connections_per_address = d.cfg->http.max_connections_per_address,
     };
     if (tally_http_start(d.loop, d.cfg->http.host, d.cfg->http.port, &lim, tally_routes_dispatch,
                          &d.ctx, d.cfg->log.requests, &d.http) != 0) {
@@ -468,6 +470,7 @@ out:
     tally__ring_destroy(d.free_ring);
     tally__ring_destroy(d.http_done);
     tally_routes_release(&d.ctx);
+    tally_stats_usage_reset(); /* the aggregator is gone: free tally_usage_total's pairs */
     tally__strtab_destroy(d.series);
     tally__store_close(d.store);
     tally__catalog_destroy(d.catalog);

@@ -30,7 +30,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-$SRC/build-valgrind}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 EXCLUDE=${TALLY_VG_EXCLUDE:-crash_exactly_once|store_full|faults|fault_|install|systemd}
-SKIP_CASES=${TALLY_VG_SKIP_CASES:-http_server/idle_keep_alive_connection_is_closed}
+SKIP_CASES=${TALLY_VG_SKIP_CASES:-http_server/idle_keep_alive_connection_is_closed|http_fairness/silent_and_dribbling_connections_close_at_the_request_timeout|http_fairness/healthz_answers_while_idle_connections_hold_every_slot}
 LOGS=$BUILD/valgrind-logs
 
 say() { printf 'valgrind.sh: %s\n' "$*" >&2; }

@@ -147,6 +147,12 @@ typedef struct tally__config {
         uint32_t max_body_bytes;
         /** http.max_connections: open connections, 1..1000000. Default 1024. */
         uint32_t max_connections;
+        /** http.max_connections_per_address: open connections from one client
+            address (IPv6: one /64), 0..1000000, 0 = no limit. Default 64. */
+        uint32_t max_connections_per_address;
+        /** http.metrics_max_series: most (namespace, metric) pairs that
+            tally_usage_total tracks, 0..1000000 (0: none). Default 10000. */
+        uint32_t metrics_max_series;
         /** http.idle_timeout_ms: an idle keep-alive connection is closed after
             this long, 1..3600000. Default 30000. */
         uint32_t idle_timeout_ms;

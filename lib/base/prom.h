@@ -66,6 +66,27 @@ void tally_prom_end_u64(tally_prom_t *p, uint64_t v);
  */
 void tally_prom_end_fixed(tally_prom_t *p, uint64_t units, unsigned decimals);
 
+/**
+ * @brief The standard process metrics, as the Prometheus client libraries
+ *        define them, read from /proc: process_cpu_seconds_total,
+ *        process_resident_memory_bytes, process_virtual_memory_bytes,
+ *        process_open_fds, process_max_fds and process_start_time_seconds.
+ *        A figure /proc cannot give (another OS, /proc not mounted) is left
+ *        out with its family, never shown as 0.
+ * @param proc the proc directory of the process ("/proc/self"; tests may
+ *        pass a copy); its parent's `stat` gives the boot time.
+ */
+void tally_prom_process(tally_prom_t *p, const char *proc);
+
+/**
+ * @brief Append a label value escaped as the exposition format requires
+ *        (backslash, double quote and newline).
+ */
+void tally_prom_label_value(tally_prom_t *p, const char *v);
+
+/** @brief End a sample line with v, written as tally_prom_double() writes it. */
+void tally_prom_end_double(tally_prom_t *p, double v);
+
 /** @brief The text (malloc'd; caller frees) or NULL when memory ran out. */
 char *tally_prom_take(tally_prom_t *p, size_t *len);
 

@@ -178,6 +178,8 @@ Test(config, defaults_apply_without_file_or_environment)
     cr_expect_eq(cfg->http.max_headers, 64);
     cr_expect_eq(cfg->http.max_body_bytes, 1048576);
     cr_expect_eq(cfg->http.max_connections, 1024);
+    cr_expect_eq(cfg->http.max_connections_per_address, 64);
+    cr_expect_eq(cfg->http.metrics_max_series, 10000);
     cr_expect_eq(cfg->http.idle_timeout_ms, 30000);
     cr_expect_eq(cfg->http.request_timeout_ms, 10000);
     cr_expect_str_eq(cfg->billing.tenant, "acme");

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* prom.c is part of the engine (lib/base), linked like every other module */
 #include "prom.h"
@@ -168,5 +170,106 @@ Test(prom, grows_past_the_first_buffer)
     cr_assert_gt(len, 16384u * 4);
     cr_assert_eq(strlen(s), len);
     cr_assert(strstr(s, "tally_some_metric_with_a_long_name_total 4999\n") != NULL);
+    free(s);
+}
+
+/* ---- label values and the process metrics ------------------------------------------------- */
+
+Test(prom, label_values_are_escaped)
+{
+    tally_prom_t p;
+    tally_prom_init(&p);
+    tally_prom_label_value(&p, "a\\b\"c\nd");
+    tally_prom_label_value(&p, "");
+    tally_prom_label_value(&p, "plain");
+    char *s = tally_prom_take(&p, NULL);
+    cr_assert_str_eq(s, "a\\\\b\\\"c\\ndplain");
+    free(s);
+}
+
+/* A copy of /proc/<pid>/stat with a command name holding ") " and known figures. */
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(prom, process_metrics_from_a_proc_copy)
+{
+    char root[] = "/tmp/tally-proc-XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    char dir[128], path[256];
+    snprintf(dir, sizeof dir, "%s/self", root);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/stat", root);
+    write_file(path, "cpu  1 2 3\nbtime 1700000000\nprocesses 5\n");
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    /* utime 250 ticks, stime 50, starttime 12345 ticks, vsize 1 GiB, rss 1000 pages */
+    snprintf(path, sizeof path, "%s/stat", dir);
+    write_file(path, "4242 (tal) ly d) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 "
+                     "12345 1073741824 1000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 "
+                     "0 0 0\n");
+    snprintf(path, sizeof path, "%s/fd", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    for (int i = 0; i < 3; i++) {
+        char fd[300];
+        snprintf(fd, sizeof fd, "%s/%d", path, i);
+        write_file(fd, "");
+    }
+    tally_prom_t p;
+    tally_prom_init(&p);
+    tally_prom_process(&p, dir);
+    char *s = tally_prom_take(&p, NULL);
+    cr_assert_not_null(s);
+    char want[256];
+    snprintf(want, sizeof want, "\nprocess_cpu_seconds_total %g\n", 300.0 / (double)ticks);
+    cr_assert(strstr(s, want), "no %s in:\n%s", want + 1, s);
+    cr_assert(strstr(s, "\nprocess_virtual_memory_bytes 1073741824\n"), "%s", s);
+    snprintf(want, sizeof want, "\nprocess_resident_memory_bytes %ld\n", 1000 * page);
+    cr_assert(strstr(s, want), "no %s in:\n%s", want + 1, s);
+    snprintf(want, sizeof want, "\nprocess_start_time_seconds %.2f", 1700000000 + 12345.0 / ticks);
+    cr_assert(strstr(s, want), "no %s in:\n%s", want + 1, s);
+    /* a copied directory has a size that is not a count: the entries are counted */
+    cr_assert(strstr(s, "\nprocess_open_fds 3\n"), "%s", s);
+    cr_assert(strstr(s, "# TYPE process_cpu_seconds_total counter\n"), "%s", s);
+    cr_assert(strstr(s, "\nprocess_max_fds "), "%s", s);
+    free(s);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(prom, process_metrics_without_proc_are_left_out)
+{
+    tally_prom_t p;
+    tally_prom_init(&p);
+    tally_prom_process(&p, "/nonexistent/self");
+    char *s = tally_prom_take(&p, NULL);
+    cr_assert_not_null(s);
+    /* what /proc would give is absent, not 0; the descriptor limit stays */
+    cr_assert(!strstr(s, "process_cpu_seconds_total"), "%s", s);
+    cr_assert(!strstr(s, "process_open_fds"), "%s", s);
+    cr_assert(strstr(s, "process_max_fds "), "%s", s);
+    free(s);
+}
+
+Test(prom, process_metrics_of_this_process)
+{
+    tally_prom_t p;
+    tally_prom_init(&p);
+    tally_prom_process(&p, "/proc/self");
+    char *s = tally_prom_take(&p, NULL);
+    cr_assert_not_null(s);
+    const char *names[] = {"process_cpu_seconds_total",     "process_virtual_memory_bytes",
+                           "process_resident_memory_bytes", "process_start_time_seconds",
+                           "process_open_fds",              "process_max_fds"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char want[80];
+        snprintf(want, sizeof want, "\n%s ", names[i]);
+        cr_assert(strstr(s, want), "no %s in:\n%s", names[i], s);
+    }
     free(s);
 }
