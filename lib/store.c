@@ -89,6 +89,7 @@ struct tally__store {
     uint8_t id[STORE_ID_LEN];
     uint64_t gen;
     int marked_data; /* atomic: tally.id says data=1 */
+    int id_fresh;    /* the id is new: written by identity_bump() */
     pthread_mutex_t mark_mu;
     tally__ratelimit_t rl_marker;
 };
@@ -272,6 +273,7 @@ resize(tally__store_t *s, uint64_t size)
 
 static int identity_precheck(const char *dir, unsigned oflags, marker_t *m);
 static int identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m);
+static int identity_bump(tally__store_t *s);
 static void identity_save(tally__store_t *s);
 static void identity_mark_data(tally__store_t *s);
 static int identity_rewrite(const char *dir);
@@ -507,12 +509,14 @@ again:
         goto fail;
     }
     if (!readonly) {
-        if (!(s->dir = strdup(dir))) {
-            txn = NULL;
-            rc = -ENOMEM;
-            goto fail;
+        txn = NULL;
+        if (identity_bump(s) == 0) {
+            if (!(s->dir = strdup(dir))) {
+                rc = -ENOMEM;
+                goto fail;
+            }
+            identity_save(s);
         }
-        identity_save(s);
     }
     *out = s;
     return 0;
@@ -1992,10 +1996,6 @@ identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m
         }
         if (getrandom(s->id, STORE_ID_LEN, 0) != STORE_ID_LEN)
             return -errno;
-        v.mv_size = STORE_ID_LEN;
-        v.mv_data = s->id;
-        if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0)
-            return map_err(rc);
         fresh = 1;
     } else {
         return rc ? map_err(rc) : TALLY_ECORRUPT;
@@ -2027,13 +2027,8 @@ identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m
                          (unsigned long long)m->gen, (unsigned long long)m->txnid, dir);
         return TALLY_ECORRUPT;
     }
-    s->gen = gen + 1;
-    uint8_t g[8];
-    put_be64(g, s->gen);
-    gv.mv_size = sizeof g;
-    gv.mv_data = g;
-    if ((rc = mdb_put(txn, s->meta, &gk, &gv, 0)) != 0)
-        return map_err(rc);
+    s->gen = gen;
+    s->id_fresh = fresh;
     /* does it hold anything? */
     MDB_dbi dbis[] = {s->hourly, s->monthly, s->series, s->producers, s->objects};
     uint64_t n = 0;
@@ -2047,6 +2042,43 @@ identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m
         tally__log_info("store marker written: %s/" MARKER_NAME " store_id=%s records=%llu",
                         dir, hex, (unsigned long long)n);
     return 0;
+}
+
+/* After the open: store a new id and the next generation in their own
+ * transaction, which a map with no page to spare may refuse (a store
+ * reopened with a map smaller than its data gets a map exactly that size;
+ * tallyd grows it at its first flush): the open goes on without them, and
+ * without a marker when the id could not be stored. */
+static int
+identity_bump(tally__store_t *s)
+{
+    MDB_txn *txn = NULL;
+    uint8_t g[8];
+    MDB_val k = {8, "store_id"}, v = {STORE_ID_LEN, s->id};
+    MDB_val gk = {10, "generation"}, gv = {sizeof g, g};
+    put_be64(g, s->gen + 1);
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc == 0 && s->id_fresh)
+        rc = mdb_put(txn, s->meta, &k, &v, 0);
+    if (rc == 0)
+        rc = mdb_put(txn, s->meta, &gk, &gv, 0);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else if (txn) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == 0) {
+        s->gen++;
+        s->id_fresh = 0;
+        return 0;
+    }
+    const char *path = NULL;
+    mdb_env_get_path(s->env, &path);
+    tally__log_warn("cannot record the store's %s in data.mdb%s err=\"%s\" dir=%s",
+                    s->id_fresh ? "id" : "generation",
+                    s->id_fresh ? "; no marker until the next start" : "", mdb_strerror(rc),
+                    path ? path : "?");
+    return s->id_fresh ? map_err(rc) : 0;
 }
 
 /* Write the marker from the open store's state (writer side). */
