@@ -10,6 +10,9 @@ BENCH=$TALLY_BIN_DIR/tally-bench-ingest
 [ -x "$BENCH" ] || fail "no $BENCH"
 command -v curl >/dev/null || fail "curl is needed"
 S=$T/store
+# a small map: tallyd reserves its whole map on disk, and this test copies
+# data.mdb around (it grows as the data needs)
+export TALLY_STORAGE_MAP_SIZE_MB=8
 
 # refused LOG WHAT — tallyd must exit non-zero before ready, saying WHAT.
 refused() {
@@ -128,7 +131,7 @@ say "check: $(grep -m1 '^DAMAGE' "$T/check.out")"
 P=$!
 if wait_log "$T/dmg.log" ready 20; then
     PORT=$(sed -n 's/.*http=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/dmg.log" | head -n 1)
-    timeout 20 "$BENCH" --endpoint "$INGEST" --producers 1 --events 2000 --series 20000 \
+    timeout 10 "$BENCH" --endpoint "$INGEST" --producers 1 --events 2000 --series 20000 \
         --batch 100 >/dev/null 2>&1 || true
     if kill -0 $P 2>/dev/null; then
         m=$(curl -sf "http://127.0.0.1:$PORT/metrics" || true)
@@ -150,6 +153,7 @@ fi
 
 # ---- a flush that fails: degraded, paused, then recovered --------------------------------
 rm -rf "$S"
+unset TALLY_STORAGE_MAP_SIZE_MB # small.conf's 1 MiB
 sed 's/^map_size_mb = .*/map_size_mb = 1/; s/^map_max_mb = .*/map_max_mb = 0/' \
     "$TALLY_SOURCE_DIR/config/tallyd.conf" >"$T/small.conf"
 CONF=$T/small.conf
