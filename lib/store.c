@@ -1876,14 +1876,16 @@ marker_read(const char *dir, marker_t *m)
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = '\0';
         unsigned long long v;
-        if (strncmp(line, "store_id=", 9) == 0)
+        if (strncmp(line, "store_id=", 9) == 0) {
             have_id = unhex_id(line + 9, m->id) == 0;
-        else if (sscanf(line, "generation=%llu", &v) == 1)
-            m->gen = v, have_gen = 1;
-        else if (sscanf(line, "txnid=%llu", &v) == 1)
+        } else if (sscanf(line, "generation=%llu", &v) == 1) {
+            m->gen = v;
+            have_gen = 1;
+        } else if (sscanf(line, "txnid=%llu", &v) == 1) {
             m->txnid = v;
-        else if (sscanf(line, "data=%llu", &v) == 1)
+        } else if (sscanf(line, "data=%llu", &v) == 1) {
             m->data = v != 0;
+        }
     }
     fclose(f);
     if (!have_id || !have_gen)
@@ -2552,10 +2554,10 @@ ck_tree(chk_t *ck, const char *name, const ldb_t *db, int main_db, int free_db)
                        (unsigned long long)db->branch, (unsigned long long)db->leaf,
                        (unsigned long long)db->overflow, db->depth);
     }
+    uint64_t pages = db->branch + db->leaf + db->overflow;
     if (!main_db && !free_db && ck->problems == before)
         fprintf(ck->out, "ok      %s: %llu records, %llu pages, depth %u\n", name,
-                (unsigned long long)db->entries,
-                (unsigned long long)(db->branch + db->leaf + db->overflow), db->depth);
+                (unsigned long long)db->entries, (unsigned long long)pages, db->depth);
     ck->where = NULL;
 }
 
@@ -2879,15 +2881,16 @@ tally__store_check(const char *dir, FILE *report)
         ck_problem(&ck, "no sound meta page: the store cannot be read");
         goto done;
     }
-    if (ck.last_pg < 1 || (ck.last_pg + 1) * ck.psize > (uint64_t)st.st_size) {
+    /* by division: a damaged meta page's last page must not overflow */
+    uint64_t in_file = (uint64_t)st.st_size / ck.psize, in_use = ck.last_pg + 1;
+    if (ck.last_pg < 1 || ck.last_pg >= in_file) {
         ck_problem(&ck, "the meta page says %llu pages, the file holds %llu",
-                   (unsigned long long)(ck.last_pg + 1),
-                   (unsigned long long)((uint64_t)st.st_size / ck.psize));
+                   (unsigned long long)in_use, (unsigned long long)in_file);
         goto done;
     }
     fprintf(report, "data.mdb: file %.2f MiB, page size %u, %llu pages in use, transaction %llu\n",
-            (double)st.st_size / (1024.0 * 1024.0), ck.psize,
-            (unsigned long long)(ck.last_pg + 1), (unsigned long long)snap);
+            (double)st.st_size / (1024.0 * 1024.0), ck.psize, (unsigned long long)in_use,
+            (unsigned long long)snap);
     if (!(ck.seen = calloc(ck.last_pg / 8 + 1, 1))) {
         rc = -ENOMEM;
         goto done;
@@ -2975,7 +2978,7 @@ done:
                 ck.problems > CHECK_SHOW_MAX ? "; the first ones shown" : "");
         return TALLY_ECORRUPT;
     }
-    fprintf(report, "result: ok (%lld records%s%u note%s)\n", (long long)records,
-            ck.notes ? ", " : ", ", ck.notes, ck.notes == 1 ? "" : "s");
+    fprintf(report, "result: ok (%lld records, %u note%s)\n", (long long)records, ck.notes,
+            ck.notes == 1 ? "" : "s");
     return 0;
 }
