@@ -16,7 +16,8 @@ export TALLY_STORAGE_MAP_SIZE_MB=8
 
 # refused LOG WHAT — tallyd must exit non-zero before ready, saying WHAT.
 refused() {
-    if "$TALLYD" -c "$CONF" >"$1" 2>&1; then
+    # bounded: a tallyd that wrongly starts is stopped by timeout, not waited for
+    if timeout 30 "$TALLYD" -c "$CONF" >"$1" 2>&1; then
         fail "tallyd started on $2"
     fi
     grep -q ready "$1" && fail "tallyd said ready on $2"
