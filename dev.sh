@@ -12,10 +12,11 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config libuv1-dev libnanomsg-dev nanomsg-utils liblmdb-dev
       lmdb-utils libmsgpack-dev libcriterion-dev libhttp-parser-dev libjansson-dev libck-dev
-      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev libcurl4-openssl-dev"
+      libhpdf-dev libinih-dev libsystemd-dev libsodium-dev libcurl4-openssl-dev libnats-dev"
 # what only the tests use: HTTP client, unit checks, PDF text, the dashboard's browser,
-# libfaketime (the retention part of the backup test), promtool (/metrics is checked with it)
-TEST_PKGS="curl systemd poppler-utils chromium faketime prometheus"
+# libfaketime (the retention part of the backup test), promtool (/metrics is checked with
+# it), nats-server (bench_jetstream.sh, the cluster tests of docs/cluster.md)
+TEST_PKGS="curl systemd poppler-utils chromium faketime prometheus nats-server"
 
 . tests/pkgs.sh
 deps() { need_pkgs dev.sh $PKGS; }

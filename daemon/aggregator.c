@@ -420,11 +420,17 @@ flush(tally_aggregator_t *a)
         }
         if (rc == TALLY_EMAPFULL || rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
             TALLY_STAT_SET(store_full, 1);
+        /* the code first: /healthz reads it once it sees store_stalled */
+        TALLY_STAT_SET(flush_last_err, (int64_t)rc);
         TALLY_STAT_SET(store_stalled, 1);
         if (tally__ratelimit_ok(&a->rl_fail, 1, 10000, &supp))
             tally__log_error("flush failed; ingest paused until it succeeds err=\"%s\" "
-                             "cells=%zu map_size_bytes=%llu suppressed=%u",
-                             why, src.nh, (unsigned long long)size, supp);
+                             "cells=%zu map_size_bytes=%llu suppressed=%u%s",
+                             why, src.nh, (unsigned long long)size, supp,
+                             rc == TALLY_ECORRUPT || rc == TALLY_ESTORE
+                                 ? " (the store may be damaged: run tallyctl check with "
+                                   "tallyd stopped)"
+                                 : "");
         a->stalled = 1;
         return rc;
     }

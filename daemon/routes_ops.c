@@ -232,8 +232,12 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
           "evicted, the window is ingest.http_dedup_hours).",
           G(http_dedup_window_s));
     rejected(&p);
-    GAUGE(&p, "tally_ingest_paused", "1 while ingest stops reading for back-pressure.",
-          G(ingest_paused));
+    /* failing commits hold ingest back as surely as a full ring: the
+     * aggregator takes no block and nothing is acked until a flush succeeds */
+    GAUGE(&p, "tally_ingest_paused",
+          "1 while ingest is held back: its sockets are not read (back-pressure), or flushes "
+          "fail (nothing is acknowledged until one succeeds; see tally_store_stalled).",
+          G(ingest_paused) | G(store_stalled));
     COUNTER(&p, "tally_ingest_pauses_total", "Times ingest paused for back-pressure.", G(pauses));
     GAUGE(&p, "tally_series_active", "Distinct series seen since start.", G(series));
     GAUGE(&p, "tally_producers", "Producers known (committed marks).", G(producers));
@@ -322,16 +326,17 @@ tally_route_healthz(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
 {
     (void)ctx;
     (void)req;
-    if (G(store_full)) {
-        static const char body[] =
-            "{\"status\":\"degraded\",\"reason\":\"store full: ingest paused\"}";
-        tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
-        return;
-    }
-    if (G(store_stalled)) {
-        static const char body[] =
-            "{\"status\":\"degraded\",\"reason\":\"commits failing: ingest paused\"}";
-        tally_http_set_body(res, 200, "application/json", body, sizeof body - 1);
+    if (G(store_full) || G(store_stalled)) {
+        /* the error names what to look at: a full disk or map, a damaged
+         * store (tallyctl check), another I/O error */
+        char body[256];
+        int n = snprintf(body, sizeof body,
+                         "{\"status\":\"degraded\",\"reason\":\"%s: ingest paused\","
+                         "\"error\":\"%s\"}",
+                         G(store_full) ? "store full" : "commits failing",
+                         tally_strerror((int)G(flush_last_err)));
+        tally_http_set_body(res, 200, "application/json", body,
+                            n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
         return;
     }
     static const char body[] = "{\"status\":\"ok\"}";

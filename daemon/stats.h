@@ -44,6 +44,7 @@ typedef struct tally_stats {
     uint64_t pauses;        /**< times ingest paused for back-pressure */
     uint64_t store_full;    /**< 1 while commits fail for lack of space */
     uint64_t store_stalled; /**< 1 while commits fail for any reason (ingest paused) */
+    int64_t flush_last_err; /**< while store_stalled: the failing commit's code (tally_strerror) */
     uint64_t map_size;      /**< LMDB map size */
     uint64_t map_used;      /**< LMDB bytes in use */
     uint64_t map_grows;     /**< times the map was grown */

@@ -59,10 +59,14 @@ static void
 usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: tallyd [--config FILE] [--check-config] [--version]\n"
+            "usage: tallyd [--config FILE] [--check-config] [--accept-empty-store] [--version]\n"
             "  -c, --config FILE   configuration file (INI); without it, built-in defaults\n"
             "                      and TALLY_SECTION_KEY environment overrides apply\n"
             "  -t, --check-config  load and validate the configuration and catalogs, then exit\n"
+            "      --accept-empty-store\n"
+            "                      start a new, empty store although [storage] dir/tally.id\n"
+            "                      says the store held data and data.mdb is missing or empty\n"
+            "                      (without it tallyd refuses; see tallyd(8), STORE INTEGRITY)\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n");
 }
@@ -228,11 +232,12 @@ main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"check-config", no_argument, NULL, 't'},
+                                             {"accept-empty-store", no_argument, NULL, 'E'},
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *config_path = NULL;
-    int check = 0, opt, rc, status = 1;
+    int check = 0, accept_empty = 0, opt, rc, status = 1;
     char err[1024];
     daemon_t d;
     memset(&d, 0, sizeof d);
@@ -249,6 +254,9 @@ main(int argc, char **argv)
             break;
         case 't':
             check = 1;
+            break;
+        case 'E':
+            accept_empty = 1;
             break;
         case 'V':
             printf("tallyd %s\n", TALLY_VERSION);
@@ -311,7 +319,8 @@ main(int argc, char **argv)
     make_ipc_dirs(d.cfg->ingest.listen, d.cfg->ingest.nlisten);
     make_ipc_dirs(d.cfg->ingest.acks, d.cfg->ingest.nacks);
     if ((rc = tally__store_open_ex(d.cfg->storage.dir, d.cfg->storage.map_size_mb << 20,
-                                   d.cfg->storage.writemap ? TALLY_STORE_WRITEMAP : 0u,
+                                   (d.cfg->storage.writemap ? TALLY_STORE_WRITEMAP : 0u) |
+                                       (accept_empty ? TALLY_STORE_ACCEPT_EMPTY : 0u),
                                    &d.store)) != 0) {
         tally__log_error("cannot open the store dir=%s err=\"%s\"", d.cfg->storage.dir,
                          tally_strerror(rc));

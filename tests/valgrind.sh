@@ -29,7 +29,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-$SRC/build-valgrind}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-EXCLUDE=${TALLY_VG_EXCLUDE:-crash_exactly_once|store_full|faults|fault_|install|systemd}
+EXCLUDE=${TALLY_VG_EXCLUDE:-crash_exactly_once|store_full|store_integrity|faults|fault_|install|systemd}
 SKIP_CASES=${TALLY_VG_SKIP_CASES:-http_server/idle_keep_alive_connection_is_closed|http_fairness/silent_and_dribbling_connections_close_at_the_request_timeout|http_fairness/healthz_answers_while_idle_connections_hold_every_slot}
 LOGS=$BUILD/valgrind-logs
 

@@ -27,6 +27,7 @@ extern const ctl_cmd_t ctl_cmd_dump;    /* cmd_store.c */
 extern const ctl_cmd_t ctl_cmd_backup;  /* cmd_store.c */
 extern const ctl_cmd_t ctl_cmd_restore; /* cmd_store.c */
 extern const ctl_cmd_t ctl_cmd_compact; /* cmd_store.c */
+extern const ctl_cmd_t ctl_cmd_check;   /* cmd_store.c */
 extern const ctl_cmd_t ctl_cmd_usage;   /* cmd_api.c */
 extern const ctl_cmd_t ctl_cmd_stats;   /* cmd_api.c */
 extern const ctl_cmd_t ctl_cmd_plan;    /* cmd_admin.c */

@@ -8,9 +8,9 @@
 /* Every command, in the order `tallyctl --help` lists them. A new command
  * is a ctl_cmd_t in its group's file (or a new cmd_*.c) and one line here. */
 static const ctl_cmd_t *const commands[] = {
-    &ctl_cmd_emit,    &ctl_cmd_keygen,  &ctl_cmd_dump,    &ctl_cmd_backup,
-    &ctl_cmd_restore, &ctl_cmd_compact, &ctl_cmd_usage,   &ctl_cmd_stats,
-    &ctl_cmd_watch,   &ctl_cmd_plan,    &ctl_cmd_invoice,
+    &ctl_cmd_emit,  &ctl_cmd_keygen, &ctl_cmd_dump,  &ctl_cmd_backup, &ctl_cmd_restore,
+    &ctl_cmd_compact, &ctl_cmd_check, &ctl_cmd_usage, &ctl_cmd_stats,  &ctl_cmd_watch,
+    &ctl_cmd_plan,  &ctl_cmd_invoice,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -16,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <lmdb.h>
 
 #include "log.h"
 #include "store.h"
+#include "timeutil.h"
 
 /* 6: rollup keys are (series id, period); series strings live once in "series" */
 #define STORE_FORMAT 6
@@ -28,6 +32,18 @@
  * rewrites the current hour and month of its series, and those records sit
  * together on few pages, whatever history the store holds. */
 #define IDKEY_LEN TALLY_ROLLUP_KEY_LEN
+
+/* Bytes of the random store id in "meta" and DIR/tally.id. */
+#define STORE_ID_LEN 16
+
+/* DIR/tally.id, the store's identity outside data.mdb (see "the store's
+ * identity" below). */
+typedef struct marker {
+    int present; /* the file exists and parses */
+    uint8_t id[STORE_ID_LEN];
+    uint64_t gen, txnid;
+    int data; /* the store has held records */
+} marker_t;
 
 /* Puts asked of a tally__store_src_t at a time. */
 #define CHUNK 256
@@ -67,6 +83,15 @@ struct tally__store {
     char ovf_txn_text[TALLY_SERIES_TEXT_MAX], ovf_done_text[TALLY_SERIES_TEXT_MAX];
     /* shared: any transaction; exclusive: mdb_env_set_mapsize */
     pthread_rwlock_t lock;
+    /* identity (writable opens): DIR/tally.id is rewritten at open, at the
+     * first commit that gives the store data, and at close */
+    char *dir;
+    uint8_t id[STORE_ID_LEN];
+    uint64_t gen;
+    int marked_data; /* atomic: tally.id says data=1 */
+    int id_fresh;    /* the id is new: written by identity_bump() */
+    pthread_mutex_t mark_mu;
+    tally__ratelimit_t rl_marker;
 };
 
 static void
@@ -246,12 +271,32 @@ resize(tally__store_t *s, uint64_t size)
     return map_err(mdb_env_set_mapsize(s->env, size));
 }
 
+static int identity_precheck(const char *dir, unsigned oflags, marker_t *m);
+static int identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m);
+static int identity_bump(tally__store_t *s);
+static void identity_save(tally__store_t *s);
+static void identity_mark_data(tally__store_t *s);
+static int identity_rewrite(const char *dir);
+
+/* LMDB aborts the process when it meets a page that cannot be (its
+ * assertions trust the pages): say in our log what that means first. */
+static void
+lmdb_assert(MDB_env *env, const char *msg)
+{
+    const char *path = NULL;
+    mdb_env_get_path(env, &path);
+    tally__log_error("the store is damaged: LMDB met an impossible page and stops the process "
+                     "(%s). Run tallyctl check on the store, then restore a backup dir=%s",
+                     msg, path ? path : "?");
+}
+
 static int
 env_open(tally__store_t *s, const char *dir, uint64_t map_size_bytes, unsigned flags)
 {
     int rc;
     if ((rc = map_err(mdb_env_create(&s->env))) != 0)
         return rc;
+    mdb_env_set_assert(s->env, lmdb_assert);
     mdb_env_set_maxdbs(s->env, 32);
     mdb_env_set_maxreaders(s->env, 256);
     if (map_size_bytes && (rc = map_err(mdb_env_set_mapsize(s->env, map_size_bytes))) != 0)
@@ -283,12 +328,14 @@ tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
     int rc;
     MDB_txn *txn = NULL;
     int readonly = (oflags & TALLY_STORE_RDONLY) != 0;
+    marker_t mk = {0};
     tally__store_t *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->readonly = readonly;
     s->lockfd = -1;
     pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->mark_mu, NULL);
     if (!readonly && (rc = mkdir_p(dir)) != 0) {
         tally__log_error("cannot create storage directory dir=%s err=\"%s\"", dir,
                          tally_strerror(rc));
@@ -306,6 +353,9 @@ tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
                                  dir, dir);
             goto fail;
         }
+        /* under the lock: nothing replaces data.mdb while we look */
+        if ((rc = identity_precheck(dir, oflags, &mk)) != 0)
+            goto fail;
     }
     /* NOTLS: read transactions are not tied to threads (HTTP workers,
      * tools). Durability is LMDB's default: every commit is synced, because
@@ -452,9 +502,21 @@ again:
         goto fail;
     }
     s->next_sid = (uint32_t)ms.ms_entries;
+    if (!readonly && (rc = identity_txn(s, txn, dir, &mk)) != 0)
+        goto fail;
     if ((rc = map_err(mdb_txn_commit(txn))) != 0) {
         txn = NULL;
         goto fail;
+    }
+    if (!readonly) {
+        txn = NULL;
+        if (identity_bump(s) == 0) {
+            if (!(s->dir = strdup(dir))) {
+                rc = -ENOMEM;
+                goto fail;
+            }
+            identity_save(s);
+        }
     }
     *out = s;
     return 0;
@@ -465,6 +527,8 @@ fail:
         mdb_env_close(s->env);
     tally__store_unlock(s->lockfd);
     pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->mark_mu);
+    free(s->dir);
     free(s);
     return rc;
 }
@@ -474,9 +538,13 @@ tally__store_close(tally__store_t *s)
 {
     if (!s)
         return;
+    if (s->dir)
+        identity_save(s); /* the last transaction id: a copy older than it is refused */
     mdb_env_close(s->env);
     tally__store_unlock(s->lockfd); /* after the environment: its last commit is on disk */
     pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->mark_mu);
+    free(s->dir);
     free(s->learn);
     free(s->chunk_puts);
     free(s->chunk_deltas);
@@ -751,6 +819,7 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
             goto abort;
     }
     if ((rc = mdb_txn_commit(txn)) == 0) {
+        identity_mark_data(s);
         s->next_sid = next;
         for (size_t i = 0; i < s->nlearn; i++)
             *s->learn[i].dst = s->learn[i].sid1;
@@ -1157,8 +1226,8 @@ tally__store_obj_write(tally__store_t *s, const tally__obj_op_t *ops, size_t n)
     }
     if (ret) {
         mdb_txn_abort(txn);
-    } else {
-        ret = map_err(mdb_txn_commit(txn));
+    } else if ((ret = map_err(mdb_txn_commit(txn))) == 0) {
+        identity_mark_data(s);
     }
     pthread_rwlock_unlock(&s->lock);
     return ret;
@@ -1439,6 +1508,8 @@ count_records(const char *dir, uint64_t *n)
         return rc;
     if (stat(path, &st) != 0)
         return errno == ENOENT ? 0 : -errno;
+    if (st.st_size == 0)
+        return 0; /* emptied: nothing an LMDB reader could open */
     tally__store_t *s = NULL;
     if ((rc = tally__store_open(dir, 0, 1, &s)) != 0 || !s)
         return rc ? rc : TALLY_ESTORE;
@@ -1467,6 +1538,8 @@ remove_tmpdir(const char *tmp)
     if (join_path(path, sizeof path, tmp, "lock.mdb") == 0)
         unlink(path);
     if (join_path(path, sizeof path, tmp, "tally.lock") == 0)
+        unlink(path);
+    if (join_path(path, sizeof path, tmp, "tally.id") == 0)
         unlink(path);
     rmdir(tmp);
 }
@@ -1556,7 +1629,8 @@ tally__store_restore(const char *from_dir, const char *dir, int force)
     made_tmp = 1;
     if ((rc = join_path(dst, sizeof dst, tmp, "data.mdb")) != 0 || (rc = copy_file(src, dst)) != 0)
         goto out;
-    rc = validate_and_swap(tmp, dir);
+    if ((rc = validate_and_swap(tmp, dir)) == 0)
+        rc = identity_rewrite(dir); /* the marker names the restored store */
 out:
     if (made_tmp)
         remove_tmpdir(tmp);
@@ -1597,8 +1671,8 @@ tally__store_compact(const char *dir, const char *out_dir, uint64_t *before, uin
         goto out;
     if (after)
         *after = stat(copy, &st) == 0 ? (uint64_t)st.st_size : 0;
-    if (!out_dir)
-        rc = validate_and_swap(tmp, dir);
+    if (!out_dir && (rc = validate_and_swap(tmp, dir)) == 0)
+        rc = identity_rewrite(dir); /* a compacted copy starts LMDB's txn ids over */
 out:
     tally__store_close(s);
     if (made_tmp)
@@ -1743,4 +1817,1168 @@ tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep
             end = 1;
     }
     return ret;
+}
+
+/* ---- the store's identity: DIR/tally.id ------------------------------------
+ * LMDB starts a new, empty environment over a missing or empty data.mdb, so
+ * without a record outside the data file a deleted or truncated store would
+ * come back empty without a word. data.mdb's "meta" database holds a random
+ * store id and a generation (bumped by every writable open); DIR/tally.id
+ * repeats them with LMDB's last transaction id and whether the store has
+ * held records. A writable open refuses a data.mdb that is missing or empty
+ * while tally.id says the store held data, that is another store's, or that
+ * is older than the one last opened here (a stale copy put in place by
+ * hand). tallyctl restore and compact, which replace data.mdb on purpose,
+ * rewrite tally.id. See docs/operations.md, "Store integrity". */
+
+#define MARKER_NAME "tally.id"
+
+static void
+hex_id(const uint8_t id[STORE_ID_LEN], char out[2 * STORE_ID_LEN + 1])
+{
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < STORE_ID_LEN; i++) {
+        out[2 * i] = hx[id[i] >> 4];
+        out[2 * i + 1] = hx[id[i] & 15];
+    }
+    out[2 * STORE_ID_LEN] = '\0';
+}
+
+static int
+unhex_id(const char *s, uint8_t id[STORE_ID_LEN])
+{
+    for (int i = 0; i < 2 * STORE_ID_LEN; i++) {
+        char c = s[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (i % 2 == 0)
+            id[i / 2] = (uint8_t)(v << 4);
+        else
+            id[i / 2] |= (uint8_t)v;
+    }
+    return s[2 * STORE_ID_LEN] == '\0' ? 0 : -1;
+}
+
+/* Read DIR/tally.id: 0 with m->present 0 when there is none; TALLY_ECORRUPT
+ * when it is there but not a marker of ours. */
+static int
+marker_read(const char *dir, marker_t *m)
+{
+    char path[4096], line[256];
+    int rc, have_id = 0, have_gen = 0;
+    memset(m, 0, sizeof *m);
+    if ((rc = join_path(path, sizeof path, dir, MARKER_NAME)) != 0)
+        return rc;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        unsigned long long v;
+        if (strncmp(line, "store_id=", 9) == 0) {
+            have_id = unhex_id(line + 9, m->id) == 0;
+        } else if (sscanf(line, "generation=%llu", &v) == 1) {
+            m->gen = v;
+            have_gen = 1;
+        } else if (sscanf(line, "txnid=%llu", &v) == 1) {
+            m->txnid = v;
+        } else if (sscanf(line, "data=%llu", &v) == 1) {
+            m->data = v != 0;
+        }
+    }
+    fclose(f);
+    if (!have_id || !have_gen)
+        return TALLY_ECORRUPT;
+    m->present = 1;
+    return 0;
+}
+
+/* Write DIR/tally.id in one step (temporary file, fsync, rename, fsync dir). */
+static int
+marker_write(const char *dir, const marker_t *m)
+{
+    char path[4096], tmp[4096], hex[2 * STORE_ID_LEN + 1], when[32];
+    int rc;
+    if ((rc = join_path(path, sizeof path, dir, MARKER_NAME)) != 0 ||
+        (rc = join_path(tmp, sizeof tmp, dir, MARKER_NAME ".tmp")) != 0)
+        return rc;
+    hex_id(m->id, hex);
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return -errno;
+    fprintf(f,
+            "# tally.id: the identity of the store in this directory (docs/operations.md,\n"
+            "# \"Store integrity\"). tallyd refuses to start when data.mdb is missing, empty,\n"
+            "# another store's or older than this says. Delete this file (or start tallyd\n"
+            "# once with --accept-empty-store) only to accept that on purpose.\n"
+            "store_id=%s\ngeneration=%llu\ntxnid=%llu\ndata=%d\nwritten=%s\n",
+            hex, (unsigned long long)m->gen, (unsigned long long)m->txnid, m->data ? 1 : 0,
+            when);
+    rc = fflush(f) != 0 || fsync(fileno(f)) != 0 ? -errno : 0;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    return fsync_path(dir, 1);
+}
+
+/* Before LMDB opens dir: a marker that says the store held data and a
+ * data.mdb that is missing or empty (LMDB would start a new store over it). */
+static int
+identity_precheck(const char *dir, unsigned oflags, marker_t *m)
+{
+    char path[4096];
+    struct stat st;
+    int rc = marker_read(dir, m);
+    if (rc == TALLY_ECORRUPT) {
+        tally__log_error("store marker %s/" MARKER_NAME " is unreadable (no store_id or "
+                         "generation); refusing to open the store. Check the directory; delete "
+                         "the file to accept data.mdb as it is dir=%s",
+                         dir, dir);
+        return rc;
+    }
+    if (rc)
+        return rc;
+    if (!m->present || !m->data)
+        return 0;
+    if ((rc = join_path(path, sizeof path, dir, "data.mdb")) != 0)
+        return rc;
+    const char *what = NULL;
+    if (stat(path, &st) != 0)
+        what = errno == ENOENT ? "missing" : "unreadable";
+    else if (st.st_size == 0)
+        what = "empty (0 bytes)";
+    if (!what)
+        return 0;
+    char hex[2 * STORE_ID_LEN + 1];
+    hex_id(m->id, hex);
+    if (oflags & TALLY_STORE_ACCEPT_EMPTY) {
+        tally__log_warn("store data.mdb is %s although %s/" MARKER_NAME " says store %s held "
+                        "data; starting a new, empty store as asked (--accept-empty-store) dir=%s",
+                        what, dir, hex, dir);
+        m->present = 0;
+        return 0;
+    }
+    tally__log_error("store data.mdb is %s, but %s/" MARKER_NAME " says this directory held "
+                     "store %s with data (generation %llu); refusing to start with an empty "
+                     "store. Restore a backup (tallyctl restore), or start once with tallyd "
+                     "--accept-empty-store (or delete " MARKER_NAME ") to begin a new, empty "
+                     "store dir=%s",
+                     what, dir, hex, (unsigned long long)m->gen, dir);
+    return TALLY_ECORRUPT;
+}
+
+/* Inside the writable open's transaction: read (or give) the store its id,
+ * compare it and the generation with the marker, bump the generation. */
+static int
+identity_txn(tally__store_t *s, MDB_txn *txn, const char *dir, const marker_t *m)
+{
+    MDB_val k = {8, "store_id"}, v;
+    char hex[2 * STORE_ID_LEN + 1], mhex[2 * STORE_ID_LEN + 1];
+    int rc = mdb_get(txn, s->meta, &k, &v), fresh = 0;
+    hex_id(m->id, mhex);
+    if (rc == MDB_SUCCESS && v.mv_size == STORE_ID_LEN) {
+        memcpy(s->id, v.mv_data, STORE_ID_LEN);
+    } else if (rc == MDB_NOTFOUND) {
+        if (m->present && m->data) {
+            tally__log_error("store data.mdb has no store id, but %s/" MARKER_NAME " says this "
+                             "directory held store %s with data: data.mdb is not that store. "
+                             "Restore a backup (tallyctl restore), or delete " MARKER_NAME
+                             " to accept this data.mdb dir=%s",
+                             dir, mhex, dir);
+            return TALLY_ECORRUPT;
+        }
+        if (getrandom(s->id, STORE_ID_LEN, 0) != STORE_ID_LEN)
+            return -errno;
+        fresh = 1;
+    } else {
+        return rc ? map_err(rc) : TALLY_ECORRUPT;
+    }
+    MDB_val gk = {10, "generation"}, gv;
+    uint64_t gen = 0;
+    rc = mdb_get(txn, s->meta, &gk, &gv);
+    if (rc == MDB_SUCCESS && gv.mv_size == 8)
+        gen = get_be64(gv.mv_data);
+    else if (rc != MDB_NOTFOUND)
+        return rc ? map_err(rc) : TALLY_ECORRUPT;
+    uint64_t txnid = mdb_txn_id(txn) - 1; /* the last committed */
+    hex_id(s->id, hex);
+    if (m->present && memcmp(m->id, s->id, STORE_ID_LEN) != 0 && m->data) {
+        tally__log_error("store data.mdb is store %s, but %s/" MARKER_NAME " says this "
+                         "directory held store %s: another store's data.mdb was put here. "
+                         "Use tallyctl restore to replace a store, or delete " MARKER_NAME
+                         " to accept this data.mdb dir=%s",
+                         hex, dir, mhex, dir);
+        return TALLY_ECORRUPT;
+    }
+    if (m->present && !fresh && memcmp(m->id, s->id, STORE_ID_LEN) == 0 &&
+        (gen < m->gen || (gen == m->gen && txnid < m->txnid))) {
+        tally__log_error("store data.mdb is older than the store last opened here "
+                         "(generation %llu txn %llu; %s/" MARKER_NAME " says generation %llu "
+                         "txn %llu): an old copy was put in place. Use tallyctl restore to go "
+                         "back to a backup, or delete " MARKER_NAME " to accept it dir=%s",
+                         (unsigned long long)gen, (unsigned long long)txnid, dir,
+                         (unsigned long long)m->gen, (unsigned long long)m->txnid, dir);
+        return TALLY_ECORRUPT;
+    }
+    s->gen = gen;
+    s->id_fresh = fresh;
+    /* does it hold anything? */
+    MDB_dbi dbis[] = {s->hourly, s->monthly, s->series, s->producers, s->objects};
+    uint64_t n = 0;
+    for (size_t i = 0; i < sizeof dbis / sizeof dbis[0]; i++) {
+        MDB_stat ms;
+        if (mdb_stat(txn, dbis[i], &ms) == 0)
+            n += ms.ms_entries;
+    }
+    s->marked_data = n > 0 || (m->present && m->data && !memcmp(m->id, s->id, STORE_ID_LEN));
+    if (!m->present)
+        tally__log_info("store marker written: %s/" MARKER_NAME " store_id=%s records=%llu",
+                        dir, hex, (unsigned long long)n);
+    return 0;
+}
+
+/* After the open: store a new id and the next generation in their own
+ * transaction, which a map with no page to spare may refuse (a store
+ * reopened with a map smaller than its data gets a map exactly that size;
+ * tallyd grows it at its first flush): the open goes on without them, and
+ * without a marker when the id could not be stored. */
+static int
+identity_bump(tally__store_t *s)
+{
+    MDB_txn *txn = NULL;
+    uint8_t g[8];
+    MDB_val k = {8, "store_id"}, v = {STORE_ID_LEN, s->id};
+    MDB_val gk = {10, "generation"}, gv = {sizeof g, g};
+    put_be64(g, s->gen + 1);
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc == 0 && s->id_fresh)
+        rc = mdb_put(txn, s->meta, &k, &v, 0);
+    if (rc == 0)
+        rc = mdb_put(txn, s->meta, &gk, &gv, 0);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else if (txn) {
+        mdb_txn_abort(txn);
+    }
+    if (rc == 0) {
+        s->gen++;
+        s->id_fresh = 0;
+        return 0;
+    }
+    const char *path = NULL;
+    mdb_env_get_path(s->env, &path);
+    tally__log_warn("cannot record the store's %s in data.mdb%s err=\"%s\" dir=%s",
+                    s->id_fresh ? "id" : "generation",
+                    s->id_fresh ? "; no marker until the next start" : "", mdb_strerror(rc),
+                    path ? path : "?");
+    return s->id_fresh ? map_err(rc) : 0;
+}
+
+/* Write the marker from the open store's state (writer side). */
+static void
+identity_save(tally__store_t *s)
+{
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    marker_t m = {.present = 1, .gen = s->gen, .txnid = info.me_last_txnid,
+                  .data = __atomic_load_n(&s->marked_data, __ATOMIC_ACQUIRE)};
+    memcpy(m.id, s->id, STORE_ID_LEN);
+    int rc = marker_write(s->dir, &m);
+    if (rc) {
+        uint32_t supp;
+        if (tally__ratelimit_ok(&s->rl_marker, 1, 60000, &supp))
+            tally__log_warn("cannot write the store marker %s/" MARKER_NAME "; a deleted "
+                            "data.mdb would not be noticed err=\"%s\" suppressed=%u",
+                            s->dir, tally_strerror(rc), supp);
+    }
+}
+
+/* After a commit: the first one that gave the store data writes it down. */
+static void
+identity_mark_data(tally__store_t *s)
+{
+    if (!s->dir || __atomic_load_n(&s->marked_data, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&s->mark_mu);
+    if (!s->marked_data) {
+        __atomic_store_n(&s->marked_data, 1, __ATOMIC_RELEASE);
+        identity_save(s);
+    }
+    pthread_mutex_unlock(&s->mark_mu);
+}
+
+/* After tallyctl restore or compact replaced DIR/data.mdb: the marker
+ * describes the new data.mdb (removed when it has no id: an older tallyd's
+ * backup, which the next writable open names). The store lock is held. */
+static int
+identity_rewrite(const char *dir)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    marker_t m = {.present = 1};
+    int rc, has_id = 0;
+    char path[4096];
+    if ((rc = mdb_env_create(&env)) != 0)
+        return map_err(rc);
+    mdb_env_set_maxdbs(env, 32);
+    if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0640)) == 0 &&
+        (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) == 0 &&
+        (rc = mdb_dbi_open(txn, "meta", 0, &meta)) == 0) {
+        MDB_val k = {8, "store_id"}, gk = {10, "generation"}, v;
+        if (mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == STORE_ID_LEN) {
+            memcpy(m.id, v.mv_data, STORE_ID_LEN);
+            has_id = 1;
+        }
+        if (mdb_get(txn, meta, &gk, &v) == 0 && v.mv_size == 8)
+            m.gen = get_be64(v.mv_data);
+        m.txnid = mdb_txn_id(txn);
+        static const char *const names[] = {"hourly", "monthly", "series", "producers",
+                                            "objects"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            MDB_dbi d;
+            MDB_stat ms;
+            if (mdb_dbi_open(txn, names[i], 0, &d) == 0 && mdb_stat(txn, d, &ms) == 0 &&
+                ms.ms_entries)
+                m.data = 1;
+        }
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    if (rc)
+        return map_err(rc);
+    if (has_id)
+        return marker_write(dir, &m);
+    if ((rc = join_path(path, sizeof path, dir, MARKER_NAME)) != 0)
+        return rc;
+    return unlink(path) != 0 && errno != ENOENT ? -errno : fsync_path(dir, 1);
+}
+
+/* ---- offline check ------------------------------------------------------------
+ * Two passes over one read snapshot. The first reads data.mdb's pages itself
+ * (LMDB 0.9's on-disk layout below) and walks every tree from the meta page:
+ * each page must name itself in its header, lie below the last page, belong
+ * to one tree only, hold its nodes inside it in key order, and each tree's
+ * counts must match its root record. LMDB trusts its pages (it has no
+ * checksums), so a page of random bytes could send its cursor outside the
+ * map; only a store whose structure is sound gets the second pass, LMDB
+ * cursors over every record of every database, checking the formats this
+ * version writes. */
+
+#define L_PAGEHDR 16
+#define L_NODEHDR 8
+#define L_P_BRANCH 0x01
+#define L_P_LEAF 0x02
+#define L_P_OVERFLOW 0x04
+#define L_P_LEAF2 0x20
+#define L_F_BIGDATA 0x01
+#define L_F_SUBDATA 0x02
+#define L_F_DUPDATA 0x04
+#define L_DB_INTEGERKEY 0x08
+#define L_DB_REVERSEKEY 0x02
+#define L_MAGIC 0xBEEFC0DEu
+#define L_INVALID UINT64_MAX
+#define L_DB_SIZE 48
+#define CHECK_SHOW_MAX 40 /* problems printed; more are only counted */
+
+typedef struct ldb {
+    uint32_t pad;
+    uint16_t flags, depth;
+    uint64_t branch, leaf, overflow, entries, root;
+} ldb_t;
+
+typedef struct ckdb {
+    char name[64];
+    ldb_t db;
+} ckdb_t;
+
+typedef struct chk {
+    FILE *out;
+    int fd;
+    uint32_t psize;
+    uint64_t last_pg;
+    uint8_t *seen; /* one bit a page */
+    unsigned problems, notes;
+    const char *where; /* the database being walked */
+    uint64_t *freepg;
+    size_t nfree, capfree;
+    ckdb_t *dbs;
+    size_t ndbs, capdbs;
+    /* the walk of one tree */
+    uint64_t t_branch, t_leaf, t_overflow, t_entries;
+    unsigned t_depth;
+    int main_db, free_db, intkey, unordered;
+} chk_t;
+
+__attribute__((format(printf, 2, 3))) static void
+ck_problem(chk_t *ck, const char *fmt, ...)
+{
+    va_list ap;
+    if (ck->problems++ >= CHECK_SHOW_MAX)
+        return;
+    fprintf(ck->out, "DAMAGE  %s: ", ck->where ? ck->where : "store");
+    va_start(ap, fmt);
+    vfprintf(ck->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', ck->out);
+}
+
+__attribute__((format(printf, 2, 3))) static void
+ck_note(chk_t *ck, const char *fmt, ...)
+{
+    va_list ap;
+    ck->notes++;
+    fprintf(ck->out, "note    %s: ", ck->where ? ck->where : "store");
+    va_start(ap, fmt);
+    vfprintf(ck->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', ck->out);
+}
+
+static uint16_t
+rd16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static uint32_t
+rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t
+rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static void
+ldb_decode(const uint8_t *p, ldb_t *d)
+{
+    d->pad = rd32(p);
+    d->flags = rd16(p + 4);
+    d->depth = rd16(p + 6);
+    d->branch = rd64(p + 8);
+    d->leaf = rd64(p + 16);
+    d->overflow = rd64(p + 24);
+    d->entries = rd64(p + 32);
+    d->root = rd64(p + 40);
+}
+
+static int
+ck_read(chk_t *ck, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(ck->fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Mark page pgno as used; 0 when it was free to take. */
+static int
+ck_claim(chk_t *ck, uint64_t pgno, const char *what)
+{
+    if (pgno < 2 || pgno > ck->last_pg) {
+        ck_problem(ck, "%s refers to page %llu, outside the store (pages 2..%llu)", what,
+                   (unsigned long long)pgno, (unsigned long long)ck->last_pg);
+        return -1;
+    }
+    if (ck->seen[pgno / 8] & (1u << (pgno % 8))) {
+        ck_problem(ck, "page %llu is reached twice (%s)", (unsigned long long)pgno, what);
+        return -1;
+    }
+    ck->seen[pgno / 8] |= (uint8_t)(1u << (pgno % 8));
+    return 0;
+}
+
+/* LMDB's default order: bytes, then length. */
+static int
+ck_keycmp(const chk_t *ck, const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    if (ck->intkey && al == bl && (al == 8 || al == 4))
+        return al == 8 ? (rd64(a) > rd64(b)) - (rd64(a) < rd64(b))
+                       : (rd32(a) > rd32(b)) - (rd32(a) < rd32(b));
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static void ck_leaf_record(chk_t *ck, const uint8_t *key, size_t klen, const uint8_t *data,
+                           size_t dlen, unsigned nflags);
+
+static void
+ck_page(chk_t *ck, uint64_t pgno, unsigned depth)
+{
+    char what[96];
+    uint8_t *pg = NULL, *big = NULL;
+    if (depth > 64) {
+        ck_problem(ck, "tree deeper than 64 levels at page %llu", (unsigned long long)pgno);
+        return;
+    }
+    if (!(pg = malloc(ck->psize))) {
+        ck_problem(ck, "out of memory");
+        return;
+    }
+    if (ck_read(ck, pg, ck->psize, pgno * ck->psize) != 0) {
+        ck_problem(ck, "page %llu cannot be read (file shorter than the store says?)",
+                   (unsigned long long)pgno);
+        goto out;
+    }
+    uint64_t named = rd64(pg);
+    uint16_t flags = rd16(pg + 10), lower = rd16(pg + 12), upper = rd16(pg + 14);
+    if (named != pgno) {
+        ck_problem(ck, "page %llu is overwritten: its header names page %llu (flags 0x%x)",
+                   (unsigned long long)pgno, (unsigned long long)named, flags);
+        goto out;
+    }
+    int branch = (flags & (L_P_BRANCH | L_P_LEAF | L_P_OVERFLOW)) == L_P_BRANCH;
+    int leaf = (flags & (L_P_BRANCH | L_P_LEAF | L_P_OVERFLOW)) == L_P_LEAF;
+    if (!branch && !leaf) {
+        ck_problem(ck, "page %llu is neither a branch nor a leaf page (flags 0x%x)",
+                   (unsigned long long)pgno, flags);
+        goto out;
+    }
+    if (flags & L_P_LEAF2) {
+        ck->t_leaf++;
+        ck_note(ck, "page %llu holds fixed-size duplicates: not checked further",
+                (unsigned long long)pgno);
+        goto out;
+    }
+    if (lower < L_PAGEHDR || lower > upper || upper > ck->psize || (lower - L_PAGEHDR) % 2) {
+        ck_problem(ck, "page %llu has impossible bounds (lower %u, upper %u)",
+                   (unsigned long long)pgno, lower, upper);
+        goto out;
+    }
+    unsigned n = (unsigned)(lower - L_PAGEHDR) / 2;
+    if (n == 0) {
+        ck_problem(ck, "page %llu holds no node", (unsigned long long)pgno);
+        goto out;
+    }
+    if (branch) {
+        ck->t_branch++;
+    } else {
+        ck->t_leaf++;
+        if (ck->t_depth == 0)
+            ck->t_depth = depth;
+        else if (ck->t_depth != depth)
+            ck_problem(ck, "leaf page %llu at depth %u, other leaves at %u",
+                       (unsigned long long)pgno, depth, ck->t_depth);
+    }
+    const uint8_t *prev = NULL;
+    size_t prevlen = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned off = rd16(pg + L_PAGEHDR + 2 * i);
+        if (off < upper || off + L_NODEHDR > ck->psize || (off & 1)) {
+            ck_problem(ck, "page %llu: node %u at offset %u lies outside its page",
+                       (unsigned long long)pgno, i, off);
+            goto out;
+        }
+        const uint8_t *node = pg + off;
+        unsigned lo = rd16(node), hi = rd16(node + 2), nflags = rd16(node + 4);
+        unsigned ksize = rd16(node + 6);
+        if (off + L_NODEHDR + ksize > ck->psize) {
+            ck_problem(ck, "page %llu: node %u's key runs past its page",
+                       (unsigned long long)pgno, i);
+            goto out;
+        }
+        const uint8_t *key = node + L_NODEHDR;
+        if (!(branch && i == 0)) { /* a branch page's first key is implicit */
+            if (prev && !ck->unordered && ck_keycmp(ck, prev, prevlen, key, ksize) >= 0) {
+                ck_problem(ck, "page %llu: keys out of order at node %u",
+                           (unsigned long long)pgno, i);
+                goto out;
+            }
+            prev = key;
+            prevlen = ksize;
+        }
+        if (branch) {
+            uint64_t child = (uint64_t)lo | (uint64_t)hi << 16 | (uint64_t)nflags << 32;
+            snprintf(what, sizeof what, "branch page %llu", (unsigned long long)pgno);
+            if (ck_claim(ck, child, what) == 0)
+                ck_page(ck, child, depth + 1);
+            continue;
+        }
+        size_t dsize = (size_t)lo | (size_t)hi << 16;
+        const uint8_t *data = key + ksize;
+        if (nflags & L_F_BIGDATA) {
+            if (off + L_NODEHDR + ksize + 8 > ck->psize) {
+                ck_problem(ck, "page %llu: node %u runs past its page", (unsigned long long)pgno,
+                           i);
+                goto out;
+            }
+            uint64_t opg = rd64(data), npages = (L_PAGEHDR - 1 + dsize) / ck->psize + 1;
+            uint8_t hdr[L_PAGEHDR];
+            snprintf(what, sizeof what, "leaf page %llu's large value", (unsigned long long)pgno);
+            if (opg + npages - 1 > ck->last_pg || opg + npages < opg) {
+                ck_problem(ck, "%s: %llu overflow pages from page %llu pass the store's end",
+                           what, (unsigned long long)npages, (unsigned long long)opg);
+                goto out;
+            }
+            int bad = 0;
+            for (uint64_t j = 0; j < npages && !bad; j++)
+                bad = ck_claim(ck, opg + j, what) != 0;
+            if (bad)
+                goto out;
+            ck->t_overflow += npages;
+            if (ck_read(ck, hdr, sizeof hdr, opg * ck->psize) != 0 || rd64(hdr) != opg ||
+                !(rd16(hdr + 10) & L_P_OVERFLOW) || rd32(hdr + 12) != npages) {
+                ck_problem(ck, "%s: overflow page %llu is overwritten", what,
+                           (unsigned long long)opg);
+                goto out;
+            }
+            if ((ck->free_db || ck->main_db) && !(big = malloc(dsize ? dsize : 1))) {
+                ck_problem(ck, "out of memory");
+                goto out;
+            }
+            if (big && ck_read(ck, big, dsize, opg * ck->psize + L_PAGEHDR) != 0) {
+                ck_problem(ck, "%s cannot be read", what);
+                goto out;
+            }
+            data = big;
+        } else if (off + L_NODEHDR + ksize + dsize > ck->psize) {
+            ck_problem(ck, "page %llu: node %u's value runs past its page",
+                       (unsigned long long)pgno, i);
+            goto out;
+        }
+        ck->t_entries++;
+        if (data)
+            ck_leaf_record(ck, key, ksize, data, dsize, nflags);
+        free(big);
+        big = NULL;
+    }
+out:
+    free(big);
+    free(pg);
+}
+
+/* A record of the free list (page numbers to reuse) or of the main
+ * database (the named databases). */
+static void
+ck_leaf_record(chk_t *ck, const uint8_t *key, size_t klen, const uint8_t *data, size_t dlen,
+               unsigned nflags)
+{
+    if (ck->free_db) {
+        uint64_t n = dlen >= 8 ? rd64(data) : 0;
+        if (dlen < 8 || dlen % 8 || n != dlen / 8 - 1) {
+            ck_problem(ck, "a free-list record is malformed (%zu bytes)", dlen);
+            return;
+        }
+        if (ck->nfree + n > ck->capfree) {
+            size_t ncap = (ck->nfree + n) * 2;
+            uint64_t *nf = realloc(ck->freepg, ncap * sizeof *nf);
+            if (!nf) {
+                ck_problem(ck, "out of memory");
+                return;
+            }
+            ck->freepg = nf;
+            ck->capfree = ncap;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            ck->freepg[ck->nfree++] = rd64(data + 8 * (i + 1));
+        return;
+    }
+    if (!ck->main_db)
+        return;
+    if (!(nflags & L_F_SUBDATA) || dlen != L_DB_SIZE) {
+        ck_note(ck, "a record that is not a database (%.*s)", (int)(klen < 40 ? klen : 40),
+                (const char *)key);
+        return;
+    }
+    if (nflags & L_F_DUPDATA)
+        return;
+    if (ck->ndbs == ck->capdbs) {
+        size_t ncap = ck->capdbs ? ck->capdbs * 2 : 16;
+        ckdb_t *nd = realloc(ck->dbs, ncap * sizeof *nd);
+        if (!nd) {
+            ck_problem(ck, "out of memory");
+            return;
+        }
+        ck->dbs = nd;
+        ck->capdbs = ncap;
+    }
+    ckdb_t *d = &ck->dbs[ck->ndbs++];
+    snprintf(d->name, sizeof d->name, "%.*s", (int)(klen < 63 ? klen : 63), (const char *)key);
+    ldb_decode(data, &d->db);
+}
+
+/* Walk one tree and compare what it holds with its root record. */
+static void
+ck_tree(chk_t *ck, const char *name, const ldb_t *db, int main_db, int free_db)
+{
+    ck->where = name;
+    ck->t_branch = ck->t_leaf = ck->t_overflow = ck->t_entries = 0;
+    ck->t_depth = 0;
+    ck->main_db = main_db;
+    ck->free_db = free_db;
+    ck->intkey = free_db || (db->flags & L_DB_INTEGERKEY);
+    ck->unordered = (db->flags & L_DB_REVERSEKEY) != 0;
+    unsigned before = ck->problems;
+    if (db->root == L_INVALID) {
+        if (db->entries || db->branch || db->leaf || db->overflow)
+            ck_problem(ck, "empty tree whose record counts %llu entries",
+                       (unsigned long long)db->entries);
+    } else if (ck_claim(ck, db->root, "its root record") == 0) {
+        ck_page(ck, db->root, 1);
+        if (ck->problems == before &&
+            (ck->t_entries != db->entries || ck->t_branch != db->branch ||
+             ck->t_leaf != db->leaf || ck->t_overflow != db->overflow ||
+             ck->t_depth != db->depth))
+            ck_problem(ck,
+                       "the tree holds %llu records in %llu+%llu+%llu pages at depth %u; "
+                       "its record says %llu in %llu+%llu+%llu at depth %u",
+                       (unsigned long long)ck->t_entries, (unsigned long long)ck->t_branch,
+                       (unsigned long long)ck->t_leaf, (unsigned long long)ck->t_overflow,
+                       ck->t_depth, (unsigned long long)db->entries,
+                       (unsigned long long)db->branch, (unsigned long long)db->leaf,
+                       (unsigned long long)db->overflow, db->depth);
+    }
+    uint64_t pages = db->branch + db->leaf + db->overflow;
+    if (!main_db && !free_db && ck->problems == before)
+        fprintf(ck->out, "ok      %s: %llu records, %llu pages, depth %u\n", name,
+                (unsigned long long)db->entries, (unsigned long long)pages, db->depth);
+    ck->where = NULL;
+}
+
+/* ---- the second pass: every record's format ---- */
+
+typedef struct ckfmt {
+    chk_t *ck;
+    MDB_txn *txn;
+    uint64_t nseries;
+    uint8_t *sids; /* one bit per series id named */
+} ckfmt_t;
+
+static int
+ck_get_dbi(ckfmt_t *f, const char *name, MDB_dbi *dbi)
+{
+    return mdb_dbi_open(f->txn, name, 0, dbi);
+}
+
+/* Visit every record of name with check(); counts and reports bad ones. */
+static void
+ck_records(ckfmt_t *f, const char *name,
+           const char *(*check)(ckfmt_t *f, const MDB_val *k, const MDB_val *v))
+{
+    MDB_dbi dbi;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    chk_t *ck = f->ck;
+    ck->where = name;
+    if (ck_get_dbi(f, name, &dbi) != 0) {
+        ck->where = NULL;
+        return; /* absent: reported by the caller when it must be there */
+    }
+    int rc = mdb_cursor_open(f->txn, dbi, &cur);
+    uint64_t n = 0, bad = 0;
+    for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        n++;
+        const char *why = check(f, &k, &v);
+        if (why && bad++ < 5)
+            ck_problem(ck, "record %llu (key of %zu bytes): %s", (unsigned long long)n, k.mv_size,
+                       why);
+        else if (why)
+            ck->problems++;
+    }
+    if (rc != MDB_NOTFOUND)
+        ck_problem(ck, "reading stopped after %llu records: %s", (unsigned long long)n,
+                   mdb_strerror(rc));
+    else
+        mdb_cursor_close(cur);
+    if (bad > 5)
+        ck_problem(ck, "%llu records of %llu are malformed in all", (unsigned long long)bad,
+                   (unsigned long long)n);
+    ck->where = NULL;
+}
+
+static const char *
+fmt_series(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    tally__series_t sr;
+    uint32_t sid;
+    if (k->mv_size == 0 || k->mv_size > TALLY_SERIES_KEY_MAX ||
+        tally__series_parse(k->mv_data, k->mv_size, &sr) != 0)
+        return "the series key does not decode";
+    if (v->mv_size != sizeof sid)
+        return "the series id is not 4 bytes";
+    memcpy(&sid, v->mv_data, sizeof sid);
+    if (sid >= f->nseries)
+        return "series id past the number of series (ids are dense)";
+    if (f->sids[sid / 8] & (1u << (sid % 8)))
+        return "two series share one id";
+    f->sids[sid / 8] |= (uint8_t)(1u << (sid % 8));
+    return NULL;
+}
+
+static const char *
+fmt_rollup(ckfmt_t *f, const MDB_val *k, const MDB_val *v, int monthly)
+{
+    uint32_t sid;
+    int64_t p;
+    if (tally__rollup_key_parse(k->mv_data, k->mv_size, &sid, &p) != 0)
+        return "the rollup key does not decode";
+    if (sid >= f->nseries || !(f->sids[sid / 8] & (1u << (sid % 8))))
+        return "a rollup of a series the store never named";
+    if (monthly ? tally__time_month_start(p) != p : tally__time_hour_start(p) != p)
+        return monthly ? "period is not the start of a month" : "period is not the start of an hour";
+    if (v->mv_size != (monthly ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE))
+        return "the rollup value has the wrong size";
+    return NULL;
+}
+
+static const char *
+fmt_hourly(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    return fmt_rollup(f, k, v, 0);
+}
+
+static const char *
+fmt_monthly(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    return fmt_rollup(f, k, v, 1);
+}
+
+static const char *
+fmt_producer(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    if (k->mv_size == 0)
+        return "empty producer id";
+    if (v->mv_size != sizeof(tally__dedup_t))
+        return "the producer state has the wrong size";
+    tally__dedup_t d;
+    memcpy(&d, v->mv_data, sizeof d);
+    if (d.floor > d.max_seq)
+        return "the producer's floor is above its highest sequence";
+    return NULL;
+}
+
+static const char *
+fmt_prodseen(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    return k->mv_size == 0 || v->mv_size != 8 ? "not (producer id -> 8-byte time)" : NULL;
+}
+
+static const char *
+fmt_object(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    const char *p = k->mv_data, *z1 = memchr(p, 0, k->mv_size);
+    const char *z2 = z1 ? memchr(z1 + 1, 0, k->mv_size - (size_t)(z1 + 1 - p)) : NULL;
+    if (!z1 || z1 == p || !z2)
+        return "the object key is not kind\\0namespace\\0name";
+    json_error_t err;
+    json_t *j = json_loadb(v->mv_data, v->mv_size, JSON_DECODE_ANY, &err);
+    if (!j)
+        return "the object is not JSON";
+    json_decref(j);
+    return NULL;
+}
+
+static const char *
+fmt_evseen(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    return k->mv_size != TALLY_STORE_EVKEY_LEN || v->mv_size != 8
+               ? "not (16-byte event identity -> 8-byte time)"
+               : NULL;
+}
+
+static const char *
+fmt_evtime(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    return k->mv_size != 8 + TALLY_STORE_EVKEY_LEN || v->mv_size != 0
+               ? "not (time, event identity) with an empty value"
+               : NULL;
+}
+
+static const char *
+fmt_meta(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size == 7 && memcmp(k->mv_data, "format", 7) == 0) { /* with its NUL */
+        uint32_t fmt;
+        if (v->mv_size != sizeof fmt)
+            return "the format record is not 4 bytes";
+        memcpy(&fmt, v->mv_data, sizeof fmt);
+        return fmt == STORE_FORMAT ? NULL : "a store format this version does not read";
+    }
+    if (k->mv_size == 8 && memcmp(k->mv_data, "store_id", 8) == 0)
+        return v->mv_size == STORE_ID_LEN ? NULL : "the store id is not 16 bytes";
+    if (k->mv_size == 10 && memcmp(k->mv_data, "generation", 10) == 0)
+        return v->mv_size == 8 ? NULL : "the generation is not 8 bytes";
+    ck_note(f->ck, "a record this version does not know (%.*s, %zu bytes)",
+            (int)(k->mv_size < 40 ? k->mv_size : 40), (const char *)k->mv_data, v->mv_size);
+    return NULL;
+}
+
+static const ckdb_t *
+ck_find(const chk_t *ck, const char *name)
+{
+    for (size_t i = 0; i < ck->ndbs; i++)
+        if (strcmp(ck->dbs[i].name, name) == 0)
+            return &ck->dbs[i];
+    return NULL;
+}
+
+static void
+ck_formats(chk_t *ck, MDB_txn *txn, int64_t *records)
+{
+    static const char *const required[] = {"hourly", "monthly", "producers", "meta", "objects",
+                                           "series"};
+    static const char *const known[] = {"hourly", "monthly", "producers", "meta", "objects",
+                                        "series", "evseen", "evtime", "prodseen"};
+    ckfmt_t f = {.ck = ck, .txn = txn};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!ck_find(ck, required[i])) {
+            ck->where = required[i];
+            ck_problem(ck, "the database is missing");
+            ck->where = NULL;
+        }
+    for (size_t i = 0; i < ck->ndbs; i++) {
+        int k = 0;
+        for (size_t j = 0; j < sizeof known / sizeof known[0] && !k; j++)
+            k = strcmp(ck->dbs[i].name, known[j]) == 0;
+        *records += (int64_t)ck->dbs[i].db.entries;
+        if (!k) {
+            ck->where = ck->dbs[i].name;
+            ck_note(ck, "a database this version does not know: its pages were checked, not "
+                        "its records");
+            ck->where = NULL;
+        }
+    }
+    const ckdb_t *sd = ck_find(ck, "series");
+    f.nseries = sd ? sd->db.entries : 0;
+    if (!(f.sids = calloc(f.nseries / 8 + 1, 1))) {
+        ck_problem(ck, "out of memory");
+        return;
+    }
+    ck_records(&f, "meta", fmt_meta);
+    ck_records(&f, "series", fmt_series);
+    ck_records(&f, "hourly", fmt_hourly);
+    ck_records(&f, "monthly", fmt_monthly);
+    ck_records(&f, "producers", fmt_producer);
+    ck_records(&f, "prodseen", fmt_prodseen);
+    ck_records(&f, "objects", fmt_object);
+    ck_records(&f, "evseen", fmt_evseen);
+    ck_records(&f, "evtime", fmt_evtime);
+    free(f.sids);
+}
+
+/* The meta page of a snapshot: page 0 or 1, whichever carries txnid (or
+ * the newer sound one when txnid is 0). */
+static int
+ck_meta(chk_t *ck, uint64_t txnid, ldb_t *freedb, ldb_t *maindb, uint64_t *got_txnid)
+{
+    uint8_t m[2][160];
+    int ok[2] = {0, 0}, pick = -1;
+    uint32_t psize = 0;
+    if (ck_read(ck, m[0], sizeof m[0], 0) == 0 && rd32(m[0] + 16) == L_MAGIC)
+        psize = rd32(m[0] + 40); /* mm_psize lives in the free DB record's pad */
+    if (psize < 512 || psize > 65536 || (psize & (psize - 1))) {
+        ck_problem(ck, "meta page 0 is damaged (no LMDB magic or page size)");
+        psize = 4096;
+    } else {
+        ok[0] = 1;
+    }
+    ck->psize = psize;
+    if (ck_read(ck, m[1], sizeof m[1], psize) == 0 && rd32(m[1] + 16) == L_MAGIC &&
+        rd32(m[1] + 40) == psize)
+        ok[1] = 1;
+    else
+        ck_problem(ck, "meta page 1 is damaged");
+    for (int i = 0; i < 2; i++)
+        if (ok[i] && (txnid ? rd64(m[i] + 144) == txnid
+                            : pick < 0 || rd64(m[i] + 144) > rd64(m[pick] + 144)))
+            pick = i;
+    if (pick < 0)
+        return -1;
+    ldb_decode(m[pick] + 40, freedb);
+    ldb_decode(m[pick] + 88, maindb);
+    ck->last_pg = rd64(m[pick] + 136);
+    *got_txnid = rd64(m[pick] + 144);
+    return 0;
+}
+
+int
+tally__store_check(const char *dir, FILE *report)
+{
+    char path[4096], hex[2 * STORE_ID_LEN + 1];
+    struct stat st;
+    marker_t mk;
+    chk_t ck = {.out = report, .fd = -1};
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    int rc, mrc;
+    int64_t records = 0;
+    uint64_t txnid = 0, snap = 0;
+    ldb_t freedb, maindb;
+    if ((rc = join_path(path, sizeof path, dir, "data.mdb")) != 0)
+        return rc;
+    fprintf(report, "checking the store in %s\n", dir);
+    mrc = marker_read(dir, &mk);
+    if (mrc == TALLY_ECORRUPT)
+        ck_problem(&ck, MARKER_NAME " is unreadable (no store_id or generation)");
+    if (stat(path, &st) != 0 || st.st_size == 0) {
+        int missing = stat(path, &st) != 0;
+        if (mk.present && mk.data) {
+            hex_id(mk.id, hex);
+            ck_problem(&ck, "data.mdb is %s, but " MARKER_NAME " says this directory held "
+                            "store %s with data (tallyd refuses to start)",
+                       missing ? "missing" : "empty (0 bytes)", hex);
+            fprintf(report, "result: DAMAGED (%u problem%s)\n", ck.problems,
+                    ck.problems == 1 ? "" : "s");
+            return TALLY_ECORRUPT;
+        }
+        fprintf(report, "result: no store here (data.mdb is %s)\n", missing ? "missing" : "empty");
+        return -ENOENT;
+    }
+    if ((ck.fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        fprintf(report, "result: cannot read %s: %s\n", path, strerror(-rc));
+        return rc;
+    }
+    /* A read transaction pins its snapshot's pages while a tallyd writes:
+     * the walk below reads the tree of that snapshot. */
+    if ((rc = mdb_env_create(&env)) == 0) {
+        mdb_env_set_maxdbs(env, 64);
+        rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0640);
+        if (rc == 0)
+            rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    }
+    if (rc) {
+        ck_problem(&ck, "LMDB cannot open data.mdb: %s", mdb_strerror(rc));
+        if (txn)
+            mdb_txn_abort(txn);
+        txn = NULL;
+    } else {
+        txnid = mdb_txn_id(txn);
+    }
+    if (ck_meta(&ck, txnid, &freedb, &maindb, &snap) != 0) {
+        ck_problem(&ck, "no sound meta page: the store cannot be read");
+        goto done;
+    }
+    /* by division: a damaged meta page's last page must not overflow */
+    uint64_t in_file = (uint64_t)st.st_size / ck.psize, in_use = ck.last_pg + 1;
+    if (ck.last_pg < 1 || ck.last_pg >= in_file) {
+        ck_problem(&ck, "the meta page says %llu pages, the file holds %llu",
+                   (unsigned long long)in_use, (unsigned long long)in_file);
+        goto done;
+    }
+    fprintf(report, "data.mdb: file %.2f MiB, page size %u, %llu pages in use, transaction %llu\n",
+            (double)st.st_size / (1024.0 * 1024.0), ck.psize, (unsigned long long)in_use,
+            (unsigned long long)snap);
+    if (!(ck.seen = calloc(ck.last_pg / 8 + 1, 1))) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    ck_tree(&ck, "free list", &freedb, 0, 1);
+    ck_tree(&ck, "main database", &maindb, 1, 0);
+    for (size_t i = 0; i < ck.ndbs; i++)
+        ck_tree(&ck, ck.dbs[i].name, &ck.dbs[i].db, 0, 0);
+    uint64_t leaked = 0;
+    for (size_t i = 0; i < ck.nfree; i++)
+        (void)ck_claim(&ck, ck.freepg[i], "the free list");
+    for (uint64_t p = 2; p <= ck.last_pg; p++)
+        leaked += !(ck.seen[p / 8] & (1u << (p % 8)));
+    fprintf(report, "pages: %llu in databases, %zu free\n",
+            (unsigned long long)(ck.last_pg + 1 - 2 - leaked - ck.nfree), ck.nfree);
+    if (leaked)
+        ck_note(&ck, "%llu pages are neither in use nor free (lost to the store, harmless)",
+                (unsigned long long)leaked);
+    if (ck.problems) {
+        fprintf(report, "records not read: LMDB would follow the damaged pages\n");
+    } else if (txn) {
+        ck_formats(&ck, txn, &records);
+    }
+    /* data.mdb against the marker */
+    if (txn && !ck.problems) {
+        MDB_dbi meta;
+        MDB_val k = {8, "store_id"}, gk = {10, "generation"}, v;
+        uint8_t id[STORE_ID_LEN];
+        int has_id = 0;
+        uint64_t gen = 0;
+        if (mdb_dbi_open(txn, "meta", 0, &meta) == 0) {
+            if (mdb_get(txn, meta, &k, &v) == 0 && v.mv_size == STORE_ID_LEN) {
+                memcpy(id, v.mv_data, STORE_ID_LEN);
+                has_id = 1;
+            }
+            if (mdb_get(txn, meta, &gk, &v) == 0 && v.mv_size == 8)
+                gen = get_be64(v.mv_data);
+        }
+        ck.where = MARKER_NAME;
+        if (has_id)
+            hex_id(id, hex);
+        if (!mk.present) {
+            ck_note(&ck, "no marker: tallyd writes one at its next start (store %s)",
+                    has_id ? hex : "without an id yet");
+        } else if (!has_id || memcmp(id, mk.id, STORE_ID_LEN) != 0) {
+            char mhex[2 * STORE_ID_LEN + 1];
+            hex_id(mk.id, mhex);
+            if (mk.data)
+                ck_problem(&ck, "data.mdb is store %s, the marker names store %s "
+                                "(tallyd refuses to start)",
+                           has_id ? hex : "(no id)", mhex);
+            else
+                ck_note(&ck, "data.mdb is store %s, the marker (of a store that never held "
+                             "data) names %s",
+                        has_id ? hex : "(no id)", mhex);
+        } else if (gen < mk.gen || (gen == mk.gen && snap < mk.txnid)) {
+            ck_problem(&ck, "data.mdb (generation %llu, transaction %llu) is older than the "
+                            "marker says (generation %llu, transaction %llu): an old copy "
+                            "(tallyd refuses to start)",
+                       (unsigned long long)gen, (unsigned long long)snap,
+                       (unsigned long long)mk.gen, (unsigned long long)mk.txnid);
+        } else {
+            fprintf(report, "ok      " MARKER_NAME ": store %s, generation %llu\n", hex,
+                    (unsigned long long)gen);
+        }
+        ck.where = NULL;
+    }
+done:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (env)
+        mdb_env_close(env);
+    if (ck.fd >= 0)
+        close(ck.fd);
+    free(ck.seen);
+    free(ck.freepg);
+    free(ck.dbs);
+    if (rc && !ck.problems) {
+        fprintf(report, "result: cannot check: %s\n", tally_strerror(rc > 0 ? map_err(rc) : rc));
+        return rc > 0 ? map_err(rc) : rc;
+    }
+    if (ck.problems) {
+        fprintf(report, "result: DAMAGED (%u problem%s%s)\n", ck.problems,
+                ck.problems == 1 ? "" : "s",
+                ck.problems > CHECK_SHOW_MAX ? "; the first ones shown" : "");
+        return TALLY_ECORRUPT;
+    }
+    fprintf(report, "result: ok (%lld records, %u note%s)\n", (long long)records, ck.notes,
+            ck.notes == 1 ? "" : "s");
+    return 0;
 }

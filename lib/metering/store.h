@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dedup.h"
 #include "rollup.h"
@@ -53,7 +54,29 @@ enum {
      *  as a map that cannot grow. For the one long-lived writer (tallyd);
      *  it reserves map_size_bytes of disk up front. */
     TALLY_STORE_WRITEMAP = 2,
+    /** Start a new, empty store although DIR/tally.id says the store held
+     *  data and data.mdb is missing or empty (tallyd --accept-empty-store).
+     *  Without it such an open fails with TALLY_ECORRUPT: see the store's
+     *  identity below. */
+    TALLY_STORE_ACCEPT_EMPTY = 4,
 };
+
+/* ---- the store's identity ---------------------------------------------------
+ * LMDB starts a new, empty environment over a missing or empty data.mdb. So
+ * that a deleted or truncated store is not silently replaced by an empty
+ * one, every writable open keeps DIR/tally.id, a small text file beside
+ * data.mdb: the store's random id (also in data.mdb's "meta" database), its
+ * generation (bumped by every writable open, also in "meta"), LMDB's last
+ * transaction id, and whether the store has held records (written at the
+ * first commit that gives it some). A writable open fails with
+ * TALLY_ECORRUPT, and logs why and what to do, when tally.id says the store
+ * held data and data.mdb is missing, empty or has no id; when data.mdb is
+ * another store's; or when it is older than tally.id says (an old copy put
+ * in place). Deleting tally.id accepts whatever data.mdb holds at the next
+ * open; TALLY_STORE_ACCEPT_EMPTY accepts a missing or empty one.
+ * tally__store_restore() and tally__store_compact() rewrite tally.id for
+ * the data.mdb they put in place. A store without tally.id (written by an
+ * older tallyd) gets one at its next writable open. */
 
 /** @brief tally__store_open() with TALLY_STORE_* flags. */
 int tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned flags,
@@ -369,5 +392,27 @@ int tally__store_restore(const char *from_dir, const char *dir, int force);
  *         -EEXIST (out_dir already holds a data.mdb); TALLY_ECORRUPT; -errno.
  */
 int tally__store_compact(const char *dir, const char *out_dir, uint64_t *before, uint64_t *after);
+
+/**
+ * @brief Verify the store in dir offline, read-only, and write a report to
+ *        report: every page of data.mdb (read from the file, not through
+ *        LMDB: each page names itself, lies inside the store, belongs to
+ *        one tree, holds its nodes inside it in key order; every tree's
+ *        counts match its root record; free and used pages do not overlap),
+ *        then, when the structure is sound, every record of every database
+ *        through LMDB cursors (series keys decode and ids are dense and
+ *        unique, rollup keys decode and name known series at hour or month
+ *        starts, rollup, producer, identity and meta values have their
+ *        sizes, objects are JSON), and finally data.mdb against tally.id.
+ *        Safe while a tallyd runs: it reads one snapshot. Lines start with
+ *        "DAMAGE", "note" or "ok"; the last is "result: ...".
+ * @return 0 when the store is sound (notes allowed), TALLY_ECORRUPT when
+ *         damage was found, -ENOENT when there is no store in dir (and no
+ *         marker saying there was one), or another negative code when it
+ *         could not be checked.
+ * @note LMDB keeps no checksums: a change inside a record that keeps its
+ *       format (a flipped bit in a sum) cannot be seen by any check.
+ */
+int tally__store_check(const char *dir, FILE *report);
 
 #endif
