@@ -411,13 +411,32 @@ check_addon_lists(json_t *payload, char *msg, size_t msglen)
 
 /* ---- subscriptions ---------------------------------------------------------------- */
 
+/* A plan subscription. seq orders the plan history (pricing sorts by it):
+ * strictly increasing, so two changes within one second keep their order,
+ * which start times (whole seconds) cannot. */
 static json_t *
-sub_record(const char *plan, int64_t start_s)
+sub_record(const char *plan, int64_t start_s, json_int_t seq)
 {
     char uid[TALLY_BILLING_ID_LEN];
     tally__billing_uuid(uid);
-    return json_pack("{s:s, s:s, s:o, s:b}", "uid", uid, "plan", plan, "start", time_json(start_s),
-                     "cancelled", 0);
+    return json_pack("{s:s, s:s, s:o, s:b, s:I}", "uid", uid, "plan", plan, "start",
+                     time_json(start_s), "cancelled", 0, "seq", seq);
+}
+
+/* The seq of the next plan subscription: one more than any recorded. */
+static json_int_t
+next_seq(json_t *subs)
+{
+    json_int_t max = 0;
+    const char *name;
+    json_t *rec;
+    json_object_foreach(subs, name, rec)
+    {
+        json_int_t q = json_integer_value(json_object_get(rec, "seq"));
+        if (q > max)
+            max = q;
+    }
+    return max + 1;
 }
 
 static json_t *
@@ -467,7 +486,7 @@ bootstrap(batch_t *b, const tally__plan_t *plan, const char *plan_name, json_t *
           json_t *addons, int64_t now_s)
 {
     int64_t since = tally__time_month_start(now_s);
-    json_t *first = sub_record(plan_name, since);
+    json_t *first = sub_record(plan_name, since, next_seq(subs));
     batch_put(b, KIND_SUB, NAME_FIRST_SUB, first, -1);
     json_object_set_new(subs, NAME_FIRST_SUB, first);
     for (size_t i = 0; plan && i < plan->nincluded_addons; i++) {
@@ -602,7 +621,7 @@ stage_execution(const tally__billing_env_t *env, json_t *rec, int64_t now_s, bat
         batch_put(b, KIND_SUB, old_key, closed, 1);
         json_decref(closed);
     }
-    json_t *opened = sub_record(to, now_s);
+    json_t *opened = sub_record(to, now_s, next_seq(subs));
     batch_put(b, KIND_SUB, get_str(opened, "uid"), opened, -1);
     json_decref(opened);
     /* the quota module reads this as a GlobalSpecType, as is */
