@@ -400,6 +400,8 @@ parse_record(json_t *r, tally__invoice_t *inv)
     inv->priced.subtotal_cents = int_of(r, "subtotal_cents");
     inv->priced.discount_cents = int_of(r, "discount_cents");
     inv->priced.total_cents = int_of(r, "total_cents");
+    json_t *g = json_object_get(r, "grace_hours");
+    inv->grace_hours = json_is_integer(g) ? (int64_t)json_integer_value(g) : -1;
     size_t n = json_array_size(lines);
     if (n) {
         inv->priced.lines = calloc(n, sizeof *inv->priced.lines);
@@ -508,6 +510,7 @@ tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int64_t
     if (rc != TALLY_ENOTFOUND)
         return rc;
     fill_head(env, month_s, inv);
+    inv->grace_hours = env->close_grace_hours;
     inv->issued_s = now_s;
     inv->due_s = now_s + (int64_t)env->due_days * 86400;
     inv->status = TALLY_INVOICE_STATUS_ISSUED;
