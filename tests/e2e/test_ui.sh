@@ -10,10 +10,12 @@
 # Known data, namespace demo, plan individual (the default plan here):
 #   http_requests: hour 0: 1e6 (web); hour 1: 2e6 (web); hour 2: 4e6 (web)
 #                  + 1e6 (api); hour 3: 4e6 (api) -> 12e6 in 4 hours, max 5e6;
-#                  12 million billable, 10 included, 60 cents each -> 120
+#                  with shop's 999 the tenant bills 13 million, 10 included, 60 cents
+#                  each -> 180, allocated by usage: demo's share is all 180
+#                  (12e6 of 12,000,999, largest remainder)
 #   vcpu_seconds:  hours 1 and 2: 360000 each -> 720000 = 200 vCPU-hours,
 #                  100 included, 5 cents each -> 500; quota 3600000 -> 20 %
-#   total cost of demo: 620 cents (namespaces carry no flat fee)
+#   total cost of demo: 680 cents (namespaces carry no flat fee)
 # and 999 requests in namespace shop, which the demo page must not show.
 . "$(dirname "$0")/lib.sh"
 
@@ -113,10 +115,10 @@ for h in 0 1 2 3; do
     want "$D" "data-hour=\"$hour\"" "http_requests bar of hour $hour"
 done
 want "$D" 'data-hour="[^"]*T02:00:00Z" data-quantity="5000000"' "hour 2 adds both objects"
-want "$D" 'data-metrics="http_requests" data-cents="120"' "http_requests cost"
+want "$D" 'data-metrics="http_requests" data-cents="180"' "http_requests cost"
 want "$D" 'data-metrics="vcpu_seconds" data-cents="500"' "vcpu_seconds cost"
-want "$D" '<tr id="cost-total" data-cents="620">' "total cost"
-want "$D" '>6\.20 USD<' "total cost as text"
+want "$D" '<tr id="cost-total" data-cents="680">' "total cost"
+want "$D" '>6\.80 USD<' "total cost as text"
 if [ "$CURRENT" -eq 1 ]; then
     want "$D" 'data-quota="resources/vcpu_seconds" data-current="720000" data-maximum="3600000" data-percent="20"' \
         "vcpu_seconds quota bar"
@@ -141,7 +143,7 @@ chrome viewer "$BASE/ui/#token=dev-demo-viewer-token&ns=demo&month=$MONTH" --dum
 D=$T/viewer.html
 want "$D" '<div id="status"[^>]*data-state="ready"' "viewer page did not finish loading"
 want "$D" 'data-metric="http_requests" data-total="12000000"' "viewer sees demo's usage"
-want "$D" '<tr id="cost-total" data-cents="620">' "viewer sees demo's cost"
+want "$D" '<tr id="cost-total" data-cents="680">' "viewer sees demo's cost"
 want "$D" 'class="error" data-error-status="403"[^>]*>Not allowed \(403\)' "viewer gets a visible 403 for invoices"
 
 # ---- a viewer of demo asking for another namespace: 403 everywhere ---------------
