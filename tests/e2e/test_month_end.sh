@@ -122,6 +122,7 @@ done
 [ "$sum" = "$usage" ] || fail "the five namespaces add up to $sum cents, the tenant's usage to $usage"
 say "five namespaces: their shares add up to the tenant's $usage cents"
 stop_tallyd
+[ "$TALLYD_STATUS" -eq 0 ] || fail "tallyd exited $TALLYD_STATUS on SIGTERM"
 
 # ---- 2: inside the grace -------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ api POST /api/tally/namespaces/system/invoices/close '{"month":"2026-12"}'
     fail "close 2026-12: $ST $(cat "$T/api.out"), expected 409"
 say "inside the grace: November open; close refuses 1999-01 (400) and 2026-12 (409)"
 stop_tallyd
+[ "$TALLYD_STATUS" -eq 0 ] || fail "tallyd exited $TALLYD_STATUS on SIGTERM"
 
 # ---- 3: past the grace, then late usage ----------------------------------------------------------
 
@@ -167,4 +169,5 @@ grep -q "Late usage for 2026-11: Data Transfer Out.* \$0.27" "$T/inv-2026-12.txt
     fail "December's PDF has no late-usage line: $(cat "$T/inv-2026-12.txt")"
 say "past the grace: November closed at $nov cents; 27 cents of late November usage on December ($decinv)"
 stop_tallyd
+[ "$TALLYD_STATUS" -eq 0 ] || fail "tallyd exited $TALLYD_STATUS on SIGTERM"
 e2e_pass
