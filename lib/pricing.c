@@ -175,6 +175,20 @@ qty_weight(const tally__usage_qty_t *q)
     return v >= 1.8e19 ? UINT64_MAX / 2 : (uint64_t)v;
 }
 
+typedef struct rank {
+    unsigned __int128 rem;
+    size_t i;
+} rank_t;
+
+static int
+by_rank(const void *a, const void *b)
+{
+    const rank_t *x = a, *y = b;
+    if (x->rem != y->rem)
+        return x->rem > y->rem ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
 int
 tally__pricing_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *shares)
 {
@@ -201,16 +215,20 @@ tally__pricing_allocate(int64_t total, const uint64_t *weights, size_t n, int64_
         given += shares[i];
     }
     /* the cents left (fewer than n) go one each to the largest remainders,
-     * ties to the lower index */
-    for (int64_t left = total - given; left > 0; left--) {
-        size_t best = n;
+     * ties to the lower index: sort the indexes that way, O(n log n) */
+    int64_t left = total - given;
+    if (left > 0) {
+        rank_t *rk = malloc(n * sizeof *rk);
+        if (!rk) {
+            free(rem);
+            return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++)
-            if (rem[i] > 0 && (best == n || rem[i] > rem[best]))
-                best = i;
-        if (best == n)
-            break;
-        shares[best]++;
-        rem[best] = 0;
+            rk[i] = (rank_t){rem[i], i};
+        qsort(rk, n, sizeof *rk, by_rank);
+        for (size_t k = 0; k < n && left > 0 && rk[k].rem > 0; k++, left--)
+            shares[rk[k].i]++;
+        free(rk);
     }
     free(rem);
     return 0;
@@ -610,12 +628,6 @@ typedef struct nsq {
     tally__usage_qty_t q;
 } nsq_t;
 
-static int
-by_ns(const void *a, const void *b)
-{
-    return strcmp(((const nsq_t *)a)->ns, ((const nsq_t *)b)->ns);
-}
-
 /*
  * Turn the tenant's usage lines (out) into namespace ns's lines: each line's
  * amount becomes ns's share of the tenant's amount, allocated over the
@@ -643,18 +655,16 @@ namespace_shares(tally__priced_t *out, const tally__usage_item_t *items, size_t 
         for (size_t i = 0; i < nitems; i++) {
             if (strcmp(items[i].metric, l.metric) != 0)
                 continue;
-            size_t k = 0;
-            while (k < nv && strcmp(v[k].ns, items[i].ns) != 0)
-                k++;
+            /* items come sorted by (namespace, metric, object): a namespace's
+             * items of one metric are adjacent, so only the last entry can match */
+            size_t k = nv && strcmp(v[nv - 1].ns, items[i].ns) == 0 ? nv - 1 : nv;
             if (k == nv) {
                 v[nv].ns = items[i].ns;
                 v[nv++].q = items[i].quantity;
             } else
                 tally__usage_qty_merge(&v[k].q, items[i].def.aggregation, &items[i].quantity);
         }
-        if (nv > 1)
-            qsort(v, nv, sizeof *v, by_ns);
-        for (size_t k = 0; k < nv; k++) {
+        for (size_t k = 0; k < nv; k++) { /* already in namespace order */
             w[k] = qty_weight(&v[k].q);
             if (strcmp(v[k].ns, ns) == 0)
                 mine = k;
