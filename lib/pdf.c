@@ -411,8 +411,8 @@ render(render_t *r, const tally__invoice_t *inv)
     if (!inv->active && inv->grace_hours > 0) { /* the month-end rule it was closed under */
         r->y -= 15;
         snprintf(text, sizeof text,
-                 "closed %lld h after month end; usage arriving later is billed on the next "
-                 "invoice as late usage",
+                 "%lld h after month end; usage arriving after the close is billed on the "
+                 "next invoice as late usage",
                  (long long)inv->grace_hours);
         header_field(r, r->y, "Grace", text);
     }
