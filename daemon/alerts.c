@@ -44,7 +44,7 @@ struct tally_alerts {
     uint64_t pass;
     ns_list_t data_ns; /* namespaces with data this month (cached) */
     int64_t data_scan_ms;
-    int64_t data_month; /* the month data_ns is of */
+    int64_t data_month;   /* the month data_ns is of */
     uint64_t data_series; /* the series count (stats) when data_ns was last refreshed */
     int data_rescans;     /* evaluations left that rescan (a new series is pending a flush) */
     int closing;
@@ -149,8 +149,7 @@ refresh_data_namespaces(tally_alerts_t *a, int64_t now_s, int64_t mono_ms)
     }
     if (a->data_rescans > 0)
         a->data_rescans--;
-    else if (a->data_scan_ms && mono_ms - a->data_scan_ms < DATA_SCAN_MS &&
-             a->data_month == month)
+    else if (a->data_scan_ms && mono_ms - a->data_scan_ms < DATA_SCAN_MS && a->data_month == month)
         return;
     a->data_scan_ms = mono_ms;
     a->data_month = month;
@@ -230,10 +229,9 @@ evaluate_ns(tally_alerts_t *a, const char *ns, int64_t now_s)
             if (l == level || a->o.cfg->quota.warn_percent > 0) {
                 publish(a, ns, lim, usage, l, from);
                 from = l;
-            }
-        else if (rc == TALLY_EFULL)
-            tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked", MAX_STATE,
-                            ns, lim->key);
+            } else if (rc == TALLY_EFULL)
+                tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked",
+                                MAX_STATE, ns, lim->key);
     }
     tally__quota_limits_free(&lims);
 }

@@ -450,9 +450,13 @@ static const char *const deletion_reasons[] = {
 static int
 check_payload(json_t *payload, char *msg, size_t msglen)
 {
-    static const char *const strings[] = {"billing_provider_account_id", "deletion_feedback",
-                                          "payment_provider_token", "support_ticket_info",
-                                          "tp_subscription_id", "domain", "deletion_reason"};
+    static const char *const strings[] = {"billing_provider_account_id",
+                                          "deletion_feedback",
+                                          "payment_provider_token",
+                                          "support_ticket_info",
+                                          "tp_subscription_id",
+                                          "domain",
+                                          "deletion_reason"};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         json_t *v = json_object_get(payload, strings[i]);
         if (v && !json_is_null(v) && !json_is_string(v)) {
