@@ -21,7 +21,7 @@
 #define MAX_STATE 65536     /* (namespace, key) levels remembered */
 #define MAX_NAMESPACES 4096 /* namespaces evaluated per pass, per source */
 #define FORCE_EVAL_MS 5000  /* evaluate at least this often (quota writes) */
-#define DATA_SCAN_MS 10000  /* rediscover namespaces with data this often */
+#define DATA_SCAN_MS 10000  /* rediscover namespaces with data at least this often */
 
 typedef char ns_name_t[TALLY_MAX_NS_LEN + 1];
 
@@ -46,7 +46,9 @@ struct tally_alerts {
     uint64_t pass;
     ns_list_t data_ns; /* namespaces with data this month (cached) */
     int64_t data_scan_ms;
-    int64_t data_month; /* the month data_ns is of */
+    int64_t data_month;   /* the month data_ns is of */
+    uint64_t data_series; /* the series count (stats) when data_ns was last refreshed */
+    int data_rescans;     /* evaluations left that rescan (a new series is pending a flush) */
     int closing;
 };
 
@@ -140,7 +142,19 @@ static void
 refresh_data_namespaces(tally_alerts_t *a, int64_t now_s, int64_t mono_ms)
 {
     int64_t month = tally__time_month_start(now_s);
-    if (a->data_scan_ms && mono_ms - a->data_scan_ms < DATA_SCAN_MS && a->data_month == month)
+    /* A new series may be a new namespace: rescan now and at the next
+     * evaluation too (the series is counted when aggregated, its record
+     * lands with the next flush), so a namespace seen for the first time is
+     * checked within one flush, not after DATA_SCAN_MS (its 80 % warning
+     * could be skipped). */
+    uint64_t series = TALLY_STAT_GET(series);
+    if (series != a->data_series) {
+        a->data_series = series;
+        a->data_rescans = 2;
+    }
+    if (a->data_rescans > 0)
+        a->data_rescans--;
+    else if (a->data_scan_ms && mono_ms - a->data_scan_ms < DATA_SCAN_MS && a->data_month == month)
         return;
     a->data_scan_ms = mono_ms;
     a->data_month = month;
@@ -222,11 +236,15 @@ evaluate_ns(tally_alerts_t *a, const char *ns, int64_t now_s)
         double ratio = lim->maximum > 0 ? usage / lim->maximum : -1; /* -1: no ratio */
         int prev;
         rc = tally__alert_state_update(a->st, ns, lim->key, level, ratio, a->pass, &prev);
-        if (rc == 1)
-            publish(a, ns, lim, usage, level, prev);
-        else if (rc == TALLY_EFULL)
-            tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked", MAX_STATE,
-                            ns, lim->key);
+        /* every level crossed, in order, even when one flush crossed several
+         * (ok -> warning -> exceeded); no warning level when warn_percent is 0 */
+        for (int l = prev + 1, from = prev; rc == 1 && l <= level; l++)
+            if (l == level || a->o.cfg->quota.warn_percent > 0) {
+                publish(a, ns, lim, usage, l, from);
+                from = l;
+            } else if (rc == TALLY_EFULL)
+                tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked",
+                                MAX_STATE, ns, lim->key);
     }
     tally__quota_limits_free(&lims);
 }

@@ -36,7 +36,9 @@ tally_invoicer_env(const tally__config_t *cfg, const tally__catalog_t *catalog,
                                    .currency = cfg->billing.currency,
                                    .due_days = cfg->billing.due_days,
                                    .price = tally__pricing_period,
-                                   .price_free = tally__priced_free};
+                                   .price_free = tally__priced_free,
+                                   .close_grace_hours = cfg->billing.close_grace_hours,
+                                   .late_window_hours = cfg->ingest.late_window_hours};
 }
 
 /* Update iv->first_month from the months data can still arrive in. */

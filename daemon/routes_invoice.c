@@ -167,10 +167,11 @@ tally_route_invoice_close(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     int64_t now = now_s();
     tally__invoice_t inv;
     int created = 0;
-    char msg[128];
-    snprintf(msg, sizeof msg, "month %s has not ended yet: only ended months can be closed", month);
+    char msg[256];
     json_decref(body);
-    int rc = tally__invoices_close(&env, m, now, &inv, &created);
+    int rc = tally__invoices_close_check(&env, m, now, msg, sizeof msg);
+    if (rc == 0)
+        rc = tally__invoices_close(&env, m, now, &inv, &created);
     if (rc) {
         invoice_error(res, rc, msg);
         return;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "invoicer.h"
+#include "invoices.h"
 #include "jsonw.h"
 #include "pricing.h"
 #include "routes.h"
@@ -89,7 +91,8 @@ tally_route_current_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     if (!body)
         return;
     int64_t now = tally__time_now_ms() / 1000;
-    int64_t from = tally__time_month_start(now), to = now;
+    /* no period given: the month to date, the one rule of every surface (pricing.h) */
+    int64_t from = tally__time_month_start(now), to = tally__pricing_month_end(from, now);
     int64_t from_ms, to_ms;
     int hf, ht, rc;
     tally__priced_t p;
@@ -158,7 +161,10 @@ out:
 /*
  * monthly_usage: every month from the first with data (or, tenant-wide, the
  * first plan subscription) to the current one, newest first, each priced
- * over the whole month (the current one to date); amount = its total.
+ * over the whole month (the current one to date); amount = its total as
+ * priced now. Tenant-wide, a closed month adds tally_invoiced_amount (its
+ * invoice's total) and tally_late_amount (usage charges that came after the
+ * close, billed on later invoices as "Late usage for YYYY-MM" lines).
  */
 void
 tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *res)
@@ -177,6 +183,9 @@ tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         goto out;
     }
     const char *cur = currency(ctx);
+    tally__invoices_env_t ienv;
+    if (ctx->cfg)
+        tally_invoicer_env(ctx->cfg, ctx->catalog, ctx->plans, ctx->store, &ienv);
     tally__jw_t jw;
     tally__jw_init(&jw);
     tally__jw_obj_begin(&jw);
@@ -184,8 +193,7 @@ tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
     tally__jw_arr_begin(&jw);
     int64_t m = tally__time_month_start(now);
     for (int k = 0; k < MAX_MONTHS && m >= first; k++) {
-        int64_t next = tally__time_next_month(m);
-        int64_t end = next < now ? next : (now > m ? now : m + 1);
+        int64_t end = tally__pricing_month_end(m, now);
         tally__priced_t p;
         rc = tally__pricing_period(ctx->store, ctx->catalog, ctx->plans, default_plan(ctx), ns, m,
                                    end, now, &p);
@@ -203,6 +211,16 @@ tally_route_monthly_usage(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         tally_route_put_time(&jw, m);
         tally__jw_key(&jw, "end_timestamp");
         tally_route_put_time(&jw, end);
+        /* tenant-wide, a closed month also says what its invoice billed and
+         * what came late (billed on later invoices as adjustment lines) */
+        int64_t invoiced, late;
+        if (!ns && ctx->cfg && end < now &&
+            tally__invoices_late(&ienv, m, now, &invoiced, &late) == 0) {
+            tally__jw_key(&jw, "tally_invoiced_amount");
+            put_i64(&jw, invoiced);
+            tally__jw_key(&jw, "tally_late_amount");
+            put_i64(&jw, late);
+        }
         tally__jw_obj_end(&jw);
         tally__priced_free(&p);
         m = tally__time_month_start(m - 1);

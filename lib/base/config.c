@@ -510,6 +510,7 @@ static const struct keydef keys[] = {
     {"billing", "default_plan", K_NAME, "free", .off = OFF(billing.default_plan)},
     {"billing", "currency", K_NAME, "USD", .off = OFF(billing.currency)},
     {"billing", "due_days", K_U32, "30", 0, 3650, .off = OFF(billing.due_days)},
+    {"billing", "close_grace_hours", K_U32, "48", 0, 8784, .off = OFF(billing.close_grace_hours)},
     {"quota", "alerts", K_ENDPOINT, "ipc:///run/tally/alerts", .off = OFF(quota.alerts)},
     {"quota", "warn_percent", K_U32, "80", 0, 100, .off = OFF(quota.warn_percent)},
     {"log", "level", K_LEVEL, "info", .off = OFF(log.level)},
@@ -913,6 +914,19 @@ tally__config_load(const char *path, tally__config_t **out, char *err, size_t er
                       ") plus a day; use 0 to keep hourly rollups forever",
                       cfg->storage.hourly_retention_days, cfg->ingest.late_window_hours);
         goto fail;
+    }
+
+    /* Usage may still arrive for a month closed after its grace (billed
+     * late); a grace longer than the late window would only delay invoices. */
+    if (cfg->billing.close_grace_hours > cfg->ingest.late_window_hours) {
+        size_t gk = (size_t)find_key("billing", "close_grace_hours");
+        if (L.slot[gk].text) {
+            rc = key_fail(&L, gk, err, errlen,
+                          "%" PRIu32 " is more than ingest.late_window_hours (%" PRIu32 ")",
+                          cfg->billing.close_grace_hours, cfg->ingest.late_window_hours);
+            goto fail;
+        }
+        cfg->billing.close_grace_hours = cfg->ingest.late_window_hours;
     }
 
     for (size_t k = 0; k < NKEYS; k++)

@@ -192,6 +192,11 @@ typedef struct tally__config {
         /** billing.due_days: an issued invoice is OVERDUE this many days after
             issue while unpaid, 0..3650. Default 30. */
         uint32_t due_days;
+        /** billing.close_grace_hours: an ended month is closed automatically
+            this many hours after its end, 0..ingest.late_window_hours
+            (more is refused). Default 48, or the late window when that is
+            shorter and the key is not set. */
+        uint32_t close_grace_hours;
     } billing;
 
     struct {

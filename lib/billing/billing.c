@@ -387,15 +387,124 @@ check_addon_lists(json_t *payload, char *msg, size_t msglen)
     return 0;
 }
 
+/* RFC 1123 host name: dot-separated labels of 1..63 letters, digits and
+ * hyphens, no hyphen at either end of a label, 253 bytes at most. */
+static int
+is_hostname(const char *s)
+{
+    size_t n = strlen(s), label = 0;
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = s[i];
+        if (c == '.' || c == '\0') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-'))
+            return 0;
+        if (label == 0 && c == '-')
+            return 0;
+        label++;
+    }
+    return 1;
+}
+
+/* The spec's tenantDeletionReason. */
+static const char *const deletion_reasons[] = {
+    "REASON_UNKNOWN",           "REASON_SWITCH_TO_FREE_PLAN", "REASON_NO_LONGER_NEEDED",
+    "REASON_NOT_JUSTIFY_COSTS", "REASON_DIFFICULT_TO_USE",
+};
+
+/*
+ * The payload of a transition (plan_transitionTransitionPayload), field by
+ * field with the payment methods' rules: strings are strings, the boolean a
+ * boolean, enums one of theirs, domain a host name, contacts contacts.
+ * Absent or null fields are fine; which are required is the plan's business.
+ */
+static int
+check_payload(json_t *payload, char *msg, size_t msglen)
+{
+    static const char *const strings[] = {"billing_provider_account_id",
+                                          "deletion_feedback",
+                                          "payment_provider_token",
+                                          "support_ticket_info",
+                                          "tp_subscription_id",
+                                          "domain",
+                                          "deletion_reason"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        json_t *v = json_object_get(payload, strings[i]);
+        if (v && !json_is_null(v) && !json_is_string(v)) {
+            say(msg, msglen, "payload.%s: must be a string", strings[i]);
+            return TALLY_EINVAL;
+        }
+        if (json_string_length(v) > 4096) {
+            say(msg, msglen, "payload.%s: longer than 4096 bytes", strings[i]);
+            return TALLY_EINVAL;
+        }
+    }
+    const char *domain = payload_str(payload, "domain");
+    if (domain[0] && !is_hostname(domain)) {
+        say(msg, msglen, "payload.domain: must be a host name (letters, digits, hyphens, dots)");
+        return TALLY_EINVAL;
+    }
+    const char *reason = payload_str(payload, "deletion_reason");
+    if (reason[0]) {
+        size_t i = 0, n = sizeof deletion_reasons / sizeof deletion_reasons[0];
+        while (i < n && strcmp(reason, deletion_reasons[i]) != 0)
+            i++;
+        if (i == n) {
+            say(msg, msglen,
+                "payload.deletion_reason: must be one of REASON_UNKNOWN, "
+                "REASON_SWITCH_TO_FREE_PLAN, REASON_NO_LONGER_NEEDED, REASON_NOT_JUSTIFY_COSTS, "
+                "REASON_DIFFICULT_TO_USE");
+            return TALLY_EINVAL;
+        }
+    }
+    json_t *t = json_object_get(payload, "create_support_ticket");
+    if (t && !json_is_null(t) && !json_is_boolean(t)) {
+        say(msg, msglen, "payload.create_support_ticket: must be true or false");
+        return TALLY_EINVAL;
+    }
+    if (tally__payment_check_contact(json_object_get(payload, "billing_address"),
+                                     "payload.billing_address", msg, msglen) != 0 ||
+        tally__payment_check_contact(json_object_get(payload, "payment_address"),
+                                     "payload.payment_address", msg, msglen) != 0)
+        return TALLY_EINVAL;
+    return check_addon_lists(payload, msg, msglen);
+}
+
 /* ---- subscriptions ---------------------------------------------------------------- */
 
+/* A plan subscription. seq orders the plan history (pricing sorts by it):
+ * strictly increasing, so two changes within one second keep their order,
+ * which start times (whole seconds) cannot. */
 static json_t *
-sub_record(const char *plan, int64_t start_s)
+sub_record(const char *plan, int64_t start_s, json_int_t seq)
 {
     char uid[TALLY_BILLING_ID_LEN];
     tally__billing_uuid(uid);
-    return json_pack("{s:s, s:s, s:o, s:b}", "uid", uid, "plan", plan, "start", time_json(start_s),
-                     "cancelled", 0);
+    return json_pack("{s:s, s:s, s:o, s:b, s:I}", "uid", uid, "plan", plan, "start",
+                     time_json(start_s), "cancelled", 0, "seq", seq);
+}
+
+/* The seq of the next plan subscription: one more than any recorded. */
+static json_int_t
+next_seq(json_t *subs)
+{
+    json_int_t max = 0;
+    const char *name;
+    json_t *rec;
+    json_object_foreach(subs, name, rec)
+    {
+        json_int_t q = json_integer_value(json_object_get(rec, "seq"));
+        if (q > max)
+            max = q;
+    }
+    return max + 1;
 }
 
 static json_t *
@@ -445,7 +554,7 @@ bootstrap(batch_t *b, const tally__plan_t *plan, const char *plan_name, json_t *
           json_t *addons, int64_t now_s)
 {
     int64_t since = tally__time_month_start(now_s);
-    json_t *first = sub_record(plan_name, since);
+    json_t *first = sub_record(plan_name, since, next_seq(subs));
     batch_put(b, KIND_SUB, NAME_FIRST_SUB, first, -1);
     json_object_set_new(subs, NAME_FIRST_SUB, first);
     for (size_t i = 0; plan && i < plan->nincluded_addons; i++) {
@@ -580,7 +689,7 @@ stage_execution(const tally__billing_env_t *env, json_t *rec, int64_t now_s, bat
         batch_put(b, KIND_SUB, old_key, closed, 1);
         json_decref(closed);
     }
-    json_t *opened = sub_record(to, now_s);
+    json_t *opened = sub_record(to, now_s, next_seq(subs));
     batch_put(b, KIND_SUB, get_str(opened, "uid"), opened, -1);
     json_decref(opened);
     /* the quota module reads this as a GlobalSpecType, as is */
@@ -667,6 +776,7 @@ tally__billing_transition_create(const tally__billing_env_t *env, const char *ns
         return TALLY_EINVAL;
     }
     const char *to = json_string_value(np);
+    int rc;
     json_t *payload = json_object_get(req, "payload");
     if (payload && !json_is_null(payload) && !json_is_object(payload)) {
         say(msg, msglen, "payload: must be an object");
@@ -674,13 +784,16 @@ tally__billing_transition_create(const tally__billing_env_t *env, const char *ns
     }
     if (!json_is_object(payload))
         payload = NULL;
+    /* the payload's types first: a malformed field is named whatever the plan */
+    if (payload && (rc = check_payload(payload, msg, msglen)) != 0)
+        return rc;
     const tally__plan_t *plan = plan_find(env, to);
     if (!plan) {
         say(msg, msglen, "new_plan: no plan '%.64s' in the catalog", to);
         return TALLY_EINVAL;
     }
     char cur[TALLY_PLANS_NAME_MAX + 1];
-    int rc = plan_current(env, cur, sizeof cur);
+    rc = plan_current(env, cur, sizeof cur);
     if (rc)
         return rc;
     if (strcmp(cur, to) == 0) {

@@ -34,6 +34,8 @@ typedef struct tally__invoice {
     int status;             /**< TALLY_INVOICE_STATUS_* */
     int active;             /**< 1 for the running month */
     tally__priced_t priced; /**< lines and totals (frozen once issued) */
+    /* added after the agreed interface (fields at the end): */
+    int64_t grace_hours; /**< closed invoices: the close grace it was closed under; -1 unknown */
 } tally__invoice_t;
 
 #endif

@@ -9,6 +9,7 @@
 #include "invoices.h"
 #include "log.h"
 #include "plans.h"
+#include "pricing.h"
 #include "tally/tally.h"
 #include "timeutil.h"
 
@@ -131,15 +132,152 @@ copy_str(char *dst, size_t cap, const char *src)
 /* Price [start, end) for the whole tenant into inv->priced, with lines in
  * our own allocation (the struct may outlive any pricing implementation's
  * ownership rules: we free with free()). */
+static int load_invoice(const tally__invoices_env_t *env, const char *name, tally__invoice_t *inv);
+
+/* An adjustment line (late usage) is one that covers an earlier month than its invoice's. */
 static int
-price_into(const tally__invoices_env_t *env, int64_t start_s, int64_t end_s, int64_t now_s,
+is_adjustment(const tally__invoice_t *inv, const tally__price_line_t *l)
+{
+    return l->start_s < inv->period_start_s;
+}
+
+/* Sum of the amount, quantity and billable of the lines of inv for metric
+ * covering the month starting month_s: its own lines (month_s its period)
+ * or adjustment lines for month_s. */
+static void
+billed_for(const tally__invoice_t *inv, int64_t month_s, const char *metric, int64_t *amount,
+           double *qty, int64_t *billable)
+{
+    for (size_t i = 0; i < inv->priced.n; i++) {
+        const tally__price_line_t *l = &inv->priced.lines[i];
+        if (l->fixed || strcmp(l->metric, metric) != 0)
+            continue;
+        int own = inv->period_start_s == month_s && !is_adjustment(inv, l);
+        if (!own && l->start_s != month_s)
+            continue;
+        *amount += l->amount_cents;
+        *qty += l->quantity;
+        *billable += l->billable;
+    }
+}
+
+/* The closed invoices of the months [from_s, to_s) (absent ones zeroed, name ""). */
+static int
+load_months(const tally__invoices_env_t *env, int64_t from_s, int64_t to_s, tally__invoice_t *v,
+            size_t cap, size_t *n)
+{
+    *n = 0;
+    for (int64_t m = from_s; m < to_s && *n < cap; m = tally__time_next_month(m)) {
+        char name[64];
+        tally__invoices_name(m, name, sizeof name);
+        int rc = load_invoice(env, name, &v[*n]);
+        if (rc == TALLY_ENOTFOUND) {
+            memset(&v[*n], 0, sizeof v[*n]);
+            v[*n].period_start_s = m;
+            rc = 0;
+        }
+        if (rc)
+            return rc;
+        (*n)++;
+    }
+    return 0;
+}
+
+static tally__price_line_t *
+push_line(tally__priced_t *p, size_t *cap)
+{
+    if (p->n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        tally__price_line_t *v = realloc(p->lines, c * sizeof *v);
+        if (!v)
+            return NULL;
+        p->lines = v;
+        *cap = c;
+    }
+    tally__price_line_t *l = &p->lines[p->n++];
+    memset(l, 0, sizeof *l);
+    return l;
+}
+
+/*
+ * Append to inv (the invoice of the month starting month_s) one adjustment
+ * line per earlier closed month and metric whose usage charge, priced now, is
+ * above what that month's invoice and the adjustments on the invoices after
+ * it billed. The months looked at are those whose late window reaches past
+ * the start of month_s's previous month, at most TALLY_INVOICES_LATE_MONTHS.
+ */
+static int
+late_lines(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s, tally__invoice_t *inv,
+           size_t *cap)
+{
+    tally__invoice_t months[TALLY_INVOICES_LATE_MONTHS];
+    size_t nm = 0;
+    int64_t back = (int64_t)env->late_window_hours * 3600 + 31 * 86400;
+    int64_t from = tally__time_month_start(month_s - back);
+    int64_t lim = month_s;
+    for (int k = 0; k < TALLY_INVOICES_LATE_MONTHS; k++)
+        lim = tally__time_month_start(lim - 1);
+    if (from < lim)
+        from = lim;
+    if (from < TALLY_TIME_RFC3339_MIN_S)
+        from = tally__time_month_start(TALLY_TIME_RFC3339_MIN_S + 31 * 86400);
+    int rc = load_months(env, from, month_s, months, TALLY_INVOICES_LATE_MONTHS, &nm);
+    for (size_t k = 0; rc == 0 && k < nm; k++) {
+        if (!months[k].name[0])
+            continue; /* not closed: its own close will bill all of it */
+        int64_t m = months[k].period_start_s;
+        tally__priced_t now;
+        memset(&now, 0, sizeof now);
+        if ((rc = env->price(env->store, env->catalog, env->plans, env->default_plan, NULL, m,
+                             tally__time_next_month(m), now_s, &now)) != 0)
+            break;
+        for (size_t i = 0; rc == 0 && i < now.n; i++) {
+            const tally__price_line_t *l = &now.lines[i];
+            if (l->fixed || !l->metric[0])
+                continue;
+            int64_t amount = 0, billable = 0;
+            double qty = 0;
+            for (size_t j = k; j < nm; j++) /* the month itself and the invoices after it */
+                billed_for(&months[j], m, l->metric, &amount, &qty, &billable);
+            if (l->amount_cents <= amount)
+                continue;
+            tally__price_line_t *a = push_line(&inv->priced, cap);
+            if (!a) {
+                rc = -ENOMEM;
+                break;
+            }
+            *a = *l;
+            int y, mo;
+            tally__time_to_civil(m, &y, &mo, NULL, NULL, NULL, NULL);
+            snprintf(a->usage_type, sizeof a->usage_type, "Late usage for %04d-%02d: %.90s", y, mo,
+                     l->usage_type);
+            a->amount_cents = l->amount_cents - amount;
+            a->quantity = l->quantity - qty > 0 ? l->quantity - qty : 0;
+            a->billable = l->billable - billable > 0 ? l->billable - billable : 0;
+            a->status = TALLY_PRICE_STATUS_ACTIVE;
+            a->start_s = m;
+            a->end_s = tally__time_next_month(m);
+        }
+        env->price_free(&now);
+    }
+    for (size_t k = 0; k < nm; k++)
+        tally__invoice_fini(&months[k]);
+    return rc;
+}
+
+/* Price the month starting month_s over [month_s, end_s) for the whole
+ * tenant into inv->priced, then its late-usage adjustment lines, with lines
+ * in our own allocation (the struct may outlive any pricing
+ * implementation's ownership rules: we free with free()). */
+static int
+price_into(const tally__invoices_env_t *env, int64_t month_s, int64_t end_s, int64_t now_s,
            tally__invoice_t *inv)
 {
     if (!env->price || !env->price_free)
         return TALLY_EINVAL;
     tally__priced_t p;
     memset(&p, 0, sizeof p);
-    int rc = env->price(env->store, env->catalog, env->plans, env->default_plan, NULL, start_s,
+    int rc = env->price(env->store, env->catalog, env->plans, env->default_plan, NULL, month_s,
                         end_s, now_s, &p);
     if (rc)
         return rc;
@@ -150,6 +288,7 @@ price_into(const tally__invoices_env_t *env, int64_t start_s, int64_t end_s, int
     inv->priced.total_cents = p.total_cents;
     copy_str(inv->priced.currency, sizeof inv->priced.currency,
              env->currency && env->currency[0] ? env->currency : p.currency);
+    size_t cap = 0;
     if (p.n) {
         inv->priced.lines = malloc(p.n * sizeof *p.lines);
         if (!inv->priced.lines) {
@@ -157,12 +296,21 @@ price_into(const tally__invoices_env_t *env, int64_t start_s, int64_t end_s, int
             return -ENOMEM;
         }
         memcpy(inv->priced.lines, p.lines, p.n * sizeof *p.lines);
-        inv->priced.n = p.n;
+        inv->priced.n = cap = p.n;
     }
     if (!inv->priced.currency[0])
         copy_str(inv->priced.currency, sizeof inv->priced.currency, "USD");
+    size_t own = inv->priced.n;
+    if ((rc = late_lines(env, month_s, now_s, inv, &cap)) == 0 && inv->priced.n > own) {
+        /* the adjustments are part of this invoice's subtotal: coupons apply to it */
+        for (size_t i = own; i < inv->priced.n; i++)
+            inv->priced.subtotal_cents += inv->priced.lines[i].amount_cents;
+        inv->priced.discount_cents =
+            tally__pricing_discount(p.coupons, p.ncoupons, inv->priced.subtotal_cents);
+        inv->priced.total_cents = inv->priced.subtotal_cents - inv->priced.discount_cents;
+    }
     env->price_free(&p);
-    return 0;
+    return rc;
 }
 
 static void
@@ -186,7 +334,8 @@ tally__invoices_running(const tally__invoices_env_t *env, int64_t now_s, tally__
     fill_head(env, m, inv);
     inv->status = TALLY_INVOICE_STATUS_PENDING;
     inv->active = 1;
-    int rc = price_into(env, m, inv->period_end_s, now_s, inv);
+    /* the month to date, the one rule of every surface (pricing.h) */
+    int rc = price_into(env, m, tally__pricing_month_end(m, now_s), now_s, inv);
     if (rc)
         tally__invoice_fini(inv);
     return rc;
@@ -251,6 +400,8 @@ parse_record(json_t *r, tally__invoice_t *inv)
     inv->priced.subtotal_cents = int_of(r, "subtotal_cents");
     inv->priced.discount_cents = int_of(r, "discount_cents");
     inv->priced.total_cents = int_of(r, "total_cents");
+    json_t *g = json_object_get(r, "grace_hours");
+    inv->grace_hours = json_is_integer(g) ? (int64_t)json_integer_value(g) : -1;
     size_t n = json_array_size(lines);
     if (n) {
         inv->priced.lines = calloc(n, sizeof *inv->priced.lines);
@@ -359,6 +510,7 @@ tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int64_t
     if (rc != TALLY_ENOTFOUND)
         return rc;
     fill_head(env, month_s, inv);
+    inv->grace_hours = env->close_grace_hours;
     inv->issued_s = now_s;
     inv->due_s = now_s + (int64_t)env->due_days * 86400;
     inv->status = TALLY_INVOICE_STATUS_ISSUED;
@@ -369,6 +521,8 @@ tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int64_t
         rc = -ENOMEM;
         goto fail;
     }
+    /* the rule it was closed under: usage later than this is billed as late usage */
+    json_object_set_new(r, "grace_hours", json_integer(env->close_grace_hours));
     history_add(r, TALLY_INVOICE_STATUS_ISSUED, now_s, "close");
     rc = write_record(env, name, r, 0, 1);
     json_decref(r);
@@ -384,6 +538,73 @@ tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int64_t
     return 0;
 fail:
     tally__invoice_fini(inv);
+    return rc;
+}
+
+int
+tally__invoices_close_check(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s,
+                            char *msg, size_t msglen)
+{
+    int y, m;
+    tally__time_to_civil(month_s, &y, &m, NULL, NULL, NULL, NULL);
+    if (month_s != tally__time_month_start(month_s) || month_s < TALLY_TIME_RFC3339_MIN_S) {
+        snprintf(msg, msglen, "month: not a month tally can bill");
+        return TALLY_EINVAL;
+    }
+    if (tally__time_next_month(month_s) > now_s) {
+        snprintf(msg, msglen, "month %04d-%02d has not ended yet: only ended months can be closed",
+                 y, m);
+        return TALLY_EBUSY;
+    }
+    int64_t first;
+    int rc = tally__pricing_first_month(env->store, NULL, now_s, &first);
+    if (rc)
+        return rc;
+    if (month_s < first) {
+        int fy, fm;
+        tally__time_to_civil(first, &fy, &fm, NULL, NULL, NULL, NULL);
+        snprintf(msg, msglen,
+                 "month %04d-%02d is before the tenant's first usage or plan (%04d-%02d): "
+                 "there is nothing to bill",
+                 y, m, fy, fm);
+        return TALLY_EINVAL;
+    }
+    return 0;
+}
+
+int
+tally__invoices_late(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s,
+                     int64_t *invoiced_cents, int64_t *late_cents)
+{
+    *invoiced_cents = *late_cents = 0;
+    char name[64];
+    tally__invoices_name(month_s, name, sizeof name);
+    tally__invoice_t inv;
+    int rc = load_invoice(env, name, &inv);
+    if (rc)
+        return rc;
+    *invoiced_cents = inv.priced.total_cents;
+    tally__priced_t now;
+    memset(&now, 0, sizeof now);
+    if (!env->price || !env->price_free) {
+        tally__invoice_fini(&inv);
+        return TALLY_EINVAL;
+    }
+    rc = env->price(env->store, env->catalog, env->plans, env->default_plan, NULL, month_s,
+                    tally__time_next_month(month_s), now_s, &now);
+    for (size_t i = 0; rc == 0 && i < now.n; i++) {
+        const tally__price_line_t *l = &now.lines[i];
+        if (l->fixed || !l->metric[0])
+            continue;
+        int64_t amount = 0, billable = 0;
+        double qty = 0;
+        billed_for(&inv, month_s, l->metric, &amount, &qty, &billable);
+        if (l->amount_cents > amount)
+            *late_cents += l->amount_cents - amount;
+    }
+    if (rc == 0)
+        env->price_free(&now);
+    tally__invoice_fini(&inv);
     return rc;
 }
 
@@ -665,6 +886,9 @@ tally__invoices_close_ended(const tally__invoices_env_t *env, int64_t first_mont
     if (m < TALLY_TIME_RFC3339_MIN_S)
         m = TALLY_TIME_RFC3339_MIN_S;
     for (; m < cur; m = tally__time_next_month(m)) {
+        /* the grace: usage still arriving for the month lands on its own invoice */
+        if (tally__time_next_month(m) + (int64_t)env->close_grace_hours * 3600 > now_s)
+            break;
         char name[64];
         tally__invoices_name(m, name, sizeof name);
         char *v = NULL;

@@ -29,6 +29,23 @@
  * OVERDUE is derived whenever an invoice is read (ISSUED and now > due);
  * tally__invoices_mark_overdue() also stores it.
  *
+ * Month end. An ended month is closed automatically only once
+ * env->close_grace_hours have passed after it (tally__invoices_close_ended),
+ * so usage that arrives late but within the grace is on its own invoice; the
+ * stored invoice records the grace ("grace_hours"). Usage of a closed month
+ * that arrives later still (inside the late window) is never lost: the next
+ * invoice priced (the running one, frozen when it closes) carries one
+ * adjustment line per earlier month and metric, "Late usage for YYYY-MM:
+ * <usage type>", for what the month's usage charge is now above what its
+ * invoice and earlier adjustments billed. An adjustment line covers the
+ * earlier month (its start and end are that month's), which is how it is
+ * told apart from the invoice's own lines. A month priced lower than
+ * invoiced (a gauge corrected down) is not credited automatically.
+ *
+ * Totals. The running invoice prices the month to date, exactly as
+ * current_usage and monthly_usage do (tally__pricing_month_end()); its
+ * total is that month-to-date total plus its adjustment lines.
+ *
  * Pricing is reached through env->price / env->price_free (tallyd passes
  * tally__pricing_period / tally__priced_free), so this module does not
  * depend on which pricing implementation is linked (tests pass fakes).
@@ -79,7 +96,13 @@ typedef struct tally__invoices_env {
     uint32_t due_days;                      /**< [billing] due_days */
     tally__invoices_price_fn price;         /**< tally__pricing_period */
     void (*price_free)(tally__priced_t *p); /**< tally__priced_free */
+    /* added for month end (fields at the end: designated initializers elsewhere stay valid) */
+    uint32_t close_grace_hours; /**< [billing] close_grace_hours: auto-close waits this long */
+    uint32_t late_window_hours; /**< [ingest] late_window_hours: how late usage may arrive */
 } tally__invoices_env_t;
+
+/** How many earlier months an invoice looks back at for late usage, at most. */
+#define TALLY_INVOICES_LATE_MONTHS 13
 
 /** @brief "inv-YYYY-MM" of the month containing month_s, into out (>= 16 bytes). */
 void tally__invoices_name(int64_t month_s, char *out, size_t cap);
@@ -134,6 +157,25 @@ int tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int
                           tally__invoice_t *inv, int *created);
 
 /**
+ * @brief Whether month_s may be closed by hand at now_s.
+ * @return 0; TALLY_EINVAL (not a month start, or before the tenant's first
+ *         usage or plan subscription: there is nothing to bill) or
+ *         TALLY_EBUSY (the month has not ended), with a sentence in msg.
+ */
+int tally__invoices_close_check(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s,
+                                char *msg, size_t msglen);
+
+/**
+ * @brief What was invoiced for the closed month month_s and what came late.
+ * @param[out] invoiced_cents the stored invoice's total.
+ * @param[out] late_cents how much the month's usage charges are now above
+ *        what its invoice billed (billed on later invoices as adjustment lines).
+ * @return 0, TALLY_ENOTFOUND (the month is not closed), pricing and store errors.
+ */
+int tally__invoices_late(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s,
+                         int64_t *invoiced_cents, int64_t *late_cents);
+
+/**
  * @brief One invoice by name: a closed one, or the running one when name is
  *        the current month's and it is not closed.
  * @return 0, TALLY_ENOTFOUND, TALLY_ECORRUPT, store errors.
@@ -179,7 +221,8 @@ int tally__invoices_first_data_month(tally__store_t *store, int64_t from_s, int6
 
 /**
  * @brief Close every ended month from first_month_s up to the month of
- *        now_s (exclusive) that has no invoice yet.
+ *        now_s (exclusive) that has no invoice yet and whose
+ *        env->close_grace_hours have passed.
  * @param[out] closed how many invoices this call created (may be NULL).
  * @return 0 or the first failure (months before it are closed).
  */

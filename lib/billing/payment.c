@@ -221,29 +221,31 @@ opt_str(json_t *obj, const char *key, const char *prefix, const char **out, char
     return 0;
 }
 
-static int
-check_contact(json_t *c, char *msg, size_t msglen)
+int
+tally__payment_check_contact(json_t *c, const char *field, char *msg, size_t msglen)
 {
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "%s.", field);
     if (!c || json_is_null(c))
         return 0;
     if (!json_is_object(c)) {
-        say(msg, msglen, "contact: must be an object");
+        say(msg, msglen, "%s: must be an object", field);
         return TALLY_EINVAL;
     }
     for (size_t i = 0; i < sizeof contact_fields / sizeof contact_fields[0]; i++) {
         const char *s;
-        if (opt_str(c, contact_fields[i], "contact.", &s, msg, msglen) != 0)
+        if (opt_str(c, contact_fields[i], prefix, &s, msg, msglen) != 0)
             return TALLY_EINVAL;
         if (strlen(s) > 256) {
-            say(msg, msglen, "contact.%s: longer than 256 bytes", contact_fields[i]);
+            say(msg, msglen, "%s%s: longer than 256 bytes", prefix, contact_fields[i]);
             return TALLY_EINVAL;
         }
     }
     const char *t;
-    (void)opt_str(c, "contact_type", "contact.", &t, msg, msglen);
+    (void)opt_str(c, "contact_type", prefix, &t, msg, msglen);
     if (t[0] && strcmp(t, "MAILING") != 0 && strcmp(t, "BILLING") != 0 &&
         strcmp(t, "PAYMENT") != 0) {
-        say(msg, msglen, "contact.contact_type: must be MAILING, BILLING or PAYMENT");
+        say(msg, msglen, "%scontact_type: must be MAILING, BILLING or PAYMENT", prefix);
         return TALLY_EINVAL;
     }
     return 0;
@@ -274,7 +276,7 @@ tally__payment_validate_create(json_t *req, const char *path_ns, const char **to
             "PAYMENT_METHOD_ROLE_SECONDARY, PAYMENT_METHOD_ROLE_NORMAL");
         return TALLY_EINVAL;
     }
-    if (check_contact(json_object_get(req, "contact"), msg, msglen) != 0)
+    if (tally__payment_check_contact(json_object_get(req, "contact"), "contact", msg, msglen) != 0)
         return TALLY_EINVAL;
     /* the token last, and never quoted: it may be what tally must not keep */
     if (opt_str(req, "token", "", &s, msg, msglen) != 0)

@@ -141,6 +141,15 @@ int tally__payment_validate_create(json_t *req, const char *path_ns, const char 
                                    char *msg, size_t msglen);
 
 /**
+ * @brief Validate a contact object (contact.GlobalSpecType): every field a
+ *        string of at most 256 bytes, contact_type MAILING, BILLING or
+ *        PAYMENT. Absent or null is fine. Plan transitions use it too.
+ * @param field the field's name in messages ("contact", "payload.billing_address").
+ * @return 0 or TALLY_EINVAL with msg naming the field.
+ */
+int tally__payment_check_contact(json_t *c, const char *field, char *msg, size_t msglen);
+
+/**
  * @brief The stored record of a new method (new reference, caller decrefs).
  * @param contact the request's contact object or NULL (deep-copied).
  * @return the record, or NULL when out of memory.

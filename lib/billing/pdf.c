@@ -408,6 +408,14 @@ render(render_t *r, const tally__invoice_t *inv)
     else
         snprintf(text, sizeof text, "%s", status_name(inv->status));
     header_field(r, r->y, "Status", text);
+    if (!inv->active && inv->grace_hours > 0) { /* the month-end rule it was closed under */
+        r->y -= 15;
+        snprintf(text, sizeof text,
+                 "%lld h after month end; usage arriving after the close is billed on the "
+                 "next invoice as late usage",
+                 (long long)inv->grace_hours);
+        header_field(r, r->y, "Grace", text);
+    }
     r->y -= 30;
     table_header(r);
     if (failed(r))

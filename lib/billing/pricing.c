@@ -160,6 +160,80 @@ tally__pricing_days(int64_t from_s, int64_t to_s)
     return d > 0 ? d : 0;
 }
 
+/* The weight of a namespace's quantity in an allocation: the integer itself,
+ * or a float in millionths (rounded half up), saturating. */
+static uint64_t
+qty_weight(const tally__usage_qty_t *q)
+{
+    int64_t x;
+    if (tally__usage_qty_as_int(q, &x))
+        return x > 0 ? (uint64_t)x : 0;
+    double v = tally__usage_qty_value(q);
+    if (!(v > 0))
+        return 0;
+    v = floor(v * 1e6 + 0.5);
+    return v >= 1.8e19 ? UINT64_MAX / 2 : (uint64_t)v;
+}
+
+typedef struct rank {
+    unsigned __int128 rem;
+    size_t i;
+} rank_t;
+
+static int
+by_rank(const void *a, const void *b)
+{
+    const rank_t *x = a, *y = b;
+    if (x->rem != y->rem)
+        return x->rem > y->rem ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+int
+tally__pricing_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *shares)
+{
+    if (n == 0)
+        return total == 0 ? 0 : TALLY_EINVAL;
+    if (total < 0)
+        return TALLY_EINVAL;
+    unsigned __int128 wsum = 0;
+    for (size_t i = 0; i < n; i++)
+        wsum += weights[i];
+    unsigned __int128 *rem = calloc(n, sizeof *rem);
+    if (!rem)
+        return -ENOMEM;
+    int64_t given = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (wsum == 0) { /* no weights: equal shares */
+            shares[i] = total / (int64_t)n;
+            rem[i] = (unsigned __int128)(total % (int64_t)n);
+        } else {
+            unsigned __int128 num = (unsigned __int128)(uint64_t)total * weights[i];
+            shares[i] = (int64_t)(num / wsum);
+            rem[i] = num % wsum;
+        }
+        given += shares[i];
+    }
+    /* the cents left (fewer than n) go one each to the largest remainders,
+     * ties to the lower index: sort the indexes that way, O(n log n) */
+    int64_t left = total - given;
+    if (left > 0) {
+        rank_t *rk = malloc(n * sizeof *rk);
+        if (!rk) {
+            free(rem);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+            rk[i] = (rank_t){rem[i], i};
+        qsort(rk, n, sizeof *rk, by_rank);
+        for (size_t k = 0; k < n && left > 0 && rk[k].rem > 0; k++, left--)
+            shares[rk[k].i]++;
+        free(rk);
+    }
+    free(rem);
+    return 0;
+}
+
 const char *
 tally__pricing_status_name(int status)
 {
@@ -264,6 +338,7 @@ tally__pricing_coupons_load(tally__store_t *store, tally__coupon_t **out, size_t
 typedef struct seg {
     char name[TALLY_PLANS_NAME_MAX + 1]; /* plan or add-on */
     int64_t start, end;                  /* INT64_MIN / INT64_MAX when open */
+    int64_t seq;                         /* order of recording (0: recorded before seq existed) */
     int included;                        /* add-ons */
 } seg_t;
 
@@ -316,15 +391,32 @@ seg_cb(void *ctx, const char *ns, const char *name, const void *value, size_t le
     g->end = json_is_true(json_object_get(j, "cancelled")) ? rec_time(j, "cancellation", g->start)
                                                            : INT64_MAX;
     g->included = json_is_true(json_object_get(j, "included"));
+    json_int_t seq = json_integer_value(json_object_get(j, "seq"));
+    g->seq = seq > 0 ? (int64_t)seq : 0;
     json_decref(j);
     return 0;
 }
 
+/* Recording order: the sequence billing.c gives every subscription (strictly
+ * increasing), so two changes in one second keep their order; records from
+ * before the sequence (seq 0) come first, by start, then by end. */
 static int
-by_start(const void *a, const void *b)
+by_seq(const void *a, const void *b)
 {
     const seg_t *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* A subscription cancelled in the second it started (superseded or undone at
+ * once) was never in force: it prices nothing. */
+static int
+seg_empty(const seg_t *g)
+{
+    return g->end <= g->start;
 }
 
 static int
@@ -339,7 +431,7 @@ load_segs(tally__store_t *store, const char *kind, const char *key, segs_t *out)
         return rc;
     }
     if (out->n > 1)
-        qsort(out->v, out->n, sizeof *out->v, by_start);
+        qsort(out->v, out->n, sizeof *out->v, by_seq);
     return 0;
 }
 
@@ -459,9 +551,13 @@ fee_lines(tally__priced_t *p, size_t *cap, const tally__plans_t *plans, const se
         v = &only;
         n = 1;
     }
+    int first = 1;
     for (size_t i = 0; i < n; i++) {
+        if (seg_empty(&v[i]))
+            continue;
         const tally__plan_t *plan = tally__plans_find(plans, v[i].name);
-        int64_t a = i == 0 ? INT64_MIN : v[i].start, s, e;
+        int64_t a = first ? INT64_MIN : v[i].start, s, e;
+        first = 0;
         clip(a, v[i].end, start_s, end_s, &s, &e);
         if (!plan || e <= s)
             continue;
@@ -483,8 +579,9 @@ fee_lines(tally__priced_t *p, size_t *cap, const tally__plans_t *plans, const se
         snprintf(l->usage_type, sizeof l->usage_type, "Plan fee: %s", plan->title);
         copy_str(l->unit, sizeof l->unit, "days");
         copy_str(l->billable_unit, sizeof l->billable_unit, "days");
+        /* quantity: days in force; billable: the days charged (a trial's are not) */
         l->quantity = (double)days;
-        l->billable = days;
+        l->billable = paid;
         l->amount_cents = tally__pricing_prorate(plan->flat_price_cents, plan->renewal_period_unit,
                                                  paid, dim, diy);
         l->fixed = 1;
@@ -524,6 +621,83 @@ addon_lines(tally__priced_t *p, size_t *cap, const tally__plans_t *plans, const 
     return 0;
 }
 
+/* The namespaces with usage of metric, sorted by name, with their merged
+ * quantities (items come per namespace, metric and object). */
+typedef struct nsq {
+    const char *ns;
+    tally__usage_qty_t q;
+} nsq_t;
+
+/*
+ * Turn the tenant's usage lines (out) into namespace ns's lines: each line's
+ * amount becomes ns's share of the tenant's amount, allocated over the
+ * namespaces with usage of the metric in proportion to their quantities
+ * (tally__pricing_allocate), so the namespaces' figures add up to the
+ * tenant's to the cent. Quantity, billable and status become ns's own. Lines
+ * of metrics the plan does not price stay only where ns has usage.
+ */
+static int
+namespace_shares(tally__priced_t *out, const tally__usage_item_t *items, size_t nitems,
+                 const char *ns, const tally__plan_t *uplan)
+{
+    nsq_t *v = calloc(nitems ? nitems : 1, sizeof *v);
+    uint64_t *w = calloc(nitems ? nitems : 1, sizeof *w);
+    int64_t *sh = calloc(nitems ? nitems : 1, sizeof *sh);
+    int rc = 0;
+    if (!v || !w || !sh) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    size_t keep = 0;
+    for (size_t li = 0; li < out->n; li++) {
+        tally__price_line_t l = out->lines[li];
+        size_t nv = 0, mine = SIZE_MAX;
+        for (size_t i = 0; i < nitems; i++) {
+            if (strcmp(items[i].metric, l.metric) != 0)
+                continue;
+            /* items come sorted by (namespace, metric, object): a namespace's
+             * items of one metric are adjacent, so only the last entry can match */
+            size_t k = nv && strcmp(v[nv - 1].ns, items[i].ns) == 0 ? nv - 1 : nv;
+            if (k == nv) {
+                v[nv].ns = items[i].ns;
+                v[nv++].q = items[i].quantity;
+            } else
+                tally__usage_qty_merge(&v[k].q, items[i].def.aggregation, &items[i].quantity);
+        }
+        for (size_t k = 0; k < nv; k++) { /* already in namespace order */
+            w[k] = qty_weight(&v[k].q);
+            if (strcmp(v[k].ns, ns) == 0)
+                mine = k;
+        }
+        if (mine == SIZE_MAX && !(uplan && tally__plan_price_find(uplan, l.metric)))
+            continue; /* neither ns's usage nor a priced metric: not ns's line */
+        int64_t share = 0;
+        if (mine != SIZE_MAX) {
+            if ((rc = tally__pricing_allocate(l.amount_cents, w, nv, sh)) != 0)
+                goto out;
+            share = sh[mine];
+        }
+        const tally__usage_qty_t *q = mine != SIZE_MAX ? &v[mine].q : NULL;
+        tally__metric_def_t def = {0};
+        for (size_t i = 0; i < nitems; i++)
+            if (strcmp(items[i].metric, l.metric) == 0) {
+                def = items[i].def;
+                break;
+            }
+        l.quantity = q ? tally__usage_qty_value(q) : 0;
+        l.billable = q ? tally__pricing_billable(q, def.division_factor) : 0;
+        l.amount_cents = share;
+        l.status = (q && q->records) ? TALLY_PRICE_STATUS_ACTIVE : TALLY_PRICE_STATUS_NO_DATA;
+        out->lines[keep++] = l;
+    }
+    out->n = keep;
+out:
+    free(v);
+    free(w);
+    free(sh);
+    return rc;
+}
+
 int
 tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
                       const tally__plans_t *plans, const char *default_plan, const char *ns,
@@ -555,9 +729,14 @@ tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
 
     /* the plan that prices usage: in force at the end of the period */
     const tally__plan_t *uplan = NULL;
-    for (size_t i = 0; i < subs.n; i++)
-        if (i == 0 || subs.v[i].start < end_s)
+    int seen = 0;
+    for (size_t i = 0; i < subs.n; i++) {
+        if (seg_empty(&subs.v[i]))
+            continue; /* never in force */
+        if (!seen || subs.v[i].start < end_s)
             uplan = tally__plans_find(plans, subs.v[i].name);
+        seen = 1;
+    }
     if (!uplan)
         uplan = tally__plans_find(plans, current);
     if (!uplan && default_plan)
@@ -577,12 +756,23 @@ tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
 
     /* usage per metric over the period's hours */
     tally__usage_window_t w;
-    int64_t to_ms = end_s > INT64_MAX / 1000 ? INT64_MAX : end_s * 1000;
+    /* Usage is kept per hour: a running figure counts the hour under way
+     * (events at 12:00:00.4 are in it when "now" is 12:00:00), as
+     * usage_details does; a whole month ends at its own end. */
+    int64_t uend = end_s, month_end = start_s + (int64_t)dim * 86400;
+    if (uend < month_end && uend < INT64_MAX - 3600) {
+        uend = uend - ((uend % 3600) + 3600) % 3600 + 3600;
+        if (uend > month_end)
+            uend = month_end;
+    }
+    int64_t to_ms = uend > INT64_MAX / 1000 ? INT64_MAX : uend * 1000;
     if (tally__usage_window(start_s * 1000, to_ms, &w) != 0) {
         rc = TALLY_EINVAL;
         goto fail;
     }
-    if ((rc = tally__usage_details(store, cat, ns, &w, &items, &nitems)) != 0)
+    /* always the whole tenant's usage: included quantities and tiers apply to
+     * the tenant's total; a namespace gets its share of each charge below */
+    if ((rc = tally__usage_details(store, cat, NULL, &w, &items, &nitems)) != 0)
         goto fail;
     size_t maxm = nitems + (uplan ? uplan->nprices : 0);
     if (!(mq = calloc(maxm ? maxm : 1, sizeof *mq))) { /* never NULL below, even when empty */
@@ -615,6 +805,8 @@ tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
             goto fail;
     }
 
+    if (ns && (rc = namespace_shares(out, items, nitems, ns, uplan)) != 0)
+        goto fail;
     for (size_t i = 0; i < out->n; i++)
         out->subtotal_cents = sat_add(out->subtotal_cents, out->lines[i].amount_cents);
     if (!ns) {
@@ -647,6 +839,15 @@ tally__priced_free(tally__priced_t *p)
     memcpy(cur, p->currency, sizeof cur);
     memset(p, 0, sizeof *p);
     memcpy(p->currency, cur, sizeof cur);
+}
+
+int64_t
+tally__pricing_month_end(int64_t month_s, int64_t now_s)
+{
+    int64_t next = tally__time_next_month(month_s);
+    if (next <= now_s)
+        return next;
+    return now_s > month_s ? now_s : month_s + 1;
 }
 
 /* ---- the months of monthly_usage ----------------------------------------------------- */

@@ -63,6 +63,29 @@ int tally__pricing_period(tally__store_t *store, const tally__catalog_t *cat,
                           const tally__plans_t *plans, const char *default_plan, const char *ns,
                           int64_t start_s, int64_t end_s, int64_t now_s, tally__priced_t *out);
 
+/**
+ * @brief The end of the priced part of the month starting month_s, as of
+ *        now_s: the next month's start when the month has ended, else now_s
+ *        (at least month_s + 1). THE month-to-date rule: current_usage,
+ *        monthly_usage, the running invoice (and so its PDF) and the
+ *        dashboard all price [month_s, this) — so the flat fee of the month
+ *        to date is prorated by the days elapsed, today included, and on the
+ *        month's last day it is the whole fee the closed invoice charges.
+ */
+int64_t tally__pricing_month_end(int64_t month_s, int64_t now_s);
+
+/**
+ * @brief Split total cents into n shares in proportion to weights, by the
+ *        largest-remainder rule: each share is floor(total x w / sum(w)); the
+ *        cents left over (fewer than n) go one each to the shares with the
+ *        largest remainders, ties to the lower index (callers sort by
+ *        namespace name). The shares add up to total exactly. All weights 0:
+ *        equal shares, the same way.
+ * @param shares n int64 out.
+ * @return 0, TALLY_EINVAL (total < 0, or n 0 with total != 0), -ENOMEM.
+ */
+int tally__pricing_allocate(int64_t total, const uint64_t *weights, size_t n, int64_t *shares);
+
 /** @brief Free what tally__pricing_period() filled in (and zero it). NULL is ignored. */
 void tally__priced_free(tally__priced_t *p);
 
@@ -85,8 +108,12 @@ void tally__priced_free(tally__priced_t *p);
  * days; a month-to-date period counts today. The days of a plan's trial
  * (trial_period from its subscription's start) are free.
  *
- * Plan history: the plan subscriptions of billing.h (kind "subscription");
- * the earliest one also covers the time before it (the tenant was on that
+ * Plan history: the plan subscriptions of billing.h (kind "subscription"),
+ * in the order of their "seq" (strictly increasing as billing.c records
+ * them; records without one come first, by start), never by start second
+ * alone; a subscription cancelled in the second it started (cancelled or
+ * superseded at once) never prices anything. The earliest one also covers
+ * the time before it (the tenant was on that
  * plan before tally recorded it); a tenant with none is on its current plan
  * (tally__plans_current_name()). Usage of the period is priced under the
  * plan in force at its end (the last segment); included quantities are per
@@ -94,8 +121,17 @@ void tally__priced_free(tally__priced_t *p);
  *
  * Scope: ns NULL (path namespace "system") prices the whole tenant: usage
  * lines, one fixed line per plan segment, one line per add-on subscription
- * in force, and the coupons. A namespace prices only its own usage: no
- * fixed fees, no coupons.
+ * in force, and the coupons. A namespace's figures are SHARES of the
+ * tenant's usage charges: included quantities and tiers apply to the
+ * tenant's total per metric, and each metric's charge is allocated over the
+ * namespaces with usage of it in proportion to their raw quantities
+ * (integers as they are, floats in millionths), largest remainder
+ * (tally__pricing_allocate), so the namespaces add up to the tenant's usage
+ * lines to the cent. A namespace has no fixed fees and no coupons (both are
+ * tenant-wide).
+ *
+ * Fee lines: quantity is the days the plan was in force in the period,
+ * billable the days charged (a trial's days are not).
  *
  * Add-ons: the add-on catalog has no prices, so add-on lines cost 0 (the
  * included ones are free by definition; the others are 0 until priced).

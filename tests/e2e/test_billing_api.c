@@ -367,3 +367,34 @@ Test(billing_api, addon_subscribe_unsubscribe_rules)
     cr_assert(site && !synth, "%s", json_dumps(list, JSON_COMPACT));
     json_decref(list);
 }
+
+/* Issue 15: the payload is validated like a payment method (types, enums,
+ * host name, contact types): 400 naming the field, and the plan stays. */
+Test(billing_api, malformed_payloads_are_refused_and_the_plan_does_not_switch)
+{
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\",\"domain\":42}}",
+         "payload.domain"},
+        {"{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\","
+         "\"billing_address\":{\"contact_type\":\"FAX\"}}}",
+         "payload.billing_address.contact_type"},
+        {"{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\","
+         "\"deletion_reason\":\"REASON_WHATEVER\"}}",
+         "payload.deletion_reason"},
+        {"{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\","
+         "\"create_support_ticket\":\"yes\"}}",
+         "payload.create_support_ticket"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *r = post(CREATE, ADMIN, bad[i].body, 400);
+        cr_assert_str_eq(str(r, "code"), "EBADINPUT");
+        cr_assert(strstr(str(r, "message"), bad[i].field), "%s: %s", bad[i].field,
+                  str(r, "message"));
+        json_decref(r);
+    }
+    json_t *list = get(SUBS, ADMIN, 200);
+    cr_assert_str_eq(current_plan(list), "free", "no malformed payload switched the plan");
+    json_decref(list);
+}

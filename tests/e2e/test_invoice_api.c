@@ -217,9 +217,10 @@ Test(invoice_api, close_list_pay_refund_and_conflicts)
     cr_assert(json_is_false(json_object_get(j, "created")));
     cr_assert_str_eq(str(json_object_get(j, "invoice"), "status"), "STATUS_REFUNDED");
     json_decref(j);
-    /* the running month cannot close */
+    /* the running month cannot close (409: not yet), nor a month before the tenant (400) */
     snprintf(body, sizeof body, "{\"month\":\"%.7s\"}", cur_name + 4);
-    json_decref(request("POST", ACTION "close", ADMIN, body, 400));
+    json_decref(request("POST", ACTION "close", ADMIN, body, 409));
+    json_decref(request("POST", ACTION "close", ADMIN, "{\"month\":\"1999-01\"}", 400));
 
     j = list(NULL);
     inv = find(j, last_name, &n);

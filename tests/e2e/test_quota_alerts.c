@@ -174,7 +174,9 @@ Test(quota_alerts, other_namespaces_are_filtered_out)
     tally__wire_alert_t a;
     char ns[80], key[80];
     cr_assert_eq(recv_alert(sub, 10000, &a, ns, sizeof ns, key, sizeof key), 1);
-    cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED, "ok -> exceeded is one alert");
+    cr_assert_eq(a.level, TALLY_ALERT_WARNING, "ok -> exceeded reports each level crossed");
+    cr_assert_eq(recv_alert(sub, 2000, &a, ns, sizeof ns, key, sizeof key), 1);
+    cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED);
     cr_assert_eq(recv_alert(sub, 1500, &a, ns, sizeof ns, key, sizeof key), 0);
     cr_assert_eq(recv_alert(other, 500, &a, ns, sizeof ns, key, sizeof key), 0,
                  "topic demo-2 must not receive demo's alerts");
@@ -265,13 +267,50 @@ Test(quota_alerts, plan_limits_reach_a_namespace_behind_thousands_of_interleaved
     harness_flush(H);
     tally__wire_alert_t a;
     char ns[80], key[80];
-    /* namespaces with data are rediscovered every 10 s */
+    /* a new namespace is checked within a flush; 3 of 2 crosses both levels */
     cr_assert_eq(recv_alert(sub, 25000, &a, ns, sizeof ns, key, sizeof key), 1,
                  "no alert for the namespace behind the interleaved ones");
     cr_assert_str_eq(ns, "far-ns");
     cr_assert_str_eq(key, "lb_count");
+    cr_assert_eq(a.level, TALLY_ALERT_WARNING);
+    cr_assert_eq(recv_alert(sub, 5000, &a, ns, sizeof ns, key, sizeof key), 1);
     cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED);
     cr_assert_eq(a.usage, 3.0);
     cr_assert_eq(a.limit, 2.0);
     nn_close(sub);
+}
+
+/* Issue 15: one flush that crosses both levels reports both, in order, and
+ * a namespace seen for the first time is checked within that flush (it was
+ * not looked at for ~10 s, so its warning could be skipped). */
+Test(quota_alerts, one_flush_crossing_two_levels_reports_both_in_order)
+{
+    int sub = subscribe("demo");
+    create_quota("jump", "{\"resource_limits\":{\"http_requests\":{\"maximum\":100}}}");
+    tally__wire_alert_t a;
+    char ns[80], key[80];
+    emit_n(101); /* 0 % -> 101 % in one flush */
+    cr_assert_eq(recv_alert(sub, 5000, &a, ns, sizeof ns, key, sizeof key), 1, "warning first");
+    cr_assert_eq(a.level, TALLY_ALERT_WARNING);
+    cr_assert_eq(a.usage, 101.0);
+    cr_assert_eq(recv_alert(sub, 2000, &a, ns, sizeof ns, key, sizeof key), 1, "then exceeded");
+    cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED);
+    cr_assert_eq(recv_alert(sub, 1500, &a, ns, sizeof ns, key, sizeof key), 0, "nothing more");
+    nn_close(sub);
+
+    /* a brand-new namespace over the plan's lb_count (2): both levels within
+     * about one flush (the alerter evaluates at most 1 s after it), well
+     * before the 10 s rediscovery */
+    int fresh = subscribe("brand-new");
+    sleep_ms(300);
+    int64_t t0 = harness_now_ms();
+    harness_emit(H, "brand-new", "lb_count", 3, 0, NULL);
+    harness_flush(H);
+    cr_assert_eq(recv_alert(fresh, 4000, &a, ns, sizeof ns, key, sizeof key), 1,
+                 "a first-seen namespace is checked at once");
+    cr_assert_eq(a.level, TALLY_ALERT_WARNING);
+    cr_assert_eq(recv_alert(fresh, 2000, &a, ns, sizeof ns, key, sizeof key), 1);
+    cr_assert_eq(a.level, TALLY_ALERT_EXCEEDED);
+    cr_assert_lt(harness_now_ms() - t0, 5000);
+    nn_close(fresh);
 }

@@ -517,3 +517,47 @@ Test(billing, transitions_and_plan_survive_a_store_reopen)
     json_decref(r);
     assert_plan("organization");
 }
+
+/* Issue 15: the payload is validated like a payment method's body — types,
+ * enums, host name, contact types — 400 naming the field, plan unchanged. */
+Test(billing, malformed_payload_fields_are_named_and_the_plan_does_not_switch)
+{
+    static const struct {
+        const char *payload, *field;
+    } bad[] = {
+        {"\"domain\":42", "payload.domain"},
+        {"\"domain\":\"not a host!\"", "payload.domain"},
+        {"\"domain\":\"-x.example.com\"", "payload.domain"},
+        {"\"billing_address\":{\"contact_type\":\"FAX\"}", "payload.billing_address.contact_type"},
+        {"\"billing_address\":{\"city\":7}", "payload.billing_address.city"},
+        {"\"payment_address\":\"Main St\"", "payload.payment_address"},
+        {"\"deletion_reason\":\"REASON_BORED\"", "payload.deletion_reason"},
+        {"\"create_support_ticket\":\"yes\"", "payload.create_support_ticket"},
+        {"\"support_ticket_info\":[1]", "payload.support_ticket_info"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[512];
+        /* team needs a token and a contact: give them, so only the bad field is wrong */
+        snprintf(body, sizeof body,
+                 "{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\","
+                 "%s%s}}",
+                 strstr(bad[i].payload, "billing_address")
+                     ? ""
+                     : "\"billing_address\":{\"city\":\"Oslo\"},",
+                 bad[i].payload);
+        tally__billing_created_t c;
+        cr_expect_eq(create(body, JAN15, &c), TALLY_EINVAL, "%s", body);
+        cr_expect(strstr(msg, bad[i].field) != NULL, "%s -> %s", body, msg);
+    }
+    cr_expect_eq(count("transition"), 0);
+    assert_plan("free");
+    /* the same fields well-formed switch the plan */
+    tally__billing_created_t c;
+    cr_assert_eq(create("{\"new_plan\":\"team\",\"payload\":{\"payment_provider_token\":\"tok_1\","
+                        "\"billing_address\":{\"city\":\"Oslo\",\"contact_type\":\"BILLING\"},"
+                        "\"domain\":\"acme.example.com\",\"deletion_reason\":\"REASON_UNKNOWN\","
+                        "\"create_support_ticket\":false}}",
+                        JAN15, &c),
+                 0, "%s", msg);
+    assert_plan("team");
+}

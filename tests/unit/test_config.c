@@ -755,3 +755,20 @@ Test(config, resolved_paths_must_fit_a_line_regression)
     cr_assert(strstr(err, ":2:") != NULL, "names the line: %s", err);
     remove_temp(path);
 }
+
+/* Issue 15: the close grace may not outlast the late window. */
+Test(config, close_grace_beyond_the_late_window_is_an_error)
+{
+    expect_file_error("[ingest]\nlate_window_hours = 24\n[billing]\nclose_grace_hours = 25\n", 4,
+                      "[billing] close_grace_hours: 25 is more than ingest.late_window_hours (24)");
+    tally__config_t *cfg = NULL;
+    char err[512] = "";
+    setenv("TALLY_INGEST_LATE_WINDOW_HOURS", "12", 1);
+    cr_assert_eq(tally__config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    unsetenv("TALLY_INGEST_LATE_WINDOW_HOURS");
+    cr_expect_eq(cfg->billing.close_grace_hours, 12, "unset: cut to the late window");
+    tally__config_destroy(cfg);
+    cr_assert_eq(tally__config_load(NULL, &cfg, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(cfg->billing.close_grace_hours, 48, "the default");
+    tally__config_destroy(cfg);
+}

@@ -504,7 +504,8 @@ Test(pricing_period, mid_month_change_prorates_each_plan_and_prices_usage_on_the
     cr_assert_not_null(pro);
     cr_expect_eq(b->billable, 9, "Feb 1..9");
     cr_expect_eq(b->amount_cents, 962); /* 3100 * 9 / 29 = 962.07 */
-    cr_expect_eq(pro->billable, 20, "Feb 10..29: the day of the change is the new plan's");
+    cr_expect_eq(pro->quantity, 20.0, "Feb 10..29: the day of the change is the new plan's");
+    cr_expect_eq(pro->billable, 10, "Feb 20..29 charged, after the trial");
     /* a 10-day trial from Feb 10 12:00 ends Feb 20 12:00: Feb 20..29 are paid */
     cr_expect_eq(pro->amount_cents, 3414); /* 9900 * 10 / 29 = 3413.79 */
     cr_expect_eq(pro->start_s, change);
@@ -538,7 +539,8 @@ Test(pricing_period, change_on_the_first_at_midnight)
     price(NULL, mar1, at(2024, 4, 1, 0), &p);
     cr_expect_null(line(&p, "Plan fee: Basic"), "no day of March on basic");
     const tally__price_line_t *pro = line(&p, "Plan fee: Pro");
-    cr_expect_eq(pro->billable, 31);
+    cr_expect_eq(pro->quantity, 31.0, "days in force");
+    cr_expect_eq(pro->billable, 21, "days charged: the trial's are not");
     cr_expect_eq(pro->amount_cents, (9900 * 21 * 2 + 31) / 62); /* trial Mar 1..10 */
     tally__priced_free(&p);
     price(NULL, at(2024, 2, 1, 0), mar1, &p);
@@ -557,7 +559,8 @@ Test(pricing_period, change_on_the_last_day)
     price(NULL, at(2023, 2, 1, 0), at(2023, 3, 1, 0), &p);
     cr_expect_eq(line(&p, "Plan fee: Basic")->billable, 27);
     cr_expect_eq(line(&p, "Plan fee: Basic")->amount_cents, 2989); /* 3100*27/28 = 2989.29 */
-    cr_expect_eq(line(&p, "Plan fee: Pro")->billable, 1);
+    cr_expect_eq(line(&p, "Plan fee: Pro")->quantity, 1.0);
+    cr_expect_eq(line(&p, "Plan fee: Pro")->billable, 0, "in its trial: no day charged");
     cr_expect_eq(line(&p, "Plan fee: Pro")->amount_cents, 0, "in its trial");
     tally__priced_free(&p);
 }
@@ -645,4 +648,232 @@ Test(pricing_period, first_month_of_monthly_usage)
     cr_expect_eq(first, at(2023, 11, 1, 0));
     cr_assert_eq(tally__pricing_first_month(store, "b", now, &first), 0);
     cr_expect_eq(first, at(2024, 2, 1, 0), "a namespace: its data only");
+}
+
+/* ---- issue 15: namespace shares, plan history order, month end ------------------------ */
+
+#include "billing.h"
+#include "invoices.h"
+
+Test(pricing, allocate_by_largest_remainder_sums_exactly)
+{
+    uint64_t w[3] = {1, 1, 1};
+    int64_t sh[3];
+    cr_assert_eq(tally__pricing_allocate(100, w, 3, sh), 0);
+    cr_expect_eq(sh[0], 34, "the cent left goes to the first of equal remainders");
+    cr_expect_eq(sh[1], 33);
+    cr_expect_eq(sh[2], 33);
+    uint64_t w2[4] = {5, 0, 3, 2}; /* 7 cents: 3.5, 0, 2.1, 1.4 */
+    int64_t sh2[4];
+    cr_assert_eq(tally__pricing_allocate(7, w2, 4, sh2), 0);
+    cr_expect_eq(sh2[0], 4);
+    cr_expect_eq(sh2[1], 0, "no usage, no share");
+    cr_expect_eq(sh2[2], 2);
+    cr_expect_eq(sh2[3], 1);
+    uint64_t big[2] = {UINT64_MAX / 2, UINT64_MAX / 2};
+    cr_assert_eq(tally__pricing_allocate(INT64_MAX, big, 2, sh), 0);
+    cr_expect_eq(sh[0] + (sh[1] - INT64_MAX), 0, "no overflow: the shares add up");
+    cr_expect_eq(tally__pricing_allocate(-1, w, 3, sh), TALLY_EINVAL);
+}
+
+Test(pricing_period, five_namespaces_add_up_to_the_tenant_to_the_cent)
+{
+    /* 5 namespaces x 3,000,001 requests: the tenant's 15,000,005 bill 16 M, 10 included,
+     * 6 x 60 c = 360 c; each namespace alone is under the allowance (3 of 10 M) */
+    const char *nss[5] = {"ns-a", "ns-b", "ns-c", "ns-d", "ns-e"};
+    int64_t feb = at(2024, 2, 1, 0);
+    for (int i = 0; i < 5; i++) {
+        put(nss[i], "http_requests", feb + (i + 1) * DAY, 3000001);
+        put(nss[i], "bytes_out", feb + (i + 1) * DAY, (int64_t)(i + 1) * 333333333333LL);
+    }
+    tally__priced_t t;
+    price(NULL, feb, at(2024, 3, 1, 0), &t);
+    int64_t tenant_usage = 0;
+    for (size_t i = 0; i < t.n; i++)
+        if (!t.lines[i].fixed)
+            tenant_usage += t.lines[i].amount_cents;
+    cr_expect_eq(line(&t, "HTTP Requests")->amount_cents, 360);
+    /* 5,000 GB: 900 x 9 + 4000 x 7 = 36,100 c */
+    cr_expect_eq(line(&t, "Data Transfer Out")->amount_cents, 900 * 9 + 4000 * 7);
+    int64_t sum = 0, http = 0, out = 0;
+    for (int i = 0; i < 5; i++) {
+        tally__priced_t p;
+        price(nss[i], feb, at(2024, 3, 1, 0), &p);
+        sum += p.total_cents;
+        http += line(&p, "HTTP Requests")->amount_cents;
+        out += line(&p, "Data Transfer Out")->amount_cents;
+        cr_expect_eq(line(&p, "HTTP Requests")->amount_cents, 72, "equal usage, equal share");
+        cr_expect_eq(line(&p, "HTTP Requests")->quantity, 3000001.0, "its own quantity");
+        tally__priced_free(&p);
+    }
+    cr_expect_eq(http, 360);
+    cr_expect_eq(out, 900 * 9 + 4000 * 7);
+    cr_expect_eq(sum, tenant_usage, "namespace costs are shares of the tenant's usage charges");
+    tally__priced_free(&t);
+}
+
+/* Two plan changes in one second, through lib/billing as tallyd makes them,
+ * price the usage on the plan that is current, every time (the records'
+ * order is not their store order: uids are random). */
+Test(pricing_period, two_plan_changes_in_one_second_price_on_the_current_plan)
+{
+    for (int k = 0; k < 12; k++) {
+        char sub[160];
+        snprintf(sub, sizeof sub, "%s/store%d", dir, k);
+        tally__store_t *st;
+        cr_assert_eq(tally__store_open(sub, 16 * MiB, 0, &st), 0);
+        tally__billing_env_t env = {.store = st, .plans = plans, .default_plan = "basic"};
+        int64_t t = at(2024, 2, 10, 12) + k;
+        char msg[256] = "";
+        tally__billing_created_t c;
+        json_t *r1 = json_pack("{s:s}", "new_plan", "pro");
+        json_t *r2 = json_pack("{s:s}", "new_plan", "basic");
+        cr_assert_eq(tally__billing_transition_create(&env, "system", r1, t, &c, msg, sizeof msg),
+                     0, "%s", msg);
+        cr_assert_str_eq(c.state, TALLY_BILLING_STATE_FINISHED);
+        cr_assert_eq(tally__billing_transition_create(&env, "system", r2, t, &c, msg, sizeof msg),
+                     0, "%s", msg);
+        cr_assert_str_eq(c.state, TALLY_BILLING_STATE_FINISHED);
+        json_decref(r1);
+        json_decref(r2);
+        char key[TALLY_SERIES_KEY_MAX];
+        size_t klen = tally__series_key(key, "a", 1, "http_requests", 13, NULL, 0);
+        tally__rollup_t r;
+        tally__rollup_init(&r);
+        tally__rollup_add(&r, 0, 20000000, 0.0, (t + 60) * 1000);
+        tally__store_put_t mp = {key, (uint32_t)klen, tally__time_month_start(t), &r, 0};
+        tally__store_put_t hp = {key, (uint32_t)klen, tally__time_hour_start(t + 60), &r, 1};
+        cr_assert_eq(tally__store_commit(st, &hp, 1, &mp, 1, NULL, 0), 0);
+        tally__priced_t p;
+        cr_assert_eq(tally__pricing_period(st, cat, plans, "basic", NULL, at(2024, 2, 1, 0),
+                                           at(2024, 3, 1, 0), t, &p),
+                     0);
+        /* basic: 20 M, 10 included, 60 c -> 600; pro would be 20 x 50 = 1000 */
+        cr_expect_eq(line(&p, "HTTP Requests")->amount_cents, 600, "try %d", k);
+        cr_expect_null(line(&p, "Plan fee: Pro"), "try %d: a plan in force for 0 s", k);
+        int64_t fees = 0;
+        for (size_t i = 0; i < p.n; i++)
+            fees += p.lines[i].fixed ? p.lines[i].amount_cents : 0;
+        cr_expect_eq(fees, 3100, "try %d: basic on both sides of the change, all month", k);
+        tally__priced_free(&p);
+        tally__store_close(st);
+    }
+}
+
+/* ---- month end over the real pricing ---------------------------------------------- */
+
+static tally__invoices_env_t
+inv_env(void)
+{
+    tally__invoices_env_t e = {.store = store,
+                               .catalog = cat,
+                               .plans = plans,
+                               .default_plan = "basic",
+                               .tenant = "acme",
+                               .currency = "USD",
+                               .due_days = 30,
+                               .price = tally__pricing_period,
+                               .price_free = tally__priced_free,
+                               .close_grace_hours = 48,
+                               .late_window_hours = 168};
+    return e;
+}
+
+static const tally__price_line_t *
+inv_line(const tally__invoice_t *inv, const char *usage_type)
+{
+    return line(&inv->priced, usage_type);
+}
+
+Test(pricing_period, month_end_waits_the_grace_and_late_usage_is_billed_on_the_next_invoice)
+{
+    tally__invoices_env_t e = inv_env();
+    int64_t nov = at(2026, 11, 1, 0), dec = at(2026, 12, 1, 0);
+    put("a", "http_requests", at(2026, 11, 20, 0), 20000000); /* 20 M: (20-10) x 60 = 600 */
+    size_t closed = 9;
+    cr_assert_eq(tally__invoices_close_ended(&e, nov, dec + 47 * HOUR, &closed), 0);
+    cr_expect_eq(closed, 0, "inside the 48 h grace: November stays open");
+    put("b", "http_requests", at(2026, 11, 30, 23), 1000000); /* late, inside the grace */
+    cr_assert_eq(tally__invoices_close_ended(&e, nov, dec + 48 * HOUR, &closed), 0);
+    cr_expect_eq(closed, 1);
+    tally__invoice_t inv;
+    cr_assert_eq(tally__invoices_get(&e, "inv-2026-11", dec + 49 * HOUR, &inv), 0);
+    cr_expect_eq(inv_line(&inv, "HTTP Requests")->amount_cents, 660, "the grace's usage is on it");
+    tally__invoice_fini(&inv);
+
+    /* after the close, still inside the late window: 2,000,001 more November requests */
+    put("c", "http_requests", at(2026, 11, 15, 0), 2000001);
+    int64_t now = dec + 72 * HOUR;
+    int64_t invoiced, late;
+    cr_assert_eq(tally__invoices_late(&e, nov, now, &invoiced, &late), 0);
+    cr_expect_eq(invoiced, 3100 + 660);
+    cr_expect_eq(late, 3 * 60, "21 M billed, 24 M now (23,000,001 rounds up)");
+    cr_assert_eq(tally__invoices_running(&e, now, &inv), 0);
+    const tally__price_line_t *adj = inv_line(&inv, "Late usage for 2026-11: HTTP Requests");
+    cr_assert_not_null(adj, "the late usage is an adjustment line of December");
+    cr_expect_eq(adj->amount_cents, 180);
+    cr_expect_eq(adj->billable, 3);
+    cr_expect_eq(adj->start_s, nov);
+    cr_expect_eq(adj->end_s, dec);
+    int64_t sum = 0;
+    for (size_t i = 0; i < inv.priced.n; i++)
+        sum += inv.priced.lines[i].amount_cents;
+    cr_expect_eq(inv.priced.subtotal_cents, sum);
+    cr_expect_eq(inv.priced.total_cents, sum);
+    tally__invoice_fini(&inv);
+
+    /* December closes with it; January does not bill it again */
+    int64_t jan = at(2027, 1, 1, 0);
+    cr_assert_eq(tally__invoices_close_ended(&e, nov, jan + 49 * HOUR, &closed), 0);
+    cr_expect_eq(closed, 1);
+    cr_assert_eq(tally__invoices_get(&e, "inv-2026-12", jan + 50 * HOUR, &inv), 0);
+    cr_assert_not_null(inv_line(&inv, "Late usage for 2026-11: HTTP Requests"));
+    cr_expect_eq(inv_line(&inv, "Late usage for 2026-11: HTTP Requests")->amount_cents, 180,
+                 "frozen with December");
+    tally__invoice_fini(&inv);
+    cr_assert_eq(tally__invoices_running(&e, jan + 50 * HOUR, &inv), 0);
+    cr_expect_null(inv_line(&inv, "Late usage for 2026-11: HTTP Requests"), "billed once");
+    tally__invoice_fini(&inv);
+}
+
+Test(pricing_period, close_refuses_months_before_the_tenant_and_months_not_ended)
+{
+    tally__invoices_env_t e = inv_env();
+    put("a", "http_requests", at(2026, 11, 20, 0), 1);
+    char msg[256] = "";
+    int64_t now = at(2026, 12, 10, 0);
+    cr_expect_eq(tally__invoices_close_check(&e, at(1999, 1, 1, 0), now, msg, sizeof msg),
+                 TALLY_EINVAL);
+    cr_expect(strstr(msg, "before the tenant's first usage or plan") != NULL, "%s", msg);
+    cr_expect_eq(tally__invoices_close_check(&e, at(2026, 10, 1, 0), now, msg, sizeof msg),
+                 TALLY_EINVAL);
+    cr_expect_eq(tally__invoices_close_check(&e, at(2026, 12, 1, 0), now, msg, sizeof msg),
+                 TALLY_EBUSY);
+    cr_expect(strstr(msg, "has not ended") != NULL, "%s", msg);
+    cr_expect_eq(tally__invoices_close_check(&e, at(2026, 11, 1, 0), now, msg, sizeof msg), 0);
+}
+
+/* The running invoice and current_usage's default period are one rule: the
+ * month to date, fee prorated by the days elapsed. */
+Test(pricing_period, running_invoice_prices_the_month_to_date_like_current_usage)
+{
+    tally__invoices_env_t e = inv_env();
+    feb_usage();
+    int64_t now = at(2024, 2, 11, 9);
+    tally__invoice_t inv;
+    cr_assert_eq(tally__invoices_running(&e, now, &inv), 0);
+    tally__priced_t p;
+    int64_t m = tally__time_month_start(now);
+    cr_assert_eq(tally__pricing_period(store, cat, plans, "basic", NULL, m,
+                                       tally__pricing_month_end(m, now), now, &p),
+                 0);
+    cr_expect_eq(inv.priced.total_cents, p.total_cents);
+    cr_expect_eq(inv_line(&inv, "Plan fee: Basic")->amount_cents, (3100 * 11 * 2 + 29) / 58,
+                 "11 of 29 days");
+    cr_expect_eq(inv_line(&inv, "Plan fee: Basic")->billable, 11);
+    tally__priced_free(&p);
+    tally__invoice_fini(&inv);
+    cr_expect_eq(tally__pricing_month_end(m, now), now);
+    cr_expect_eq(tally__pricing_month_end(m, m), m + 1);
+    cr_expect_eq(tally__pricing_month_end(at(2024, 1, 1, 0), now), m);
 }
