@@ -36,7 +36,9 @@ tally_invoicer_env(const tally__config_t *cfg, const tally__catalog_t *catalog,
                                    .currency = cfg->billing.currency,
                                    .due_days = cfg->billing.due_days,
                                    .price = tally__pricing_period,
-                                   .price_free = tally__priced_free};
+                                   .price_free = tally__priced_free,
+                                   .tax_rate_bp = cfg->billing.tax_rate_bp,
+                                   .tax_label = cfg->billing.tax_label};
 }
 
 /* Update iv->first_month from the months data can still arrive in. */

@@ -79,6 +79,8 @@ typedef struct tally__invoices_env {
     uint32_t due_days;                      /**< [billing] due_days */
     tally__invoices_price_fn price;         /**< tally__pricing_period */
     void (*price_free)(tally__priced_t *p); /**< tally__priced_free */
+    uint32_t tax_rate_bp;                   /**< [billing] tax_rate_bp (invoicedoc.h) */
+    const char *tax_label;                  /**< [billing] tax_label (NULL: "Tax") */
 } tally__invoices_env_t;
 
 /** @brief "inv-YYYY-MM" of the month containing month_s, into out (>= 16 bytes). */
