@@ -511,8 +511,7 @@ explain(render_t *r, const tally__price_line_t *l, const tally__invoice_detail_t
 
 /* The header of page one: title, number, seller, details, buyer. */
 static void
-first_header(render_t *r, const tally__invoice_doc_t *doc, const char *name, const char *plan,
-             const char *tenant)
+first_header(render_t *r, const tally__invoice_doc_t *doc, const char *name, const char *plan)
 {
     const tally__invoice_t *inv = doc->inv;
     char text[512], a[64], b[64], cn[64];
@@ -573,8 +572,10 @@ first_header(render_t *r, const tally__invoice_doc_t *doc, const char *name, con
 
     /* the buyer */
     tally__invoice_party_t buyer = doc->buyer;
+    char raw[sizeof inv->tenant + 1]; /* party() converts: hand it UTF-8, NUL-terminated */
+    snprintf(raw, sizeof raw, "%.*s", (int)strnlen(inv->tenant, sizeof inv->tenant), inv->tenant);
     if (!buyer.name || !buyer.name[0])
-        buyer.name = tenant;
+        buyer.name = raw;
     r->y = party(r, MARGIN_L, MID - 10, r->y, is_cn ? "CREDITED TO" : "BILL TO", &buyer,
                  "No billing address on file (add a contact to the primary payment method)");
     r->y -= 14;
@@ -689,7 +690,7 @@ render(render_t *r, const tally__invoice_doc_t *doc)
 
     if (new_page(r) < 0)
         return -1;
-    first_header(r, doc, name, plan, tenant);
+    first_header(r, doc, name, plan);
     table_header(r);
     if (failed(r))
         return -1;
