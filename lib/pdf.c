@@ -220,7 +220,7 @@ static const struct {
     const char *title;
     float left, right;
 } cols[NCOLS] = {
-    {"Usage type", MARGIN_L + 4, 196}, {"Quantity", 200, 296},        {"Billable", 300, 392},
+    {"Usage type", MARGIN_L + 4, 184}, {"Quantity", 188, 296},        {"Billable", 300, 392},
     {"Unit price", 396, 462},          {"Amount", 466, MARGIN_R - 4},
 };
 
