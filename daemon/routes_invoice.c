@@ -219,8 +219,8 @@ tally_route_credit_note_pdf(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_
         return;
     }
     if (tally__credit_note_invoice(number, name, sizeof name) != 0) {
-        tally_http_error(res, 400, "EBADINPUT", "name: '%s' is not a credit note number (CN-YYYY-MM)",
-                         number);
+        tally_http_error(res, 400, "EBADINPUT",
+                         "name: '%s' is not a credit note number (CN-YYYY-MM)", number);
         return;
     }
     tally__invoices_env_t env;
@@ -269,8 +269,8 @@ tally_route_invoice_close(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_re
         invoice_error(res, rc, msg);
         return;
     }
-    json_t *o = json_pack("{s:o, s:b}", "invoice", invoice_json(&inv, env.currency, now),
-                          "created", created);
+    json_t *o = json_pack("{s:o, s:b}", "invoice", invoice_json(&inv, env.currency, now), "created",
+                          created);
     tally__invoice_fini(&inv);
     tally_route_json(res, 200, o);
 }

@@ -68,8 +68,8 @@ typedef struct tally__invoice_detail {
     const char *per;          /**< fee lines: "month", "year", "week", "day" */
     size_t ntiers;            /**< tiers with billed units (usage lines of a tiered price) */
     tally__invoice_tier_t tiers[TALLY_INVOICE_TIERS_MAX];
-    int64_t trial_days;       /**< fee lines: days of the line inside the plan's free trial */
-    int64_t paid_days;        /**< fee lines: the days charged */
+    int64_t trial_days; /**< fee lines: days of the line inside the plan's free trial */
+    int64_t paid_days;  /**< fee lines: the days charged */
 } tally__invoice_detail_t;
 
 /** A seller or buyer block: every field may be NULL or "" (not shown). */

@@ -78,7 +78,8 @@ explain_usage(const tally__plan_price_t *price, const tally__price_line_t *l,
         x->up_to = t->up_to;
         x->units = hi - lo;
         x->unit_price_cents = t->unit_price_cents > 0 ? t->unit_price_cents : 0;
-        if (x->units > (uint64_t)INT64_MAX / (x->unit_price_cents ? (uint64_t)x->unit_price_cents : 1))
+        if (x->units >
+            (uint64_t)INT64_MAX / (x->unit_price_cents ? (uint64_t)x->unit_price_cents : 1))
             return;
         x->amount_cents = (int64_t)x->units * x->unit_price_cents;
         if (sum > INT64_MAX - x->amount_cents)
@@ -251,9 +252,9 @@ tally__invoice_record_credit_note(json_t *r, tally__invoice_t *inv, int64_t now_
 {
     tally__credit_note_name(inv->name, inv->credit_note, sizeof inv->credit_note);
     inv->credit_note_s = now_s;
-    json_t *cn = json_pack("{s:s, s:I, s:s, s:I}", "number", inv->credit_note, "issued",
-                           (json_int_t)now_s, "by", by ? by : "", "amount_cents",
-                           (json_int_t)inv->amount_due_cents);
+    json_t *cn =
+        json_pack("{s:s, s:I, s:s, s:I}", "number", inv->credit_note, "issued", (json_int_t)now_s,
+                  "by", by ? by : "", "amount_cents", (json_int_t)inv->amount_due_cents);
     if (!cn || json_object_set_new(r, "credit_note", cn) != 0)
         return -ENOMEM;
     return 0;

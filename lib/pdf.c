@@ -233,7 +233,7 @@ typedef struct render {
     float y;        /* baseline of the next row on it */
     HPDF_STATUS error;
     int nomem;
-    const char *cur;   /* the currency code */
+    const char *cur;    /* the currency code */
     char heading[1024]; /* the first line of a continuation page */
 } render_t;
 
@@ -590,8 +590,8 @@ totals(render_t *r, const tally__invoice_doc_t *doc, const char *name)
     char terms[8][256], instr[8][256], text[512], a[64], label[128];
     size_t nterms = split_lines(doc->payment_terms, terms, 8);
     size_t ninstr = split_lines(doc->payment_instructions, instr, 8);
-    int64_t due = pr->total_cents > INT64_MAX - inv->tax_cents ? INT64_MAX
-                                                               : pr->total_cents + inv->tax_cents;
+    int64_t due =
+        pr->total_cents > INT64_MAX - inv->tax_cents ? INT64_MAX : pr->total_cents + inv->tax_cents;
     float h = 6 * ROW_H + 10 + (doc->credit_note ? 2 : 3 + nterms + ninstr) * INFO_H;
     if (r->y - h < BOTTOM - ROW_H && continue_page(r, 0) < 0)
         return -1;
@@ -764,8 +764,7 @@ render(render_t *r, const tally__invoice_doc_t *doc)
 int
 tally__invoice_pdf_doc(const tally__invoice_doc_t *doc, char **pdf, size_t *len)
 {
-    if (!doc || !doc->inv || !pdf || !len ||
-        (doc->inv->priced.n > 0 && !doc->inv->priced.lines) ||
+    if (!doc || !doc->inv || !pdf || !len || (doc->inv->priced.n > 0 && !doc->inv->priced.lines) ||
         (doc->credit_note && !doc->inv->credit_note[0]))
         return TALLY_EINVAL;
 

@@ -28,13 +28,13 @@ size_t tally__money_format(int64_t cents, const char *currency, char *buf, size_
 
 /** What one invoice or credit note PDF shows besides the invoice itself. */
 typedef struct tally__invoice_doc {
-    const tally__invoice_t *inv;             /**< the invoice (required) */
-    const tally__invoice_detail_t *details;  /**< inv->priced.n explanations, or NULL */
-    tally__invoice_party_t seller;           /**< [seller] of the configuration */
-    tally__invoice_party_t buyer;            /**< name NULL or "": the tenant's name */
-    const char *payment_terms;               /**< lines ("\\n" breaks), may be NULL */
-    const char *payment_instructions;        /**< lines ("\\n" breaks), may be NULL */
-    int credit_note;                         /**< 1: the credit note of a refunded inv */
+    const tally__invoice_t *inv;            /**< the invoice (required) */
+    const tally__invoice_detail_t *details; /**< inv->priced.n explanations, or NULL */
+    tally__invoice_party_t seller;          /**< [seller] of the configuration */
+    tally__invoice_party_t buyer;           /**< name NULL or "": the tenant's name */
+    const char *payment_terms;              /**< lines ("\\n" breaks), may be NULL */
+    const char *payment_instructions;       /**< lines ("\\n" breaks), may be NULL */
+    int credit_note;                        /**< 1: the credit note of a refunded inv */
 } tally__invoice_doc_t;
 
 /**

@@ -362,8 +362,8 @@ Test(invoice_api, tax_seller_buyer_and_the_credit_note_of_a_refund)
     char due_text[64];
     snprintf(due_text, sizeof due_text, "$%lld.%02lld", due / 100, due % 100);
     if (due >= 100000)
-        snprintf(due_text, sizeof due_text, "$%lld,%03lld.%02lld", due / 100000,
-                 (due / 100) % 1000, due % 100);
+        snprintf(due_text, sizeof due_text, "$%lld,%03lld.%02lld", due / 100000, (due / 100) % 1000,
+                 due % 100);
     json_decref(j);
 
     char path[256];
@@ -371,11 +371,25 @@ Test(invoice_api, tax_seller_buyer_and_the_credit_note_of_a_refund)
     j = request("GET", path, ADMIN, NULL, 200);
     char *text = pdf_text_of(j);
     json_decref(j);
-    static const char *const invoice_says[] = {
-        "INVOICE", "Tally Metering GmbH", "Hauptstrasse 1", "10115 Berlin", "Tax ID: DE123456789",
-        "BILL TO", "1 Road Runner Way", "Tucson, AZ 85701", "VAT (20.00%)", "Amount due",
-        "Payment terms", "Net 30", "IBAN DE89 3704 0044 0532 0130 00", "Page 1 of 1", "Currency",
-        "Plan fee: Individual", "$20.00 / month", "$4.00", "$24.00"};
+    static const char *const invoice_says[] = {"INVOICE",
+                                               "Tally Metering GmbH",
+                                               "Hauptstrasse 1",
+                                               "10115 Berlin",
+                                               "Tax ID: DE123456789",
+                                               "BILL TO",
+                                               "1 Road Runner Way",
+                                               "Tucson, AZ 85701",
+                                               "VAT (20.00%)",
+                                               "Amount due",
+                                               "Payment terms",
+                                               "Net 30",
+                                               "IBAN DE89 3704 0044 0532 0130 00",
+                                               "Page 1 of 1",
+                                               "Currency",
+                                               "Plan fee: Individual",
+                                               "$20.00 / month",
+                                               "$4.00",
+                                               "$24.00"};
     for (size_t i = 0; i < sizeof invoice_says / sizeof invoice_says[0]; i++)
         cr_assert_not_null(strstr(text, invoice_says[i]), "\"%s\" missing:\n%s", invoice_says[i],
                            text);

@@ -488,8 +488,11 @@ Test(invoices, a_record_from_before_tax_reads_untaxed)
                       "\"due\":1711843300,\"status\":\"STATUS_PAID\",\"currency\":\"EUR\","
                       "\"subtotal_cents\":1029,\"discount_cents\":0,\"total_cents\":1029,"
                       "\"lines\":[],\"history\":[]}";
-    tally__obj_op_t op = {.op = TALLY_OBJ_PUT, .kind = TALLY_INVOICES_KIND,
-                          .ns = TALLY_INVOICES_NS, .name = "inv-2024-02", .value = old,
+    tally__obj_op_t op = {.op = TALLY_OBJ_PUT,
+                          .kind = TALLY_INVOICES_KIND,
+                          .ns = TALLY_INVOICES_NS,
+                          .name = "inv-2024-02",
+                          .value = old,
                           .len = strlen(old)};
     cr_assert_eq(tally__store_obj_write(store, &op, 1), 0);
     tally__invoice_t inv;
@@ -504,9 +507,9 @@ Test(invoices, a_refund_issues_one_credit_note_in_the_same_write)
     env.tax_rate_bp = 2000;
     close_ok(MAR, APR10, 1);
     tally__invoice_t inv;
-    cr_assert_eq(tally__invoices_act(&env, "inv-2024-03", "pay", "admin", APR10 + 60, &inv, msg,
-                                     sizeof msg),
-                 0, "%s", msg);
+    cr_assert_eq(
+        tally__invoices_act(&env, "inv-2024-03", "pay", "admin", APR10 + 60, &inv, msg, sizeof msg),
+        0, "%s", msg);
     cr_assert_str_empty(inv.credit_note, "paying issues no credit note");
     tally__invoice_fini(&inv);
     cr_assert_eq(tally__invoices_act(&env, "inv-2024-03", "refund", "ops", APR10 + 120, &inv, msg,

@@ -762,7 +762,8 @@ find_required(diffs_t *d, json_t *node, const char *where, int *n)
         {
             char w[1024];
             snprintf(w, sizeof w, "%s/%s", where, k);
-            if (strcmp(k, "x-ves-required") == 0 || (strcmp(k, "required") == 0 && json_is_array(v))) {
+            if (strcmp(k, "x-ves-required") == 0 ||
+                (strcmp(k, "required") == 0 && json_is_array(v))) {
                 (*n)++;
                 json_t *mine = at_path(ours, w);
                 if (!mine)

@@ -425,15 +425,16 @@ sendable_invoice(const tally__plans_t *plans, size_t extra_lines)
 
 /* Render inv as the daemon does: explanations from the catalog, seller, buyer, terms. */
 static char *
-render_doc(const tally__plans_t *plans, const tally__invoice_t *inv, int credit_note,
-           size_t *len)
+render_doc(const tally__plans_t *plans, const tally__invoice_t *inv, int credit_note, size_t *len)
 {
     tally__invoice_detail_t *details = NULL;
     cr_assert_eq(tally__invoice_details(plans, inv, &details), 0);
     tally__invoice_doc_t doc = {
         .inv = inv,
         .details = details,
-        .seller = {"Tally Metering GmbH", "Hauptstra\xc3\x9f" "e 1\\n10115 Berlin\\nGermany",
+        .seller = {"Tally Metering GmbH",
+                   "Hauptstra\xc3\x9f"
+                   "e 1\\n10115 Berlin\\nGermany",
                    "DE123456789", "billing@tally.example"},
         .buyer = {"Acme Corp", "1 Road Runner Way\nTucson, AZ 85701\nUSA", NULL, NULL},
         .payment_terms = "Net 14",
@@ -506,7 +507,8 @@ Test(pdf, sendable_invoice_shows_seller_buyer_unit_prices_tiers_trial_tax_and_te
     /* seller and buyer */
     want(text, "INVOICE");
     want(text, "Tally Metering GmbH");
-    want(text, "Hauptstra\xc3\x9f" "e 1");
+    want(text, "Hauptstra\xc3\x9f"
+               "e 1");
     want(text, "10115 Berlin");
     want(text, "Tax ID: DE123456789");
     want(text, "billing@tally.example");
@@ -582,8 +584,8 @@ Test(pdf, long_sendable_invoice_paginates_with_header_and_page_numbers)
     int headers = 0, continued = 0;
     for (const char *q = text; (q = strstr(q, "Usage type")); q++)
         headers++;
-    for (const char *q = text; (q = strstr(q, "Invoice inv-2026-11 \xe2\x80\x93 acme-corp (continued)"));
-         q++)
+    for (const char *q = text;
+         (q = strstr(q, "Invoice inv-2026-11 \xe2\x80\x93 acme-corp (continued)")); q++)
         continued++;
     cr_assert_eq(headers, pages, "the table header on every page");
     cr_assert_eq(continued, pages - 1, "a heading on every page after the first");
@@ -640,7 +642,7 @@ Test(pdf, explanations_that_do_not_add_up_are_left_out)
     tally__plans_t *plans;
     load_catalogs(&cat, &plans);
     tally__invoice_t *inv = sendable_invoice(plans, 0);
-    inv->priced.lines[2].amount_cents += 1; /* frozen under another catalog: no longer matches */
+    inv->priced.lines[2].amount_cents += 1;  /* frozen under another catalog: no longer matches */
     inv->priced.lines[0].amount_cents = 999; /* no day count of $20.00 a month gives 999 */
     tally__invoice_detail_t *d = NULL;
     cr_assert_eq(tally__invoice_details(plans, inv, &d), 0);
