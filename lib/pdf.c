@@ -233,7 +233,7 @@ typedef struct render {
     float y;        /* baseline of the next row on it */
     HPDF_STATUS error;
     int nomem;
-    const char *cur;    /* the currency code */
+    char cur[16];       /* the currency code */
     char heading[1024]; /* the first line of a continuation page */
 } render_t;
 
@@ -410,8 +410,10 @@ party(render_t *r, float left, float right, float y, const char *heading,
         y -= INFO_H + 1;
     }
     size_t n = split_lines(p->address, lines, 8);
-    for (size_t i = 0; i < n; i++, y -= INFO_H)
+    for (size_t i = 0; i < n; i++) {
         cell(r, r->regular, BODY_SIZE, left, right, y, lines[i], 0);
+        y -= INFO_H;
+    }
     if (p->tax_id && p->tax_id[0]) {
         to_winansi(p->tax_id, 256, lines[0], sizeof lines[0]);
         snprintf(text, sizeof text, "Tax ID: %s", lines[0]);
@@ -632,8 +634,10 @@ totals(render_t *r, const tally__invoice_doc_t *doc, const char *name)
     }
     cell(r, r->bold, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, "Payment terms", 0);
     r->y -= INFO_H;
-    for (size_t i = 0; i < nterms; i++, r->y -= INFO_H)
+    for (size_t i = 0; i < nterms; i++) {
         cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, terms[i], 0);
+        r->y -= INFO_H;
+    }
     if (inv->due_s) {
         format_date(inv->due_s, a, sizeof a);
         money(r, due, label, sizeof label);
@@ -646,8 +650,10 @@ totals(render_t *r, const tally__invoice_doc_t *doc, const char *name)
     if (ninstr) {
         cell(r, r->bold, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, "How to pay", 0);
         r->y -= INFO_H;
-        for (size_t i = 0; i < ninstr; i++, r->y -= INFO_H)
+        for (size_t i = 0; i < ninstr; i++) {
             cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, instr[i], 0);
+            r->y -= INFO_H;
+        }
     }
     return failed(r) ? -1 : 0;
 }
@@ -657,15 +663,14 @@ render(render_t *r, const tally__invoice_doc_t *doc)
 {
     const tally__invoice_t *inv = doc->inv;
     const tally__priced_t *pr = &inv->priced;
-    char name[256], tenant[256], plan[256], cur[16], text[1024], cn[64];
+    char name[256], tenant[256], plan[256], text[1024], cn[64];
 
     to_winansi(inv->name, sizeof inv->name, name, sizeof name);
     to_winansi(inv->tenant, sizeof inv->tenant, tenant, sizeof tenant);
     to_winansi(inv->plan, sizeof inv->plan, plan, sizeof plan);
     to_winansi(inv->credit_note, sizeof inv->credit_note, cn, sizeof cn);
-    snprintf(cur, sizeof cur, "%.*s", (int)strnlen(pr->currency, sizeof pr->currency),
+    snprintf(r->cur, sizeof r->cur, "%.*s", (int)strnlen(pr->currency, sizeof pr->currency),
              pr->currency);
-    r->cur = cur;
 
     /* Deterministic document info: nothing from the clock. */
     int64_t when = doc->credit_note ? inv->credit_note_s
