@@ -234,7 +234,10 @@ tally_route_credit_note_pdf(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_
         rc = TALLY_ENOTFOUND;
     }
     if (rc == TALLY_ENOTFOUND)
-        snprintf(msg, sizeof msg, "no credit note %s: invoice %s is not refunded", number, name);
+        snprintf(msg, sizeof msg,
+                 "no credit note %s: invoice %s has none (a refund issues it; this one is not "
+                 "refunded, or was refunded before credit notes existed)",
+                 number, name);
     if (rc) {
         invoice_error(res, rc, msg);
         return;

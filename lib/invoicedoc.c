@@ -102,7 +102,7 @@ explain_fee(const tally__plans_t *plans, const tally__price_line_t *l, tally__in
         if (strcmp(tally__plans_at(plans, i)->title, title) == 0)
             plan = tally__plans_at(plans, i);
     d->unit_price_cents = -1;
-    if (!plan || l->billable < 0)
+    if (!plan || l->billable < 0 || l->billable > 366) /* a fee line counts a month's days */
         return;
     int y, m;
     tally__time_to_civil(l->start_s, &y, &m, NULL, NULL, NULL, NULL);
