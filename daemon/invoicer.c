@@ -38,7 +38,9 @@ tally_invoicer_env(const tally__config_t *cfg, const tally__catalog_t *catalog,
                                    .price = tally__pricing_period,
                                    .price_free = tally__priced_free,
                                    .close_grace_hours = cfg->billing.close_grace_hours,
-                                   .late_window_hours = cfg->ingest.late_window_hours};
+                                   .late_window_hours = cfg->ingest.late_window_hours,
+                                   .tax_rate_bp = cfg->billing.tax_rate_bp,
+                                   .tax_label = cfg->billing.tax_label};
 }
 
 /* Update iv->first_month from the months data can still arrive in. */

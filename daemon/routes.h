@@ -86,7 +86,7 @@ typedef struct tally_route_rule {
  *   WRITE, not ADMIN: `system` editors are the tenant's billing editors (as
  *   for add-ons), and a transition that needs approval still waits for an
  *   admin's decision (plan_transitions/{id}/{decision}, ADMIN).
- * - subscriptions/custom_list, invoices/custom_list, invoice_pdf,
+ * - subscriptions/custom_list, invoices/custom_list, invoice_pdf, credit_note_pdf,
  *   usage_summary, usage_plans: TENANT READ: the tenant's subscriptions, bill
  *   and total usage, under any path namespace.
  * - tally's admin routes (/api/tally/...): TENANT ADMIN.
@@ -128,6 +128,8 @@ typedef struct tally_route_rule {
       tally_route_invoices_list, READ, TENANT, "invoices_list")                                    \
     R(GET, "/api/web/namespaces/{namespace}/usage/invoice_pdf", tally_route_invoice_pdf, READ,     \
       TENANT, "invoice_pdf")                                                                       \
+    R(GET, "/api/web/namespaces/{namespace}/usage/credit_note_pdf", tally_route_credit_note_pdf,   \
+      READ, TENANT, "credit_note_pdf")                                                             \
     /* tally's own admin actions behind `tallyctl invoice close|pay|cancel|refund` */              \
     R(POST, "/api/tally/namespaces/system/invoices/close", tally_route_invoice_close, ADMIN,       \
       TENANT, "invoice_close")                                                                     \
@@ -309,6 +311,7 @@ void tally_route_pm_swap(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 /* routes_invoice.c: invoices */
 void tally_route_invoices_list(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_invoice_pdf(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
+void tally_route_credit_note_pdf(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_invoice_close(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 void tally_route_invoice_action(tally_ctx_t *, tally_http_req_t *, tally_http_res_t *);
 /* routes_billing.c: transitions, subscriptions, add-ons */

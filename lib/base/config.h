@@ -197,7 +197,27 @@ typedef struct tally__config {
             (more is refused). Default 48, or the late window when that is
             shorter and the key is not set. */
         uint32_t close_grace_hours;
+        /** billing.tax_rate_bp: tax on invoices in basis points (1 = 0.01 %,
+            2000 = 20 %), 0..10000; 0 = no tax. Default 0. */
+        uint32_t tax_rate_bp;
+        /** billing.tax_label: what invoices call the tax ("VAT"). Default "Tax". */
+        char *tax_label;
+        /** billing.payment_terms: the terms line of an invoice ("Net 30");
+            "" = "Due within due_days days of issue". Default "". */
+        char *payment_terms;
+        /** billing.payment_instructions: how to pay (bank, reference); "\n"
+            (two characters) breaks lines. Default "". */
+        char *payment_instructions;
     } billing;
+
+    /** [seller]: who issues the invoices (shown on every invoice and credit
+        note); each key may be "" (not shown). */
+    struct {
+        char *name;    /**< seller.name: legal name. Default "" (billing.tenant's seller unknown) */
+        char *address; /**< seller.address: lines separated by "\n" (two characters). Default "" */
+        char *tax_id;  /**< seller.tax_id: VAT / tax number. Default "" */
+        char *email;   /**< seller.email: billing contact. Default "" */
+    } seller;
 
     struct {
         /** quota.alerts: nanomsg PUB endpoint for quota alerts; "" publishes

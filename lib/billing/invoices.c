@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "invoicedoc.h"
 #include "invoices.h"
 #include "log.h"
 #include "plans.h"
@@ -338,6 +339,8 @@ tally__invoices_running(const tally__invoices_env_t *env, int64_t now_s, tally__
     int rc = price_into(env, m, tally__pricing_month_end(m, now_s), now_s, inv);
     if (rc)
         tally__invoice_fini(inv);
+    else
+        tally__invoice_tax_apply(inv, env->tax_rate_bp, env->tax_label);
     return rc;
 }
 
@@ -424,6 +427,7 @@ parse_record(json_t *r, tally__invoice_t *inv)
         l->start_s = int_of(o, "start");
         l->end_s = int_of(o, "end");
     }
+    tally__invoice_record_get_extras(r, inv);
     return 0;
 }
 
@@ -516,8 +520,10 @@ tally__invoices_close(const tally__invoices_env_t *env, int64_t month_s, int64_t
     inv->status = TALLY_INVOICE_STATUS_ISSUED;
     if ((rc = price_into(env, month_s, inv->period_end_s, now_s, inv)) != 0)
         goto fail;
+    tally__invoice_tax_apply(inv, env->tax_rate_bp, env->tax_label);
     json_t *r = record_of(inv);
-    if (!r) {
+    if (!r || tally__invoice_record_put_extras(r, inv) != 0) {
+        json_decref(r);
         rc = -ENOMEM;
         goto fail;
     }
@@ -668,6 +674,10 @@ tally__invoices_act(const tally__invoices_env_t *env, const char *name, const ch
     }
     json_object_set_new(r, "status", json_string(tally__invoices_status_name(next)));
     history_add(r, next, now_s, by);
+    /* a refund issues its credit note in the same write (invoicedoc.h) */
+    if (next == TALLY_INVOICE_STATUS_REFUNDED &&
+        (rc = tally__invoice_record_credit_note(r, inv, now_s, by)) != 0)
+        goto out;
     if ((rc = write_record(env, name, r, 1, 0)) != 0)
         goto out;
     inv->status = next;

@@ -99,6 +99,8 @@ typedef struct tally__invoices_env {
     /* added for month end (fields at the end: designated initializers elsewhere stay valid) */
     uint32_t close_grace_hours; /**< [billing] close_grace_hours: auto-close waits this long */
     uint32_t late_window_hours; /**< [ingest] late_window_hours: how late usage may arrive */
+    uint32_t tax_rate_bp;                   /**< [billing] tax_rate_bp (invoicedoc.h) */
+    const char *tax_label;                  /**< [billing] tax_label (NULL: "Tax") */
 } tally__invoices_env_t;
 
 /** How many earlier months an invoice looks back at for late usage, at most. */

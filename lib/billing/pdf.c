@@ -205,21 +205,23 @@ status_name(int status)
 #define PAGE_H 841.89f
 #define MARGIN_L 50.0f
 #define MARGIN_R (PAGE_W - 50.0f)
+#define MID 330.0f /* left edge of the right-hand header column */
 #define TOP (PAGE_H - 50.0f)
 #define BOTTOM 70.0f /* rows stay above this; the footer sits below */
 #define ROW_H 15.0f
+#define SUB_H 12.0f /* an explanation row under a line */
 #define BODY_SIZE 9.0f
-#define TOTALS_H (4 * ROW_H + 10.0f)
+#define SUB_SIZE 8.0f
+#define INFO_H 11.5f /* one line of the seller, buyer and detail blocks */
+#define NCOLS 5
 
 /* Table columns: the usage type is left-aligned, the others right-aligned at `right`. */
 static const struct {
     const char *title;
     float left, right;
-} cols[4] = {
-    {"Usage type", MARGIN_L + 4, 228},
-    {"Quantity", 232, 356},
-    {"Billable", 360, 458},
-    {"Amount", 462, MARGIN_R - 4},
+} cols[NCOLS] = {
+    {"Usage type", MARGIN_L + 4, 184}, {"Quantity", 188, 296},        {"Billable", 300, 392},
+    {"Unit price", 396, 462},          {"Amount", 466, MARGIN_R - 4},
 };
 
 typedef struct render {
@@ -231,6 +233,8 @@ typedef struct render {
     float y;        /* baseline of the next row on it */
     HPDF_STATUS error;
     int nomem;
+    char cur[16];       /* the currency code */
+    char heading[1024]; /* the first line of a continuation page */
 } render_t;
 
 /* libharu reports every error here (it never aborts with a handler set); keep the first. */
@@ -278,6 +282,15 @@ cell(render_t *r, HPDF_Font font, float size, float left, float right, float y, 
     HPDF_Page_EndText(r->page);
 }
 
+/* Money as WinAnsi text. */
+static void
+money(const render_t *r, int64_t cents, char *out, size_t cap)
+{
+    char a[64];
+    tally__money_format(cents, r->cur, a, sizeof a);
+    to_winansi(a, sizeof a, out, cap);
+}
+
 static int
 new_page(render_t *r)
 {
@@ -310,29 +323,32 @@ table_header(render_t *r)
     HPDF_Page_Rectangle(r->page, MARGIN_L, top - ROW_H - 4, MARGIN_R - MARGIN_L, ROW_H + 4);
     HPDF_Page_FillStroke(r->page);
     HPDF_Page_SetGrayFill(r->page, 0.0f);
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < NCOLS; c++)
         cell(r, r->bold, BODY_SIZE, cols[c].left, cols[c].right, top - ROW_H + 1, cols[c].title,
              c > 0);
     r->y = top - ROW_H - 4 - ROW_H + 2;
 }
 
-/* A continuation page: a one-line heading, then the table header again. */
+/* A continuation page: a one-line heading, then the table header again (when table). */
 static int
-continue_page(render_t *r, const char *heading)
+continue_page(render_t *r, int table)
 {
     if (new_page(r) < 0)
         return -1;
-    cell(r, r->italic, BODY_SIZE, MARGIN_L, MARGIN_R, r->y - BODY_SIZE, heading, 0);
+    cell(r, r->italic, BODY_SIZE, MARGIN_L, MARGIN_R, r->y - BODY_SIZE, r->heading, 0);
     r->y -= BODY_SIZE + 14;
-    table_header(r);
+    if (table)
+        table_header(r);
     return failed(r) ? -1 : 0;
 }
 
-static void
-header_field(render_t *r, float y, const char *label, const char *value)
+/* Room for h more points of table on this page, or a continuation page. */
+static int
+need(render_t *r, float h)
 {
-    cell(r, r->bold, 10, MARGIN_L, MARGIN_L + 70, y, label, 0);
-    cell(r, r->regular, 10, MARGIN_L + 72, MARGIN_R, y, value, 0);
+    if (r->y - h + ROW_H < BOTTOM)
+        return continue_page(r, 1);
+    return 0;
 }
 
 static void
@@ -343,27 +359,337 @@ rule(render_t *r, float y)
     HPDF_Page_Stroke(r->page);
 }
 
-static int
-render(render_t *r, const tally__invoice_t *inv)
+/* One "label  value" line of the right-hand detail column at y. */
+static void
+detail(render_t *r, float y, const char *label, const char *value)
 {
+    cell(r, r->bold, BODY_SIZE, MID, MID + 78, y, label, 0);
+    cell(r, r->regular, BODY_SIZE, MID + 80, MARGIN_R, y, value, 0);
+}
+
+/* Lines of UTF-8 text s split at newlines and at the two characters "\n". Calls each line in
+ * WinAnsi; returns how many lines (at most max). */
+static size_t
+split_lines(const char *s, char lines[][256], size_t max)
+{
+    size_t n = 0;
+    while (s && *s && n < max) {
+        const char *nl = strchr(s, '\n'), *esc = strstr(s, "\\n"), *end = s + strlen(s);
+        size_t skip = 0;
+        if (nl && nl < end)
+            end = nl, skip = 1;
+        if (esc && esc < end)
+            end = esc, skip = 2;
+        char tmp[256];
+        size_t len = (size_t)(end - s) < sizeof tmp - 1 ? (size_t)(end - s) : sizeof tmp - 1;
+        memcpy(tmp, s, len);
+        tmp[len] = '\0';
+        to_winansi(tmp, sizeof tmp, lines[n], 256);
+        if (lines[n][0])
+            n++;
+        s = end + skip;
+        if (!skip)
+            break;
+    }
+    return n;
+}
+
+/* A party block at (left, right) from r->y down: heading, name, address lines, tax id, email.
+ * Returns the y below it. */
+static float
+party(render_t *r, float left, float right, float y, const char *heading,
+      const tally__invoice_party_t *p, const char *none)
+{
+    char lines[8][256], text[300];
+    cell(r, r->bold, 7.5f, left, right, y, heading, 0);
+    HPDF_Page_SetGrayFill(r->page, 0.0f);
+    y -= INFO_H + 1;
+    if (p->name && p->name[0]) {
+        to_winansi(p->name, 256, lines[0], sizeof lines[0]);
+        cell(r, r->bold, 10, left, right, y, lines[0], 0);
+        y -= INFO_H + 1;
+    }
+    size_t n = split_lines(p->address, lines, 8);
+    for (size_t i = 0; i < n; i++) {
+        cell(r, r->regular, BODY_SIZE, left, right, y, lines[i], 0);
+        y -= INFO_H;
+    }
+    if (p->tax_id && p->tax_id[0]) {
+        to_winansi(p->tax_id, 256, lines[0], sizeof lines[0]);
+        snprintf(text, sizeof text, "Tax ID: %s", lines[0]);
+        cell(r, r->regular, BODY_SIZE, left, right, y, text, 0);
+        y -= INFO_H;
+    }
+    if (p->email && p->email[0]) {
+        to_winansi(p->email, 256, lines[0], sizeof lines[0]);
+        cell(r, r->regular, BODY_SIZE, left, right, y, lines[0], 0);
+        y -= INFO_H;
+    }
+    if (n == 0 && none) {
+        cell(r, r->italic, SUB_SIZE, left, right, y, none, 0);
+        y -= INFO_H;
+    }
+    return y;
+}
+
+/* "1,001 - 10,000" / "10,001 and up": a tier's billable units, counted from 1 for people. */
+static void
+tier_range(const tally__invoice_tier_t *t, char *out, size_t cap)
+{
+    char a[32], b[32];
+    group_u64(t->from + 1, a);
+    if (t->up_to == 0) {
+        snprintf(out, cap, "%s and up", a);
+    } else {
+        group_u64(t->up_to, b);
+        snprintf(out, cap, "%s \x96 %s", a, b);
+    }
+}
+
+/* An explanation row under a line: text over the first two columns, then units, price, amount. */
+static int
+sub_row(render_t *r, const char *text, const char *units, const char *price, const char *amount)
+{
+    if (need(r, SUB_H) < 0)
+        return -1;
+    r->y += ROW_H - SUB_H; /* sub rows sit closer to their line */
+    cell(r, r->italic, SUB_SIZE, cols[0].left + 10, cols[1].right, r->y, text, 0);
+    if (units)
+        cell(r, r->italic, SUB_SIZE, cols[2].left, cols[2].right, r->y, units, 1);
+    if (price)
+        cell(r, r->italic, SUB_SIZE, cols[3].left, cols[3].right, r->y, price, 1);
+    if (amount)
+        cell(r, r->italic, SUB_SIZE, cols[4].left, cols[4].right, r->y, amount, 1);
+    r->y -= ROW_H;
+    return failed(r) ? -1 : 0;
+}
+
+/* Explanation rows of line l (see tally__invoice_detail_t). */
+static int
+explain(render_t *r, const tally__price_line_t *l, const tally__invoice_detail_t *d,
+        const char *bunit)
+{
+    char text[384], units[384], price[64], amount[64], num[32], range[96];
+    if (!d || !d->explained)
+        return 0;
+    if (l->fixed) {
+        if (d->trial_days > 0) {
+            snprintf(text, sizeof text, "Free trial: %lld day%s", (long long)d->trial_days,
+                     d->trial_days == 1 ? "" : "s");
+            snprintf(units, sizeof units, "%lld days", (long long)d->trial_days);
+            money(r, 0, amount, sizeof amount);
+            if (sub_row(r, text, units, NULL, amount) < 0)
+                return -1;
+            snprintf(text, sizeof text, "Charged after the trial: %lld day%s",
+                     (long long)d->paid_days, d->paid_days == 1 ? "" : "s");
+            snprintf(units, sizeof units, "%lld days", (long long)d->paid_days);
+            money(r, l->amount_cents, amount, sizeof amount);
+            if (sub_row(r, text, units, NULL, amount) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (d->included > 0) {
+        group_u64(d->included, num);
+        snprintf(text, sizeof text, "Included in the plan: %s%s%s", num, bunit[0] ? " " : "",
+                 bunit);
+        money(r, 0, amount, sizeof amount);
+        if (sub_row(r, text, NULL, NULL, amount) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < d->ntiers; i++) {
+        const tally__invoice_tier_t *t = &d->tiers[i];
+        tier_range(t, range, sizeof range);
+        snprintf(text, sizeof text, "Tier %s", range);
+        group_u64(t->units, num);
+        snprintf(units, sizeof units, "%s%s%s", num, bunit[0] ? " " : "", bunit);
+        money(r, t->unit_price_cents, price, sizeof price);
+        money(r, t->amount_cents, amount, sizeof amount);
+        if (sub_row(r, text, units, price, amount) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The header of page one: title, number, seller, details, buyer. */
+static void
+first_header(render_t *r, const tally__invoice_doc_t *doc, const char *name, const char *plan)
+{
+    const tally__invoice_t *inv = doc->inv;
+    char text[512], a[64], b[64], cn[64];
+    int is_cn = doc->credit_note;
+
+    to_winansi(inv->credit_note, sizeof inv->credit_note, cn, sizeof cn);
+    cell(r, r->bold, 22, MARGIN_L, MID, r->y - 22, is_cn ? "CREDIT NOTE" : "INVOICE", 0);
+    cell(r, r->bold, 12, MID, MARGIN_R, r->y - 20, is_cn ? cn : name, 1);
+    r->y -= 46;
+
+    /* left: the seller; right: the document's details */
+    float top = r->y, yl, yr = top;
+    yl = party(r, MARGIN_L, MID - 10, top, "FROM", &doc->seller,
+               "Seller details not configured ([seller] in tallyd.conf)");
+    yr -= INFO_H + 1;
+    if (is_cn) {
+        format_date(inv->credit_note_s, a, sizeof a);
+        detail(r, yr, "Issued", a);
+        yr -= INFO_H;
+        snprintf(text, sizeof text, "%s", name);
+        detail(r, yr, "Credits invoice", text);
+        yr -= INFO_H;
+        if (inv->issued_s) {
+            format_date(inv->issued_s, a, sizeof a);
+            detail(r, yr, "Invoice issued", a);
+            yr -= INFO_H;
+        }
+    } else {
+        format_date(inv->issued_s, a, sizeof a);
+        detail(r, yr, "Issued", inv->issued_s ? a : "not yet issued");
+        yr -= INFO_H;
+        format_date(inv->due_s, a, sizeof a);
+        detail(r, yr, "Due", inv->due_s ? a : "-");
+        yr -= INFO_H;
+    }
+    format_date(inv->period_start_s, a, sizeof a);
+    /* period_end_s is exclusive (the next month's first day): show the last day. */
+    format_date(inv->period_end_s > inv->period_start_s ? inv->period_end_s - 1
+                                                        : inv->period_start_s,
+                b, sizeof b);
+    snprintf(text, sizeof text, "%s \x96 %s", a, b); /* 0x96: en dash in WinAnsi */
+    detail(r, yr, "Period", text);
+    yr -= INFO_H;
+    detail(r, yr, "Plan", plan[0] ? plan : "-");
+    yr -= INFO_H;
+    to_winansi(r->cur, strlen(r->cur), a, sizeof a);
+    detail(r, yr, "Currency", a);
+    yr -= INFO_H;
+    if (is_cn)
+        snprintf(text, sizeof text, "Refund of invoice %s", name);
+    else if (inv->active)
+        snprintf(text, sizeof text, "Running (month to date)");
+    else
+        snprintf(text, sizeof text, "%s", status_name(inv->status));
+    detail(r, yr, "Status", text);
+    yr -= INFO_H;
+    if (!is_cn && !inv->active && inv->grace_hours > 0) {
+        /* the month-end rule it was closed under; later usage is on the next invoice */
+        snprintf(text, sizeof text, "closed %lld h after month end", (long long)inv->grace_hours);
+        detail(r, yr, "Grace", text);
+        yr -= INFO_H;
+    }
+    r->y = (yl < yr ? yl : yr) - 8;
+
+    /* the buyer */
+    tally__invoice_party_t buyer = doc->buyer;
+    char raw[sizeof inv->tenant + 1]; /* party() converts: hand it UTF-8, NUL-terminated */
+    snprintf(raw, sizeof raw, "%.*s", (int)strnlen(inv->tenant, sizeof inv->tenant), inv->tenant);
+    if (!buyer.name || !buyer.name[0])
+        buyer.name = raw;
+    r->y = party(r, MARGIN_L, MID - 10, r->y, is_cn ? "CREDITED TO" : "BILL TO", &buyer,
+                 "No billing address on file (add a contact to the primary payment method)");
+    r->y -= 14;
+}
+
+/* Totals, tax, then the terms (or the credit note's statement), kept together on one page. */
+static int
+totals(render_t *r, const tally__invoice_doc_t *doc, const char *name)
+{
+    const tally__invoice_t *inv = doc->inv;
     const tally__priced_t *pr = &inv->priced;
-    char name[256], tenant[256], plan[256], cur[16], text[1024], a[64], b[64];
+    char terms[8][256], instr[8][256], text[512], a[64], label[128];
+    size_t nterms = split_lines(doc->payment_terms, terms, 8);
+    size_t ninstr = split_lines(doc->payment_instructions, instr, 8);
+    int64_t due =
+        pr->total_cents > INT64_MAX - inv->tax_cents ? INT64_MAX : pr->total_cents + inv->tax_cents;
+    float h = 6 * ROW_H + 10 + (doc->credit_note ? 2 : 3 + nterms + ninstr) * INFO_H;
+    if (r->y - h < BOTTOM - ROW_H && continue_page(r, 0) < 0)
+        return -1;
+    rule(r, r->y + ROW_H - 4);
+
+    to_winansi(inv->tax_label[0] ? inv->tax_label : "Tax", sizeof inv->tax_label, label,
+               sizeof label);
+    snprintf(text, sizeof text, "%s (%u.%02u%%)", label, inv->tax_rate_bp / 100,
+             inv->tax_rate_bp % 100);
+    const struct {
+        const char *label;
+        int64_t cents;
+        int strong;
+    } rows[] = {
+        {"Subtotal", pr->subtotal_cents, 0},
+        {"Discount", pr->discount_cents ? -pr->discount_cents : 0, 0},
+        {"Total before tax", pr->total_cents, 0},
+        {text, inv->tax_cents, 0},
+        {doc->credit_note ? "Total credited" : "Amount due", due, 1},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        HPDF_Font f = rows[k].strong ? r->bold : r->regular;
+        float size = rows[k].strong ? 11.0f : 10.0f;
+        r->y -= 4;
+        money(r, rows[k].cents, a, sizeof a);
+        cell(r, f, size, cols[1].left, cols[3].right, r->y, rows[k].label, 1);
+        cell(r, f, size, cols[3].right + 4, cols[4].right, r->y, a, 1);
+        r->y -= ROW_H;
+    }
+    r->y -= 8;
+    if (doc->credit_note) {
+        money(r, due, a, sizeof a);
+        snprintf(text, sizeof text, "This credit note credits invoice %s in full: %s refunded.",
+                 name, a);
+        cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, text, 0);
+        r->y -= INFO_H;
+        return failed(r) ? -1 : 0;
+    }
+    cell(r, r->bold, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, "Payment terms", 0);
+    r->y -= INFO_H;
+    for (size_t i = 0; i < nterms; i++) {
+        cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, terms[i], 0);
+        r->y -= INFO_H;
+    }
+    if (inv->due_s) {
+        format_date(inv->due_s, a, sizeof a);
+        money(r, due, label, sizeof label);
+        snprintf(text, sizeof text, "Please pay %s by %s, quoting %s.", label, a, name);
+    } else {
+        snprintf(text, sizeof text, "Running invoice: nothing is due before the month is closed.");
+    }
+    cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, text, 0);
+    r->y -= INFO_H;
+    if (ninstr) {
+        cell(r, r->bold, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, "How to pay", 0);
+        r->y -= INFO_H;
+        for (size_t i = 0; i < ninstr; i++) {
+            cell(r, r->regular, BODY_SIZE, MARGIN_L, MARGIN_R, r->y, instr[i], 0);
+            r->y -= INFO_H;
+        }
+    }
+    return failed(r) ? -1 : 0;
+}
+
+static int
+render(render_t *r, const tally__invoice_doc_t *doc)
+{
+    const tally__invoice_t *inv = doc->inv;
+    const tally__priced_t *pr = &inv->priced;
+    char name[256], tenant[256], plan[256], text[1024], cn[64];
 
     to_winansi(inv->name, sizeof inv->name, name, sizeof name);
     to_winansi(inv->tenant, sizeof inv->tenant, tenant, sizeof tenant);
     to_winansi(inv->plan, sizeof inv->plan, plan, sizeof plan);
-    snprintf(cur, sizeof cur, "%.*s", (int)strnlen(pr->currency, sizeof pr->currency),
+    to_winansi(inv->credit_note, sizeof inv->credit_note, cn, sizeof cn);
+    snprintf(r->cur, sizeof r->cur, "%.*s", (int)strnlen(pr->currency, sizeof pr->currency),
              pr->currency);
 
     /* Deterministic document info: nothing from the clock. */
-    int64_t when = inv->issued_s ? inv->issued_s : inv->period_start_s;
+    int64_t when = doc->credit_note ? inv->credit_note_s
+                   : inv->issued_s  ? inv->issued_s
+                                    : inv->period_start_s;
     HPDF_Date date = {0};
     tally__time_to_civil(when, &date.year, &date.month, &date.day, &date.hour, &date.minutes,
                          &date.seconds);
     date.ind = 'Z';
     HPDF_SetInfoDateAttr(r->doc, HPDF_INFO_CREATION_DATE, date);
     HPDF_SetInfoDateAttr(r->doc, HPDF_INFO_MOD_DATE, date);
-    snprintf(text, sizeof text, "Invoice %s", name);
+    snprintf(text, sizeof text, "%s %s", doc->credit_note ? "Credit note" : "Invoice",
+             doc->credit_note ? cn : name);
     pdfdoc_safe(text);
     HPDF_SetInfoAttr(r->doc, HPDF_INFO_TITLE, text);
     snprintf(text, sizeof text, "%s", tenant);
@@ -373,57 +699,14 @@ render(render_t *r, const tally__invoice_t *inv)
     if (failed(r))
         return -1;
 
-    /* First page header. */
     if (new_page(r) < 0)
         return -1;
-    cell(r, r->bold, 22, MARGIN_L, 300, r->y - 22, "INVOICE", 0);
-    cell(r, r->bold, 12, 300, MARGIN_R, r->y - 20, name, 1);
-    r->y -= 50;
-    header_field(r, r->y, "Tenant", tenant);
-    r->y -= 15;
-    header_field(r, r->y, "Plan", plan[0] ? plan : "-");
-    r->y -= 15;
-    format_date(inv->period_start_s, a, sizeof a);
-    /* period_end_s is exclusive (the next month's first day): show the last day. */
-    format_date(inv->period_end_s > inv->period_start_s ? inv->period_end_s - 1
-                                                        : inv->period_start_s,
-                b, sizeof b);
-    snprintf(text, sizeof text, "%s \x96 %s", a, b); /* 0x96: en dash in WinAnsi */
-    header_field(r, r->y, "Period", text);
-    r->y -= 15;
-    if (inv->issued_s)
-        format_date(inv->issued_s, a, sizeof a);
-    else
-        snprintf(a, sizeof a, "not yet issued");
-    header_field(r, r->y, "Issued", a);
-    r->y -= 15;
-    if (inv->due_s)
-        format_date(inv->due_s, a, sizeof a);
-    else
-        snprintf(a, sizeof a, "-");
-    header_field(r, r->y, "Due", a);
-    r->y -= 15;
-    if (inv->active)
-        snprintf(text, sizeof text, "Running (month to date)");
-    else
-        snprintf(text, sizeof text, "%s", status_name(inv->status));
-    header_field(r, r->y, "Status", text);
-    if (!inv->active && inv->grace_hours > 0) { /* the month-end rule it was closed under */
-        r->y -= 15;
-        snprintf(text, sizeof text,
-                 "%lld h after month end; usage arriving after the close is billed on the "
-                 "next invoice as late usage",
-                 (long long)inv->grace_hours);
-        header_field(r, r->y, "Grace", text);
-    }
-    r->y -= 30;
+    first_header(r, doc, name, plan);
     table_header(r);
     if (failed(r))
         return -1;
-
-    snprintf(text, sizeof text, "Invoice %s \x96 %s (continued)", name, tenant);
-    char heading[sizeof text];
-    memcpy(heading, text, sizeof heading);
+    snprintf(r->heading, sizeof r->heading, "%s %s \x96 %s (continued)",
+             doc->credit_note ? "Credit note" : "Invoice", doc->credit_note ? cn : name, tenant);
 
     if (pr->n == 0) {
         cell(r, r->italic, BODY_SIZE, cols[0].left, MARGIN_R, r->y, "No usage in this period.", 0);
@@ -431,8 +714,9 @@ render(render_t *r, const tally__invoice_t *inv)
     }
     for (size_t i = 0; i < pr->n; i++) {
         const tally__price_line_t *l = &pr->lines[i];
-        char usage[256], unit[256], bunit[256], num[64], qty[384], bill[384];
-        if (r->y < BOTTOM && continue_page(r, heading) < 0)
+        const tally__invoice_detail_t *d = doc->details ? &doc->details[i] : NULL;
+        char usage[256], unit[256], bunit[256], num[64], qty[384], bill[384], price[128], b[64];
+        if (need(r, ROW_H) < 0)
             return -1;
         to_winansi(l->usage_type, sizeof l->usage_type, usage, sizeof usage);
         to_winansi(l->unit, sizeof l->unit, unit, sizeof unit);
@@ -451,50 +735,48 @@ render(render_t *r, const tally__invoice_t *inv)
             snprintf(bill, sizeof bill, "%s%s%s%s", neg ? "-" : "", num, bunit[0] ? " " : "",
                      bunit);
         }
-        tally__money_format(l->amount_cents, cur, a, sizeof a);
-        to_winansi(a, sizeof a, b, sizeof b);
+        price[0] = '\0';
+        if (d && d->explained && d->ntiers > 0) {
+            snprintf(price, sizeof price, "tiered");
+        } else if (d && d->explained && d->unit_price_cents >= 0) {
+            money(r, d->unit_price_cents, b, sizeof b);
+            if (l->fixed && d->per)
+                snprintf(price, sizeof price, "%s / %s", b, d->per);
+            else
+                snprintf(price, sizeof price, "%s", b);
+        }
+        if (l->fixed && d && d->explained && d->trial_days > 0 && d->paid_days == 0)
+            snprintf(usage + strlen(usage), sizeof usage - strlen(usage), " (trial)");
+        money(r, l->amount_cents, b, sizeof b);
         cell(r, r->regular, BODY_SIZE, cols[0].left, cols[0].right, r->y, usage, 0);
         cell(r, r->regular, BODY_SIZE, cols[1].left, cols[1].right, r->y, qty, 1);
         cell(r, r->regular, BODY_SIZE, cols[2].left, cols[2].right, r->y, bill, 1);
-        cell(r, r->regular, BODY_SIZE, cols[3].left, cols[3].right, r->y, b, 1);
+        cell(r, r->regular, BODY_SIZE, cols[3].left, cols[3].right, r->y, price, 1);
+        cell(r, r->regular, BODY_SIZE, cols[4].left, cols[4].right, r->y, b, 1);
         r->y -= ROW_H;
-        if (failed(r))
+        if (failed(r) || explain(r, l, d, bunit) < 0)
             return -1;
     }
 
-    /* Totals, kept together on one page. */
-    if (r->y - TOTALS_H < BOTTOM - ROW_H && continue_page(r, heading) < 0)
+    if (totals(r, doc, name) < 0)
         return -1;
-    rule(r, r->y + ROW_H - 4);
-    static const char *const labels[3] = {"Subtotal", "Discount", "Total"};
-    const int64_t amounts[3] = {pr->subtotal_cents, pr->discount_cents ? -pr->discount_cents : 0,
-                                pr->total_cents};
-    for (int k = 0; k < 3; k++) {
-        HPDF_Font f = k == 2 ? r->bold : r->regular;
-        float size = k == 2 ? 11.0f : 10.0f;
-        r->y -= 4;
-        tally__money_format(amounts[k], cur, a, sizeof a);
-        to_winansi(a, sizeof a, b, sizeof b);
-        cell(r, f, size, cols[2].left, cols[2].right, r->y, labels[k], 1);
-        cell(r, f, size, cols[2].right + 4, cols[3].right, r->y, b, 1);
-        r->y -= ROW_H;
-    }
 
     /* Footers, now that the page count is known. */
     for (size_t p = 0; p < r->npages; p++) {
         r->page = r->pages[p];
         snprintf(text, sizeof text, "Page %zu of %zu", p + 1, r->npages);
         cell(r, r->regular, 8, MARGIN_L, MARGIN_R, 35, text, 1);
-        snprintf(text, sizeof text, "%s \x96 %s", name, tenant);
+        snprintf(text, sizeof text, "%s \x96 %s", doc->credit_note ? cn : name, tenant);
         cell(r, r->regular, 8, MARGIN_L, 400, 35, text, 0);
     }
     return failed(r) ? -1 : 0;
 }
 
 int
-tally__invoice_pdf(const tally__invoice_t *inv, char **pdf, size_t *len)
+tally__invoice_pdf_doc(const tally__invoice_doc_t *doc, char **pdf, size_t *len)
 {
-    if (!inv || !pdf || !len || (inv->priced.n > 0 && !inv->priced.lines))
+    if (!doc || !doc->inv || !pdf || !len || (doc->inv->priced.n > 0 && !doc->inv->priced.lines) ||
+        (doc->credit_note && !doc->inv->credit_note[0]))
         return TALLY_EINVAL;
 
     render_t r = {0};
@@ -508,7 +790,7 @@ tally__invoice_pdf(const tally__invoice_t *inv, char **pdf, size_t *len)
     r.regular = HPDF_GetFont(r.doc, "Helvetica", "WinAnsiEncoding");
     r.bold = HPDF_GetFont(r.doc, "Helvetica-Bold", "WinAnsiEncoding");
     r.italic = HPDF_GetFont(r.doc, "Helvetica-Oblique", "WinAnsiEncoding");
-    if (!r.regular || !r.bold || !r.italic || failed(&r) || render(&r, inv) < 0)
+    if (!r.regular || !r.bold || !r.italic || failed(&r) || render(&r, doc) < 0)
         goto fail;
 
     if (HPDF_SaveToStream(r.doc) != HPDF_OK || failed(&r))
@@ -540,4 +822,13 @@ fail:
     HPDF_Free(r.doc);
     free(r.pages);
     return rc;
+}
+
+int
+tally__invoice_pdf(const tally__invoice_t *inv, char **pdf, size_t *len)
+{
+    if (!inv)
+        return TALLY_EINVAL;
+    tally__invoice_doc_t doc = {.inv = inv};
+    return tally__invoice_pdf_doc(&doc, pdf, len);
 }

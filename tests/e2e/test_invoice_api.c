@@ -1,5 +1,7 @@
 /* test_invoice_api.c — invoices against a live tallyd: closing last month with tallyctl, the list,
- * pay / refund / illegal cancel, idempotent close, the PDF and the namespace rule. */
+ * pay / refund / illegal cancel, idempotent close, the PDF (seller, buyer, tax from the config and
+ * the payment method, read back with pdftotext), the credit note of a refund and the namespace
+ * rule. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #define LIST "/api/web/namespaces/system/usage/invoices/custom_list"
 #define PDF "/api/web/namespaces/system/usage/invoice_pdf"
 #define ACTION "/api/tally/namespaces/system/invoices/"
+#define CN_PDF "/api/web/namespaces/system/usage/credit_note_pdf"
 
 static harness_t *H;
 static json_t *doc;
@@ -27,7 +30,15 @@ static void
 setup(void)
 {
     /* events a few days before this month began: inside a 100-day late window */
-    const char *env[] = {"TALLY_INGEST_LATE_WINDOW_HOURS=2400", NULL};
+    const char *env[] = {"TALLY_INGEST_LATE_WINDOW_HOURS=2400",
+                         "TALLY_BILLING_DEFAULT_PLAN=individual", /* $20.00 a month */
+                         "TALLY_SELLER_NAME=Tally Metering GmbH",
+                         "TALLY_SELLER_ADDRESS=Hauptstrasse 1\\n10115 Berlin",
+                         "TALLY_SELLER_TAX_ID=DE123456789",
+                         "TALLY_BILLING_TAX_RATE_BP=2000",
+                         "TALLY_BILLING_TAX_LABEL=VAT",
+                         "TALLY_BILLING_PAYMENT_INSTRUCTIONS=IBAN DE89 3704 0044 0532 0130 00",
+                         NULL};
     H = harness_start(env);
     char path[2048];
     const char *src = getenv("TALLY_SOURCE_DIR");
@@ -294,4 +305,129 @@ Test(invoice_api, invoices_are_tenant_wide)
     snprintf(body, sizeof body, "{\"month\":\"%s\"}", last_month);
     json_decref(request("POST", ACTION "close", VIEWER, body, 403));
     json_decref(request("POST", ACTION "inv-2020-01/pay", HARNESS_DEMO_EDITOR_TOKEN, "{}", 403));
+}
+
+/* The PDF of a {"pdf": base64} answer, as text per pdftotext. */
+static char *
+pdf_text_of(json_t *j)
+{
+    const char *b64 = str(j, "pdf");
+    size_t cap = strlen(b64), len = 0;
+    unsigned char *bin = malloc(cap + 1);
+    cr_assert_not_null(bin);
+    cr_assert_eq(sodium_base642bin(bin, cap, b64, strlen(b64), NULL, &len, NULL,
+                                   sodium_base64_VARIANT_ORIGINAL),
+                 0, "pdf is not base64");
+    char path[] = "/tmp/tally-e2e-pdf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, bin, len), (ssize_t)len);
+    close(fd);
+    free(bin);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "pdftotext -enc UTF-8 %s -", path);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char *text = calloc(1, 1 << 20);
+    cr_assert_not_null(text);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "pdftotext failed (poppler-utils, in dev.sh TEST_PKGS)");
+    unlink(path);
+    return text;
+}
+
+Test(invoice_api, tax_seller_buyer_and_the_credit_note_of_a_refund)
+{
+    /* the buyer: the billing contact of the tenant's primary payment method */
+    json_decref(request("POST", "/api/web/namespaces/system/billing/payment_methods", ADMIN,
+                        "{\"token\":\"tok_buyer\",\"role\":\"PAYMENT_METHOD_ROLE_PRIMARY\","
+                        "\"contact\":{\"address1\":\"1 Road Runner Way\",\"city\":\"Tucson\","
+                        "\"state\":\"AZ\",\"zip_code\":\"85701\",\"country\":\"USA\","
+                        "\"contact_type\":\"BILLING\"}}",
+                        200));
+    close_last_month("STATUS_ISSUED");
+    json_t *j = list(NULL);
+    int n;
+    json_t *inv = find(j, last_name, &n);
+    cr_assert_eq(n, 1);
+    expect_schema("#/components/schemas/invoiceInvoiceType", inv);
+    long long total = atoll(str(inv, "tally_total")), tax = atoll(str(inv, "tally_tax"));
+    long long due = atoll(str(inv, "tally_amount_due"));
+    cr_assert_eq(total, 2000, "the individual plan's $20.00 fee; the usage is all included");
+    cr_assert_eq(tax, (total * 2000 + 5000) / 10000, "20 %% of %lld, half up", total);
+    cr_assert_eq(due, total + tax);
+    cr_assert_eq(atoll(str(inv, "amount")), due, "amount is what the customer pays");
+    cr_assert_str_eq(str(inv, "tally_tax_label"), "VAT");
+    cr_assert_null(json_object_get(inv, "tally_credit_note"));
+    char due_text[64];
+    snprintf(due_text, sizeof due_text, "$%lld.%02lld", due / 100, due % 100);
+    if (due >= 100000)
+        snprintf(due_text, sizeof due_text, "$%lld,%03lld.%02lld", due / 100000, (due / 100) % 1000,
+                 due % 100);
+    json_decref(j);
+
+    char path[256];
+    snprintf(path, sizeof path, PDF "?name=%s", last_name);
+    j = request("GET", path, ADMIN, NULL, 200);
+    char *text = pdf_text_of(j);
+    json_decref(j);
+    static const char *const invoice_says[] = {"INVOICE",
+                                               "Tally Metering GmbH",
+                                               "Hauptstrasse 1",
+                                               "10115 Berlin",
+                                               "Tax ID: DE123456789",
+                                               "BILL TO",
+                                               "1 Road Runner Way",
+                                               "Tucson, AZ 85701",
+                                               "VAT (20.00%)",
+                                               "Amount due",
+                                               "Payment terms",
+                                               "Net 30",
+                                               "IBAN DE89 3704 0044 0532 0130 00",
+                                               "Page 1 of 1",
+                                               "Currency",
+                                               "Plan fee: Individual",
+                                               "$20.00 / month",
+                                               "$4.00",
+                                               "$24.00"};
+    for (size_t i = 0; i < sizeof invoice_says / sizeof invoice_says[0]; i++)
+        cr_assert_not_null(strstr(text, invoice_says[i]), "\"%s\" missing:\n%s", invoice_says[i],
+                           text);
+    cr_assert_not_null(strstr(text, due_text), "%s missing:\n%s", due_text, text);
+    free(text);
+
+    /* no credit note before the refund */
+    char cn[32];
+    snprintf(cn, sizeof cn, "CN-%s", last_month);
+    snprintf(path, sizeof path, CN_PDF "?name=%s", cn);
+    json_decref(request("GET", path, ADMIN, NULL, 404));
+    json_decref(request("GET", CN_PDF, ADMIN, NULL, 400));
+    json_decref(request("GET", CN_PDF "?name=inv-2020-01", ADMIN, NULL, 400));
+    json_decref(request("GET", CN_PDF "?name=CN-2020-13", ADMIN, NULL, 400));
+
+    json_decref(act(last_name, "pay", 200));
+    j = act(last_name, "refund", 200);
+    inv = json_object_get(j, "invoice");
+    cr_assert_str_eq(str(inv, "status"), "STATUS_REFUNDED");
+    cr_assert_str_eq(str(inv, "tally_credit_note"), cn);
+    json_decref(j);
+
+    j = request("GET", path, ADMIN, NULL, 200);
+    expect_schema("#/components/schemas/invoiceDownloadInvoicePdfRsp", j);
+    text = pdf_text_of(j);
+    json_decref(j);
+    static const char *const note_says[] = {"CREDIT NOTE", "Credits invoice", "Total credited",
+                                            "CREDITED TO", "Tally Metering GmbH"};
+    for (size_t i = 0; i < sizeof note_says / sizeof note_says[0]; i++)
+        cr_assert_not_null(strstr(text, note_says[i]), "\"%s\" missing:\n%s", note_says[i], text);
+    cr_assert_not_null(strstr(text, cn), "%s", text);
+    cr_assert_not_null(strstr(text, last_name), "%s", text);
+    cr_assert_not_null(strstr(text, due_text), "the amount credited %s:\n%s", due_text, text);
+    free(text);
+
+    /* tenant-wide like invoices: a token scoped to demo may not read it */
+    snprintf(path, sizeof path, "/api/web/namespaces/demo/usage/credit_note_pdf?name=%s", cn);
+    json_decref(request("GET", path, VIEWER, NULL, 403));
+    json_decref(request("GET", path, ADMIN, NULL, 200));
 }

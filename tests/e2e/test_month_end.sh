@@ -106,9 +106,10 @@ mu=$(json "j['monthly_usage_items'][0]['amount']")
 api GET /api/web/namespaces/system/usage/invoices/custom_list
 run=$(json "[x['amount'] for x in j['invoices'] if x['name'] == 'inv-2026-11'][0]")
 pdf_text inv-2026-11
-grep -q "Total *$(dollars "$cu")" "$T/inv-2026-11.txt" ||
-    fail "the running invoice's PDF does not total $(dollars "$cu"): $(grep -i total "$T/inv-2026-11.txt")"
-grep -q "Plan fee: Individual *- *20 days *\$13.33" "$T/inv-2026-11.txt" ||
+# no tax configured: the amount due is the total
+grep -q "Amount due *$(dollars "$cu")" "$T/inv-2026-11.txt" ||
+    fail "the running invoice's PDF does not total $(dollars "$cu"): $(grep -i "total\|amount due" "$T/inv-2026-11.txt")"
+grep -q "Plan fee: Individual *- *20 days *\$20.00 / month *\$13.33" "$T/inv-2026-11.txt" ||
     fail "the PDF's fee line is not 20 days for \$13.33: $(grep -i 'plan fee' "$T/inv-2026-11.txt")"
 [ "$cu" = "$mu" ] && [ "$cu" = "$run" ] ||
     fail "month-to-date totals differ: current_usage $cu, monthly_usage $mu, running invoice $run"
@@ -150,7 +151,7 @@ nov=$(json "[x['amount'] for x in j['invoices'] if x['name'] == 'inv-2026-11'][0
 # the whole fee, 360 c of requests, 155 GB: 55 x 9 c
 [ "$nov" = $((2000 + 360 + 495)) ] || fail "November's invoice is $nov cents, expected 2855"
 pdf_text inv-2026-11
-grep -q "Grace *48 h after month end" "$T/inv-2026-11.txt" ||
+grep -q "Grace *closed 48 h after month end" "$T/inv-2026-11.txt" ||
     fail "November's invoice does not state its grace: $(head -n 20 "$T/inv-2026-11.txt")"
 event late-2 ns-c bytes_out 3000000000 "2026-11-29T10:00:00Z"
 api POST /api/web/namespaces/system/monthly_usage '{}'
@@ -165,7 +166,9 @@ decinv=$(json "[x['amount'] for x in j['invoices'] if x['name'] == 'inv-2026-12'
 [ "$decinv" = $((dec + 27)) ] ||
     fail "December's running invoice is $decinv cents, expected its month to date $dec + 27 late"
 pdf_text inv-2026-12
-grep -q "Late usage for 2026-11: Data Transfer Out.* \$0.27" "$T/inv-2026-12.txt" ||
+# the PDF's description column shortens long names ("Data ..."); the line's month and amount
+# must be there
+grep -q "Late usage for 2026-11: Data.* \$0.27" "$T/inv-2026-12.txt" ||
     fail "December's PDF has no late-usage line: $(cat "$T/inv-2026-12.txt")"
 say "past the grace: November closed at $nov cents; 27 cents of late November usage on December ($decinv)"
 stop_tallyd

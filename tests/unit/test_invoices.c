@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include "invoicedoc.h"
 #include "invoices.h"
 #include "rollup.h"
 #include "store.h"
@@ -438,4 +439,113 @@ Test(invoices, closed_invoices_survive_a_store_reopen)
     cr_assert_str_eq(inv.priced.currency, "EUR");
     tally__invoice_fini(&inv);
     close_ok(FEB, APR10 + DAY, 0);
+}
+
+/* ---- tax and credit notes ---------------------------------------------------------------- */
+
+Test(invoices, tax_is_frozen_at_close_and_shown_in_the_json)
+{
+    env.tax_rate_bp = 1950; /* 19.5 % */
+    env.tax_label = "VAT";
+    tally__invoice_t inv;
+    cr_assert_eq(tally__invoices_close(&env, MAR, APR10, &inv, NULL), 0);
+    /* March: 1000 + 31 = 1031; 1031 x 0.195 = 201.045 -> 201 */
+    cr_assert_eq(inv.priced.total_cents, 1031);
+    cr_assert_eq(inv.tax_cents, 201);
+    cr_assert_eq(inv.amount_due_cents, 1232);
+    tally__invoice_fini(&inv);
+
+    /* a later rate change does not touch an issued invoice, only the running one */
+    env.tax_rate_bp = 0;
+    env.tax_label = NULL;
+    cr_assert_eq(tally__invoices_get(&env, "inv-2024-03", APR10, &inv), 0);
+    cr_assert_eq(inv.tax_rate_bp, 1950);
+    cr_assert_str_eq(inv.tax_label, "VAT");
+    cr_assert_eq(inv.tax_cents, 201);
+    cr_assert_eq(inv.amount_due_cents, 1232);
+    json_t *api = tally__invoices_to_api(&inv, "EUR", APR10);
+    cr_assert_eq(tally__invoice_api_extend(api, &inv), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(api, "amount")), "1232", "amount is due");
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_subtotal")), "1031");
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_total")), "1031");
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_tax")), "201");
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_amount_due")), "1232");
+    cr_assert_eq(json_integer_value(json_object_get(api, "tally_tax_rate_bp")), 1950);
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_tax_label")), "VAT");
+    cr_assert_null(json_object_get(api, "tally_credit_note"), "not refunded");
+    json_decref(api);
+    tally__invoice_fini(&inv);
+
+    cr_assert_eq(tally__invoices_running(&env, APR10, &inv), 0);
+    cr_assert_eq(inv.tax_rate_bp, 0);
+    cr_assert_eq(inv.tax_cents, 0);
+    cr_assert_eq(inv.amount_due_cents, inv.priced.total_cents);
+    tally__invoice_fini(&inv);
+}
+
+Test(invoices, a_record_from_before_tax_reads_untaxed)
+{
+    const char *old = "{\"name\":\"inv-2024-02\",\"tenant\":\"acme\",\"plan\":\"free\","
+                      "\"period_start\":1706745600,\"period_end\":1709251200,\"issued\":1709251300,"
+                      "\"due\":1711843300,\"status\":\"STATUS_PAID\",\"currency\":\"EUR\","
+                      "\"subtotal_cents\":1029,\"discount_cents\":0,\"total_cents\":1029,"
+                      "\"lines\":[],\"history\":[]}";
+    tally__obj_op_t op = {.op = TALLY_OBJ_PUT,
+                          .kind = TALLY_INVOICES_KIND,
+                          .ns = TALLY_INVOICES_NS,
+                          .name = "inv-2024-02",
+                          .value = old,
+                          .len = strlen(old)};
+    cr_assert_eq(tally__store_obj_write(store, &op, 1), 0);
+    tally__invoice_t inv;
+    cr_assert_eq(tally__invoices_get(&env, "inv-2024-02", APR10, &inv), 0);
+    cr_assert_eq(inv.tax_cents, 0);
+    cr_assert_eq(inv.amount_due_cents, 1029);
+    tally__invoice_fini(&inv);
+}
+
+Test(invoices, a_refund_issues_one_credit_note_in_the_same_write)
+{
+    env.tax_rate_bp = 2000;
+    close_ok(MAR, APR10, 1);
+    tally__invoice_t inv;
+    cr_assert_eq(
+        tally__invoices_act(&env, "inv-2024-03", "pay", "admin", APR10 + 60, &inv, msg, sizeof msg),
+        0, "%s", msg);
+    cr_assert_str_empty(inv.credit_note, "paying issues no credit note");
+    tally__invoice_fini(&inv);
+    cr_assert_eq(tally__invoices_act(&env, "inv-2024-03", "refund", "ops", APR10 + 120, &inv, msg,
+                                     sizeof msg),
+                 0, "%s", msg);
+    cr_assert_str_eq(inv.credit_note, "CN-2024-03");
+    cr_assert_eq(inv.credit_note_s, APR10 + 120);
+    tally__invoice_fini(&inv);
+
+    /* stored with the status: read back after reopening the store */
+    tally__store_close(store);
+    open_store();
+    cr_assert_eq(tally__invoices_get(&env, "inv-2024-03", APR10 + 200, &inv), 0);
+    cr_assert_eq(inv.status, TALLY_INVOICE_STATUS_REFUNDED);
+    cr_assert_str_eq(inv.credit_note, "CN-2024-03");
+    cr_assert_eq(inv.credit_note_s, APR10 + 120);
+    cr_assert_eq(inv.amount_due_cents, 1031 + 206, "the credit note credits the amount due");
+    json_t *api = tally__invoices_to_api(&inv, "EUR", APR10 + 200);
+    cr_assert_eq(tally__invoice_api_extend(api, &inv), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(api, "tally_credit_note")), "CN-2024-03");
+    json_decref(api);
+    tally__invoice_fini(&inv);
+
+    /* a second refund is refused and issues nothing */
+    cr_assert_eq(act("inv-2024-03", "refund", APR10 + 300, NULL), TALLY_EBUSY);
+    cr_assert_eq(tally__invoices_get(&env, "inv-2024-03", APR10 + 400, &inv), 0);
+    cr_assert_eq(inv.credit_note_s, APR10 + 120);
+    tally__invoice_fini(&inv);
+
+    char name[64];
+    cr_assert_eq(tally__credit_note_invoice("CN-2024-03", name, sizeof name), 0);
+    cr_assert_str_eq(name, "inv-2024-03");
+    cr_assert_eq(tally__credit_note_invoice("inv-2024-03", name, sizeof name), TALLY_EINVAL);
+    cr_assert_eq(tally__credit_note_invoice("CN-2024-13", name, sizeof name), TALLY_EINVAL);
+    cr_assert_eq(tally__credit_note_invoice("CN-../x", name, sizeof name), TALLY_EINVAL);
+    cr_assert_eq(tally__credit_note_invoice(NULL, name, sizeof name), TALLY_EINVAL);
 }

@@ -440,7 +440,7 @@ Test(openapi, every_reference_schema_has_same_properties_types_and_enums)
     cr_assert_eq(d.n, 0, "%d difference(s):\n%s", d.n, d.text);
 }
 
-Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
+Test(openapi, extra_paths_are_exactly_tally_admin_credit_note_and_own_paths)
 {
     /* tally's admin extensions: `tallyctl plan approve|reject` and
      * `tallyctl invoice close|pay|cancel|refund`, POST only */
@@ -450,6 +450,11 @@ Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
         "/api/tally/namespaces/system/invoices/{name}/{action}",
     };
     const size_t nadmin = sizeof admin_paths / sizeof admin_paths[0];
+    /* tally's read extensions: the credit note of a refunded invoice, GET only */
+    static const char *const read_paths[] = {
+        "/api/web/namespaces/{namespace}/usage/credit_note_pdf",
+    };
+    const size_t nread = sizeof read_paths / sizeof read_paths[0];
     need_ref();
     json_t *rpaths = json_object_get(ref, "paths"), *opaths = json_object_get(ours, "paths");
     diffs_t d = {.len = 0};
@@ -462,6 +467,8 @@ Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
         int admin = 0;
         for (size_t i = 0; i < nadmin; i++)
             admin |= strcmp(path, admin_paths[i]) == 0;
+        for (size_t i = 0; i < nread; i++)
+            admin |= strcmp(path, read_paths[i]) == 0;
         if (!is_own_path(path) && !admin)
             diff(&d, "%s: neither in the reference nor one of tally's own paths", path);
     }
@@ -472,6 +479,14 @@ Test(openapi, extra_paths_are_exactly_metrics_healthz_and_openapi_json)
         else if (!json_object_get(json_object_get(json_object_get(item, "post"), "responses"),
                                   "200"))
             diff(&d, "%s: POST has no 200 response", admin_paths[i]);
+    }
+    for (size_t i = 0; i < nread; i++) {
+        item = json_object_get(opaths, read_paths[i]);
+        if (!item || !json_object_get(item, "get") || json_object_size(item) != 1)
+            diff(&d, "%s: missing, or not exactly one GET operation", read_paths[i]);
+        else if (!json_object_get(json_object_get(json_object_get(item, "get"), "responses"),
+                                  "200"))
+            diff(&d, "%s: GET has no 200 response", read_paths[i]);
     }
     for (size_t i = 0; i < 3; i++) {
         item = json_object_get(opaths, own_paths[i]);
@@ -691,6 +706,19 @@ Test(openapi, no_description_is_copied_from_the_reference)
     cr_assert_eq(d.n, 0, "%d string(s) identical to the reference:\n%s", d.n, d.text);
 }
 
+/* The node at the JSON pointer-like path "#/a/b" (no escapes: none of our keys need them). */
+static json_t *
+at_path(json_t *doc, const char *where)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", where);
+    json_t *node = doc;
+    for (char *save = NULL, *tok = strtok_r(buf + 1, "/", &save); tok && node;
+         tok = strtok_r(NULL, "/", &save))
+        node = json_object_get(node, tok);
+    return node;
+}
+
 static void
 find_vendor_keys(diffs_t *d, json_t *node, const char *where)
 {
@@ -702,7 +730,10 @@ find_vendor_keys(diffs_t *d, json_t *node, const char *where)
         {
             char w[1024];
             snprintf(w, sizeof w, "%s/%s", where, k);
-            if (strncmp(k, "x-ves-", 6) == 0)
+            /* the reference's required-field markers are kept where it has them */
+            if (strncmp(k, "x-ves-", 6) == 0 &&
+                !(strcmp(k, "x-ves-required") == 0 && ref && at_path(ref, w) &&
+                  json_equal(at_path(ref, w), v)))
                 diff(d, "%s", w);
             find_vendor_keys(d, v, w);
         }
@@ -716,6 +747,106 @@ Test(openapi, no_vendor_extensions)
     diffs_t d = {.len = 0};
     find_vendor_keys(&d, ours, "#");
     cr_assert_eq(d.n, 0, "%d x-ves-* key(s) left:\n%s", d.n, d.text);
+}
+
+/* Every "required" (array or marker) and x-ves-required of the reference, found equal in ours
+ * at the same place. */
+static void
+find_required(diffs_t *d, json_t *node, const char *where, int *n)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_object(node)) {
+        json_object_foreach(node, k, v)
+        {
+            char w[1024];
+            snprintf(w, sizeof w, "%s/%s", where, k);
+            if (strcmp(k, "x-ves-required") == 0 ||
+                (strcmp(k, "required") == 0 && json_is_array(v))) {
+                (*n)++;
+                json_t *mine = at_path(ours, w);
+                if (!mine)
+                    diff(d, "%s: missing in ours", w);
+                else if (json_is_array(v) ? !same_set(v, mine) : !json_equal(v, mine))
+                    diff(d, "%s: differs from the reference", w);
+            }
+            find_required(d, v, w, n);
+        }
+    } else if (json_is_array(node)) {
+        json_array_foreach(node, i, v)
+        {
+            char w[1024];
+            snprintf(w, sizeof w, "%s/%zu", where, i);
+            find_required(d, v, w, n);
+        }
+    }
+}
+
+/* What clients of the reference rely on beyond the schemas: its version, its six required-field
+ * markers, and every response code it lists, on every one of its operations. */
+Test(openapi, reference_version_required_markers_and_responses_are_kept)
+{
+    need_ref();
+    diffs_t d = {.len = 0};
+    const char *rv = str_or(json_object_get(json_object_get(ref, "info"), "version"), "?");
+    const char *ov = str_or(json_object_get(json_object_get(ours, "info"), "version"), "?");
+    if (strcmp(rv, ov) != 0)
+        diff(&d, "info.version is %s, the reference's %s", ov, rv);
+
+    int markers = 0;
+    find_required(&d, json_object_get(ref, "components"), "#/components", &markers);
+    cr_assert_geq(markers, 6, "the reference has %d required markers, expected at least 6",
+                  markers);
+
+    int ops = 0, codes = 0;
+    const char *path;
+    json_t *ritem;
+    json_object_foreach(json_object_get(ref, "paths"), path, ritem)
+    {
+        json_t *oitem = json_object_get(json_object_get(ours, "paths"), path);
+        const char *m;
+        json_t *rop;
+        json_object_foreach(ritem, m, rop)
+        {
+            if (!is_method(m))
+                continue;
+            ops++;
+            json_t *oop = json_object_get(oitem, m);
+            if (!oop) {
+                diff(&d, "%s %s: missing", m, path);
+                continue;
+            }
+            json_t *rp, *op;
+            size_t i, k;
+            json_array_foreach(json_object_get(rop, "parameters"), i, rp)
+            {
+                json_array_foreach(json_object_get(oop, "parameters"), k, op)
+                {
+                    if (same_str_key(rp, op, "name") && same_str_key(rp, op, "in") &&
+                        !same_str_key(rp, op, "required"))
+                        diff(&d, "%s %s param %s: required differs", m, path,
+                             str_or(json_object_get(rp, "name"), "?"));
+                }
+            }
+            const char *code;
+            json_t *rr;
+            json_t *oresp = json_object_get(oop, "responses");
+            json_object_foreach(json_object_get(rop, "responses"), code, rr)
+            {
+                codes++;
+                json_t *orr = json_object_get(oresp, code);
+                if (!orr)
+                    diff(&d, "%s %s: no %s response", m, path, code);
+                else if (json_object_get(orr, "$ref") &&
+                         !resolve_pointer(ours, str_or(json_object_get(orr, "$ref"), "")))
+                    diff(&d, "%s %s: %s response is a dangling $ref", m, path, code);
+            }
+        }
+    }
+    cr_assert_eq(ops, 26, "the reference has %d operations, expected 26", ops);
+    cr_assert_gt(codes, 26 * 8);
+    cr_assert_eq(d.n, 0, "%d difference(s):\n%s", d.n, d.text);
 }
 
 /* ---- the validator, on a hand-made document --------------------------------------- */
