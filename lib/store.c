@@ -1838,7 +1838,14 @@ ev_load(tally__store_t *s)
         mdb_txn_abort(txn);
     if (rc)
         return map_err(rc);
+    /* size the set once: growing it step by step rehashes it each time */
+    size_t total = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        total += v.mv_size / EVREC_ENTRY;
+    if (rc == MDB_NOTFOUND && total && tally__evset_reserve(&s->evset, total) != 0)
+        rc = ENOMEM;
+    for (rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc; rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         size_t m = v.mv_size / EVREC_ENTRY;
         if (k.mv_size != 8 || m == 0 || v.mv_size % EVREC_ENTRY) {
