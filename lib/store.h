@@ -108,7 +108,7 @@ typedef struct tally__store_src {
     size_t nh, nm; /**< how many hourly and monthly puts fill() yields */
     /** HTTP events to remember as seen, appended to "evlog" in the same
      *  transaction, in this order (tally__store_events_seen()); may be NULL
-     *  with nev 0. An identity must appear at most once. */
+     *  with nev 0. An identity given twice is held once, at its later entry. */
     const struct tally__store_evkey *ev;
     size_t nev;
 } tally__store_src_t;
