@@ -3,6 +3,7 @@
  * (lib/store, table "evlog"): reload across reopens, pruning by time and count, failed
  * commits, and the move of an older store's evseen/evtime tables into the log. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,6 +454,71 @@ Test(store_events, an_older_stores_evseen_and_evtime_move_into_the_log)
     /* opening again moves nothing twice */
     cr_assert_eq(tally__store_open(dir, 16 * MiB, 0, &s), 0);
     cr_assert_eq(tally__store_events_count(s), N - 168);
+    tally__store_close(s);
+    testdir_remove(dir);
+}
+
+/* ---- readers on another thread ---------------------------------------------------- */
+
+#define KEEP 10000
+
+typedef struct reader {
+    tally__store_t *s;
+    volatile int stop;
+    uint64_t committed; /* identities 0..committed-1 are committed (atomic) */
+    uint64_t checks, misses;
+} reader_t;
+
+static void *
+reader_main(void *arg)
+{
+    reader_t *r = arg;
+    uint64_t seed = 7;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        uint64_t c = __atomic_load_n(&r->committed, __ATOMIC_ACQUIRE);
+        if (!c)
+            continue;
+        uint64_t i = c - 1 - rnd(&seed) % (c < 2000 ? c : 2000);
+        tally__store_evkey_t e = ek(i, 0);
+        uint8_t got;
+        uint64_t count;
+        cr_assert_eq(tally__store_events_seen(r->s, &e, 1, 0, &got, &count), 0);
+        /* the writer prunes after it publishes a count, down to the newest
+         * KEEP: a miss is one only if i is among those of the count now */
+        uint64_t c2 = __atomic_load_n(&r->committed, __ATOMIC_ACQUIRE);
+        r->checks++;
+        r->misses += !got && i + KEEP >= c2;
+    }
+    return NULL;
+}
+
+Test(store_events, a_reader_on_another_thread_sees_every_committed_identity)
+{
+    char dir[64];
+    testdir_make(dir, sizeof dir, "store-ev");
+    tally__store_t *s;
+    cr_assert_eq(tally__store_open(dir, 64 * MiB, 0, &s), 0);
+    reader_t r = {.s = s};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, reader_main, &r), 0);
+    tally__store_evkey_t ev[500];
+    uint64_t next = 0;
+    for (int f = 0; f < 60; f++) {
+        for (size_t i = 0; i < 500; i++)
+            ev[i] = ek(next + i, 1000 + f);
+        cr_assert_eq(commit_events(s, ev, 500), 0);
+        next += 500;
+        __atomic_store_n(&r.committed, next, __ATOMIC_RELEASE);
+        /* the set grows, then is trimmed to the newest KEEP while the
+         * reader reads */
+        size_t n;
+        cr_assert_eq(tally__store_prune_events_ex(s, INT64_MIN, KEEP, 100000, &n, NULL), 0);
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    cr_assert(r.checks > 0);
+    cr_assert_eq(r.misses, 0, "%llu of %llu committed identities not seen",
+                 (unsigned long long)r.misses, (unsigned long long)r.checks);
     tally__store_close(s);
     testdir_remove(dir);
 }
