@@ -550,8 +550,9 @@ on_wake(uv_async_t *h)
 #define PRUNE_EVERY_MS (3600u * 1000u)
 
 /* The HTTP door's identities older than http_dedup_hours go the same way:
- * a round starts every hour, fixes its cut and deletes at most
- * PRUNE_PER_TICK a tick (in small transactions) until none is older. */
+ * a round starts every hour, fixes its cut and deletes about
+ * PRUNE_PER_TICK a tick (whole log records, in small transactions) until
+ * none is older. */
 /* Past ingest.http_dedup_max_events, the oldest identities go first, every
  * tick: the window shrinks instead of the door closing, and says so. */
 static void
@@ -590,8 +591,8 @@ prune_events_step(tally_aggregator_t *a, uint64_t now)
     int rc = tally__store_prune_events(a->o.store, a->ev_prune_cut_ms, PRUNE_PER_TICK, &n);
     a->ev_prune_round += n;
     TALLY_STAT_ADD(http_dedup_pruned, n);
-    if (rc == 0 && n == PRUNE_PER_TICK)
-        return;
+    if (rc == 0 && n >= PRUNE_PER_TICK)
+        return; /* whole records go, so a tick may take a few more */
     if (rc)
         tally__log_error("pruning HTTP event identities failed; next try in an hour "
                          "err=\"%s\" pruned=%zu",

@@ -13,14 +13,17 @@
  * verifier holds what the signer holds), but cannot present the secret to
  * the HTTP door, which checks `NAME:SECRET` by deriving K again.
  *
- * MACs are keyed BLAKE2b-256 (libsodium crypto_generichash): keyed BLAKE2b
- * is a PRF by construction, so one pass over the message suffices (HMAC
- * hashes twice), and it is the fastest MAC libsodium offers for both the
- * 60-byte one-event batches and the 5 KiB hundred-event ones. Tags are
- * compared with crypto_verify_32 (constant time).
+ * MACs are keyed BLAKE2b-256 (RFC 7693, libsodium's crypto_generichash with
+ * a key): keyed BLAKE2b is a PRF by construction, so one pass over the
+ * message suffices (HMAC hashes twice), and every language's standard
+ * library has BLAKE2b. tally__mac() computes the very same bytes as
+ * crypto_generichash, but compresses the key block once per key and thread
+ * instead of once per message (credential.c says why). Tags are compared
+ * with crypto_verify_32 (constant time).
  *
- * Everything here is pure computation on caller buffers; thread-safe once
- * sodium_init() has run (tally__cred_init()).
+ * Everything here is computation on caller buffers (and a per-thread cache
+ * of one keyed state); thread-safe once sodium_init() has run
+ * (tally__cred_init()).
  */
 #ifndef TALLY_CREDENTIAL_H
 #define TALLY_CREDENTIAL_H
@@ -73,7 +76,12 @@ void tally__cred_derive(const uint8_t secret[TALLY__CRED_SECRET_LEN],
 int tally__cred_generate(const char *name, char *str, size_t cap,
                          uint8_t key[TALLY__CRED_KEY_LEN]);
 
-/** @brief tag = keyed BLAKE2b-256 of msg[0..len). */
+/**
+ * @brief tag = keyed BLAKE2b-256 of msg[0..len).
+ * @note Keeps the state after the key block of the last key used in
+ *       thread-local storage, so signing or checking many messages under one
+ *       key costs only their own blocks.
+ */
 void tally__mac(const uint8_t key[TALLY__CRED_KEY_LEN], const void *msg, size_t len,
                 uint8_t tag[TALLY__MAC_LEN]);
 

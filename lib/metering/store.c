@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <lmdb.h>
 
+#include "evset.h"
 #include "log.h"
 #include "store.h"
 #include "timeutil.h"
@@ -58,10 +59,14 @@ typedef struct learned {
 struct tally__store {
     MDB_env *env;
     MDB_dbi hourly, monthly, series, producers, meta, objects;
-    /* the HTTP door's exactly-once set: identity -> first-seen ms, and
-     * (first-seen ms big-endian, identity) -> nothing, for pruning in order */
-    MDB_dbi evseen, evtime;
-    int has_ev; /* both exist (a read-only open of an older store may lack them) */
+    /* the HTTP door's exactly-once set: an append-only log of the
+     * identities each flush committed, record number -> (identity,
+     * first-seen ms) x n; and the same in memory for lookups */
+    MDB_dbi evlog;
+    int has_ev; /* it exists (a read-only open of an older store may lack it) */
+    uint64_t ev_next_rec;  /* the next record's number */
+    tally__evset_t evset;  /* writer: the committing thread, under evlock */
+    pthread_rwlock_t evlock;
     /* producer id -> unix seconds of its latest batch, so idle producers
      * can be dropped across restarts (beside "producers", whose records an
      * older tallyd reads, so their size stays) */
@@ -321,6 +326,14 @@ tally__store_writemap(const tally__store_t *s)
     return s->writemap;
 }
 
+/* The HTTP door's exactly-once set (at the end of this file). */
+static int ev_start(tally__store_t *s, const char *dir);
+static int ev_set_reserve(tally__store_t *s, size_t n);
+static int ev_log_append(tally__store_t *s, MDB_txn *txn, const tally__store_evkey_t *ev, size_t n,
+                         uint64_t *recs);
+static void ev_set_append(tally__store_t *s, const tally__store_evkey_t *ev, size_t n,
+                          uint64_t recs);
+
 int
 tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
                      tally__store_t **out)
@@ -336,6 +349,8 @@ tally__store_open_ex(const char *dir, uint64_t map_size_bytes, unsigned oflags,
     s->lockfd = -1;
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->mark_mu, NULL);
+    pthread_rwlock_init(&s->evlock, NULL);
+    tally__evset_init(&s->evset);
     if (!readonly && (rc = mkdir_p(dir)) != 0) {
         tally__log_error("cannot create storage directory dir=%s err=\"%s\"", dir,
                          tally_strerror(rc));
@@ -488,9 +503,8 @@ again:
             rc = TALLY_ECORRUPT;
         goto fail;
     }
-    /* added without a format change: an older tallyd never opens them */
-    if (mdb_dbi_open(txn, "evseen", dflags, &s->evseen) == 0 &&
-        mdb_dbi_open(txn, "evtime", dflags, &s->evtime) == 0)
+    /* added without a format change: an older tallyd never opens it */
+    if (mdb_dbi_open(txn, "evlog", dflags, &s->evlog) == 0)
         s->has_ev = 1;
     if (mdb_dbi_open(txn, "prodseen", dflags, &s->prodseen) == 0)
         s->has_prodseen = 1;
@@ -518,6 +532,9 @@ again:
             identity_save(s);
         }
     }
+    txn = NULL;
+    if (!readonly && s->has_ev && (rc = ev_start(s, dir)) != 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -529,6 +546,8 @@ fail:
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->mark_mu);
     free(s->dir);
+    pthread_rwlock_destroy(&s->evlock);
+    tally__evset_fini(&s->evset);
     free(s);
     return rc;
 }
@@ -545,6 +564,8 @@ tally__store_close(tally__store_t *s)
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->mark_mu);
     free(s->dir);
+    pthread_rwlock_destroy(&s->evlock);
+    tally__evset_fini(&s->evset);
     free(s->learn);
     free(s->chunk_puts);
     free(s->chunk_deltas);
@@ -759,6 +780,8 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
         }
     }
     pthread_rwlock_rdlock(&s->lock);
+    if (src->nev && (rc = ev_set_reserve(s, src->nev)) != 0)
+        goto out;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         goto out;
     double *diffs = nm ? calloc(nm, sizeof *diffs) : NULL;
@@ -800,26 +823,13 @@ tally__store_commit_src(tally__store_t *s, const tally__store_src_t *src,
                 goto abort;
         }
     }
-    if (src->nev && !s->has_ev) {
-        rc = EINVAL;
+    uint64_t ev_recs = 0;
+    if (src->nev && (rc = ev_log_append(s, txn, src->ev, src->nev, &ev_recs)) != 0)
         goto abort;
-    }
-    for (size_t i = 0; i < src->nev; i++) {
-        const tally__store_evkey_t *e = &src->ev[i];
-        uint8_t tk[8 + TALLY_STORE_EVKEY_LEN];
-        put_be64(tk, (uint64_t)e->seen_ms);
-        memcpy(tk + 8, e->key, TALLY_STORE_EVKEY_LEN);
-        MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)e->key}, v = {8, tk};
-        MDB_val tkv = {sizeof tk, tk}, empty = {0, ""};
-        /* An identity committed again was past its window (the ingest side
-         * checks the rest): it starts a new window. Its old evtime entry
-         * stays behind, and pruning skips it (its time no longer matches). */
-        if ((rc = mdb_put(txn, s->evseen, &k, &v, 0)) != 0 ||
-            (rc = mdb_put(txn, s->evtime, &tkv, &empty, 0)) != 0)
-            goto abort;
-    }
     if ((rc = mdb_txn_commit(txn)) == 0) {
         identity_mark_data(s);
+        if (src->nev)
+            ev_set_append(s, src->ev, src->nev, ev_recs);
         s->next_sid = next;
         for (size_t i = 0; i < s->nlearn; i++)
             *s->learn[i].dst = s->learn[i].sid1;
@@ -1681,55 +1691,296 @@ out:
     return rc;
 }
 
-/* ---- the HTTP door's exactly-once set --------------------------------------- */
+/* ---- the HTTP door's exactly-once set ---------------------------------------
+ *
+ * Table "evlog" is an append-only log: each flush that commits HTTP events
+ * appends, in its own transaction, records numbered in sequence (8-byte
+ * big-endian keys, so every put is an append to the last page), each
+ * holding up to EVREC_MAX entries of (16-byte identity, first-seen unix ms
+ * as 8 bytes big-endian). Records stay small enough to sit inline in a
+ * page: no overflow pages to find room for. Pruning deletes records from
+ * the front, and trims the first when the set is over its count.
+ *
+ * Lookups never read the log: s->evset holds the same entries in the same
+ * order in memory (evset.h), loaded from the log at open and appended to
+ * after each commit. A store of an older tallyd kept the set in two
+ * B-trees, "evseen" (identity -> ms) and "evtime" ((ms, identity) -> ""),
+ * two random-key inserts per event; the first writable open moves them
+ * into the log (ev_migrate). */
+
+#define EVREC_ENTRY (TALLY_STORE_EVKEY_LEN + 8)
+/* LMDB keeps a node inline up to about half a 4 KiB page: 8-byte node
+ * header, 8-byte key and 84 x 24 = 2016 bytes of entries fit */
+#define EVREC_MAX 84
+
+static void
+ev_entry_put(uint8_t *p, const tally__store_evkey_t *e)
+{
+    memcpy(p, e->key, TALLY_STORE_EVKEY_LEN);
+    put_be64(p + TALLY_STORE_EVKEY_LEN, (uint64_t)e->seen_ms);
+}
+
+static int64_t
+ev_entry_time(const uint8_t *p)
+{
+    return (int64_t)get_be64(p + TALLY_STORE_EVKEY_LEN);
+}
+
+/* Append n identities to the log as records from s->ev_next_rec on;
+ * *recs says how many (the number moves on only once the txn commits). */
+static int
+ev_log_append(tally__store_t *s, MDB_txn *txn, const tally__store_evkey_t *ev, size_t n,
+              uint64_t *recs)
+{
+    *recs = 0;
+    if (!s->has_ev)
+        return EINVAL;
+    for (size_t i = 0; i < n; i += EVREC_MAX) {
+        size_t m = n - i < EVREC_MAX ? n - i : EVREC_MAX;
+        uint8_t kb[8];
+        put_be64(kb, s->ev_next_rec + *recs);
+        MDB_val k = {sizeof kb, kb}, v = {m * EVREC_ENTRY, NULL};
+        int rc = mdb_put(txn, s->evlog, &k, &v, MDB_APPEND | MDB_RESERVE);
+        if (rc)
+            return rc;
+        for (size_t j = 0; j < m; j++)
+            ev_entry_put((uint8_t *)v.mv_data + j * EVREC_ENTRY, &ev[i + j]);
+        (*recs)++;
+    }
+    return 0;
+}
+
+/* Room for n more identities in memory before the commit, so that the
+ * appends after it cannot fail: a committed identity is always held. */
+static int
+ev_set_reserve(tally__store_t *s, size_t n)
+{
+    pthread_rwlock_wrlock(&s->evlock);
+    int rc = tally__evset_reserve(&s->evset, n);
+    pthread_rwlock_unlock(&s->evlock);
+    return rc ? ENOMEM : 0;
+}
+
+/* After the commit: the identities join the set, in the log's order. */
+static void
+ev_set_append(tally__store_t *s, const tally__store_evkey_t *ev, size_t n, uint64_t recs)
+{
+    pthread_rwlock_wrlock(&s->evlock);
+    for (size_t i = 0; i < n; i++) {
+        int rc = tally__evset_append(&s->evset, ev[i].key, ev[i].seen_ms);
+        (void)rc; /* tally__evset_reserve() made room */
+    }
+    s->ev_next_rec += recs;
+    pthread_rwlock_unlock(&s->evlock);
+}
+
+/* Move an older tallyd's "evseen" and "evtime" into the log, in time order,
+ * in one transaction, and drop them. An identity renewed after its window
+ * left a stale evtime entry behind: only the entry whose time evseen holds
+ * is moved. */
+static int
+ev_migrate_txn(tally__store_t *s, MDB_txn *txn, size_t *moved)
+{
+    MDB_dbi seen, tm;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t buf[EVREC_MAX * EVREC_ENTRY];
+    size_t m = 0;
+    *moved = 0;
+    int rc = mdb_dbi_open(txn, "evtime", 0, &tm);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    int has_seen = (rc = mdb_dbi_open(txn, "evseen", 0, &seen)) == 0;
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, tm, &cur)) != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 + TALLY_STORE_EVKEY_LEN) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        const uint8_t *tk = k.mv_data;
+        if (has_seen) {
+            MDB_val ek = {TALLY_STORE_EVKEY_LEN, (void *)(tk + 8)}, ev;
+            int g = mdb_get(txn, seen, &ek, &ev);
+            if (g == MDB_NOTFOUND || (g == 0 && (ev.mv_size != 8 || memcmp(ev.mv_data, tk, 8))))
+                continue; /* stale: its identity holds a newer time */
+            if (g) {
+                rc = g;
+                break;
+            }
+        }
+        memcpy(buf + m * EVREC_ENTRY, tk + 8, TALLY_STORE_EVKEY_LEN);
+        memcpy(buf + m * EVREC_ENTRY + TALLY_STORE_EVKEY_LEN, tk, 8);
+        if (++m == EVREC_MAX) {
+            uint8_t kb[8];
+            put_be64(kb, s->ev_next_rec++);
+            MDB_val rk = {sizeof kb, kb}, rv = {m * EVREC_ENTRY, buf};
+            if ((rc = mdb_put(txn, s->evlog, &rk, &rv, MDB_APPEND)) != 0)
+                break;
+            *moved += m;
+            m = 0;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (m) {
+        uint8_t kb[8];
+        put_be64(kb, s->ev_next_rec++);
+        MDB_val rk = {sizeof kb, kb}, rv = {m * EVREC_ENTRY, buf};
+        if ((rc = mdb_put(txn, s->evlog, &rk, &rv, MDB_APPEND)) != 0)
+            return rc;
+        *moved += m;
+    }
+    if ((rc = mdb_drop(txn, tm, 1)) != 0 || (has_seen && (rc = mdb_drop(txn, seen, 1)) != 0))
+        return rc;
+    return 0;
+}
+
+/* The number after the log's last record. */
+static int
+ev_last_rec(tally__store_t *s, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->evlog, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        s->ev_next_rec = 0;
+        return 0;
+    }
+    if (rc == 0 && k.mv_size != 8)
+        rc = MDB_CORRUPTED;
+    if (rc == 0)
+        s->ev_next_rec = get_be64(k.mv_data) + 1;
+    return rc;
+}
+
+static int
+ev_migrate(tally__store_t *s, const char *dir)
+{
+    for (int attempt = 0;; attempt++) {
+        MDB_txn *txn;
+        size_t moved = 0;
+        int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc == 0 && (rc = ev_last_rec(s, txn)) == 0 &&
+            (rc = ev_migrate_txn(s, txn, &moved)) == 0) {
+            if (moved == 0) {
+                mdb_txn_abort(txn); /* nothing to move: write nothing */
+                return 0;
+            }
+            rc = mdb_txn_commit(txn);
+            txn = NULL;
+        }
+        if (txn)
+            mdb_txn_abort(txn);
+        if (rc == 0) {
+            tally__log_info("store: HTTP event identities moved from evseen/evtime to the "
+                            "append-only evlog dir=%s identities=%zu",
+                            dir, moved);
+            return 0;
+        }
+        if (rc == MDB_MAP_FULL && attempt == 0) {
+            /* the log needs room before the old tables' pages are freed */
+            MDB_envinfo info;
+            mdb_env_info(s->env, &info);
+            if ((rc = resize(s, info.me_mapsize + (info.me_mapsize >> 1))) == 0)
+                continue;
+            return rc;
+        }
+        tally__log_error("cannot move HTTP event identities to evlog dir=%s err=\"%s\"", dir,
+                         mdb_strerror(rc));
+        return map_err(rc);
+    }
+}
+
+/* Rebuild the set in memory from the log. */
+static int
+ev_load(tally__store_t *s)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0 && (rc = mdb_cursor_open(txn, s->evlog, &cur)) != 0)
+        mdb_txn_abort(txn);
+    if (rc)
+        return map_err(rc);
+    /* size the set once: growing it step by step rehashes it each time */
+    size_t total = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        total += v.mv_size / EVREC_ENTRY;
+    if (rc == MDB_NOTFOUND && total && tally__evset_reserve(&s->evset, total) != 0)
+        rc = ENOMEM;
+    for (rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc; rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t m = v.mv_size / EVREC_ENTRY;
+        if (k.mv_size != 8 || m == 0 || v.mv_size % EVREC_ENTRY) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (tally__evset_reserve(&s->evset, m) != 0) {
+            rc = ENOMEM;
+            break;
+        }
+        for (size_t j = 0; j < m; j++) {
+            const uint8_t *e = (const uint8_t *)v.mv_data + j * EVREC_ENTRY;
+            (void)tally__evset_append(&s->evset, e, ev_entry_time(e));
+        }
+        s->ev_next_rec = get_be64(k.mv_data) + 1;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc != MDB_NOTFOUND) {
+        tally__evset_fini(&s->evset);
+        return map_err(rc);
+    }
+    return 0;
+}
+
+static int
+ev_start(tally__store_t *s, const char *dir)
+{
+    int rc = ev_migrate(s, dir);
+    if (rc == 0 && (rc = ev_load(s)) != 0)
+        tally__log_error("cannot load HTTP event identities dir=%s err=\"%s\"", dir,
+                         tally_strerror(rc));
+    return rc;
+}
 
 int
 tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
                          int64_t since_ms, uint8_t *seen, uint64_t *count)
 {
-    MDB_txn *txn = NULL;
-    MDB_stat st;
     memset(seen, 0, n);
     if (count)
         *count = 0;
     if (!s->has_ev)
         return 0;
-    pthread_rwlock_rdlock(&s->lock);
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc == 0 && count && (rc = mdb_stat(txn, s->evseen, &st)) == 0)
-        *count = st.ms_entries;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        MDB_val k = {TALLY_STORE_EVKEY_LEN, (void *)keys[i].key}, v;
-        int g = mdb_get(txn, s->evseen, &k, &v);
-        if (g == MDB_NOTFOUND)
-            continue;
-        if (g != 0 || v.mv_size != 8) {
-            rc = g ? g : MDB_CORRUPTED;
-            break;
-        }
-        seen[i] = (int64_t)get_be64(v.mv_data) >= since_ms;
+    pthread_rwlock_rdlock(&s->evlock);
+    for (size_t i = 0; i < n; i++) {
+        int64_t t;
+        seen[i] = tally__evset_get(&s->evset, keys[i].key, &t) && t >= since_ms;
     }
-    if (txn)
-        mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->lock);
-    return map_err(rc);
+    if (count)
+        *count = s->evset.live;
+    pthread_rwlock_unlock(&s->evlock);
+    return 0;
 }
 
 uint64_t
 tally__store_events_count(tally__store_t *s)
 {
-    MDB_txn *txn;
-    MDB_stat st;
-    uint64_t n = 0;
-    if (!s->has_ev)
-        return 0;
-    pthread_rwlock_rdlock(&s->lock);
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_stat(txn, s->evseen, &st) == 0)
-            n = st.ms_entries;
-        mdb_txn_abort(txn);
-    }
-    pthread_rwlock_unlock(&s->lock);
+    pthread_rwlock_rdlock(&s->evlock);
+    uint64_t n = s->evset.live;
+    pthread_rwlock_unlock(&s->evlock);
     return n;
 }
 
@@ -1751,69 +2002,89 @@ tally__store_prune_events_ex(tally__store_t *s, int64_t before_ms, uint64_t keep
         return TALLY_EINVAL;
     if (!s->has_ev)
         return 0;
-    /* evtime is in time order: what goes is a prefix, deleted in batches */
+    /* the log is in commit order, and so is the set: what goes is a prefix
+     * of both, a whole record when its newest entry is older than the cut,
+     * and single entries while the set holds more than keep_at_most */
     while (!end && ret == 0 && *deleted < max) {
-        size_t budget = max - *deleted, n = 0;
-        if (budget > PRUNE_BATCH)
-            budget = PRUNE_BATCH;
         MDB_txn *txn = NULL;
         MDB_cursor *cur = NULL;
         MDB_val k, v;
+        size_t recs = 0, pos = 0; /* records changed; entries of the set that go */
         pthread_rwlock_rdlock(&s->lock);
         int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        if (rc == 0 && (rc = mdb_cursor_open(txn, s->evtime, &cur)) != 0)
+        if (rc == 0 && (rc = mdb_cursor_open(txn, s->evlog, &cur)) != 0)
             mdb_txn_abort(txn);
         if (rc) {
             pthread_rwlock_unlock(&s->lock);
             return map_err(rc);
         }
-        MDB_stat st;
-        uint64_t count = mdb_stat(txn, s->evseen, &st) == 0 ? st.ms_entries : 0;
-        size_t gone = 0; /* identities deleted (n also counts stale evtime entries) */
+        pthread_rwlock_rdlock(&s->evlock);
+        const tally__evset_t *set = &s->evset;
+        uint64_t live = set->live;
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        while (rc == MDB_SUCCESS && n < budget) {
-            if (k.mv_size != 8 + TALLY_STORE_EVKEY_LEN) {
+        while (rc == MDB_SUCCESS && recs < PRUNE_BATCH && *deleted + pos < max) {
+            size_t m = v.mv_size / EVREC_ENTRY, drop = 0;
+            const uint8_t *e = v.mv_data;
+            /* the set mirrors the log: a record it does not start with
+             * means they parted, and nothing is deleted */
+            if (k.mv_size != 8 || m == 0 || v.mv_size % EVREC_ENTRY || pos + m > set->n ||
+                memcmp(e, tally__evset_at(set, pos)->key, TALLY_STORE_EVKEY_LEN) != 0) {
                 ret = TALLY_ECORRUPT;
                 break;
             }
-            /* older than the window, or more than the set may hold */
-            if ((int64_t)get_be64(k.mv_data) >= before_ms && count - gone <= keep_at_most) {
+            int64_t newest = INT64_MIN;
+            for (size_t j = 0; j < m; j++)
+                if (ev_entry_time(e + j * EVREC_ENTRY) > newest)
+                    newest = ev_entry_time(e + j * EVREC_ENTRY);
+            while (drop < m && live > keep_at_most)
+                live -= (uint64_t)tally__evset_is_live(set, pos + drop++);
+            if (newest < before_ms)
+                while (drop < m)
+                    live -= (uint64_t)tally__evset_is_live(set, pos + drop++);
+            if (drop == 0) {
                 if (oldest_ms)
-                    *oldest_ms = (int64_t)get_be64(k.mv_data);
+                    *oldest_ms = ev_entry_time(e);
                 end = 1;
                 break;
             }
-            MDB_val ek = {TALLY_STORE_EVKEY_LEN, (uint8_t *)k.mv_data + 8}, ev;
-            /* the identity goes only if this entry is its current time: a
-             * stale entry of an identity that started a new window does not
-             * take the new one with it */
-            int d = mdb_get(txn, s->evseen, &ek, &ev);
-            if (d == 0 && ev.mv_size == 8 && memcmp(ev.mv_data, k.mv_data, 8) == 0) {
-                d = mdb_del(txn, s->evseen, &ek, NULL);
-                gone += d == 0;
-            }
-            if ((d != 0 && d != MDB_NOTFOUND) || (rc = mdb_cursor_del(cur, 0)) != 0) {
-                rc = d ? d : rc;
+            recs++;
+            pos += drop;
+            if (drop < m) {
+                /* the count is met inside this record: keep its tail */
+                uint8_t kb[8], tail[EVREC_MAX * EVREC_ENTRY];
+                memcpy(kb, k.mv_data, sizeof kb);
+                memcpy(tail, e + drop * EVREC_ENTRY, (m - drop) * EVREC_ENTRY);
+                MDB_val tk = {sizeof kb, kb}, tv = {(m - drop) * EVREC_ENTRY, tail};
+                if (oldest_ms)
+                    *oldest_ms = ev_entry_time(tail);
+                rc = mdb_cursor_put(cur, &tk, &tv, MDB_CURRENT);
+                end = 1;
                 break;
             }
-            n++;
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
+        pthread_rwlock_unlock(&s->evlock);
         mdb_cursor_close(cur);
         if (rc == MDB_NOTFOUND)
             end = 1;
         else if (ret == 0 && rc != MDB_SUCCESS)
             ret = map_err(rc);
-        if (ret == 0 && n > 0) {
-            if ((rc = mdb_txn_commit(txn)) != 0)
+        if (ret == 0 && recs > 0) {
+            if ((rc = mdb_txn_commit(txn)) != 0) {
                 ret = map_err(rc);
-            else
-                *deleted += n;
+            } else {
+                pthread_rwlock_wrlock(&s->evlock);
+                tally__evset_pop(&s->evset, pos);
+                pthread_rwlock_unlock(&s->evlock);
+                *deleted += pos;
+            }
         } else {
             mdb_txn_abort(txn);
         }
         pthread_rwlock_unlock(&s->lock);
-        if (n == 0)
+        if (recs == 0)
             end = 1;
     }
     return ret;
@@ -2716,6 +2987,19 @@ fmt_evtime(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
                : NULL;
 }
 
+/* The HTTP door's log (ev_log_append): 8-byte record numbers, whole
+ * (identity, time) entries, at most EVREC_MAX of them. */
+static const char *
+fmt_evlog(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
+{
+    (void)f;
+    if (k->mv_size != 8)
+        return "the record number is not 8 bytes";
+    if (v->mv_size == 0 || v->mv_size % EVREC_ENTRY != 0 || v->mv_size / EVREC_ENTRY > EVREC_MAX)
+        return "not a whole number (1 to 84) of (16-byte identity, 8-byte time) entries";
+    return NULL;
+}
+
 static const char *
 fmt_meta(ckfmt_t *f, const MDB_val *k, const MDB_val *v)
 {
@@ -2750,7 +3034,7 @@ ck_formats(chk_t *ck, MDB_txn *txn, int64_t *records)
     static const char *const required[] = {"hourly", "monthly", "producers", "meta", "objects",
                                            "series"};
     static const char *const known[] = {"hourly", "monthly", "producers", "meta", "objects",
-                                        "series", "evseen", "evtime", "prodseen"};
+                                        "series", "evseen", "evtime", "evlog", "prodseen"};
     ckfmt_t f = {.ck = ck, .txn = txn};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!ck_find(ck, required[i])) {
@@ -2785,6 +3069,7 @@ ck_formats(chk_t *ck, MDB_txn *txn, int64_t *records)
     ck_records(&f, "objects", fmt_object);
     ck_records(&f, "evseen", fmt_evseen);
     ck_records(&f, "evtime", fmt_evtime);
+    ck_records(&f, "evlog", fmt_evlog);
     free(f.sids);
 }
 

@@ -5,7 +5,9 @@
  * one LMDB environment (a directory) with named databases: "series"
  * (series key from rollup.h -> dense 32-bit series id, never reused),
  * "hourly" and "monthly" ((series id, period start) -> tally__rollup_t),
- * "producers" (producer id -> tally__dedup_t), "objects" (API objects) and
+ * "producers" (producer id -> tally__dedup_t), "objects" (API objects),
+ * "evlog" (the HTTP door's committed event identities, an append-only log
+ * that the store also holds in memory: see tally__store_events_seen()) and
  * "meta" (format version). Callers see series keys only; ids are the
  * store's, exposed so that a flush can be sorted in key order and skip the
  * string lookup of series it has seen before.
@@ -127,8 +129,9 @@ typedef struct tally__store_src {
                    tally__rollup_t *deltas, size_t cap);
     void *ctx;
     size_t nh, nm; /**< how many hourly and monthly puts fill() yields */
-    /** HTTP events to remember as seen, written in the same transaction
-     *  (tally__store_events_seen()); may be NULL with nev 0. */
+    /** HTTP events to remember as seen, appended to "evlog" in the same
+     *  transaction, in this order (tally__store_events_seen()); may be NULL
+     *  with nev 0. An identity given twice is held once, at its later entry. */
     const struct tally__store_evkey *ev;
     size_t nev;
 } tally__store_src_t;
@@ -145,27 +148,36 @@ typedef struct tally__store_evkey {
 /**
  * @brief Which of n event identities were committed at or after since_ms.
  * @param[out] seen n bytes: 1 when remembered (and not older than since_ms).
- * @param[out] count how many identities the store remembers (read in the
- *        same transaction); may be NULL.
- * @return 0 or a TALLY_E* / -errno from the read transaction.
- * @note Any thread; one read transaction for all n.
+ * @param[out] count how many distinct identities the store remembers (under
+ *        the same lock); may be NULL.
+ * @return 0.
+ * @note Any thread. Reads the in-memory set only (lib/evset.h), never
+ *       LMDB: a writable open loads it from "evlog" (moving an older
+ *       store's "evseen"/"evtime" there first), and a commit adds its
+ *       identities once it is durable, before tally__store_commit_src()
+ *       returns. A read-only open holds no set: nothing is seen.
  */
 int tally__store_events_seen(tally__store_t *s, const tally__store_evkey_t *keys, size_t n,
                              int64_t since_ms, uint8_t *seen, uint64_t *count);
 
-/** @brief How many event identities the store remembers (an O(1) count). */
+/** @brief How many distinct event identities the store remembers (O(1)). */
 uint64_t tally__store_events_count(tally__store_t *s);
 
 /**
  * @brief Forget event identities first seen before before_ms, oldest first,
- *        at most max of them, in small transactions. Writer thread.
- * @param[out] deleted how many went.
+ *        in small transactions, from the log and the set alike. Goes by
+ *        whole log records (one flush's identities, up to 84 a record): a
+ *        record goes when its newest entry is older than before_ms. Stops
+ *        once about max went (a record may take it past). Writer thread.
+ * @param[out] deleted how many log entries went (an identity renewed after
+ *        its window has a stale older entry, which counts here too).
  */
 int tally__store_prune_events(tally__store_t *s, int64_t before_ms, size_t max, size_t *deleted);
 
 /**
  * @brief tally__store_prune_events() that also forgets the oldest
- *        identities while the set holds more than keep_at_most.
+ *        identities while the set holds more than keep_at_most (one by
+ *        one: the first record kept is trimmed).
  * @param[out] oldest_ms the first-seen time of the oldest identity kept,
  *        when the pass reached one (else 0); may be NULL.
  */
