@@ -47,6 +47,8 @@ typedef struct tally_stats {
     uint64_t map_used;      /**< LMDB bytes in use */
     uint64_t map_grows;     /**< times the map was grown */
     uint64_t retention_pruned; /**< hourly rollups deleted by retention */
+    uint64_t heavy_reads;         /**< usage_details reads running now */
+    uint64_t heavy_reads_refused; /**< refused 429: the token ran its most at once */
 } tally_stats_t;
 
 extern tally_stats_t tally_stats;
