@@ -1128,12 +1128,31 @@ next_group(tally__usage_iter_t *it)
     memcpy(seek, it->gseek, seek_len);
     it->ns[0] = '\0';
     /* v_group stops at the first key, so the walk says "done" either way */
-    int rc = walk_chunk(it, it->scope, it->scope_len, seek, &seek_len, v_group);
-    if (rc < 0)
-        return rc;
-    if (!it->ns[0] && !it->metric[0]) {
-        it->done = 1;
-        return 0;
+    int rc;
+    for (;;) {
+        it->ns[0] = it->metric[0] = '\0';
+        if ((rc = walk_chunk(it, it->scope, it->scope_len, seek, &seek_len, v_group)) < 0)
+            return rc;
+        if (!it->ns[0]) {
+            it->done = 1;
+            return 0;
+        }
+        if (!it->q.metric || it->q.ns)
+            break; /* the scope prefix did the filtering */
+        /* every namespace, one metric: jump to it in each namespace */
+        int c = strcmp(it->metric, it->q.metric);
+        if (c == 0)
+            break;
+        size_t nl = strlen(it->ns), ml = strlen(it->q.metric);
+        memcpy(seek, it->ns, nl + 1);
+        if (c < 0) {
+            /* just before ns 0 metric 0 (strictly after "ns 0 metric") */
+            memcpy(seek + nl + 1, it->q.metric, ml);
+            seek_len = nl + 1 + ml;
+        } else {
+            seek[nl] = '\x01'; /* past the namespace */
+            seek_len = nl + 1;
+        }
     }
     size_t nl = strlen(it->ns), ml = strlen(it->metric);
     memcpy(it->gprefix, it->ns, nl + 1);
@@ -1324,6 +1343,9 @@ v_groupby(tally__usage_iter_t *it, const char *key, size_t len, uint32_t sid,
     (void)key;
     (void)len;
     groups_ctx_t *g = g_cur;
+    if (it->q.metric && (s->metric_len != strlen(it->q.metric) ||
+                         memcmp(s->metric, it->q.metric, s->metric_len) != 0))
+        return 0;
     if (!series_selected(it, s))
         return 0;
     char k[TALLY_MAX_METRIC_LEN + 1 + OBJ_CAP];

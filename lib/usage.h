@@ -257,7 +257,7 @@ struct tally__selector;
 /** What a streaming report covers. Strings are borrowed while the iterator lives. */
 typedef struct tally__usage_query {
     const char *ns;     /**< one namespace, or NULL for every namespace */
-    const char *metric; /**< one metric label (needs ns), or NULL for every metric */
+    const char *metric; /**< one metric label, or NULL for every metric */
     const struct tally__selector *selector; /**< series whose labels match; NULL: all */
     tally__usage_window_t w;                /**< the effective window */
     /** resume strictly after the item (after_ns, after_metric, after_object) */
