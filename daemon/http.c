@@ -1216,6 +1216,9 @@ stream_after_work(uv_work_t *w, int status)
         }
         st->started = 1;
         uv_timer_stop(&c->timer); /* the pending limit no longer applies */
+        /* each chunk ends in a small write ("\r\n"): with Nagle on, it waits
+         * for the peer's delayed ACK (40 ms a chunk) */
+        uv_tcp_nodelay(&c->tcp, 1);
     }
     if (st->err) {
         /* the head is out: the only way to say "incomplete" is to cut the
