@@ -45,6 +45,10 @@ FLUSH=$(sed -n 's/^interval_ms *= *\([0-9]*\).*/\1/p' "$SRC/config/tallyd.conf" 
 BODY='{}'
 PATHU=/api/web/namespaces/bench/usage_details
 kb() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$TP/status"; }
+# CPU time tallyd used so far, in clock ticks (utime + stime): on a shared
+# machine, items per CPU second is what "on one core" means
+ticks() { awk '{print $14 + $15}' "/proc/$TP/stat"; }
+HZ=$(getconf CLK_TCK)
 start() {
     export TALLY_STORAGE_DIR=$1
     "$B/tallyd" -c "$SRC/config/tallyd.conf" 2>"$T/tallyd.log" &
@@ -64,9 +68,21 @@ for N in $SIZES; do
     "$H" read "$PORT" dev-admin-token /api/web/namespaces/none/usage_details "$BODY" >/dev/null
     before=$(kb VmRSS)
     echo 5 >"/proc/$TP/clear_refs" 2>/dev/null || true
+    c0=$(ticks)
+    # VmHWM counts the store's pages mapped by the read (file-backed, the
+    # page cache's); the heap is RssAnon, whose peak a sampler keeps
+    anon0=$(kb RssAnon)
+    ( m=0; while :; do a=$(kb RssAnon 2>/dev/null || echo 0); [ "${a:-0}" -gt $m ] && m=$a && echo $m >"$T/anonpeak"; sleep 0.02; done ) &
+    SP=$!
     out=$("$H" read "$PORT" dev-admin-token "$PATHU" "$BODY")
+    kill $SP 2>/dev/null; wait $SP 2>/dev/null || true
+    c1=$(ticks)
     peak=$(kb VmHWM)
-    echo "  N=$N $out rss_before_kib=$before rss_peak_kib=$peak growth_kib=$((peak - before))"
+    anonpeak=$(cat "$T/anonpeak" 2>/dev/null || echo 0)
+    cpu_ms=$(((c1 - c0) * 1000 / HZ))
+    echo "  N=$N $out cpu_ms=$cpu_ms items_per_cpu_s=$([ "$cpu_ms" -gt 0 ] && echo $((N * 1000 / cpu_ms)) || echo -)" \
+        "rss_before_kib=$before rss_peak_kib=$peak growth_kib=$((peak - before))" \
+        "anon_before_kib=$anon0 anon_peak_kib=$anonpeak anon_growth_kib=$((anonpeak - anon0))"
     LAST=$N
     [ "$N" = "$(echo "$SIZES" | awk '{print $NF}')" ] || stop
 done

@@ -1040,6 +1040,12 @@ stream_work(uv_work_t *w)
     st->piece = NULL;
     st->len = 0;
     int rc = st->ops.produce(st->ctx, &st->piece, &st->len, &st->done);
+    if (rc > 0 && !st->started) {
+        /* the producer's own answer (an error it names) instead of the body */
+        st->status = rc;
+        st->done = 1;
+        return;
+    }
     if (rc != 0) {
         st->err = rc;
         free(st->piece);

@@ -203,9 +203,12 @@ typedef struct tally_http_stream_ops {
      * keep the piece bounded (tallyd's usage routes stop near 256 KiB).
      * @param[out] piece malloc'd bytes (the server frees them), or NULL with len 0.
      * @param[out] done 1 when this piece is the last.
-     * @return 0, or a negative code: the answer fails (500 when nothing
-     *         went out yet, else the connection is cut before the last
-     *         chunk, so the client sees an incomplete body).
+     * @return 0; or, for the first piece only, an HTTP status (100..599):
+     *         the piece is then the whole body of an answer with that status
+     *         (a 4xx the producer found out late); or a negative code: the
+     *         answer fails (500 when nothing went out yet, else the
+     *         connection is cut before the last chunk, so the client sees an
+     *         incomplete body).
      */
     int (*produce)(void *ctx, char **piece, size_t *len, int *done);
     /**

@@ -361,11 +361,38 @@ details_produce(void *vd, char **piece, size_t *len, int *done)
     details_t *d = vd;
     tally__jw_t *jw = &d->jw;
     int rc = 0;
+    if (!jw->p && !d->group_by[0]) {
+        /* one allocation a piece: growing by doubling would copy it ~twice */
+        if (!(jw->p = malloc(PIECE_BYTES + 16384)))
+            return -ENOMEM;
+        jw->cap = PIECE_BYTES + 16384;
+        jw->len = 0;
+    }
     if (d->group_by[0]) {
         tally__usage_group_t *g = NULL;
         size_t n = 0, total = 0;
         rc = tally__usage_groups(d->ctx->store, d->ctx->catalog, &d->q, d->group_by, GROUPS_MAX,
                                  d->limit ? d->limit : TOP_DEFAULT, &g, &n, &total);
+        if (rc == TALLY_ETOOBIG) {
+            /* bounded memory: a group per distinct value, at most GROUPS_MAX */
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "group_by: more than %d distinct (metric, value) pairs; narrow the read "
+                     "with metric_label or label_selector",
+                     GROUPS_MAX);
+            tally__jw_obj_begin(jw);
+            tally__jw_key(jw, "code");
+            tally__jw_str(jw, "EBADINPUT");
+            tally__jw_key(jw, "message");
+            tally__jw_str(jw, msg);
+            tally__jw_obj_end(jw);
+            *done = 1;
+            *piece = jw->p;
+            *len = jw->len;
+            jw->p = NULL;
+            jw->len = jw->cap = 0;
+            return 400;
+        }
         if (rc)
             return rc;
         put_groups(jw, d, g, n, total);
