@@ -836,11 +836,13 @@ walk_chunk(tally__usage_iter_t *it, const char *prefix, size_t plen, char *seek,
 static void
 item_init(tally__usage_iter_t *it, tally__usage_item_t *e, const char *object)
 {
-    memset(e, 0, sizeof *e);
-    snprintf(e->ns, sizeof e->ns, "%s", it->ns);
-    snprintf(e->metric, sizeof e->metric, "%s", it->metric);
-    snprintf(e->object, sizeof e->object, "%s", object);
+    /* per item: plain copies (snprintf cost more than the rest of an item) */
+    memcpy(e->ns, it->ns, sizeof e->ns);
+    memcpy(e->metric, it->metric, sizeof e->metric);
+    copy_str(e->object, sizeof e->object, object, strlen(object));
     e->def = it->def;
+    memset(&e->quantity, 0, sizeof e->quantity);
+    e->first_hour_s = e->last_hour_s = 0;
 }
 
 static void
