@@ -200,7 +200,7 @@ typedef struct tally_http_stream_ops {
     /**
      * Make the next piece of the body. Runs on libuv's thread pool, one call
      * at a time per stream, never while the previous piece is being written:
-     * keep the piece bounded (tallyd's usage routes stop near 256 KiB).
+     * keep the piece bounded (tallyd's usage routes stop near 100 KiB).
      * @param[out] piece malloc'd bytes (the server frees them), or NULL with len 0.
      * @param[out] done 1 when this piece is the last.
      * @return 0; or, for the first piece only, an HTTP status (100..599):
