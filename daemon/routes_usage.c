@@ -438,7 +438,6 @@ details_produce(void *vd, char **piece, size_t *len, int *done)
             if (d->limit)
                 d->last = *e;
         }
-        rc = 0;
     }
     if (jw->err)
         return -ENOMEM;
@@ -448,7 +447,7 @@ details_produce(void *vd, char **piece, size_t *len, int *done)
     /* the writer keeps its nesting state; its buffer goes with the piece */
     jw->p = NULL;
     jw->len = jw->cap = 0;
-    if (*done && d->key[0] && !d->cache_body && *len <= CACHE_MAX_BODY && *piece &&
+    if (*done && d->key[0] && !d->cache_body && *len > 0 && *len <= CACHE_MAX_BODY && *piece &&
         d->stage == 2 && d->emitted == d->emitted_first) {
         /* the whole answer was this one piece */
         if ((d->cache_body = malloc(*len)) != NULL) {
@@ -499,7 +498,7 @@ parse_page_token(json_t *v, details_t *d, const char *path_ns, tally_http_res_t 
     const char *ns = json_string_value(json_object_get(doc, "ns"));
     const char *m = json_string_value(json_object_get(doc, "m"));
     const char *o = json_string_value(json_object_get(doc, "o"));
-    int ok = doc && json_is_object(doc) && q && ns && m && o && json_object_size(doc) == 4 &&
+    int ok = json_is_object(doc) && q && ns && m && o && json_object_size(doc) == 4 &&
              tally__valid_ns(ns, strlen(ns)) && tally__valid_metric(m, strlen(m)) &&
              strlen(o) <= TALLY_MAX_LABEL_VALUE_LEN;
     if (!ok) {

@@ -326,13 +326,13 @@ tally__usage_details(tally__store_t *store, const tally__catalog_t *cat, const c
     tally__usage_query_t q = {.ns = ns, .w = *w};
     tally__usage_iter_t *it;
     vec_t items = {.size = sizeof(tally__usage_item_t)};
-    const tally__usage_item_t *e;
+    const tally__usage_item_t *e = NULL;
     *out = NULL;
     *n = 0;
     int rc = tally__usage_iter_open(store, cat, &q, &it);
     if (rc)
         return rc;
-    while ((rc = tally__usage_iter_next(it, &e)) == 1) {
+    while ((rc = tally__usage_iter_next(it, &e)) == 1 && e) {
         tally__usage_item_t *d = vec_push(&items);
         if (!d) {
             rc = -ENOMEM;
@@ -955,11 +955,13 @@ fast_empty_item(tally__usage_iter_t *it)
     if ((rc = fold_run(it, it->gprefix, g, "", 0, v_exact)) != 0)
         return rc;
     memcpy(pfx, it->gprefix, g);
-    memcpy(pfx + g, "object\x1f", 7);
+    /* a key prefix: bytes, not a string */
+    memcpy(pfx + g, "object\x1f", 7); // NOLINT(bugprone-not-null-terminated-result)
     if ((rc = fold_run(it, pfx, g + 7, "", 0, v_empty_obj)) != 0)
         return rc;
     memcpy(start, it->gprefix, g);
-    memcpy(start + g, "object\x20", 7); /* past every "object" 1f key */
+    /* past every "object" 1f key; key bytes, not a string */
+    memcpy(start + g, "object\x20", 7); // NOLINT(bugprone-not-null-terminated-result)
     return fold_run(it, it->gprefix, g, start, g + 7, v_trailing);
 }
 
@@ -991,7 +993,8 @@ fast_pass(tally__usage_iter_t *it)
     char pfx[sizeof it->gprefix + 8];
     size_t g = it->gprefix_len;
     memcpy(pfx, it->gprefix, g);
-    memcpy(pfx + g, "object\x1f", 7);
+    /* a key prefix: bytes, not a string */
+    memcpy(pfx + g, "object\x1f", 7); // NOLINT(bugprone-not-null-terminated-result)
     it->nitems = 0;
     for (;;) {
         int rc = walk_chunk(it, pfx, g + 7, it->fseek, &it->fseek_len, v_fast);
@@ -1418,7 +1421,7 @@ tally__usage_groups(tally__store_t *store, const tally__catalog_t *cat,
     int rc = tally__usage_iter_open(store, cat, &qq, &it);
     if (rc)
         return rc;
-    if ((rc = tally__strtab_create(&g.keys)) != 0) {
+    if (tally__strtab_create(&g.keys) != 0) {
         tally__usage_iter_close(it);
         return -ENOMEM;
     }
