@@ -448,17 +448,9 @@ tally__usage_hours_free(tally__usage_hour_t *hours)
 
 /* ==== summary per usage type ======================================================= */
 
-static int
-item_ptr_metric_cmp(const void *a, const void *b)
-{
-    const tally__usage_item_t *x = *(const tally__usage_item_t *const *)a;
-    const tally__usage_item_t *y = *(const tally__usage_item_t *const *)b;
-    return strcmp(x->metric, y->metric);
-}
-
 /* A metric's total over every item, then ordered by (usage type, metric). */
 typedef struct metric_total {
-    const tally__usage_item_t *first; /* carries metric and definition */
+    tally__usage_item_t first; /* carries metric and definition */
     tally__usage_qty_t qty;
 } metric_total_t;
 
@@ -466,46 +458,74 @@ static int
 total_cmp(const void *a, const void *b)
 {
     const metric_total_t *x = a, *y = b;
-    int c = strcmp(x->first->def.usage_type, y->first->def.usage_type);
-    return c ? c : strcmp(x->first->metric, y->first->metric);
+    int c = strcmp(x->first.def.usage_type, y->first.def.usage_type);
+    return c ? c : strcmp(x->first.metric, y->first.metric);
 }
 
 int
 tally__usage_summary(tally__store_t *store, const tally__catalog_t *cat, const char *ns,
                      const tally__usage_window_t *w, tally__usage_summary_t **out, size_t *n)
 {
-    tally__usage_item_t *items = NULL;
-    const tally__usage_item_t **byp = NULL;
+    /* Streamed: the items go by one at a time and only the per-metric
+     * totals are kept (as many as there are metrics, not series). */
+    tally__usage_query_t q = {.ns = ns, .w = *w};
+    tally__usage_iter_t *it = NULL;
+    const tally__usage_item_t *e = NULL;
     metric_total_t *tot = NULL;
     tally__usage_summary_t *sum = NULL;
-    size_t ni = 0, nt = 0, ns_out = 0;
+    size_t nt = 0, cap = 0, ns_out = 0, last = 0;
     int rc;
     *out = NULL;
     *n = 0;
-    if ((rc = tally__usage_details(store, cat, ns, w, &items, &ni)) != 0)
-        goto fail;
-    if (ni == 0)
-        return 0;
-    rc = -ENOMEM;
-    if (!(byp = malloc(ni * sizeof *byp)) || !(tot = calloc(ni, sizeof *tot)) ||
-        !(sum = calloc(ni, sizeof *sum)))
-        goto fail;
-    for (size_t i = 0; i < ni; i++)
-        byp[i] = &items[i];
-    qsort(byp, ni, sizeof *byp, item_ptr_metric_cmp);
-    /* Per metric: fold its items (of every namespace and object) by its aggregation. */
-    for (size_t i = 0; i < ni; i++) {
-        if (nt == 0 || strcmp(tot[nt - 1].first->metric, byp[i]->metric) != 0)
-            tot[nt++].first = byp[i];
-        tally__usage_qty_merge(&tot[nt - 1].qty, byp[i]->def.aggregation, &byp[i]->quantity);
+    if ((rc = tally__usage_iter_open(store, cat, &q, &it)) != 0)
+        return rc;
+    while ((rc = tally__usage_iter_next(it, &e)) == 1 && e) {
+        /* items come by (namespace, metric): the last metric seen is the usual hit */
+        size_t k = nt;
+        if (nt && strcmp(tot[last].first.metric, e->metric) == 0) {
+            k = last;
+        } else {
+            for (size_t i2 = 0; i2 < nt; i2++)
+                if (strcmp(tot[i2].first.metric, e->metric) == 0) {
+                    k = i2;
+                    break;
+                }
+        }
+        if (k == nt) {
+            if (nt == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                metric_total_t *nv = realloc(tot, nc * sizeof *nv);
+                if (!nv) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                tot = nv;
+                cap = nc;
+            }
+            memset(&tot[nt], 0, sizeof tot[nt]);
+            tot[nt].first = *e;
+            nt++;
+        }
+        last = k;
+        tally__usage_qty_merge(&tot[k].qty, e->def.aggregation, &e->quantity);
     }
+    tally__usage_iter_close(it);
+    if (rc)
+        goto fail;
+    if (nt == 0) {
+        free(tot);
+        return 0;
+    }
+    rc = -ENOMEM;
+    if (!(sum = calloc(nt, sizeof *sum)))
+        goto fail;
     qsort(tot, nt, sizeof *tot, total_cmp);
     /* Per usage type: add the metric totals; track whether one factor covers them all. */
     uint64_t factor = 0;
     int same_factor = 1;
     for (size_t i = 0; i <= nt; i++) {
         int boundary = i == nt || ns_out == 0 ||
-                       strcmp(sum[ns_out - 1].usage_type, tot[i].first->def.usage_type) != 0;
+                       strcmp(sum[ns_out - 1].usage_type, tot[i].first.def.usage_type) != 0;
         if (boundary && ns_out > 0) {
             tally__usage_summary_t *s = &sum[ns_out - 1];
             tally__usage_qty_format(&s->raw, s->raw_text, sizeof s->raw_text);
@@ -519,7 +539,7 @@ tally__usage_summary(tally__store_t *store, const tally__catalog_t *cat, const c
         }
         if (i == nt)
             break;
-        const tally__metric_def_t *def = &tot[i].first->def;
+        const tally__metric_def_t *def = &tot[i].first.def;
         uint64_t f = def->division_factor ? def->division_factor : 1;
         if (boundary) {
             tally__usage_summary_t *s = &sum[ns_out++];
@@ -537,16 +557,12 @@ tally__usage_summary(tally__store_t *store, const tally__catalog_t *cat, const c
         s->billable += tally__usage_qty_value(&tot[i].qty) / (double)f;
     }
     free(tot);
-    free(byp);
-    tally__usage_items_free(items);
     *out = sum;
     *n = ns_out;
     return 0;
 fail:
     free(sum);
     free(tot);
-    free(byp);
-    tally__usage_items_free(items);
     return rc;
 }
 
