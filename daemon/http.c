@@ -11,6 +11,7 @@
 #include "http.h"
 #include "httpreq.h"
 #include "log.h"
+#include "tally/tally.h"
 
 /* Stop reading a connection whose unsent responses exceed this: a client
  * that pipelines without reading must not make us buffer without bound. */
@@ -1194,4 +1195,294 @@ tally_http_close(tally_http_server_t *s)
     for (conn_t *c = s->conns; c; c = c->next)
         conn_close(c);
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
+/* ---- streamed answers ------------------------------------------------------
+ * A streamed answer is a deferred one (tally_http_defer) whose body a
+ * producer makes piece by piece on libuv's thread pool. The first piece
+ * decides the framing: when the producer is done after it, the answer goes
+ * out as any other (Content-Length, through tally_http_complete); else the
+ * head goes out with Transfer-Encoding: chunked, then each piece as a
+ * chunk. One piece is in flight at a time, produced or written, so a
+ * stream holds at most one piece (plus what the producer keeps) whatever
+ * the answer's size, and a slow reader slows its producer, not the loop.
+ * While the stream runs the connection's answer is still "pending" (later
+ * requests wait their turn, the idle and request timeouts do not run); the
+ * connection's timer instead cuts off a reader that takes no bytes for
+ * idle_timeout_ms. */
+
+struct tally_http_stream {
+    tally_http_pending_t *p;
+    tally_http_stream_ops_t ops;
+    void *ctx;
+    uv_loop_t *loop;
+    uv_work_t work;
+    uv_write_t wr;
+    int status;
+    const char *ctype;
+    char *piece; /* produced, not written yet (or being written) */
+    size_t len;
+    int done;      /* the producer said so */
+    int err;       /* the producer failed */
+    int started;   /* the chunked head went out */
+    uint64_t sent; /* body bytes written */
+    char chunk_head[24];
+};
+
+static void stream_step(tally_http_stream_t *st);
+
+/* The end of a stream, whatever ended it: tell the owner, free. */
+static void
+stream_end(tally_http_stream_t *st, int ok)
+{
+    if (st->ops.finish)
+        st->ops.finish(st->ctx, ok, st->sent);
+    free(st->piece);
+    free(st);
+}
+
+static void
+stream_work(uv_work_t *w)
+{
+    tally_http_stream_t *st = w->data;
+    free(st->piece);
+    st->piece = NULL;
+    st->len = 0;
+    int rc = st->ops.produce(st->ctx, &st->piece, &st->len, &st->done);
+    if (rc > 0 && !st->started) {
+        /* the producer's own answer (an error it names) instead of the body */
+        st->status = rc;
+        st->done = 1;
+        return;
+    }
+    if (rc != 0) {
+        st->err = rc;
+        free(st->piece);
+        st->piece = NULL;
+        st->len = 0;
+    }
+}
+
+static void
+on_stream_stall(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    tally__log_warn("http streamed answer stalled, reader took nothing for %u ms remote=%s",
+                    c->s->lim.idle_timeout_ms, c->remote);
+    conn_close(c); /* the write in flight is cancelled: on_stream_write ends the stream */
+}
+
+/* The stream is over on the connection: let it serve what waits. */
+static void
+stream_release(tally_http_stream_t *st, conn_t *c)
+{
+    tally_http_pending_t *p = st->p;
+    tally_http_server_t *s = c->s;
+    c->pending = NULL;
+    s->npending--;
+    uv_timer_stop(&c->timer);
+    if (s->observe)
+        s->observe(s->ctx, p->route, st->status, uv_hrtime() - p->ask.t0);
+    if (s->log_requests)
+        tally__log_info("request method=%s path=%s status=%d us=%llu bytes=%llu remote=%s",
+                        http_method_str((enum http_method)p->ask.method), p->path, st->status,
+                        (unsigned long long)((uv_hrtime() - p->ask.t0) / 1000),
+                        (unsigned long long)st->sent, c->remote);
+    int keep_alive = p->ask.keep_alive;
+    free(p);
+    st->p = NULL;
+    if (!keep_alive) {
+        conn_close(c);
+        return;
+    }
+    drain(c);
+}
+
+static void
+on_stream_write(uv_write_t *req, int status)
+{
+    tally_http_stream_t *st = req->data;
+    conn_t *c = st->p->c;
+    if (status < 0 || !c || c->closing) {
+        if (c && !c->closing)
+            conn_close(c);
+        tally_http_complete(st->p, &(tally_http_res_t){0}); /* only frees: the connection is gone */
+        st->p = NULL;
+        stream_end(st, 0);
+        return;
+    }
+    st->sent += st->len;
+    free(st->piece);
+    st->piece = NULL;
+    if (st->done || c->s->closing) {
+        int ok = st->done;
+        stream_release(st, c);
+        stream_end(st, ok);
+        return;
+    }
+    stream_step(st);
+}
+
+/* Write the piece produced (and the last chunk when done). */
+static void
+stream_write(tally_http_stream_t *st, conn_t *c)
+{
+    static const char crlf[] = "\r\n", last[] = "0\r\n\r\n";
+    uv_buf_t b[4];
+    int nb = 0;
+    int hn = snprintf(st->chunk_head, sizeof st->chunk_head, "%zx\r\n", st->len);
+    if (st->len) {
+        b[nb++] = uv_buf_init(st->chunk_head, (unsigned)hn);
+        b[nb++] = uv_buf_init(st->piece, (unsigned)st->len);
+        b[nb++] = uv_buf_init((char *)crlf, 2);
+    }
+    if (st->done)
+        b[nb++] = uv_buf_init((char *)last, sizeof last - 1);
+    if (st->p->ask.head) { /* HEAD: the head alone */
+        nb = 0;
+        st->done = 1;
+    }
+    st->wr.data = st;
+    uv_timer_start(&c->timer, on_stream_stall, c->s->lim.idle_timeout_ms, 0);
+    if (nb == 0) {
+        /* nothing to send: go on as if written (a HEAD, or an empty piece) */
+        on_stream_write(&st->wr, 0);
+        return;
+    }
+    if (uv_write(&st->wr, (uv_stream_t *)&c->tcp, b, (unsigned)nb, on_stream_write) != 0) {
+        conn_close(c);
+        tally_http_complete(st->p, &(tally_http_res_t){0});
+        st->p = NULL;
+        stream_end(st, 0);
+    }
+}
+
+static void
+on_stream_head_written(uv_write_t *req, int status)
+{
+    (void)status; /* a failure shows in the chunk written after it */
+    free(req->data);
+    free(req);
+}
+
+static void
+stream_after_work(uv_work_t *w, int status)
+{
+    tally_http_stream_t *st = w->data;
+    conn_t *c = st->p->c;
+    if (status < 0 && !st->err)
+        st->err = status;
+    if (!c || c->closing) {
+        /* the connection went (or the pending limit answered 503) */
+        tally_http_complete(st->p, &(tally_http_res_t){0});
+        st->p = NULL;
+        stream_end(st, 0);
+        return;
+    }
+    if (!st->started) {
+        if (st->err || st->done) {
+            /* all of it (or a failure) before anything went out: a plain answer */
+            tally_http_res_t res = {.status = st->status, .content_type = st->ctype};
+            if (st->err) {
+                tally__log_error("http streamed answer failed before its head path=%s err=\"%s\"",
+                                 st->p->path, tally_strerror(st->err));
+                tally_http_error(&res, 500, "EINTERNAL", "cannot produce the answer: %s",
+                                 tally_strerror(st->err));
+            } else {
+                res.body = st->piece;
+                res.body_len = st->len;
+                st->piece = NULL;
+                st->sent = st->len;
+            }
+            tally_http_complete(st->p, &res);
+            st->p = NULL;
+            stream_end(st, !st->err);
+            return;
+        }
+        /* the head, then chunks */
+        char hdr[512];
+        const char *text = status_text(st->status);
+        int n = snprintf(hdr, sizeof hdr,
+                         "HTTP/1.1 %d %s\r\nServer: tallyd\r\nContent-Type: %s\r\n"
+                         "Transfer-Encoding: chunked\r\nConnection: %s\r\n\r\n",
+                         st->status, text, st->ctype, st->p->ask.keep_alive ? "keep-alive" : "close");
+        char *h = malloc((size_t)n);
+        uv_write_t *hw = malloc(sizeof *hw);
+        if (!h || !hw) {
+            free(h);
+            free(hw);
+            conn_close(c);
+            tally_http_complete(st->p, &(tally_http_res_t){0});
+            st->p = NULL;
+            stream_end(st, 0);
+            return;
+        }
+        memcpy(h, hdr, (size_t)n);
+        uv_buf_t b = uv_buf_init(h, (unsigned)n);
+        hw->data = h;
+        if (uv_write(hw, (uv_stream_t *)&c->tcp, &b, 1, on_stream_head_written) != 0) {
+            free(h);
+            free(hw);
+            conn_close(c);
+            tally_http_complete(st->p, &(tally_http_res_t){0});
+            st->p = NULL;
+            stream_end(st, 0);
+            return;
+        }
+        st->started = 1;
+        uv_timer_stop(&c->timer); /* the pending limit no longer applies */
+        /* each chunk ends in a small write ("\r\n"): with Nagle on, it waits
+         * for the peer's delayed ACK (40 ms a chunk) */
+        uv_tcp_nodelay(&c->tcp, 1);
+    }
+    if (st->err) {
+        /* the head is out: the only way to say "incomplete" is to cut the
+         * chunked body short (no last chunk), which every client notices */
+        tally__log_error("http streamed answer failed after %llu bytes path=%s err=\"%s\"",
+                         (unsigned long long)st->sent, st->p->path, tally_strerror(st->err));
+        conn_close(c);
+        tally_http_complete(st->p, &(tally_http_res_t){0});
+        st->p = NULL;
+        stream_end(st, 0);
+        return;
+    }
+    stream_write(st, c);
+}
+
+static void
+stream_step(tally_http_stream_t *st)
+{
+    st->work.data = st;
+    if (uv_queue_work(st->loop, &st->work, stream_work, stream_after_work) != 0) {
+        st->err = -ENOMEM;
+        stream_after_work(&st->work, 0);
+    }
+}
+
+int
+tally_http_stream(tally_http_req_t *req, tally_http_res_t *res, int status, const char *ctype,
+                  const tally_http_stream_ops_t *ops, void *ctx)
+{
+    tally_http_pending_t *p = tally_http_defer(req);
+    if (!p)
+        return -1;
+    tally_http_stream_t *st = calloc(1, sizeof *st);
+    if (!st) {
+        tally_http_res_t r = {0};
+        tally_http_error(&r, 503, "EUNAVAILABLE", "out of memory; retry later");
+        r.retry_after = 1;
+        tally_http_complete(p, &r); /* inside the dispatch: becomes its answer */
+        if (ops->finish)
+            ops->finish(ctx, 0, 0);
+        return 0;
+    }
+    (void)res;
+    st->p = p;
+    st->ops = *ops;
+    st->ctx = ctx;
+    st->loop = p->c->s->loop;
+    st->status = status;
+    st->ctype = ctype ? ctype : "application/json";
+    stream_step(st);
+    return 0;
 }

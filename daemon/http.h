@@ -222,6 +222,54 @@ int tally_http_deferred(const tally_http_req_t *req);
  */
 void tally_http_complete(tally_http_pending_t *p, tally_http_res_t *res);
 
+/* ---- streamed answers ---------------------------------------------------- */
+
+/** What a streamed answer's owner provides (see tally_http_stream()). */
+typedef struct tally_http_stream_ops {
+    /**
+     * Make the next piece of the body. Runs on libuv's thread pool, one call
+     * at a time per stream, never while the previous piece is being written:
+     * keep the piece bounded (tallyd's usage routes stop near 100 KiB).
+     * @param[out] piece malloc'd bytes (the server frees them), or NULL with len 0.
+     * @param[out] done 1 when this piece is the last.
+     * @return 0; or, for the first piece only, an HTTP status (100..599):
+     *         the piece is then the whole body of an answer with that status
+     *         (a 4xx the producer found out late); or a negative code: the
+     *         answer fails (500 when nothing went out yet, else the
+     *         connection is cut before the last chunk, so the client sees an
+     *         incomplete body).
+     */
+    int (*produce)(void *ctx, char **piece, size_t *len, int *done);
+    /**
+     * Called once on the loop thread when the stream is over: ok 1 when the
+     * whole body went out, 0 when it failed or the peer went away. sent is
+     * the body bytes written. The owner frees ctx here. May be NULL.
+     */
+    void (*finish)(void *ctx, int ok, uint64_t sent);
+} tally_http_stream_ops_t;
+
+typedef struct tally_http_stream tally_http_stream_t;
+
+/**
+ * @brief Called inside a dispatch function instead of filling res: the body
+ *        is made piece by piece by ops->produce on the thread pool and
+ *        written as the socket drains. When the first piece is the whole
+ *        body it goes out with a Content-Length like any answer; otherwise
+ *        with Transfer-Encoding: chunked, one chunk per piece. Memory is one
+ *        piece in flight, whatever the body's size; the loop thread only
+ *        writes. A reader that takes nothing for idle_timeout_ms is cut off.
+ *        Until the first piece is made the pending limit applies (as for a
+ *        deferred answer).
+ * @param status the status of the answer (usually 200).
+ * @param ctype static content type; NULL for application/json.
+ * @return 0 (the stream owns the answer; finish() will be called), or -1
+ *         when the request cannot be deferred (not dispatched by a server,
+ *         or ENOMEM): the caller answers synchronously and keeps ctx.
+ * @note Loop thread only; the request's strings die when dispatch returns.
+ */
+int tally_http_stream(tally_http_req_t *req, tally_http_res_t *res, int status, const char *ctype,
+                      const tally_http_stream_ops_t *ops, void *ctx);
+
 /* ---- response helpers ---------------------------------------------------- */
 
 /** @brief Set a body (copied) with status and content type. */

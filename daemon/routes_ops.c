@@ -266,6 +266,10 @@ tally_route_metrics(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_t *r
     COUNTER(&p, "tally_store_map_grows_total", "Times the map was grown.", G(map_grows));
     COUNTER(&p, "tally_retention_pruned_total",
             "Hourly rollups deleted by [storage] hourly_retention_days.", G(retention_pruned));
+    GAUGE(&p, "tally_heavy_reads", "usage_details reads streaming now.", G(heavy_reads));
+    COUNTER(&p, "tally_heavy_reads_refused_total",
+            "usage_details reads refused 429 (http.max_heavy_reads_per_token).",
+            G(heavy_reads_refused));
     tally_http_stats_t hs = {0};
     if (ctx->http)
         tally_http_stats(ctx->http, &hs);

@@ -51,6 +51,8 @@ typedef struct tally_stats {
     uint64_t retention_pruned; /**< hourly rollups deleted by retention */
     uint64_t usage_pairs;      /**< (namespace, metric) pairs tracked for tally_usage_total */
     uint64_t usage_dropped_events; /**< committed events of pairs over http.metrics_max_series */
+    uint64_t heavy_reads;         /**< usage_details reads running now */
+    uint64_t heavy_reads_refused; /**< refused 429: the token ran its most at once */
 } tally_stats_t;
 
 extern tally_stats_t tally_stats;

@@ -503,6 +503,8 @@ static const struct keydef keys[] = {
     {"http", "rate_burst", K_U32, "2000", 1, 10000000, .off = OFF(http.rate_burst)},
     {"http", "request_timeout_ms", K_U32, "10000", 1, 3600000, .off = OFF(http.request_timeout_ms)},
     {"http", "pending_timeout_ms", K_U32, "30000", 1, 3600000, .off = OFF(http.pending_timeout_ms)},
+    {"http", "max_heavy_reads_per_token", K_U32, "2", 1, 1000,
+     .off = OFF(http.max_heavy_reads_per_token)},
     {"auth", "tokens_file", K_PATH, "tokens", .off = OFF(auth.tokens_file)},
     {"billing", "tenant", K_NAME, "acme", .off = OFF(billing.tenant)},
     {"billing", "plans_file", K_PATH, "plans.ini", .off = OFF(billing.plans_file)},

@@ -168,6 +168,10 @@ typedef struct tally__config {
         /** http.rate_burst: requests a token may make at once before the
             rate applies, 1..10000000. Default 2000. */
         uint32_t rate_burst;
+        /** http.max_heavy_reads_per_token: usage_details (and its group_by)
+            reads one token may run at once; more answer 429 with
+            Retry-After, 1..1000. Default 2. */
+        uint32_t max_heavy_reads_per_token;
     } http;
 
     struct {

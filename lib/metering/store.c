@@ -97,6 +97,10 @@ struct tally__store {
     int id_fresh;    /* the id is new: written by identity_bump() */
     pthread_mutex_t mark_mu;
     tally__ratelimit_t rl_marker;
+    /* 1 while tally__store_grow() waits for or holds the exclusive lock:
+     * chunked readers (tally__store_rd_begin) hold off, so that the
+     * reader-preferring rwlock cannot starve a growth (atomic) */
+    int grow_waiting;
 };
 
 static void
@@ -866,9 +870,11 @@ tally__store_take_overflows(tally__store_t *s, char *series, size_t cap)
 int
 tally__store_grow(tally__store_t *s, uint64_t new_size)
 {
+    __atomic_store_n(&s->grow_waiting, 1, __ATOMIC_RELEASE);
     pthread_rwlock_wrlock(&s->lock);
     int rc = resize(s, new_size);
     pthread_rwlock_unlock(&s->lock);
+    __atomic_store_n(&s->grow_waiting, 0, __ATOMIC_RELEASE);
     return rc;
 }
 
@@ -3266,4 +3272,179 @@ done:
     fprintf(report, "result: ok (%lld records, %u note%s)\n", (long long)records, ck.notes,
             ck.notes == 1 ? "" : "s");
     return 0;
+}
+
+/* ==== chunked reads (tally__store_rd_*) =========================================
+ * A long report reads in many short read transactions instead of one: each
+ * chunk begins its own snapshot, so no transaction lives for seconds (LMDB
+ * cannot reuse pages a reader still sees, and a map growth waits for every
+ * reader to end). */
+
+struct tally__store_rd {
+    tally__store_t *s;
+    MDB_txn *txn;
+};
+
+int
+tally__store_rd_begin(tally__store_t *s, tally__store_rd_t **out)
+{
+    *out = NULL;
+    /* glibc's default rwlock prefers readers: a stream of overlapping
+     * chunks could keep a growth waiting for ever. Chunked readers let a
+     * waiting growth go first. */
+    while (__atomic_load_n(&s->grow_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    tally__store_rd_t *rd = calloc(1, sizeof *rd);
+    if (!rd)
+        return -ENOMEM;
+    rd->s = s;
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rd->txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&s->lock);
+        free(rd);
+        return map_err(rc);
+    }
+    *out = rd;
+    return 0;
+}
+
+void
+tally__store_rd_end(tally__store_rd_t *rd)
+{
+    if (!rd)
+        return;
+    mdb_txn_abort(rd->txn);
+    pthread_rwlock_unlock(&rd->s->lock);
+    free(rd);
+}
+
+int
+tally__store_rd_series(tally__store_rd_t *rd, const char *prefix, size_t plen, const char *after,
+                       size_t alen, size_t max, tally__store_series_cb cb, void *ctx, int *more)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, ret = 0;
+    size_t n = 0;
+    *more = 0;
+    if ((rc = mdb_cursor_open(rd->txn, rd->s->series, &cur)) != 0)
+        return map_err(rc);
+    if (after) {
+        k.mv_size = alen;
+        k.mv_data = (void *)after;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        /* strictly after: skip the key itself */
+        if (rc == MDB_SUCCESS && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else if (plen) {
+        k.mv_size = plen;
+        k.mv_data = (void *)prefix;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if (n == max) {
+            *more = 1;
+            break;
+        }
+        uint32_t sid;
+        if (v.mv_size != sizeof sid) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        memcpy(&sid, v.mv_data, sizeof sid);
+        n++;
+        if ((ret = cb(ctx, k.mv_data, k.mv_size, sid)) != 0)
+            break;
+    }
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+    mdb_cursor_close(cur);
+    return ret;
+}
+
+int
+tally__store_rd_records(tally__store_rd_t *rd, int which, const uint32_t *sids, size_t n,
+                        int64_t from_s, int64_t to_s, tally__store_record_cb cb, void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k, val;
+    unsigned char key[IDKEY_LEN];
+    int rc, ret = 0;
+    if (n == 0 || from_s >= to_s)
+        return 0;
+    if ((rc = mdb_cursor_open(rd->txn, which == TALLY_STORE_MONTHLY ? rd->s->monthly : rd->s->hourly,
+                              &cur)) != 0)
+        return map_err(rc);
+    size_t vsize =
+        which == TALLY_STORE_MONTHLY ? sizeof(tally__rollup_t) : TALLY_ROLLUP_HOURLY_SIZE;
+    /* The join of tally__store_scan(): walk the periods in order, and in
+     * each the records of our ids, seeking over the others'. */
+    tally__rollup_key(key, sids[0], from_s);
+    k.mv_size = IDKEY_LEN;
+    k.mv_data = key;
+    rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+    int64_t period = INT64_MIN;
+    size_t j = 0;
+    while (rc == MDB_SUCCESS) {
+        uint32_t ksid;
+        int64_t kp;
+        if (tally__rollup_key_parse(k.mv_data, k.mv_size, &ksid, &kp) != 0) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        if (kp >= to_s)
+            break;
+        if (kp != period) {
+            period = kp;
+            j = 0;
+        }
+        if (j < n && sids[j] < ksid) {
+            /* galloping would not pay: chunks are small; binary search */
+            size_t lo = j, hi = n;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (sids[mid] < ksid)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            j = lo;
+        }
+        if (j == n || sids[j] != ksid) {
+            if (j == n) {
+                if (kp == INT64_MAX)
+                    break;
+                tally__rollup_key(key, sids[0], kp + 1);
+            } else {
+                tally__rollup_key(key, sids[j], kp);
+            }
+            k.mv_size = IDKEY_LEN;
+            k.mv_data = key;
+            rc = mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE);
+            continue;
+        }
+        if (val.mv_size != vsize) {
+            ret = TALLY_ECORRUPT;
+            break;
+        }
+        tally__rollup_t r;
+        memcpy(&r, val.mv_data, vsize);
+        if (which != TALLY_STORE_MONTHLY)
+            r.last_sum = r.last;
+        if ((ret = cb(ctx, j, kp, &r)) != 0)
+            break;
+        j++;
+        rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+    }
+    if (ret == 0 && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        ret = map_err(rc);
+    mdb_cursor_close(cur);
+    return ret;
 }

@@ -266,6 +266,56 @@ typedef int (*tally__store_scan_cb)(void *ctx, const char *series, size_t series
 int tally__store_scan(tally__store_t *s, int which, const char *ns, size_t ns_len, int64_t from_s,
                       int64_t to_s, tally__store_scan_cb cb, void *ctx);
 
+/* ---- chunked reads --------------------------------------------------------
+ * For reports over many series: each chunk of work opens its own short read
+ * snapshot (tally__store_rd_begin), lists a bounded run of series keys
+ * (tally__store_rd_series) and joins their records
+ * (tally__store_rd_records), then ends it; the next chunk resumes after the
+ * last key seen. No transaction lives long, so flushes keep reusing pages
+ * and a map growth waits for one chunk at most (chunked readers also hold
+ * off while a growth is waiting: the rwlock alone prefers readers). The
+ * price: chunks may see different snapshots (a flush committed between two
+ * chunks shows in the later one only). */
+
+typedef struct tally__store_rd tally__store_rd_t;
+
+/**
+ * @brief Begin a read snapshot (takes the shared lock; waits first while a
+ *        map growth is waiting). Pair with tally__store_rd_end() soon.
+ * @return 0, -ENOMEM, TALLY_ESTORE.
+ */
+int tally__store_rd_begin(tally__store_t *s, tally__store_rd_t **out);
+
+/** @brief End a snapshot from tally__store_rd_begin(). NULL is ignored. */
+void tally__store_rd_end(tally__store_rd_t *rd);
+
+/** Called per series key; non-zero stops with that value. key valid during the call. */
+typedef int (*tally__store_series_cb)(void *ctx, const char *key, size_t len, uint32_t sid);
+
+/**
+ * @brief Visit, in key order, the series keys that start with prefix
+ *        (plen 0: all) and come strictly after `after` (NULL: from the
+ *        first), at most max of them.
+ * @param[out] more 1 when it stopped at max with another key left.
+ * @return 0, the callback's non-zero value, TALLY_ECORRUPT, TALLY_ESTORE.
+ */
+int tally__store_rd_series(tally__store_rd_t *rd, const char *prefix, size_t plen,
+                           const char *after, size_t alen, size_t max, tally__store_series_cb cb,
+                           void *ctx, int *more);
+
+/** Called per record of tally__store_rd_records(): idx is the index of its id in sids. */
+typedef int (*tally__store_record_cb)(void *ctx, size_t idx, int64_t period_s,
+                                      const tally__rollup_t *r);
+
+/**
+ * @brief Visit the records (of `which`) of the series ids sids[0..n),
+ *        sorted ascending without duplicates, whose period starts in
+ *        [from_s, to_s), in period order.
+ * @return 0, the callback's non-zero value, TALLY_ECORRUPT, TALLY_ESTORE.
+ */
+int tally__store_rd_records(tally__store_rd_t *rd, int which, const uint32_t *sids, size_t n,
+                            int64_t from_s, int64_t to_s, tally__store_record_cb cb, void *ctx);
+
 /** Called per producer. */
 typedef int (*tally__store_producer_cb)(void *ctx, const char *id, size_t id_len,
                                         const tally__dedup_t *state);

@@ -244,4 +244,70 @@ int tally__usage_summary(tally__store_t *store, const tally__catalog_t *cat, con
 /** @brief Free what tally__usage_summary() returned. NULL is ignored. */
 void tally__usage_summaries_free(tally__usage_summary_t *s);
 
+/* ---- streaming reports ------------------------------------------------------
+ * The items of tally__usage_details() one at a time, in the same order,
+ * from bounded passes over the store (usage.c explains how): memory is
+ * bounded by constants (about 3 MiB), not by the number of series, and no
+ * read transaction lives longer than one chunk of 4096 series keys. Chunks
+ * may see different snapshots: a flush committed during a long read shows
+ * in the chunks read after it. */
+
+struct tally__selector;
+
+/** What a streaming report covers. Strings are borrowed while the iterator lives. */
+typedef struct tally__usage_query {
+    const char *ns;     /**< one namespace, or NULL for every namespace */
+    const char *metric; /**< one metric label, or NULL for every metric */
+    const struct tally__selector *selector; /**< series whose labels match; NULL: all */
+    tally__usage_window_t w;                /**< the effective window */
+    /** resume strictly after the item (after_ns, after_metric, after_object) */
+    int has_after;
+    char after_ns[TALLY_MAX_NS_LEN + 1];
+    char after_metric[TALLY_MAX_METRIC_LEN + 1];
+    char after_object[TALLY_MAX_LABEL_VALUE_LEN + 1];
+} tally__usage_query_t;
+
+typedef struct tally__usage_iter tally__usage_iter_t;
+
+/** @brief Start a streaming usage_details report. @return 0 or -ENOMEM. */
+int tally__usage_iter_open(tally__store_t *store, const tally__catalog_t *cat,
+                           const tally__usage_query_t *q, tally__usage_iter_t **out);
+
+/**
+ * @brief The next item.
+ * @param[out] item valid until the next call.
+ * @return 1 with an item, 0 at the end, or an error as tally__usage_details().
+ * @note One thread at a time per iterator; any thread.
+ */
+int tally__usage_iter_next(tally__usage_iter_t *it, const tally__usage_item_t **item);
+
+/** @brief Free an iterator. NULL is ignored. */
+void tally__usage_iter_close(tally__usage_iter_t *it);
+
+/** One line of a group_by report: a metric's total over the series sharing one value of a label. */
+typedef struct tally__usage_group {
+    char metric[TALLY_MAX_METRIC_LEN + 1];
+    char value[TALLY_MAX_LABEL_VALUE_LEN + 1]; /**< "" for series without the label */
+    tally__metric_def_t def;
+    tally__usage_qty_t quantity; /**< folded by the metric's aggregation */
+    uint64_t series;             /**< series with data that went into it */
+} tally__usage_group_t;
+
+/**
+ * @brief Totals per (metric, value of `label`) over the series of q (its
+ *        has_after is ignored), largest quantity first (ties by metric,
+ *        value), the first `top` of them (0: all).
+ * @param max_groups most distinct (metric, value) pairs held; a report that
+ *        meets more fails with TALLY_ETOOBIG (narrow it with a filter).
+ * @param[out] total how many groups there were before the cut to `top`.
+ * @return 0, TALLY_ETOOBIG, or as tally__usage_details().
+ * @note Any thread.
+ */
+int tally__usage_groups(tally__store_t *store, const tally__catalog_t *cat,
+                        const tally__usage_query_t *q, const char *label, size_t max_groups,
+                        size_t top, tally__usage_group_t **out, size_t *n, size_t *total);
+
+/** @brief Free what tally__usage_groups() returned. NULL is ignored. */
+void tally__usage_groups_free(tally__usage_group_t *g);
+
 #endif
