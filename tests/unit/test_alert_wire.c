@@ -55,6 +55,7 @@ Test(alert_wire, writer_writes_the_documented_golden_frame)
     msgpack_sbuffer_destroy(&sb);
     tally__wire_alert_t a;
     cr_assert_eq(decode_copy(golden, sizeof golden, &a), 0);
+    cr_assert_eq(tally__decode_alert(golden, sizeof golden, &a), 0); /* strings into golden */
     cr_assert(a.key.len == 13 && memcmp(a.key.p, "http_requests", 13) == 0);
     cr_assert_eq(a.limit, 100.0);
     cr_assert_eq(a.usage, 81.0);

@@ -836,7 +836,8 @@ run_row(const row_t *r)
         break;
     case RAW_BATCH:
         buf_init(&b);
-        raw(&b, r->b, r->n);
+        if (r->n) /* an empty sbuffer has no data pointer to write to */
+            raw(&b, r->b, r->n);
         break;
     case EVENT:
         buf_init(&e);
