@@ -217,12 +217,17 @@ rd_uint(rd_t *r, uint64_t *v)
     return 0;
 }
 
-/* "q" and "u": any integer or finite float. */
+/* "q" and "u": any integer (the whole uint64 range too) or finite float. */
 static int
 rd_number(rd_t *r, double *v)
 {
     int is_int;
     int64_t i;
+    if (rd_need(r, 9) == 0 && *r->p == 0xcf) { /* uint 64 past INT64_MAX is still a number */
+        *v = (double)rd_be(r->p + 1, 8);
+        r->p += 9;
+        return 0;
+    }
     if (rd_num(r, &is_int, &i, v) != 0)
         return -1;
     if (is_int)
