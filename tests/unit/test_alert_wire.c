@@ -47,8 +47,8 @@ Test(alert_wire, writer_writes_the_documented_golden_frame)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    cr_assert_eq(tally__encode_alert(&sb, "demo", 4, "http_requests", 100, 81,
-                                     TALLY_ALERT_WARNING, GOLDEN_TS),
+    cr_assert_eq(tally__encode_alert(&sb, "demo", 4, "http_requests", 100, 81, TALLY_ALERT_WARNING,
+                                     GOLDEN_TS),
                  0);
     cr_assert_eq(sb.size, sizeof golden);
     cr_assert(memcmp(sb.data, golden, sizeof golden) == 0, "bytes differ from PROTOCOL.md");
@@ -98,6 +98,8 @@ Test(alert_wire, writer_refuses_what_the_reader_would)
 /* ---- the table ----------------------------------------------------------
  * Map entries as raw msgpack, so a row spells out exactly the bytes it
  * sends. Mind that a hex escape swallows every hex digit after it. */
+/* one row a line reads as a table: */
+/* clang-format off */
 #define K "\xa1" "k\x03"
 #define VV "\xa1" "v\x01"
 #define N "\xa1" "n\xa4" "demo"
@@ -219,6 +221,8 @@ static const row_t rows[] = {
     {"kind twice", NULL, B("\x89" K VV N M Q U W T K), BAD},
     {"time twice in place of the level", NULL, B("\x88" K VV N M Q U T T), BAD},
 };
+
+/* clang-format on */
 
 static void
 run_row(const row_t *r)

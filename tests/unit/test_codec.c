@@ -769,6 +769,8 @@ typedef struct row {
     int want;       /* OK or a reject reason */
 } row_t;
 
+/* one row a line reads as a table: */
+/* clang-format off */
 #define BF(f, lit, want_, what_)                                                                   \
     {.what = (what_), .shape = BATCH, .field = (f), .b = (lit), .n = sizeof(lit) - 1, .want = (want_)}
 #define EF(f, lit, want_, what_)                                                                   \
@@ -1250,6 +1252,8 @@ static const row_t framing_rows[] = {
     EF('x', "\x91\x91\x91\x07", R(type), "nested arrays as the value"),
     EF('n', "\x91\x91\xa1" "a", R(type), "nested arrays as the namespace"),
 };
+
+/* clang-format on */
 
 Test(codec, rejects_what_is_not_one_msgpack_map)
 {

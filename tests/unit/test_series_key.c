@@ -65,7 +65,8 @@ Test(series_key, wire_writer_output_parses_back)
     cr_assert(memcmp(s.ns, "acme", 4) == 0);
     cr_assert_eq(s.metric_len, 11);
     cr_assert(memcmp(s.metric, "cpu_seconds", 11) == 0);
-    static const char *const want[4][2] = {{"a", "1"}, {"a.b", ""}, {"ab", "x y"}, {"zone", "eu-1"}};
+    static const char *const want[4][2] = {
+        {"a", "1"}, {"a.b", ""}, {"ab", "x y"}, {"zone", "eu-1"}};
     uint32_t pos = 0, kl, vl;
     const char *k, *v;
     for (int i = 0; i < 4; i++) {
