@@ -190,44 +190,6 @@ series_known(tally_ingest_t *in, uint32_t id, const char *metric, uint32_t metri
     return in->known[id] == SERIES_KNOWN;
 }
 
-/* Series key from wire strings: same bytes as tally__series_key(). */
-static size_t
-wire_series_key(char *buf, const tally__wire_event_t *ev, const tally__wire_label_t *labels)
-{
-    size_t n = 0;
-    memcpy(buf, ev->ns.p, ev->ns.len);
-    n += ev->ns.len;
-    buf[n++] = '\0';
-    memcpy(buf + n, ev->metric.p, ev->metric.len);
-    n += ev->metric.len;
-    buf[n++] = '\0';
-    uint32_t order[TALLY_MAX_LABELS];
-    for (uint32_t i = 0; i < ev->nlabels; i++) {
-        uint32_t j = i;
-        const tally__str_t *ki = &labels[i].key;
-        while (j > 0) {
-            const tally__str_t *kj = &labels[order[j - 1]].key;
-            int c = memcmp(kj->p, ki->p, kj->len < ki->len ? kj->len : ki->len);
-            if (c < 0 || (c == 0 && kj->len <= ki->len))
-                break;
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = i;
-    }
-    for (uint32_t i = 0; i < ev->nlabels; i++) {
-        const tally__wire_label_t *l = &labels[order[i]];
-        if (i)
-            buf[n++] = 0x1e;
-        memcpy(buf + n, l->key.p, l->key.len);
-        n += l->key.len;
-        buf[n++] = 0x1f;
-        memcpy(buf + n, l->value.p, l->value.len);
-        n += l->value.len;
-    }
-    return n;
-}
-
 /* Count one more producer under credential cred (v2 keys only); 0 when the
  * credential is at ingest.max_producers_per_credential. *cid: the
  * credential's index, for cred_release(). */
@@ -459,7 +421,8 @@ handle(tally_ingest_t *in, const lsock_t *ls, const void *msg, size_t len, tally
                 too_old += when == TALLY_PROTO_REJECT_too_old;
                 continue;
             }
-            size_t klen = wire_series_key(key, ev, batch.labels + ev->label_off);
+            size_t klen = tally__series_key_wire(key, ev->ns, ev->metric,
+                                                 batch.labels + ev->label_off, ev->nlabels);
             uint32_t sid;
             int irc = tally__strtab_intern(in->o.series, key, (uint32_t)klen, &sid);
             int known = irc < 0 ? irc : series_known(in, sid, ev->metric.p, ev->metric.len);

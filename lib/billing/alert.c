@@ -1,4 +1,5 @@
-/* alert.c — quota alert levels, the alert_v1 codec and the bounded (namespace, key) level table. */
+/* alert.c — quota alert levels, the alert_v1 format (its writer and its strict reader) and the
+ * bounded (namespace, key) level table. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -48,8 +49,8 @@ int
 tally__encode_alert(msgpack_sbuffer *out, const char *ns, size_t ns_len, const char *key,
                     double limit, double usage, int level, int64_t ts_ms)
 {
-    if (!ns || ns_len == 0 || memchr(ns, 0, ns_len) || !key || !*key || level < 0 ||
-        level >= TALLY_ALERT_NLEVELS)
+    if (!ns || ns_len == 0 || ns_len > TALLY_ALERT_NS_MAX || memchr(ns, 0, ns_len) || !key ||
+        !*key || strlen(key) > TALLY_ALERT_KEY_MAX || level < 0 || level >= TALLY_ALERT_NLEVELS)
         return TALLY_EINVAL;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
@@ -77,107 +78,220 @@ tally__encode_alert(msgpack_sbuffer *out, const char *ns, size_t ns_len, const c
     return bad ? -ENOMEM : 0;
 }
 
+/* A bounded reader over the message bytes, in the style of codec.c's: each
+ * read checks that the bytes it needs are there, advances past what it
+ * read, and returns -1 on anything else. No allocation, no object tree:
+ * strings point into the caller's buffer, and a declared length is checked
+ * against the bytes left before anything trusts it. */
+typedef struct rd {
+    const uint8_t *p;
+    const uint8_t *end;
+} rd_t;
+
 static int
-obj_str(const msgpack_object *o, tally__str_t *s)
+rd_need(const rd_t *r, uint64_t n)
 {
-    if (o->type != MSGPACK_OBJECT_STR)
+    return (uint64_t)(r->end - r->p) >= n ? 0 : -1;
+}
+
+/* n (1..8) big-endian bytes. */
+static uint64_t
+rd_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A map header: fixmap, map 16 or map 32. */
+static int
+rd_map(rd_t *r, uint32_t *n)
+{
+    if (rd_need(r, 1))
         return -1;
-    s->p = o->via.str.ptr;
-    s->len = o->via.str.size;
+    uint8_t c = *r->p;
+    int w = c == 0xde ? 2 : c == 0xdf ? 4 : 0;
+    if (!w && (c & 0xf0) != 0x80)
+        return -1;
+    if (rd_need(r, 1 + (uint64_t)w))
+        return -1;
+    *n = w ? (uint32_t)rd_be(r->p + 1, w) : (uint32_t)(c & 0x0f);
+    r->p += 1 + w;
     return 0;
 }
 
+/* A str (fixstr, str 8/16/32) of at most max bytes; bin is not a string. */
 static int
-obj_uint(const msgpack_object *o, uint64_t *v)
+rd_str(rd_t *r, tally__str_t *s, uint32_t max)
 {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    if (rd_need(r, 1))
         return -1;
-    *v = o->via.u64;
+    uint8_t c = *r->p;
+    int w = c == 0xd9 ? 1 : c == 0xda ? 2 : c == 0xdb ? 4 : 0;
+    if (!w && (c & 0xe0) != 0xa0)
+        return -1;
+    if (rd_need(r, 1 + (uint64_t)w))
+        return -1;
+    uint64_t n = w ? rd_be(r->p + 1, w) : (uint64_t)(c & 0x1f);
+    r->p += 1 + w;
+    if (n > max || rd_need(r, n))
+        return -1;
+    s->p = (const char *)r->p;
+    s->len = (uint32_t)n;
+    r->p += n;
     return 0;
 }
 
+/* Any msgpack integer that fits int64 (*is_int = 1, *i set), or a float32
+ * or float64 (*is_int = 0, *f set); any other type is -1. */
 static int
-obj_number(const msgpack_object *o, double *v)
+rd_num(rd_t *r, int *is_int, int64_t *i, double *f)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *v = (double)o->via.u64;
+    if (rd_need(r, 1))
+        return -1;
+    uint8_t c = *r->p;
+    *is_int = 1;
+    if (c <= 0x7f || c >= 0xe0) { /* positive and negative fixint */
+        *i = c <= 0x7f ? c : (int64_t)c - 256;
+        r->p++;
         return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *v = (double)o->via.i64;
-        return 0;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        *v = o->via.f64;
-        return isfinite(*v) ? 0 : -1;
+    }
+    int w;
+    switch (c) {
+    case 0xcc: /* uint 8 */
+    case 0xd0: /* int 8 */
+        w = 1;
+        break;
+    case 0xcd:
+    case 0xd1:
+        w = 2;
+        break;
+    case 0xce:
+    case 0xd2:
+    case 0xca: /* float 32 */
+        w = 4;
+        break;
+    case 0xcf:
+    case 0xd3:
+    case 0xcb: /* float 64 */
+        w = 8;
+        break;
     default:
         return -1;
     }
+    if (rd_need(r, 1 + (uint64_t)w))
+        return -1;
+    uint64_t u = rd_be(r->p + 1, w);
+    r->p += 1 + w;
+    if (c == 0xca) {
+        uint32_t u32 = (uint32_t)u;
+        float fl;
+        memcpy(&fl, &u32, sizeof fl);
+        *f = fl;
+        *is_int = 0;
+    } else if (c == 0xcb) {
+        memcpy(f, &u, sizeof *f);
+        *is_int = 0;
+    } else if (c >= 0xd0) { /* signed: sign-extend from w bytes */
+        int sh = 64 - 8 * w;
+        *i = (int64_t)(u << sh) >> sh;
+    } else if (u > (uint64_t)INT64_MAX) {
+        return -1;
+    } else {
+        *i = (int64_t)u;
+    }
+    return 0;
 }
 
+/* "k" and "v": a non-negative integer in any encoding. */
 static int
-obj_int64(const msgpack_object *o, int64_t *v)
+rd_uint(rd_t *r, uint64_t *v)
 {
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return 0;
-    }
-    return -1;
+    int is_int;
+    int64_t i;
+    double f;
+    if (rd_num(r, &is_int, &i, &f) != 0 || !is_int || i < 0)
+        return -1;
+    *v = (uint64_t)i;
+    return 0;
 }
 
-/* Check the map against alert_v1; out's strings point into the unpacked
- * object, whose string bodies msgpack-c leaves in the input buffer. */
+/* "q" and "u": any integer (the whole uint64 range too) or finite float. */
 static int
-decode_map(const msgpack_object *root, tally__wire_alert_t *out)
+rd_number(rd_t *r, double *v)
+{
+    int is_int;
+    int64_t i;
+    if (rd_need(r, 9) == 0 && *r->p == 0xcf) { /* uint 64 past INT64_MAX is still a number */
+        *v = (double)rd_be(r->p + 1, 8);
+        r->p += 9;
+        return 0;
+    }
+    if (rd_num(r, &is_int, &i, v) != 0)
+        return -1;
+    if (is_int)
+        *v = (double)i;
+    return isfinite(*v) ? 0 : -1;
+}
+
+/* "t": any integer encoding that fits int64. */
+static int
+rd_int64(rd_t *r, int64_t *v)
+{
+    int is_int;
+    double f;
+    return rd_num(r, &is_int, v, &f) != 0 || !is_int ? -1 : 0;
+}
+
+/* The map, checked against alert_v1, and nothing after it. */
+static int
+decode_map(rd_t *r, tally__wire_alert_t *out)
 {
     uint64_t kind = 0, version = 0;
     tally__str_t lvl = {0};
     unsigned seen = 0;
-    if (root->type != MSGPACK_OBJECT_MAP)
+    uint32_t n;
+    if (rd_map(r, &n) != 0)
         return -1;
-    for (uint32_t i = 0; i < root->via.map.size; i++) {
-        const msgpack_object_kv *kv = &root->via.map.ptr[i];
+    for (uint32_t i = 0; i < n; i++) {
         tally__str_t k;
         unsigned bit;
         int rc;
-        if (obj_str(&kv->key, &k) != 0 || k.len != 1)
+        if (rd_str(r, &k, 1) != 0 || k.len != 1)
             return -1;
         switch (k.p[0]) {
         case 'k':
             bit = 1;
-            rc = obj_uint(&kv->val, &kind);
+            rc = rd_uint(r, &kind);
             break;
         case 'v':
             bit = 2;
-            rc = obj_uint(&kv->val, &version);
+            rc = rd_uint(r, &version);
             break;
         case 'n':
             bit = 4;
-            rc = obj_str(&kv->val, &out->ns);
+            rc = rd_str(r, &out->ns, TALLY_ALERT_NS_MAX);
             break;
         case 'm':
             bit = 8;
-            rc = obj_str(&kv->val, &out->key);
+            rc = rd_str(r, &out->key, TALLY_ALERT_KEY_MAX);
             break;
         case 'q':
             bit = 16;
-            rc = obj_number(&kv->val, &out->limit);
+            rc = rd_number(r, &out->limit);
             break;
         case 'u':
             bit = 32;
-            rc = obj_number(&kv->val, &out->usage);
+            rc = rd_number(r, &out->usage);
             break;
         case 'w':
             bit = 64;
-            rc = obj_str(&kv->val, &lvl);
+            rc = rd_str(r, &lvl, 16); /* longer than any level name */
             break;
         case 't':
             bit = 128;
-            rc = obj_int64(&kv->val, &out->ts_ms);
+            rc = rd_int64(r, &out->ts_ms);
             break;
         default:
             return -1;
@@ -186,7 +300,7 @@ decode_map(const msgpack_object *root, tally__wire_alert_t *out)
             return -1;
         seen |= bit;
     }
-    if (seen != 255 || kind != TALLY_PROTO_KIND_alert_v1 || version < 1 ||
+    if (r->p != r->end || seen != 255 || kind != TALLY_PROTO_KIND_alert_v1 || version < 1 ||
         version > TALLY_PROTO_VERSION || out->ns.len == 0 || out->key.len == 0)
         return -1;
     out->level = tally__alert_level_parse(lvl.p, lvl.len);
@@ -197,31 +311,17 @@ int
 tally__decode_alert(const void *buf, size_t len, tally__wire_alert_t *out)
 {
     memset(out, 0, sizeof *out);
-    const char *nul = buf ? memchr(buf, 0, len) : NULL;
+    const uint8_t *nul = buf ? memchr(buf, 0, len) : NULL;
     if (!nul)
         return TALLY_EPROTO;
-    size_t topic_len = (size_t)(nul - (const char *)buf);
-    size_t off = topic_len + 1;
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    int rc = TALLY_EPROTO;
-    if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
-        goto done;
-    if (decode_map(&u.data, out) != 0)
-        goto done;
-    /* string bodies are referenced from buf (msgpack-c does not copy str
-     * without a reference callback decision; check that to be safe) */
-    if (out->ns.p < (const char *)buf || out->ns.p + out->ns.len > (const char *)buf + len ||
-        out->key.p < (const char *)buf || out->key.p + out->key.len > (const char *)buf + len)
-        goto done;
-    if (out->ns.len != topic_len || memcmp(out->ns.p, buf, topic_len) != 0)
-        goto done;
-    rc = 0;
-done:
-    msgpack_unpacked_destroy(&u);
-    if (rc)
+    size_t topic_len = (size_t)(nul - (const uint8_t *)buf);
+    rd_t r = {nul + 1, (const uint8_t *)buf + len};
+    if (decode_map(&r, out) != 0 || out->ns.len != topic_len ||
+        memcmp(out->ns.p, buf, topic_len) != 0) {
         memset(out, 0, sizeof *out);
-    return rc;
+        return TALLY_EPROTO;
+    }
+    return 0;
 }
 
 /* ---- level table --------------------------------------------------------

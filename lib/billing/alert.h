@@ -23,6 +23,7 @@
 #include <msgpack.h>
 
 #include "codec.h"
+#include "tally/tally.h"
 
 /** Alert levels, in increasing order of severity. */
 enum {
@@ -47,7 +48,15 @@ const char *tally__alert_level_name(int level);
 /** @brief Parse a level name. @return the level, or -1 when unknown. */
 int tally__alert_level_parse(const char *s, size_t len);
 
-/* ---- wire: alert_v1 ---------------------------------------------------- */
+/* ---- wire: alert_v1 ----------------------------------------------------
+ * The format's writer and reader both live in alert.c. The reader is a
+ * bounded byte reader like codec.c's (no msgpack_unpack_next, no zone):
+ * alerts arrive on a SUB socket anyone on the endpoint can publish to. */
+
+/** Longest namespace an alert carries (a namespace name). */
+#define TALLY_ALERT_NS_MAX TALLY_MAX_NS_LEN
+/** Longest limit key an alert carries (a metric label). */
+#define TALLY_ALERT_KEY_MAX TALLY_MAX_METRIC_LEN
 
 /** A decoded alert_v1. Strings point into the decoded buffer. */
 typedef struct tally__wire_alert {
@@ -66,7 +75,9 @@ typedef struct tally__wire_alert {
  * @param key the limit key (NUL-terminated).
  * @param level TALLY_ALERT_WARNING or TALLY_ALERT_EXCEEDED (OK is encodable
  *        too, but tallyd never sends it).
- * @return 0, TALLY_EINVAL (empty ns or key, NUL in ns, unknown level), -ENOMEM.
+ * @return 0, TALLY_EINVAL (empty ns or key, NUL in ns, ns longer than
+ *         TALLY_ALERT_NS_MAX or key than TALLY_ALERT_KEY_MAX, unknown
+ *         level), -ENOMEM.
  */
 int tally__encode_alert(msgpack_sbuffer *out, const char *ns, size_t ns_len, const char *key,
                         double limit, double usage, int level, int64_t ts_ms);
@@ -74,7 +85,9 @@ int tally__encode_alert(msgpack_sbuffer *out, const char *ns, size_t ns_len, con
 /**
  * @brief Decode an alert message, topic included: all eight keys exactly
  *        once, k = 3, v in 1..TALLY_PROTO_VERSION, no trailing bytes, "n"
- *        equal to the topic.
+ *        equal to the topic, "n" at most TALLY_ALERT_NS_MAX and "m" at
+ *        most TALLY_ALERT_KEY_MAX bytes. Reads only inside buf[0..len),
+ *        allocates nothing: safe on hostile input.
  * @param[out] out strings point into buf (valid while buf is).
  * @return 0 or TALLY_EPROTO.
  */

@@ -1,4 +1,5 @@
-/* rollup.c — merging rollup records and encoding series and rollup keys. */
+/* rollup.c — merging rollup records, and the one writer and reader of the series-key and
+ * rollup-key formats (rollup.h describes the bytes). */
 #include <string.h>
 
 #include "rollup.h"
@@ -90,39 +91,65 @@ tally__rollup_int_overflowed(const tally__rollup_t *r)
     return (r->flags & TALLY_ROLLUP_INT_OVERFLOW) != 0;
 }
 
+/* Byte order of two label keys, the shorter first when one is a prefix of
+ * the other: strcmp() order for keys without NUL, which they never hold. */
+static int
+key_cmp(const tally__str_t *a, const tally__str_t *b)
+{
+    int c = memcmp(a->p, b->p, a->len < b->len ? a->len : b->len);
+    if (c)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
 size_t
-tally__series_key(char *buf, const char *ns, size_t ns_len, const char *metric, size_t metric_len,
-                  const tally_label_t *labels, size_t nlabels)
+tally__series_key_wire(char *buf, tally__str_t ns, tally__str_t metric,
+                       const tally__wire_label_t *labels, uint32_t nlabels)
 {
     size_t n = 0;
-    memcpy(buf + n, ns, ns_len);
-    n += ns_len;
+    if (nlabels > TALLY_MAX_LABELS)
+        nlabels = TALLY_MAX_LABELS;
+    memcpy(buf + n, ns.p, ns.len);
+    n += ns.len;
     buf[n++] = '\0';
-    memcpy(buf + n, metric, metric_len);
-    n += metric_len;
+    memcpy(buf + n, metric.p, metric.len);
+    n += metric.len;
     buf[n++] = '\0';
-    /* insertion order by key: at most TALLY_MAX_LABELS entries */
-    size_t order[TALLY_MAX_LABELS];
-    for (size_t i = 0; i < nlabels && i < TALLY_MAX_LABELS; i++) {
-        size_t j = i;
-        while (j > 0 && strcmp(labels[order[j - 1]].key, labels[i].key) > 0) {
+    /* insertion sort of at most TALLY_MAX_LABELS indexes: stable, no allocation */
+    uint32_t order[TALLY_MAX_LABELS];
+    for (uint32_t i = 0; i < nlabels; i++) {
+        uint32_t j = i;
+        while (j > 0 && key_cmp(&labels[order[j - 1]].key, &labels[i].key) > 0) {
             order[j] = order[j - 1];
             j--;
         }
         order[j] = i;
     }
-    for (size_t i = 0; i < nlabels && i < TALLY_MAX_LABELS; i++) {
-        const tally_label_t *l = &labels[order[i]];
-        size_t kl = strlen(l->key), vl = strlen(l->value);
+    for (uint32_t i = 0; i < nlabels; i++) {
+        const tally__wire_label_t *l = &labels[order[i]];
         if (i)
             buf[n++] = 0x1e;
-        memcpy(buf + n, l->key, kl);
-        n += kl;
+        memcpy(buf + n, l->key.p, l->key.len);
+        n += l->key.len;
         buf[n++] = 0x1f;
-        memcpy(buf + n, l->value, vl);
-        n += vl;
+        memcpy(buf + n, l->value.p, l->value.len);
+        n += l->value.len;
     }
     return n;
+}
+
+size_t
+tally__series_key(char *buf, const char *ns, size_t ns_len, const char *metric, size_t metric_len,
+                  const tally_label_t *labels, size_t nlabels)
+{
+    tally__wire_label_t wl[TALLY_MAX_LABELS];
+    uint32_t nl = nlabels < TALLY_MAX_LABELS ? (uint32_t)nlabels : TALLY_MAX_LABELS;
+    for (uint32_t i = 0; i < nl; i++) {
+        wl[i].key = (tally__str_t){labels[i].key, (uint32_t)strlen(labels[i].key)};
+        wl[i].value = (tally__str_t){labels[i].value, (uint32_t)strlen(labels[i].value)};
+    }
+    return tally__series_key_wire(buf, (tally__str_t){ns, (uint32_t)ns_len},
+                                  (tally__str_t){metric, (uint32_t)metric_len}, wl, nl);
 }
 
 int

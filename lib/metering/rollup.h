@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "tally/tally.h"
 
 enum {
@@ -110,7 +111,21 @@ typedef struct tally__series {
 } tally__series_t;
 
 /**
- * @brief Build a series key into buf (TALLY_SERIES_KEY_MAX bytes).
+ * @brief Build a series key into buf (TALLY_SERIES_KEY_MAX bytes) from
+ *        strings as the wire decoder hands them out (pointer and length,
+ *        no NUL): the one writer of the format, which tallyd's ingest path
+ *        calls for every decoded event.
+ * @param labels nlabels pairs (at most TALLY_MAX_LABELS); sorted here into
+ *        canonical order (byte order of the key, shorter first on a tie).
+ * @return the key length. Inputs must be validated already (lengths within
+ *         the TALLY_MAX_* limits, no byte below 0x20 in any part).
+ */
+size_t tally__series_key_wire(char *buf, tally__str_t ns, tally__str_t metric,
+                              const tally__wire_label_t *labels, uint32_t nlabels);
+
+/**
+ * @brief tally__series_key_wire() for NUL-terminated labels (the embedded
+ *        ingest path, the tools and the tests): same bytes.
  * @param labels pairs; sorted here into canonical order.
  * @return the key length. Inputs must be validated already.
  */

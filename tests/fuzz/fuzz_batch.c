@@ -1,9 +1,12 @@
 /* fuzz_batch.c — libFuzzer harness: the ingest batch decoder (msgpack batch v1 and v2, the peek
- * before a MAC check, the MAC check itself) and the ack decoders. */
+ * before a MAC check, the MAC check itself), the ack decoders and the alert decoder. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h>
+
+#include "alert.h"
 #include "codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,6 +75,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char topic[TALLY__ACK_TOPIC_LEN + 1];
     tally__ack_topic(key, "p", 1, topic);
     tally__decode_ack_v2(buf, size, key, topic, &ack);
+    /* and as an alert (SUB sockets take anyone's frames): what decodes lies
+     * inside buf, and re-encodes to a frame that decodes to the same alert */
+    tally__wire_alert_t al, al2;
+    if (tally__decode_alert(buf, size, &al) == 0) {
+        if (al.ns.p < (const char *)buf || al.ns.p + al.ns.len > (const char *)buf + size ||
+            al.key.p < (const char *)buf || al.key.p + al.key.len > (const char *)buf + size)
+            abort();
+        char k[TALLY_ALERT_KEY_MAX + 1];
+        memcpy(k, al.key.p, al.key.len);
+        k[al.key.len] = '\0';
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        /* a key with a NUL inside is shorter as a C string: skip those */
+        if (strlen(k) == al.key.len) {
+            if (tally__encode_alert(&sb, al.ns.p, al.ns.len, k, al.limit, al.usage, al.level,
+                                    al.ts_ms) != 0 ||
+                tally__decode_alert(sb.data, sb.size, &al2) != 0 || al2.limit != al.limit ||
+                al2.usage != al.usage || al2.level != al.level || al2.ts_ms != al.ts_ms)
+                abort();
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
     free(buf);
     return 0;
 }
