@@ -1,5 +1,4 @@
 /* httpreq.c — http-parser callbacks, limits and request-target decoding for one request stream. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,76 +6,9 @@
 
 #include "httpreq.h"
 
-int
-tally__sbuf_add(tally__sbuf_t *b, const char *p, size_t n, size_t cap)
-{
-    if (b->len + n + 1 > cap)
-        return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap ? b->cap : 128;
-        while (ncap < b->len + n + 1)
-            ncap *= 2;
-        if (ncap > cap + 1)
-            ncap = cap + 1;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-void
-tally__sbuf_reset(tally__sbuf_t *b)
-{
-    b->len = 0;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-void
-tally__sbuf_free(tally__sbuf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-static int
-hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-int
-tally__pct_decode(char *s, int plus)
-{
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (*r == '%') {
-            int h = hexval((unsigned char)r[1]), l = h < 0 ? -1 : hexval((unsigned char)r[2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
-                return -1;
-            *w++ = (char)(h * 16 + l);
-            r += 2;
-        } else if (plus && *r == '+') {
-            *w++ = ' ';
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return 0;
-}
-
+/* Every per-request field back to empty, keeping the buffers' memory: a
+ * keep-alive connection parses many requests and should not allocate for
+ * each. Called at a message's start and after its answer. */
 static void
 reset_request(tally__httpreq_t *r)
 {
@@ -95,6 +27,9 @@ reset_request(tally__httpreq_t *r)
     r->nauth = 0;
 }
 
+/* Note why the request is refused and stop http-parser: the owner answers
+ * with the status and closes, since after a refused head the byte stream can
+ * no longer be trusted to frame the next request. */
 static int
 refuse(tally__httpreq_t *r, int status, const char *code, const char *msg)
 {
@@ -114,6 +49,10 @@ cb_message_begin(http_parser *p)
     return 0;
 }
 
+/* The request line and every header name and value count against one
+ * budget (http.max_header_bytes), so that neither a long target nor many
+ * small headers can make a connection hold unbounded memory before the
+ * request is known. */
 static int
 count_header_bytes(tally__httpreq_t *r, size_t n)
 {
@@ -134,6 +73,9 @@ cb_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* http-parser may hand a name in pieces; a new name starts after a value.
+ * Only names up to 64 bytes are kept: every header tally reads is shorter,
+ * and a longer one only needs counting, not storing. */
 static int
 cb_header_field(http_parser *p, const char *at, size_t n)
 {
@@ -151,6 +93,9 @@ cb_header_field(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* Only four headers matter to tally (Authorization, Content-Type, Expect,
+ * Transfer-Encoding); their values are kept under small caps of their own,
+ * the rest are counted and dropped. */
 static int
 cb_header_value(http_parser *p, const char *at, size_t n)
 {
@@ -242,6 +187,10 @@ map_method(unsigned m)
     }
 }
 
+/* A whole request: decode its target, hand it to the owner, and start over.
+ * A malformed target still gets an answer (400) on a connection that stays
+ * usable, because its framing was sound. HEAD is served as GET without the
+ * body, so every route answers HEAD alike. */
 static int
 cb_message_complete(http_parser *p)
 {

@@ -17,21 +17,7 @@
 #include <http_parser.h>
 
 #include "http.h"
-
-/** A growable byte buffer, always NUL-terminated, with a hard cap per add. */
-typedef struct tally__sbuf {
-    char *p;
-    size_t len, cap;
-} tally__sbuf_t;
-
-/** @brief Append n bytes unless the total would pass cap. @return 0, or -1 (nothing added). */
-int tally__sbuf_add(tally__sbuf_t *b, const char *p, size_t n, size_t cap);
-void tally__sbuf_reset(tally__sbuf_t *b);
-void tally__sbuf_free(tally__sbuf_t *b);
-
-/** @brief Percent-decode s in place ('+' as a space when plus). @return 0, or -1 for a bad
- *         %XX or an encoded NUL. */
-int tally__pct_decode(char *s, int plus);
+#include "httpmsg.h"
 
 typedef struct tally__httpreq_hooks {
     /** The first byte of a request arrived (the owner arms its request timer). May be NULL. */

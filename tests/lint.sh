@@ -58,7 +58,11 @@ status=0
 say "cppcheck"
 if [ $# -gt 0 ]; then
     set --
-    for f in $FILES; do set -- "$@" "--file-filter=$f"; done
+    # cppcheck matches filters against the absolute paths of the compile database
+    for f in $FILES; do
+        case $f in /*) ;; *) f=$(cd "$SRC" && realpath "$f") ;; esac
+        set -- "$@" "--file-filter=$f"
+    done
 fi
 (cd "$SRC" && cppcheck --enable=warning,performance,portability --inline-suppr \
     --error-exitcode=1 --quiet -j "$JOBS" --library=posix --library="$DB/jansson.cfg" \
