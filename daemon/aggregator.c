@@ -15,11 +15,6 @@
 #include "stats.h"
 #include "timeutil.h"
 
-/* Growing a map reserved on disk: leave this much of the disk free (or an
- * eighth of a smaller disk), and grow by at least this much. */
-#define GROW_DISK_MARGIN (16ull << 20)
-#define GROW_MIN_STEP (1ull << 20)
-
 /* Blocks applied per wake-up before yielding to the flush timer. */
 #define DRAIN_BUDGET 4096
 
@@ -296,40 +291,6 @@ publish_acks(tally_aggregator_t *a)
     a->ntouched = 0;
 }
 
-/* After a commit found the map full: grow it (doubling, up to map_max).
- * The map is reserved on disk, so never ask for more than the disk has free
- * less a margin for the rest of the system: asking and failing would take
- * that space from everyone for a moment at every retry while the store is
- * full. Returns 0 when it grew, 1 when it cannot (at map_max, or the store
- * refused), -ENOSPC, -EDQUOT or -EFBIG when the disk cannot hold more. */
-static int
-grow_map(tally_aggregator_t *a)
-{
-    uint64_t size, used, avail, total;
-    tally__store_map_info(a->o.store, &size, &used);
-    uint64_t max = __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED);
-    if (max <= size)
-        return 1;
-    uint64_t nsize = size * 2 > max ? max : size * 2;
-    if (tally__store_writemap(a->o.store) &&
-        tally__store_disk_bytes(a->o.store, &avail, &total) == 0) {
-        uint64_t margin = total / 8 < GROW_DISK_MARGIN ? total / 8 : GROW_DISK_MARGIN;
-        uint64_t room = avail > margin ? (avail - margin) & ~(GROW_MIN_STEP - 1) : 0;
-        if (nsize - size > room && room < GROW_MIN_STEP)
-            return -ENOSPC;
-        if (nsize - size > room)
-            nsize = size + room;
-    }
-    int rc = tally__store_grow(a->o.store, nsize);
-    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
-        return rc;
-    if (rc != 0)
-        return 1;
-    TALLY_STAT_ADD(map_grows, 1);
-    tally__log_info("storage map grown map_size_bytes=%llu", (unsigned long long)nsize);
-    return 0;
-}
-
 /* One flush: prepare sorted updates, commit them with the producer marks,
  * then ack. On failure everything stays for the next try. */
 static int
@@ -392,17 +353,15 @@ flush(tally_aggregator_t *a)
     src.ev = a->evbuf;
     src.nev = nev;
     int rc = 0;
-    if (src.nh || src.nm || np || nev) {
-        for (int attempt = 0; attempt < 8; attempt++) {
-            rc = tally__store_commit_src(a->o.store, &src, a->pput, np);
-            if (rc != TALLY_EMAPFULL)
-                break;
-            int grc = grow_map(a);
-            if (grc < 0)
-                rc = grc; /* the disk cannot hold a larger map: say so */
-            if (grc != 0)
-                break;
-        }
+    tally__store_grow_note_t gn = {0};
+    if (src.nh || src.nm || np || nev)
+        rc = tally__store_commit_grow(a->o.store, &src, a->pput, np,
+                                      __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED),
+                                      &gn);
+    if (gn.grows) {
+        TALLY_STAT_ADD(map_grows, gn.grows);
+        tally__log_info("storage map grown map_size_bytes=%llu",
+                        (unsigned long long)gn.map_size);
     }
     uint64_t size, used;
     tally__store_map_info(a->o.store, &size, &used);
@@ -411,13 +370,9 @@ flush(tally_aggregator_t *a)
     if (rc != 0) {
         uint32_t supp;
         TALLY_STAT_ADD(flush_errors, 1);
-        /* a full disk reaches us as ENOSPC, or as EIO from LMDB's short
-         * write: tell it by the free space left */
-        const char *why = tally_strerror(rc);
-        if (rc == -EIO && tally__store_free_bytes(a->o.store) < (4u << 20)) {
-            rc = -ENOSPC;
-            why = "no space left on device (LMDB reported a short write as EIO)";
-        }
+        const char *why = gn.short_write
+                              ? "no space left on device (LMDB reported a short write as EIO)"
+                              : tally_strerror(rc);
         if (rc == TALLY_EMAPFULL || rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
             TALLY_STAT_SET(store_full, 1);
         /* the code first: /healthz reads it once it sees store_stalled */

@@ -26,23 +26,6 @@
 /* the first plan subscription, recorded once (guarded by must_not_exist) */
 #define NAME_FIRST_SUB "initial"
 
-/* The add-ons the spec's one-of can name (subscriptionSubscribeRequest). */
-static const char *const spec_addons[] = {
-    "f5xc_appstack_standard",
-    "f5xc_big_ip_irule_standard",
-    "f5xc_bigip_utilities_standard",
-    "f5xc_content_delivery_network_advanced",
-    "f5xc_content_delivery_network_standard",
-    "f5xc_delegated_access_standard",
-    "f5xc_securemesh_advanced",
-    "f5xc_securemesh_standard",
-    "f5xc_site_management_standard",
-    "f5xc_synthetic_monitoring_standard",
-    "f5xc_waap_advanced",
-    "f5xc_waap_standard",
-    "f5xc_web_app_scanning_standard",
-};
-#define N_SPEC_ADDONS (sizeof spec_addons / sizeof spec_addons[0])
 
 static void say(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -1085,11 +1068,8 @@ tally__billing_addon_choice(json_t *req, char *msg, size_t msglen)
     {
         if (json_is_null(v))
             continue;
-        size_t i;
-        for (i = 0; i < N_SPEC_ADDONS; i++)
-            if (strcmp(key, spec_addons[i]) == 0)
-                break;
-        if (i == N_SPEC_ADDONS) {
+        const char *name = tally__plans_spec_addon(key);
+        if (!name) {
             say(msg, msglen,
                 "%.64s: not an add-on field (one of f5xc_appstack_standard, ..., "
                 "f5xc_web_app_scanning_standard)",
@@ -1104,7 +1084,7 @@ tally__billing_addon_choice(json_t *req, char *msg, size_t msglen)
             say(msg, msglen, "%s, %s: exactly one add-on field may be set", found, key);
             return NULL;
         }
-        found = spec_addons[i];
+        found = name;
     }
     if (!found)
         say(msg, msglen, "addon_choice: exactly one add-on field (f5xc_...) must be set");

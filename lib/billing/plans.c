@@ -67,7 +67,9 @@ tally__plans_enum_parse(tally__plans_enum_t e, const char *s, int *out)
     return TALLY_EINVAL;
 }
 
-/* The add-on services of the API: the one-of fields of subscriptionSubscribeRequest. */
+/* The add-on services of the API: the one-of fields of subscriptionSubscribeRequest.
+ * The one list: the catalog checks [addon NAME] against it and billing.c the
+ * subscribe request's field (tally__plans_spec_addon()). */
 static const char *const spec_addons[] = {
     "f5xc_appstack_standard",
     "f5xc_big_ip_irule_standard",
@@ -84,6 +86,15 @@ static const char *const spec_addons[] = {
     "f5xc_web_app_scanning_standard",
     NULL,
 };
+
+const char *
+tally__plans_spec_addon(const char *name)
+{
+    for (const char *const *a = spec_addons; *a; a++)
+        if (strcmp(*a, name) == 0)
+            return *a;
+    return NULL;
+}
 
 /* ==== the catalog ============================================================ */
 
@@ -368,10 +379,7 @@ section_item(struct loader *L, const tally__ini_item_t *item, char *reason, size
         L->plan = r;
         return 0;
     }
-    int known = 0;
-    for (const char *const *a = spec_addons; *a; a++)
-        known |= strcmp(*a, name) == 0;
-    if (!known)
+    if (!tally__plans_spec_addon(name))
         return REASON("'%s' is not an add-on service of the API (the f5xc_* fields of "
                       "SubscribeRequest, e.g. f5xc_waap_standard)",
                       name);

@@ -247,6 +247,11 @@ const tally__plan_t *tally__plans_find(const tally__plans_t *p, const char *name
 /** @brief Number of add-on services of the catalog; 0 for NULL. */
 size_t tally__plans_addon_count(const tally__plans_t *p);
 
+/** @brief The add-on service of the API (an f5xc_* one-of field of the
+ *         subscribe request) named name, as a static string; NULL when the API
+ *         has none of that name. The one list of them. */
+const char *tally__plans_spec_addon(const char *name);
+
 /** @brief The i-th add-on in file order, or NULL when i >= count. */
 const tally__addon_t *tally__plans_addon_at(const tally__plans_t *p, size_t i);
 

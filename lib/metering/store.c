@@ -878,6 +878,66 @@ tally__store_grow(tally__store_t *s, uint64_t new_size)
     return rc;
 }
 
+/* Growing a map reserved on disk: leave this much of the disk free (or an
+ * eighth of a smaller disk), and grow by at least this much. */
+#define GROW_DISK_MARGIN (16ull << 20)
+#define GROW_MIN_STEP (1ull << 20)
+/* Below this much free space, LMDB's EIO is a short write on a full disk. */
+#define SHORT_WRITE_FREE (4ull << 20)
+
+/* One doubling of a full map (see tally__store_commit_grow): 0 grown, 1
+ * cannot (at map_max, or the store refused), or -ENOSPC/-EDQUOT/-EFBIG. */
+static int
+grow_full_map(tally__store_t *s, uint64_t max, uint64_t *nsize_out)
+{
+    uint64_t size, used, avail, total;
+    tally__store_map_info(s, &size, &used);
+    if (max <= size)
+        return 1;
+    uint64_t nsize = size * 2 > max ? max : size * 2;
+    if (tally__store_writemap(s) && tally__store_disk_bytes(s, &avail, &total) == 0) {
+        uint64_t margin = total / 8 < GROW_DISK_MARGIN ? total / 8 : GROW_DISK_MARGIN;
+        uint64_t room = avail > margin ? (avail - margin) & ~(GROW_MIN_STEP - 1) : 0;
+        if (nsize - size > room && room < GROW_MIN_STEP)
+            return -ENOSPC;
+        if (nsize - size > room)
+            nsize = size + room;
+    }
+    int rc = tally__store_grow(s, nsize);
+    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG)
+        return rc;
+    if (rc != 0)
+        return 1;
+    *nsize_out = nsize;
+    return 0;
+}
+
+int
+tally__store_commit_grow(tally__store_t *s, const tally__store_src_t *src,
+                         const tally__store_producer_t *producers, size_t np, uint64_t map_max,
+                         tally__store_grow_note_t *note)
+{
+    int rc = 0;
+    memset(note, 0, sizeof *note);
+    /* a doubling per try: 8 take a map from its smallest to far past any disk */
+    for (int attempt = 0; attempt < 8; attempt++) {
+        rc = tally__store_commit_src(s, src, producers, np);
+        if (rc != TALLY_EMAPFULL)
+            break;
+        int grc = grow_full_map(s, map_max, &note->map_size);
+        if (grc < 0)
+            rc = grc; /* the disk cannot hold a larger map: say so */
+        if (grc != 0)
+            break;
+        note->grows++;
+    }
+    if (rc == -EIO && tally__store_free_bytes(s) < SHORT_WRITE_FREE) {
+        rc = -ENOSPC;
+        note->short_write = 1;
+    }
+    return rc;
+}
+
 int
 tally__store_disk_bytes(tally__store_t *s, uint64_t *avail, uint64_t *total)
 {

@@ -241,6 +241,30 @@ int tally__store_grow(tally__store_t *s, uint64_t new_size);
  */
 uint64_t tally__store_free_bytes(tally__store_t *s);
 
+/** What tally__store_commit_grow() did on the way. */
+typedef struct tally__store_grow_note {
+    unsigned grows;    /**< times the map was grown */
+    uint64_t map_size; /**< the map size after the last growth */
+    int short_write;   /**< 1: LMDB's EIO was a short write on a full disk, returned as -ENOSPC */
+} tally__store_grow_note_t;
+
+/**
+ * @brief tally__store_commit_src(), growing the map while it is full: the
+ *        store's one policy for a full map and a full disk.
+ *
+ * A full map doubles, up to map_max, never asking for more than the disk has
+ * free less a margin (16 MiB, or an eighth of a small disk): the map is
+ * reserved on disk, so a growth that cannot be backed would take that space
+ * from the rest of the system at every retry. LMDB reports a short write on a
+ * full disk as EIO; with less than 4 MiB free it is returned as -ENOSPC.
+ * @return 0; TALLY_EMAPFULL at map_max (or when growing failed); -ENOSPC,
+ *         -EDQUOT or -EFBIG when the disk cannot hold more; any error of
+ *         tally__store_commit_src(). Nothing is committed on failure.
+ */
+int tally__store_commit_grow(tally__store_t *s, const tally__store_src_t *src,
+                             const tally__store_producer_t *producers, size_t np,
+                             uint64_t map_max, tally__store_grow_note_t *note);
+
 /**
  * @brief Free and total bytes of the filesystem holding the store (statvfs).
  * @return 0, or -1 when they cannot be told.

@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* What the client may need, by soname prefix. Anything else is an engine
- * dependency leaking into emitters (LMDB, libuv, jansson, libharu...). */
+/* What the client may need, by soname prefix: libc includes its dynamic
+ * loader (ld-linux, named once thread-local storage is used). Anything else
+ * is an engine dependency leaking into emitters (LMDB, libuv, jansson,
+ * libharu...). */
 static const char *const allowed[] = {"libnanomsg.so", "libmsgpackc.so", "libmsgpack-c.so",
-                                      "libsodium.so", "libc.so"};
+                                      "libsodium.so",  "libc.so",        "ld-linux"};
 
 typedef struct {
     const unsigned char *base;
