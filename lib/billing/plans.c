@@ -14,6 +14,8 @@
 
 /* ==== enums ================================================================= */
 
+/* Each table is indexed by the enum's value (plans.h) and spelled as the spec's JSON strings:
+ * reorder one and the other must follow, or plans render and parse under the wrong names. */
 static const char *const plan_type_names[] = {
     "FREE", "INDIVIDUAL", "TEAM", "ORGANIZATION", "PLAN_TYPE_UNSPECIFIED", NULL};
 static const char *const tenant_type_names[] = {"UNKNOWN", "FREEMIUM", "ENTERPRISE", NULL};
@@ -40,6 +42,8 @@ static const char *const *const enum_tables[] = {
 };
 #define NENUM (sizeof enum_tables / sizeof enum_tables[0])
 
+/* Walks to value instead of indexing t[value], so an out-of-range value (a corrupt or newer
+ * enum) yields NULL rather than a read past the table's terminator. */
 const char *
 tally__plans_enum_name(tally__plans_enum_t e, int value)
 {
@@ -303,6 +307,8 @@ append_text(char **dst, const char *v, char *reason, size_t reasonlen)
     return 0;
 }
 
+/* Exact spec spellings only (no aliases, no case folding), so the error lists every accepted
+ * one: a near miss such as MONTH for PERIOD_MONTH is then obvious. */
 static int
 parse_enum(tally__plans_enum_t e, const char *v, int *out, char *reason, size_t reasonlen)
 {
@@ -323,6 +329,7 @@ parse_int(const char *v, int64_t min, int64_t max, int64_t *out, const char *wha
     int rc = tally__config_parse_int(v, INT64_MIN, INT64_MAX, out);
     if (rc != 0)
         return REASON("'%.64s' is not %s", v, what);
+    /* min 0 means "not negative": say that rather than print a range reaching INT64_MAX. */
     if (*out < min && min == 0)
         return REASON("%s is negative: must be %s", v, what);
     if (*out < min || *out > max)
@@ -340,6 +347,13 @@ parse_bool(const char *v, bool *out, char *reason, size_t reasonlen)
 
 /* ---- sections --------------------------------------------------------------- */
 
+/*
+ * A header starts a [plan NAME] or an [addon NAME]. The current section is cleared first so a
+ * key can never land in the previous one. A new plan gets the defaults of the keys it may
+ * omit; required keys are checked in finish(), once the section can no longer grow.
+ * A duplicate section is an error, not an override: a pasted copy must not silently
+ * replace the first.
+ */
 static int
 section_item(struct loader *L, const tally__ini_item_t *item, char *reason, size_t reasonlen)
 {
@@ -379,6 +393,8 @@ section_item(struct loader *L, const tally__ini_item_t *item, char *reason, size
         L->plan = r;
         return 0;
     }
+    /* An add-on the subscribe request has no field for could never be bought: refuse it
+     * here rather than let a plan offer it. */
     if (!tally__plans_spec_addon(name))
         return REASON("'%s' is not an add-on service of the API (the f5xc_* fields of "
                       "SubscribeRequest, e.g. f5xc_waap_standard)",
@@ -433,6 +449,12 @@ each_item(const char *v, int (*fn)(struct loader *, const char *, int, char *, s
     return rc;
 }
 
+/*
+ * Pass one of add-on resolution: only the name's syntax is checked, and the name is kept with
+ * its line. Whether an [addon NAME] section exists is decided in finish(), because a plan may
+ * name an add-on whose section comes later in the file. A name may appear once across both
+ * lists: an add-on is either included in the plan or allowed on top of it, not both.
+ */
 static int
 add_ref(struct loader *L, int which, const char *name, int line, char *reason, size_t reasonlen)
 {
@@ -464,6 +486,8 @@ add_included(struct loader *L, const char *name, int line, char *reason, size_t 
     return add_ref(L, 1, name, line, reason, reasonlen);
 }
 
+/* TRANSITION_REQUIRED_FIELD_UNSPECIFIED is the proto zero value, a placeholder, not a field
+ * a transition can ask for. */
 static int
 add_field(struct loader *L, const char *name, int line, char *reason, size_t reasonlen)
 {
@@ -499,11 +523,13 @@ price_get(struct loader *L, const char *metric, size_t *idx, char *reason, size_
     }
     if (grow(&r->prices, &r->capprices, r->nprices, sizeof *r->prices))
         return NOMEM();
+    /* aux runs parallel to prices: give it the same capacity so index i is valid in both. */
     size_t capaux = r->capprices;
     struct price_aux *aux = realloc(r->aux, capaux * sizeof *aux);
     if (aux == NULL)
         return NOMEM();
     r->aux = aux;
+    /* nprices grows only once everything is allocated: a failure leaves the plan unchanged. */
     size_t i = r->nprices;
     tally__plan_tier_t *t = calloc(1, sizeof *t);
     if (t == NULL)
@@ -536,6 +562,8 @@ parse_price(const char *v, int64_t *out, char *reason, size_t reasonlen)
     return 0;
 }
 
+/* Digits only: unlike strtoull, no sign, spaces or base prefix. At most 19 digits, which
+ * cannot overflow a uint64_t. */
 static int
 parse_u64(const char *s, size_t len, uint64_t *out)
 {
@@ -551,6 +579,12 @@ parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/*
+ * Tiers are half-open [FROM, TO) in billable units and must tile [0, open) exactly: the first
+ * starts at 0, each starts where the previous one ends, and only the last is open-ended (that
+ * last rule waits for finish(), as a tier list may continue over several lines). A gap or an
+ * overlap would price units at zero or twice in tally__plan_price_charge().
+ */
 /* One tier "FROM-TO:PRICE" or "FROM-:PRICE", appended after the price's others. */
 static int
 add_tier(struct loader *L, size_t idx, const char *t, char *reason, size_t reasonlen)
@@ -581,12 +615,14 @@ add_tier(struct loader *L, size_t idx, const char *t, char *reason, size_t reaso
     int64_t cents;
     int rc = parse_price(pv, &cents, reason, reasonlen);
     if (rc != 0) {
+        /* reason is about to be both source and target: snprintf into itself is undefined. */
         char inner[200];
         snprintf(inner, sizeof inner, "%s", reason);
         return REASON("tier '%.64s': %s", t, inner);
     }
     if (blen && to <= from)
         return REASON("tier '%.64s' is empty or reversed (TO must exceed FROM)", t);
+    /* Until the first tier is read, slot 0 holds price_get()'s placeholder: overwrite it. */
     size_t n = p->tiered ? p->ntiers : 0;
     if (n == 0 && from != 0)
         return REASON("tier '%.64s': the first tier must start at 0", t);
@@ -651,6 +687,8 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
             return rc;
         struct price_aux *aux = &r->aux[idx];
         tally__plan_price_t *p = &r->prices[idx];
+        /* Only a tier list needs continuation lines; a continuation appends tiers to those
+         * already read, so it skips the duplicate-key check below. */
         if (item->continuation && what != 2)
             return REASON("indented line continues the value; only tiers.* continue");
         if (item->continuation)
@@ -660,6 +698,8 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
                                 : &aux->tiers_line;
         if (*line)
             return REASON("duplicate key (first set on line %d)", *line);
+        /* price.M is the one-tier shorthand of tiers.M: both would give one metric two
+         * prices. included.M combines with either. */
         if (what == 0 && aux->tiers_line)
             return REASON("price.%s and tiers.%s (line %d) exclude each other", metric, metric,
                           aux->tiers_line);
@@ -667,6 +707,7 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
             return REASON("tiers.%s and price.%s (line %d) exclude each other", metric, metric,
                           aux->price_line);
         *line = item->line;
+        /* price.M prices the open tier price_get() created, which stays the only one. */
         if (what == 0)
             return parse_price(v, &aux->tiers[0].unit_price_cents, reason, reasonlen);
         if (what == 1) {
@@ -681,6 +722,9 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
             return REASON("must list at least one tier (FROM-TO:PRICE, ..., FROM-:PRICE)");
         return tiers_value(L, idx, v, reason, reasonlen);
     }
+    /* quota.KIND.NAME: a default limit of the plan, rendered as its default_quota. Object and
+     * resource names are metric labels and must be in the metric catalog, as quota objects'
+     * keys must, or they would limit nothing; api and apigw names are API names, unchecked. */
     if (strncmp(k, "quota.", 6) != 0)
         return 1;
     const char *kind = k + 6, *name = strchr(kind, '.');
@@ -710,6 +754,8 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
             return REASON("duplicate key (first set on line %d)", r->limit_lines[i]);
     tally__plan_limit_t lim = {.kind = lk};
     snprintf(lim.name, sizeof lim.name, "%s", name);
+    /* Unlike a quota object, a plan has no "negative = unlimited": to leave a metric
+     * unlimited, leave its key out. Objects are counted, so whole and within int32. */
     if (lk == TALLY_LIMIT_OBJECT) {
         int64_t m;
         if ((rc = parse_int(v, 0, INT32_MAX, &m, "a whole number of objects", reason, reasonlen)) !=
@@ -717,6 +763,8 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
             return rc;
         lim.maximum = (double)m;
     } else if (lk == TALLY_LIMIT_RESOURCE) {
+        /* In the metric's raw unit, so fractions are fine. strtod would skip leading spaces
+         * and accept inf and nan: all three are refused. */
         char *end;
         errno = 0;
         double m = strtod(v, &end);
@@ -727,6 +775,11 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
         lim.maximum = m;
     } else {
         /* RATE/UNIT [burst N] */
+        /* %llu accepts a sign and leading spaces ("-1" wraps to 2^64-1): the isdigit test on
+         * v[0] refuses them for the rate; a negative burst wraps to a value the range check
+         * refuses.
+         * used is set by whichever %n was reached last, so v[used] != '\0' catches trailing
+         * text in both forms. The unit is case-insensitive. */
         unsigned long long rate, burst = 0;
         char unit[16], bw[8];
         int used = 0;
@@ -751,6 +804,7 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
         lim.rate = (uint32_t)rate;
         lim.burst = (uint32_t)burst;
     }
+    /* limit_lines runs parallel to limits (same capacity), for duplicate-key errors. */
     if (grow(&r->limits, &r->caplimits, r->nlimits, sizeof *r->limits))
         return NOMEM();
     int *ll = realloc(r->limit_lines, r->caplimits * sizeof *ll);
@@ -762,6 +816,12 @@ prefixed_key(struct loader *L, const tally__ini_item_t *item, char *reason, size
     return 0;
 }
 
+/*
+ * One key of a [plan NAME] section. Each key may be set once: a second setting is an error,
+ * not an override, so a hand-edited catalog cannot carry two disagreeing values of which the
+ * later silently wins. seen[] keeps the line of each, for that error and for finish().
+ * Only the list keys and description may continue on indented lines.
+ */
 static int
 plan_key(struct loader *L, const tally__ini_item_t *item, char *reason, size_t reasonlen)
 {
@@ -780,6 +840,7 @@ plan_key(struct loader *L, const tally__ini_item_t *item, char *reason, size_t r
     int list = k == K_ALLOWED || k == K_INCLUDED || k == K_FIELDS || k == K_DESCRIPTION;
     if (item->continuation && !list)
         return REASON("indented line continues the value; %s is one line", item->key);
+    /* A continuation extends the key of the line above; only that first line sets it. */
     if (!item->continuation) {
         if (r->seen[k])
             return REASON("duplicate key (first set on line %d)", r->seen[k]);
@@ -806,6 +867,7 @@ plan_key(struct loader *L, const tally__ini_item_t *item, char *reason, size_t r
         p->tenant_type = (tally__tenant_type_t)e;
         return 0;
     case K_FLAT:
+        /* int32 cents per renewal period, as the API's flat_price. */
         if ((rc = parse_int(v, 0, INT32_MAX, &n, "a whole number of cents", reason, reasonlen)))
             return rc;
         p->flat_price_cents = (int32_t)n;
@@ -846,6 +908,8 @@ plan_key(struct loader *L, const tally__ini_item_t *item, char *reason, size_t r
     return TALLY_EINVAL;
 }
 
+/* Keys belong to the last section header. A key before any header never arrives here: the
+ * parser refuses it, as it stops at a failed header. */
 static int
 on_item(void *user, const tally__ini_item_t *item, char *reason, size_t reasonlen)
 {
@@ -860,6 +924,8 @@ on_item(void *user, const tally__ini_item_t *item, char *reason, size_t reasonle
 
 /* ---- checks once the whole file is read ------------------------------------------- */
 
+/* Errors found after the parse still carry file:line, of the key at fault or, for a missing
+ * key, of the section header, in the parser's own format. */
 static int
 fail_at(struct loader *L, int line, const char *section, const char *key, const char *fmt, ...)
 {
@@ -877,6 +943,14 @@ fail_at(struct loader *L, int line, const char *section, const char *key, const 
     return TALLY_ECONFIG;
 }
 
+/*
+ * Pass two, once the whole file is read. Add-on references were kept as names by add_ref()
+ * because an [addon NAME] section may follow the plans that name it; here every add-on is
+ * known and they are resolved. The resolved pointers point at the addon_recs themselves,
+ * allocated one by one, which never move (only the array of pointers to them grows).
+ * Checks that span keys (a trial needs its unit; billing_disabled forbids a flat price) or
+ * lines (the last tier) also wait until now. The public fields are filled in last.
+ */
 static int
 finish(struct loader *L)
 {
@@ -889,6 +963,7 @@ finish(struct loader *L)
             return fail_at(L, a->line, sec, NULL, "missing key display_name");
         }
     }
+    /* A catalog without plans is a wrong or truncated file, never a usable configuration. */
     if (cat->nplans == 0) {
         if (L->err && L->errlen)
             snprintf(L->err, L->errlen, "%s: no [plan NAME] section: the catalog needs a plan",
@@ -933,6 +1008,8 @@ finish(struct loader *L)
         p->nallowed_addons = r->nrefs[0];
         p->included_addons = r->resolved[1];
         p->nincluded_addons = r->nrefs[1];
+        /* Tiers may continue over lines, so only now is the list known to end open-ended:
+         * otherwise units above the last TO would be free. */
         for (size_t j = 0; j < r->nprices; j++) {
             const tally__plan_price_t *pr = &r->prices[j];
             if (pr->tiered && pr->tiers[pr->ntiers - 1].up_to != 0) {
@@ -943,6 +1020,7 @@ finish(struct loader *L)
             }
         }
         p->title = r->title;
+        /* Optional texts are "" rather than NULL, so renderers need no checks. */
         p->subtitle = r->subtitle ? r->subtitle : "";
         p->description = r->description ? r->description : "";
         p->transition.required_fields = r->fields;
@@ -955,6 +1033,8 @@ finish(struct loader *L)
     return 0;
 }
 
+/* Pass one per item (on_item()), then pass two (finish()). On any failure the partly built
+ * catalog is destroyed and *out is untouched, so a reload can keep serving the old one. */
 int
 tally__plans_load(const char *path, const tally__catalog_t *metrics, tally__plans_t **out,
                   char *err, size_t errlen)
@@ -1077,6 +1157,11 @@ tally__plan_limit_find(const tally__plan_t *plan, tally__limit_kind_t kind, cons
     return NULL;
 }
 
+/*
+ * Cents for billable units, unrounded. The included units are free and come off the bottom of
+ * the ladder: each tier is clipped to [included, billable] before it is priced. The test
+ * !(billable > 0) also turns a NaN quantity into no charge.
+ */
 double
 tally__plan_price_charge(const tally__plan_price_t *price, double billable)
 {
@@ -1098,6 +1183,11 @@ tally__plan_price_charge(const tally__plan_price_t *price, double billable)
 
 /* ==== the current plan ============================================================ */
 
+/*
+ * The stored tenant/system/plan object names the current plan; default_plan applies only when
+ * none is stored. A stored object without a string "plan" is TALLY_ECORRUPT, not a fallback:
+ * billing a tenant under a plan it did not choose would be silent and wrong.
+ */
 int
 tally__plans_current_name(tally__store_t *store, const char *default_plan, char *buf, size_t len)
 {
@@ -1169,6 +1259,8 @@ render_addons(const tally__addon_t *const *list, size_t n)
     return a;
 }
 
+/* All four maps are always present, empty or not, as in the spec's GlobalSpecType. maps[] is
+ * indexed by tally__limit_kind_t. Objects render as integers, resources as numbers. */
 json_t *
 tally__plan_render_quota(const tally__plan_t *plan)
 {
@@ -1245,6 +1337,7 @@ tally__plan_render(const tally__plan_t *plan, bool current)
                                                (int)plan->transition.method)),
             &ok);
         put(flow, "required_fields", fields, &ok);
+        /* put() stole fields, even on failure: it must not be released again below. */
         fields = NULL;
         put(flow, "requires_manual_approval",
             json_boolean(plan->transition.requires_manual_approval), &ok);

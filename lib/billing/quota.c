@@ -31,6 +31,8 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- rate units ------------------------------------------------------------------ */
 
+/* The spec's rate unit names in seconds. A limit carries its unit as unit_s and
+ * tally__quota_unit_name() renders it back, so every unit_s stored must be one of these. */
 static const struct {
     const char *name;
     int seconds;
@@ -54,6 +56,8 @@ tally__quota_unit_name(int unit_s)
     return NULL;
 }
 
+/* The catalog's enum in seconds. An out-of-range value gets SECOND rather than 0: 0 is no
+ * unit at all, and tally__quota_unit_name() could not render it. */
 static int
 plan_unit_seconds(tally__rate_unit_t u)
 {
@@ -77,6 +81,9 @@ typedef struct builder {
     size_t cap, capapis;
 } builder_t;
 
+/* Set (kind, key), replacing an earlier value together with its source: layers are laid on
+ * lowest first, so the last one to set a key wins and source names it. Any negative maximum
+ * means unlimited and is kept as -1. */
 static int
 set_limit(builder_t *b, int kind, const char *key, double maximum, const char *source)
 {
@@ -108,6 +115,8 @@ set_limit(builder_t *b, int kind, const char *key, double maximum, const char *s
     return 0;
 }
 
+/* The same last-wins rule for API limits; rate, unit and burst are replaced together, never
+ * field by field, so a limit is never a mix of two layers. */
 static int
 set_api(builder_t *b, const char *key, uint32_t rate, int unit_s, uint32_t burst)
 {
@@ -146,6 +155,8 @@ num(const json_t *v)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* A rate or burst: negative or NaN is 0 and anything above INT32_MAX is clamped to it, as
+ * validation allows no more. */
 static uint32_t
 u32(const json_t *v)
 {
@@ -167,6 +178,7 @@ overlay_spec(builder_t *b, const json_t *spec, const char *source)
     int rc;
     const char *key;
     json_t *v;
+    /* apigw_limits is not read: a gateway enforces those, not tally. */
     json_object_foreach((json_t *)json_object_get(spec, "object_limits"), key, v)
     {
         double m = num(json_object_get(v, "maximum"));
@@ -181,6 +193,7 @@ overlay_spec(builder_t *b, const json_t *spec, const char *source)
     }
     json_object_foreach((json_t *)json_object_get(spec, "api_limits"), key, v)
     {
+        /* Without a known unit a rate means nothing: skip the entry rather than guess one. */
         int unit_s = tally__quota_unit_seconds(json_string_value(json_object_get(v, "unit")));
         if (!unit_s)
             continue;
@@ -191,6 +204,9 @@ overlay_spec(builder_t *b, const json_t *spec, const char *source)
     return 0;
 }
 
+/* The lowest layer. The applied default quota, written on a plan transition, records what the
+ * transition gave the tenant, so it replaces the catalog's as a whole rather than merging with
+ * it; the catalog is read only when none is stored or it cannot be parsed. */
 /* The plan's default quota: the applied one in the store, else the catalog's. */
 static int
 plan_defaults(builder_t *b, tally__store_t *store, const tally__plans_t *plans,
@@ -199,6 +215,8 @@ plan_defaults(builder_t *b, tally__store_t *store, const tally__plans_t *plans,
     char name[TALLY_PLANS_NAME_MAX + 1];
     char source[128];
     int rc;
+    /* Any failure reading the current plan name falls back to default_plan: the name only
+     * labels the source and picks the catalog's fallback. */
     if (tally__plans_current_name(store, default_plan ? default_plan : "", name, sizeof name) != 0)
         snprintf(name, sizeof name, "%s", default_plan ? default_plan : "");
     snprintf(source, sizeof source, "plan:%s", name);
@@ -218,6 +236,8 @@ plan_defaults(builder_t *b, tally__store_t *store, const tally__plans_t *plans,
         json_decref(spec);
         /* unreadable: fall back to the catalog's default quota */
     } else if (rc != TALLY_ENOTFOUND) {
+        /* A failing store is not "no applied default": report it rather than enforce the
+         * catalog's limits in its place. */
         return TALLY_ESTORE;
     }
 
@@ -251,6 +271,9 @@ typedef struct overlay_ctx {
     int rc;
 } overlay_ctx_t;
 
+/* One quota object of the namespace. A disabled one (metadata.disable) contributes nothing;
+ * an unreadable one is skipped rather than failing every check of the namespace. An error
+ * stops the listing through c->rc, as the callback's return value only says "stop". */
 static int
 overlay_object(void *vctx, const char *ns, const char *name, const void *value, size_t len)
 {
@@ -270,6 +293,10 @@ overlay_object(void *vctx, const char *ns, const char *name, const void *value, 
     return c->rc ? 1 : 0;
 }
 
+/* Plan defaults first, then each enabled quota object of ns laid over them key by key. The
+ * store lists objects in name order, so when two objects set the same key the one whose name
+ * sorts last wins. Label selectors play no part here: they only filter tally__quota_list().
+ * On failure out is freed and left empty, never half-built. */
 int
 tally__quota_effective(tally__store_t *store, const tally__plans_t *plans, const char *default_plan,
                        const char *ns, tally__quota_limits_t *out)
@@ -280,6 +307,7 @@ tally__quota_effective(tally__store_t *store, const tally__plans_t *plans, const
     if (rc == 0) {
         overlay_ctx_t c = {&b, 0};
         rc = tally__store_obj_list(store, TALLY_QUOTA_KIND, ns, overlay_object, &c);
+        /* 1 is overlay_object()'s "stop": the error is in c.rc. Anything else is the store's. */
         if (rc == 1)
             rc = c.rc;
         else if (rc != 0)
@@ -332,6 +360,8 @@ typedef struct usage_ctx {
     double newest_sum;
 } usage_ctx_t;
 
+/* A quota limits a metric over all its series (every label set and namespace in scope), so
+ * only the metric part of the series key is compared. */
 static int
 metric_is(const usage_ctx_t *c, const char *series, size_t len)
 {
@@ -340,6 +370,8 @@ metric_is(const usage_ctx_t *c, const char *series, size_t len)
            memcmp(s.metric, c->metric, c->metric_len) == 0;
 }
 
+/* Accumulating metrics: the month's total. COUNT counts events, ignoring their values, as the
+ * catalog defines it; SUM adds the values. */
 static int
 monthly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
            const tally__rollup_t *r)
@@ -359,6 +391,9 @@ monthly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
     return 0;
 }
 
+/* Gauges: a newer hour restarts the sum and records of the same hour add up across series, so
+ * a series whose last record is older than the newest hour drops out: a gauge that stopped
+ * reporting no longer counts. MAX gauges use the hour's peak, LAST gauges its closing value. */
 static int
 hourly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
           const tally__rollup_t *r)
@@ -376,6 +411,10 @@ hourly_cb(void *vctx, const char *series, size_t series_len, int64_t period_s,
     return 0;
 }
 
+/* Usage as committed by the last flush. Gauges (LAST, MAX) read the newest hour within the
+ * look-back, so a gauge reported less often than hourly still has a value; the window ends one
+ * hour after now's hour, for clock skew. Everything else is the calendar month's total. A
+ * metric missing from the catalog gets the default definition, as it did when metered. */
 int
 tally__quota_usage(tally__store_t *store, const tally__catalog_t *cat, const char *ns,
                    const char *key, int64_t now_s, double *usage)
@@ -414,6 +453,8 @@ tally__quota_usage(tally__store_t *store, const tally__catalog_t *cat, const cha
 
 /* ---- validation ------------------------------------------------------------------- */
 
+/* DNS-1035, as the object model requires: names travel in URL paths and store keys. Each rule
+ * has its own message so a client learns which one it broke. */
 int
 tally__quota_check_name(const char *name, char *err, size_t errlen)
 {
@@ -437,6 +478,7 @@ tally__quota_check_name(const char *name, char *err, size_t errlen)
             seterr(err, errlen,
                    "may contain only lower-case letters, digits and '-' (a DNS-1035 label); "
                    "found '%c' at %zu",
+                   /* never echo a control or non-ASCII byte into the error text */
                    (ch >= 0x20 && ch < 0x7f) ? ch : '?', i + 1);
             return TALLY_EINVAL;
         }
@@ -458,6 +500,10 @@ int_in(const json_t *v, double lo, double hi)
     return d == floor(d) && d >= lo && d <= hi;
 }
 
+/* object_limits / resource_limits. Keys must be metric labels of the catalog: usage is looked
+ * up by label, so a misspelled key would be a limit that never triggers. Unknown fields are
+ * refused because an omitted maximum means 0 (protobuf JSON): a misspelled "maximum" would
+ * store a limit of 0. Objects are int32 like the proto field; resources any finite number. */
 static int
 check_limit_map(const json_t *spec, const char *field, int integral, const tally__catalog_t *cat,
                 char *err, size_t errlen)
@@ -505,6 +551,9 @@ check_limit_map(const json_t *spec, const char *field, int integral, const tally
     return 0;
 }
 
+/* api_limits. The unit is required, as there is no default: an entry without one would be
+ * skipped by overlay_spec(), accepted but never enforced. rate and burst may be omitted
+ * (protobuf JSON omits 0). */
 static int
 check_api_map(const json_t *spec, char *err, size_t errlen)
 {
@@ -520,6 +569,7 @@ check_api_map(const json_t *spec, char *err, size_t errlen)
     json_object_foreach(m, key, v)
     {
         size_t n = strlen(key);
+        /* set_api() drops a key its buffer cannot hold: refuse it here instead. */
         if (n == 0 || n >= sizeof(((tally__quota_api_limit_t *)0)->key)) {
             seterr(err, errlen, "spec.api_limits: an API name must have 1..127 characters");
             return TALLY_EINVAL;
@@ -569,6 +619,8 @@ check_api_map(const json_t *spec, char *err, size_t errlen)
     return 0;
 }
 
+/* Unknown fields are refused, not ignored: a client that misspelled a map would otherwise
+ * believe it had set limits that were dropped. */
 int
 tally__quota_check_spec(const json_t *spec, const tally__catalog_t *cat, char *err, size_t errlen)
 {
@@ -601,6 +653,9 @@ tally__quota_check_spec(const json_t *spec, const tally__catalog_t *cat, char *e
 
 /* ---- building documents ------------------------------------------------------------ */
 
+/* Stored documents are normalized once so readers need no defaults: an omitted maximum, rate or
+ * burst (protobuf JSON omits zeros) becomes 0, a negative maximum -1, and a resource maximum
+ * given as an integer stays one (5, not 5.0). Input is validated: nothing is checked here. */
 /* The normalized spec: all three maps, every entry in its full shape. */
 static json_t *
 normalize_spec(const json_t *spec)
@@ -647,6 +702,8 @@ normalize_spec(const json_t *spec)
     return out;
 }
 
+/* Labels must be selectable: keys and values follow the selector syntax, so every stored label
+ * can be matched by tally__quota_list(). Annotations are free text. */
 static int
 check_string_map(const json_t *m, const char *field, int labels, char *err, size_t errlen)
 {
@@ -706,6 +763,7 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
         seterr(err, errlen, "metadata: must be an object");
         return TALLY_EINVAL;
     }
+    /* Replace names the object in its path, so metadata may be left out; Create may not. */
     if (!json_is_object(meta)) {
         if (!path_name) {
             seterr(err, errlen, "metadata: required (metadata.name names the object)");
@@ -734,6 +792,8 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
             return TALLY_EINVAL;
         }
         const char *s = json_string_value(jns);
+        /* "" is protobuf JSON's unset string. The path decides the namespace: a body naming
+         * another one is refused rather than obeyed or ignored. */
         if (s[0] && strcmp(s, path_ns) != 0) {
             seterr(err, errlen,
                    "metadata.namespace: '%.64s' differs from the namespace of the path '%s'", s,
@@ -749,6 +809,7 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
         return TALLY_EINVAL;
     }
     const char *bname = json_is_string(jname) ? json_string_value(jname) : "";
+    /* Likewise on Replace the path decides the name and the body may only repeat it. */
     if (path_name) {
         if (bname[0] && strcmp(bname, path_name) != 0) {
             seterr(err, errlen, "metadata.name: '%.64s' differs from the name of the path '%s'",
@@ -798,6 +859,8 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
     char now[TALLY_TIME_RFC3339_LEN];
     tally__time_format_rfc3339(origin->now_s, now, sizeof now);
     json_t *sys;
+    /* Replace keeps the object's identity (uid, creation, creator, object_index) and refreshes
+     * only the modification time and tenant; Create draws a new v4 uid. */
     const json_t *psys = prev ? json_object_get(prev, "system_metadata") : NULL;
     if (psys) {
         sys = json_deep_copy(psys);
@@ -816,6 +879,8 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
                         origin->tenant ? origin->tenant : "", "object_index",
                         (json_int_t)object_index);
     }
+    /* "o*" omits a NULL member rather than failing, so a failed allocation above leaves doc
+     * valid but incomplete: the explicit checks below catch it. */
     json_t *doc = json_pack("{so*so*so*}", "metadata", m, "spec", nspec, "system_metadata", sys);
     if (!doc || !m || !nspec || !sys) {
         json_decref(doc);
@@ -828,6 +893,8 @@ tally__quota_build(const json_t *body, const char *path_ns, const char *path_nam
 
 /* ---- storage ---------------------------------------------------------------------- */
 
+/* Error mapping at this module's edge: the codes our contracts name pass through; anything
+ * else from the store becomes TALLY_ESTORE, one code for "the store failed". */
 static int
 store_rc(int rc)
 {
@@ -858,6 +925,8 @@ next_index(tally__store_t *store, int64_t *out)
         return 0;
     if (rc != 0)
         return store_rc(rc);
+    /* Corrupt content restarts the count rather than blocking every create; a store error
+     * above is still an error. */
     json_t *j = json_loadb(text, len, 0, NULL);
     free(text);
     json_t *n = json_object_get(j, "next");
@@ -867,6 +936,10 @@ next_index(tally__store_t *store, int64_t *out)
     return 0;
 }
 
+/* The index is read before validation but written in the same transaction as the object, and
+ * the object with must_not_exist: a refused or failed create consumes no index, and an
+ * existing name is TALLY_EEXISTS with nothing written. Reading and writing the sequence apart
+ * is safe only because writers run on one thread (quota.h). */
 int
 tally__quota_create(tally__store_t *store, const json_t *body, const char *path_ns,
                     const tally__catalog_t *cat, const tally__quota_origin_t *origin, json_t **out,
@@ -907,6 +980,8 @@ tally__quota_create(tally__store_t *store, const json_t *body, const char *path_
     free(text);
     if (rc == TALLY_EEXISTS)
         seterr(err, errlen, "quota '%s' already exists in namespace '%s'", name, path_ns);
+    /* The name is validated (at most 63 bytes): a key too long for the store can only be
+     * the namespace's fault. */
     else if (rc == TALLY_EINVAL)
         seterr(err, errlen, "metadata.namespace: '%.64s' is too long", path_ns);
     if (rc != 0)
@@ -921,6 +996,8 @@ fail:
     return rc;
 }
 
+/* The store's TALLY_EINVAL is a key too long to store: no such object can exist, so it is
+ * TALLY_ENOTFOUND to the caller. tally__quota_delete() maps it the same way. */
 int
 tally__quota_get(tally__store_t *store, const char *ns, const char *name, json_t **out)
 {
@@ -939,6 +1016,8 @@ tally__quota_get(tally__store_t *store, const char *ns, const char *name, json_t
     return 0;
 }
 
+/* The stored object is read first for the identity a Replace keeps. must_exist on the write
+ * makes a delete in between TALLY_ENOTFOUND, not a re-creation under the old identity. */
 int
 tally__quota_replace(tally__store_t *store, const json_t *body, const char *path_ns,
                      const char *path_name, const tally__catalog_t *cat,
@@ -995,6 +1074,7 @@ typedef struct list_ctx {
     json_t *arr;
 } list_ctx_t;
 
+/* An unreadable document is skipped, so one corrupt object does not hide the others. */
 static int
 list_cb(void *vctx, const char *ns, const char *name, const void *value, size_t len)
 {
@@ -1021,6 +1101,7 @@ tally__quota_list(tally__store_t *store, const char *ns, const tally__selector_t
     if (!c.arr)
         return -ENOMEM;
     int rc = tally__store_obj_list(store, TALLY_QUOTA_KIND, ns, list_cb, &c);
+    /* -ENOMEM is list_cb()'s only failure and passes through; any other is the store's. */
     if (rc != 0) {
         json_decref(c.arr);
         return rc == -ENOMEM ? rc : TALLY_ESTORE;

@@ -165,7 +165,15 @@ items=$(grep -o '"object_name"' "$T/big.json" | wc -l)
 [ "$items" -eq "$BIG" ] || fail "big read gave $items items, want $BIG"
 growth=$((peak - before))
 say "big: $BIG items, $(wc -c <"$T/big.json") bytes, RSS $before KiB before, peak $peak KiB (+$growth KiB)"
-[ "$growth" -le "$BOUND_KIB" ] || fail "RSS grew by $growth KiB during one read (bound $BOUND_KIB KiB)"
+# The bound holds for the real allocator only: AddressSanitizer keeps freed
+# memory in quarantine (so RSS grows with everything freed), and a wrapper
+# script (valgrind) is not the process measured.
+if [ "$(head -c 4 "$TALLYD" | od -An -c | tr -d ' ')" != "177ELF" ] ||
+    { command -v readelf >/dev/null && readelf -d "$TALLYD" | grep -q 'libasan'; }; then
+    say "memory bound not checked: tallyd runs under a sanitizer or a wrapper"
+else
+    [ "$growth" -le "$BOUND_KIB" ] || fail "RSS grew by $growth KiB during one read (bound $BOUND_KIB KiB)"
+fi
 rm -f "$T/big.json"
 
 # a reader that takes its answer slowly holds the token's one heavy read
