@@ -238,13 +238,15 @@ evaluate_ns(tally_alerts_t *a, const char *ns, int64_t now_s)
         rc = tally__alert_state_update(a->st, ns, lim->key, level, ratio, a->pass, &prev);
         /* every level crossed, in order, even when one flush crossed several
          * (ok -> warning -> exceeded); no warning level when warn_percent is 0 */
-        for (int l = prev + 1, from = prev; rc == 1 && l <= level; l++)
+        for (int l = prev + 1, from = prev; rc == 1 && l <= level; l++) {
             if (l == level || a->o.cfg->quota.warn_percent > 0) {
                 publish(a, ns, lim, usage, l, from);
                 from = l;
-            } else if (rc == TALLY_EFULL)
-                tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked",
-                                MAX_STATE, ns, lim->key);
+            }
+        }
+        if (rc == TALLY_EFULL)
+            tally__log_warn("alerts: level table full (%d); ns=%s key=%s not tracked",
+                            MAX_STATE, ns, lim->key);
     }
     tally__quota_limits_free(&lims);
 }

@@ -496,7 +496,7 @@ tally_route_dash_series(tally_ctx_t *ctx, tally_http_req_t *req, tally_http_res_
     uint32_t nkeys = tally__strtab_count(q.keys);
     if (q.by == BY_METRIC)
         q.top = MAX_TOP; /* every metric (up to MAX_TOP): each is its own chart */
-    order = malloc((nkeys ? nkeys : 1) * sizeof *order);
+    order = calloc(nkeys ? nkeys : 1, sizeof *order);
     q.slot_of = malloc((nkeys ? nkeys : 1) * sizeof *q.slot_of);
     if (q.top > nkeys)
         q.top = nkeys;

@@ -139,14 +139,14 @@ rotr64(uint64_t x, int n)
 
 #define B2_G(r, i, a, b, c, d)                                                                  \
     do {                                                                                        \
-        a = a + b + m[b2_sigma[r][2 * i]];                                                      \
-        d = rotr64(d ^ a, 32);                                                                  \
-        c = c + d;                                                                              \
-        b = rotr64(b ^ c, 24);                                                                  \
-        a = a + b + m[b2_sigma[r][2 * i + 1]];                                                  \
-        d = rotr64(d ^ a, 16);                                                                  \
-        c = c + d;                                                                              \
-        b = rotr64(b ^ c, 63);                                                                  \
+        (a) = (a) + (b) + m[b2_sigma[r][2 * (i)]];                                              \
+        (d) = rotr64((d) ^ (a), 32);                                                            \
+        (c) = (c) + (d);                                                                        \
+        (b) = rotr64((b) ^ (c), 24);                                                            \
+        (a) = (a) + (b) + m[b2_sigma[r][2 * (i) + 1]];                                          \
+        (d) = rotr64((d) ^ (a), 16);                                                            \
+        (c) = (c) + (d);                                                                        \
+        (b) = rotr64((b) ^ (c), 63);                                                            \
     } while (0)
 
 #define B2_ROUND(r)                                                                             \

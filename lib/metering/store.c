@@ -1871,7 +1871,7 @@ ev_migrate_txn(tally__store_t *s, MDB_txn *txn, size_t *moved)
         if (has_seen) {
             MDB_val ek = {TALLY_STORE_EVKEY_LEN, (void *)(tk + 8)}, ev;
             int g = mdb_get(txn, seen, &ek, &ev);
-            if (g == MDB_NOTFOUND || (g == 0 && (ev.mv_size != 8 || memcmp(ev.mv_data, tk, 8))))
+            if (g == MDB_NOTFOUND || (g == 0 && (ev.mv_size != 8 || memcmp(ev.mv_data, tk, 8) != 0)))
                 continue; /* stale: its identity holds a newer time */
             if (g) {
                 rc = g;
