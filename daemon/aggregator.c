@@ -358,11 +358,7 @@ flush(tally_aggregator_t *a)
         rc = tally__store_commit_grow(a->o.store, &src, a->pput, np,
                                       __atomic_load_n(&a->o.map_max_bytes, __ATOMIC_RELAXED),
                                       &gn);
-    if (gn.grows) {
-        TALLY_STAT_ADD(map_grows, gn.grows);
-        tally__log_info("storage map grown map_size_bytes=%llu",
-                        (unsigned long long)gn.map_size);
-    }
+    TALLY_STAT_ADD(map_grows, gn.grows); /* each growth is logged by the store */
     uint64_t size, used;
     tally__store_map_info(a->o.store, &size, &used);
     TALLY_STAT_SET(map_size, size);

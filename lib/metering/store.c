@@ -930,6 +930,8 @@ tally__store_commit_grow(tally__store_t *s, const tally__store_src_t *src,
         if (grc != 0)
             break;
         note->grows++;
+        tally__log_info("storage map grown map_size_bytes=%llu",
+                        (unsigned long long)note->map_size);
     }
     if (rc == -EIO && tally__store_free_bytes(s) < SHORT_WRITE_FREE) {
         rc = -ENOSPC;

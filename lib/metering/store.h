@@ -257,6 +257,7 @@ typedef struct tally__store_grow_note {
  * reserved on disk, so a growth that cannot be backed would take that space
  * from the rest of the system at every retry. LMDB reports a short write on a
  * full disk as EIO; with less than 4 MiB free it is returned as -ENOSPC.
+ * Each growth is logged ("storage map grown map_size_bytes=N").
  * @return 0; TALLY_EMAPFULL at map_max (or when growing failed); -ENOSPC,
  *         -EDQUOT or -EFBIG when the disk cannot hold more; any error of
  *         tally__store_commit_src(). Nothing is committed on failure.
