@@ -184,22 +184,6 @@ load_months(const tally__invoices_env_t *env, int64_t from_s, int64_t to_s, tall
     return 0;
 }
 
-static tally__price_line_t *
-push_line(tally__priced_t *p, size_t *cap)
-{
-    if (p->n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        tally__price_line_t *v = realloc(p->lines, c * sizeof *v);
-        if (!v)
-            return NULL;
-        p->lines = v;
-        *cap = c;
-    }
-    tally__price_line_t *l = &p->lines[p->n++];
-    memset(l, 0, sizeof *l);
-    return l;
-}
-
 /*
  * Append to inv (the invoice of the month starting month_s) one adjustment
  * line per earlier closed month and metric whose usage charge, priced now, is
@@ -242,7 +226,7 @@ late_lines(const tally__invoices_env_t *env, int64_t month_s, int64_t now_s, tal
                 billed_for(&months[j], m, l->metric, &amount, &qty, &billable);
             if (l->amount_cents <= amount)
                 continue;
-            tally__price_line_t *a = push_line(&inv->priced, cap);
+            tally__price_line_t *a = tally__priced_add_line(&inv->priced, cap);
             if (!a) {
                 rc = -ENOMEM;
                 break;

@@ -1,5 +1,6 @@
 /* pricing.c — prices usage in integer cents: billable rounding, tiers, prorated flat fees, add-ons,
  * coupons. */
+#include "buf.h"
 #include "pricing.h"
 
 #include <errno.h>
@@ -437,17 +438,11 @@ load_segs(tally__store_t *store, const char *kind, const char *key, segs_t *out)
 
 /* ---- building a priced period -------------------------------------------------------- */
 
-static tally__price_line_t *
-add_line(tally__priced_t *p, size_t *cap)
+tally__price_line_t *
+tally__priced_add_line(tally__priced_t *p, size_t *cap)
 {
-    if (p->n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        tally__price_line_t *v = realloc(p->lines, c * sizeof *v);
-        if (!v)
-            return NULL;
-        p->lines = v;
-        *cap = c;
-    }
+    if (tally__grow((void **)&p->lines, cap, p->n + 1, sizeof *p->lines, 16) != 0)
+        return NULL;
     tally__price_line_t *l = &p->lines[p->n++];
     memset(l, 0, sizeof *l);
     return l;
@@ -500,7 +495,7 @@ metric_line(tally__priced_t *p, size_t *cap, const tally__metric_def_t *def,
             const tally__usage_qty_t *q, const tally__plan_price_t *price, int64_t start_s,
             int64_t end_s)
 {
-    tally__price_line_t *l = add_line(p, cap);
+    tally__price_line_t *l = tally__priced_add_line(p, cap);
     if (!l)
         return -ENOMEM;
     copy_str(l->usage_type, sizeof l->usage_type, def->usage_type);
@@ -573,7 +568,7 @@ fee_lines(tally__priced_t *p, size_t *cap, const tally__plans_t *plans, const se
             if (paid > days)
                 paid = days;
         }
-        tally__price_line_t *l = add_line(p, cap);
+        tally__price_line_t *l = tally__priced_add_line(p, cap);
         if (!l)
             return -ENOMEM;
         snprintf(l->usage_type, sizeof l->usage_type, "Plan fee: %s", plan->title);
@@ -603,7 +598,7 @@ addon_lines(tally__priced_t *p, size_t *cap, const tally__plans_t *plans, const 
         if (e <= s)
             continue;
         const tally__addon_t *a = tally__plans_addon_find(plans, g->name);
-        tally__price_line_t *l = add_line(p, cap);
+        tally__price_line_t *l = tally__priced_add_line(p, cap);
         if (!l)
             return -ENOMEM;
         snprintf(l->usage_type, sizeof l->usage_type, "Add-on: %s%s", a ? a->display_name : g->name,

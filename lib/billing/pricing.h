@@ -89,6 +89,10 @@ int tally__pricing_allocate(int64_t total, const uint64_t *weights, size_t n, in
 /** @brief Free what tally__pricing_period() filled in (and zero it). NULL is ignored. */
 void tally__priced_free(tally__priced_t *p);
 
+/** @brief Append a zeroed line to p (*cap lines allocated; grows it).
+ *  @return the line, or NULL when memory ran out (p unchanged). */
+tally__price_line_t *tally__priced_add_line(tally__priced_t *p, size_t *cap);
+
 /* ---- the rules, as pure functions (unit-tested one by one) ------------------
  *
  * Billable quantity: ceil(raw / division_factor) over the priced period
