@@ -266,13 +266,6 @@ batch_fini(batch_t *b)
     memset(b, 0, sizeof *b);
 }
 
-/* ---- ids ----------------------------------------------------------------------- */
-
-void
-tally__billing_uuid(char *out)
-{
-    tally__uuid_random(out);
-}
 
 /* A stable UUID for a period: derived from its subscription and start. */
 static void
@@ -469,7 +462,7 @@ static json_t *
 sub_record(const char *plan, int64_t start_s, json_int_t seq)
 {
     char uid[TALLY_BILLING_ID_LEN];
-    tally__billing_uuid(uid);
+    tally__uuid_random(uid);
     return json_pack("{s:s, s:s, s:o, s:b, s:I}", "uid", uid, "plan", plan, "start",
                      time_json(start_s), "cancelled", 0, "seq", seq);
 }
@@ -494,7 +487,7 @@ static json_t *
 addon_record(const char *addon, int64_t start_s, int included)
 {
     char uid[TALLY_BILLING_ID_LEN];
-    tally__billing_uuid(uid);
+    tally__uuid_random(uid);
     return json_pack("{s:s, s:s, s:o, s:b, s:b}", "uid", uid, "addon", addon, "start",
                      time_json(start_s), "cancelled", 0, "included", included);
 }
@@ -820,7 +813,7 @@ tally__billing_transition_create(const tally__billing_env_t *env, const char *ns
     if (rc != TALLY_ENOTFOUND)
         return rc;
 
-    tally__billing_uuid(out->id);
+    tally__uuid_random(out->id);
     out->requires_manual_approval = plan->transition.requires_manual_approval;
     json_t *rec =
         json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o}", "id", out->id, "namespace",

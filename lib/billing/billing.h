@@ -83,12 +83,6 @@ typedef struct tally__billing_created {
 } tally__billing_created_t;
 
 /**
- * @brief A new v4 UUID (libsodium randombytes_buf) as lower-case text.
- * @param out at least TALLY_BILLING_ID_LEN bytes.
- */
-void tally__billing_uuid(char *out);
-
-/**
  * @brief InitiatePlanTransition: validate, record, and run at once unless
  *        the target plan requires manual approval.
  * @param ns the namespace of the request path (recorded; transitions are

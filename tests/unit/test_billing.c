@@ -190,20 +190,6 @@ list(int current_only, int64_t now)
     return rsp;
 }
 
-/* ---- ids ------------------------------------------------------------------------------ */
-
-Test(billing, uuids_are_version_4_and_distinct)
-{
-    char a[TALLY_BILLING_ID_LEN], b[TALLY_BILLING_ID_LEN];
-    tally__billing_uuid(a);
-    tally__billing_uuid(b);
-    cr_assert_eq(strlen(a), 36);
-    cr_assert_str_neq(a, b);
-    cr_assert(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-', "%s", a);
-    cr_assert_eq(a[14], '4', "version nibble: %s", a);
-    cr_assert(strchr("89ab", a[19]), "variant: %s", a);
-}
-
 /* ---- transitions ---------------------------------------------------------------------- */
 
 Test(billing, direct_transition_switches_plan_quota_addons_in_one_step)
